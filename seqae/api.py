@@ -1,0 +1,167 @@
+"""The Python API: ``train``, ``load``, ``evaluate``, ``plot``. The command line is a thin layer over it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqae import checkpoint
+from seqae.checkpoint import CheckpointError
+from seqae.config import ConfigError, Recipe, dumps_toml, load_recipe, read_toml, recipe_from_dict
+from seqae.families import get_family
+from seqae.train import Trainer, seed_everything
+
+# Keys that may differ between a run's saved config and the recipe it is resumed with.
+RESUMABLE_CHANGES = {"train.steps", "train.device", "train.log_every", "train.checkpoint_every", "train.eval_every"}
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_recipe(recipe: str | os.PathLike | Recipe, overrides=None) -> Recipe:
+    if isinstance(recipe, Recipe):
+        if overrides:
+            raise ValueError("overrides apply to a recipe file; change the Recipe object directly instead")
+        return recipe
+    return load_recipe(recipe, overrides)
+
+
+def config_differences(saved: dict[str, dict], new: dict[str, dict]) -> list[str]:
+    keys = []
+    for section in saved.keys() | new.keys():
+        a, b = saved.get(section, {}), new.get(section, {})
+        for key in a.keys() | b.keys():
+            if a.get(key) != b.get(key):
+                keys.append(f"{section}.{key}")
+    return sorted(keys)
+
+
+def train(
+    recipe: str | os.PathLike | Recipe,
+    out: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    resume: bool = False,
+    device: str | None = None,
+) -> Path:
+    """Train a recipe into a run directory and return its path.
+
+    ``out`` defaults to ``runs/<recipe name>``. A directory that already holds a run is never
+    overwritten: pass ``resume=True`` to continue it, or choose another ``out``.
+    """
+    source = Path(recipe.source) if isinstance(recipe, Recipe) else Path(recipe)
+    recipe = resolve_recipe(recipe, overrides)
+    if device is not None:
+        recipe.train.device = device
+    family = get_family(recipe.family, recipe.source)
+    run_dir = Path(out) if out is not None else Path("runs") / source.stem
+    has_run = (run_dir / checkpoint.STATE_FILE).exists() or (run_dir / checkpoint.MODEL_FILE).exists()
+    if has_run and not resume:
+        raise CheckpointError(
+            f"{run_dir}: already holds a trained run; pass --resume to continue it, or choose another --out"
+        )
+    seed_everything(recipe.train.seed)
+    prepared = family.prepare(recipe)
+    resolved = recipe.to_dict()
+    config_path = run_dir / checkpoint.CONFIG_FILE
+    if resume and has_run and config_path.exists():
+        saved = read_toml(config_path)
+        changed = [k for k in config_differences(saved, resolved) if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(
+                f"{config_path}: the recipe differs from the run being resumed in {', '.join(changed)}; "
+                "resume with the same recipe, or train into another --out"
+            )
+    model = family.build_model(recipe)
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.atomic_write(config_path, dumps_toml(resolved))
+    trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test)
+    trainer.fit(resume=resume and has_run)
+    return run_dir
+
+
+def read_run_config(run_dir: Path) -> Recipe:
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    path = run_dir / checkpoint.CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; {run_dir} is not a seqae run directory")
+    return recipe_from_dict(read_toml(path), str(path), base_dir=run_dir, check_paths=False)
+
+
+def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family: str | None = None) -> nn.Module:
+    """Rebuild the trained model of any family from its run directory, in eval mode.
+
+    The model carries its resolved recipe as ``model.recipe``. A run of another family than ``family``
+    (when given), corrupt weights, or a config that does not match the weights raise
+    :class:`~seqae.checkpoint.CheckpointError` naming the file.
+    """
+    run_dir = Path(run_dir)
+    recipe = read_run_config(run_dir)
+    if family is not None and recipe.family != family:
+        raise CheckpointError(f"{run_dir}: a '{recipe.family}' run, but a '{family}' model was asked for")
+    model_path = run_dir / checkpoint.MODEL_FILE
+    tensors, meta = checkpoint.read_model_file(model_path)
+    if meta.get("family") != recipe.family:
+        raise CheckpointError(
+            f"{model_path}: weights of family '{meta.get('family')}', but {checkpoint.CONFIG_FILE} says '{recipe.family}'"
+        )
+    try:
+        model = get_family(recipe.family).build_model(recipe)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{run_dir / checkpoint.CONFIG_FILE}: cannot build the model: {err}") from None
+    expected = model.state_dict()
+    problems = [f"'{k}' missing from the weights" for k in expected if k not in tensors]
+    problems += [f"unexpected tensor '{k}'" for k in tensors if k not in expected]
+    problems += [
+        f"'{k}' has shape {tuple(tensors[k].shape)} in the weights but {tuple(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{run_dir / checkpoint.CONFIG_FILE} does not match {model_path}: {'; '.join(problems[:3])}"
+            + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        )
+    model.load_state_dict(tensors)
+    model.recipe = recipe
+    model.run_dir = run_dir
+    model.trained_steps = int(meta.get("step", 0))
+    return model.to(device).eval()
+
+
+def evaluate(run_dir: str | os.PathLike, device: str = "cpu", write: bool = True) -> dict[str, Any]:
+    """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``."""
+    run_dir = Path(run_dir)
+    model = load(run_dir, device=device)
+    recipe = model.recipe
+    family = get_family(recipe.family)
+    prepared = family.prepare(recipe)
+    result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
+    result.update(family.evaluate(model, recipe, prepared))
+    if write:
+        checkpoint.atomic_write(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, device: str = "cpu") -> list[Path]:
+    """Training curves and the family's own figures as PNG files (default: ``RUN_DIR/plots``)."""
+    from seqae import plots
+
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir / "plots"
+    model = load(run_dir, device=device)
+    recipe = model.recipe
+    family = get_family(recipe.family)
+    paths = []
+    records = checkpoint.read_metrics(run_dir)
+    if records:
+        paths.append(plots.training_curves(records, out / "training_curves.png", title=f"{run_dir.name} ({recipe.family})"))
+    paths += family.figures(model, recipe, family.prepare(recipe), out)
+    return paths

@@ -1,0 +1,106 @@
+"""The ``seqae`` command."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from seqae import api, checkpoint
+from seqae.checkpoint import CheckpointError
+from seqae.config import ConfigError
+from seqae.datasets.base import DataError
+from seqae.families import get_family
+from seqae.train import TrainingError
+
+USER_ERRORS = (ConfigError, CheckpointError, DataError, TrainingError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqae", description=__doc__.strip() + " See README.md for recipes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a recipe into a run directory")
+    p.add_argument("recipe", help="a recipe TOML file, e.g. recipes/ae_digits.toml")
+    p.add_argument("--out", help="run directory (default: runs/<recipe name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=500 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
+
+    p = sub.add_parser("eval", help="evaluate a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("plot", help="training curves and the family's figures as PNG")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
+    p.add_argument("--device", default="cpu")
+
+    for name, what in (("codes", "codes of new input"), ("score", "anomaly scores (reconstruction error) of new input")):
+        p = sub.add_parser(name, help=f"write the {what} to a .npy file")
+        p.add_argument("run_dir")
+        p.add_argument("-i", "--input", required=True, help="input file (.npy, .npz or IDX for array families)")
+        p.add_argument("-o", "--output", required=True, help="output .npy file")
+        p.add_argument("--device", default="cpu")
+    return parser
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    checkpoint.atomic_write(path, buffer.getvalue())
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        run_dir = api.train(args.recipe, out=args.out, overrides=args.overrides, resume=args.resume, device=args.device)
+        if api.is_main_process():
+            print(f"trained: {run_dir}  (next: seqae eval {run_dir}; seqae plot {run_dir})", file=sys.stderr)
+        return 0
+    if args.command == "eval":
+        result = api.evaluate(args.run_dir, device=args.device)
+        if args.json:
+            print(json.dumps(result))
+        else:
+            width = max(len(k) for k in result)
+            for key, value in result.items():
+                shown = f"{value:.6g}" if isinstance(value, float) else value
+                print(f"{key:<{width}}  {shown}")
+        return 0
+    if args.command == "plot":
+        for path in api.plot(args.run_dir, args.out, device=args.device):
+            print(path)
+        return 0
+    if args.command in ("codes", "score"):
+        model = api.load(args.run_dir, device=args.device)
+        family = get_family(model.recipe.family)
+        fn = family.codes if args.command == "codes" else family.scores
+        if fn is None:
+            raise ConfigError(f"{args.run_dir}: family '{family.name}' has no '{args.command}' output")
+        array = fn(model, model.recipe, Path(args.input))
+        save_npy(Path(args.output), array)
+        print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)
+        return 0
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except USER_ERRORS as err:
+        print(f"seqae: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("seqae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Array and image data: scikit-learn's bundled digits, ``.npy``/``.npz`` files and MNIST-style IDX files.
+
+Every source becomes a float32 matrix ``(examples, features)`` with values scaled to about [0, 1], an
+optional integer label vector, and the image shape used for figures.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqae.config import ConfigError, path_field
+from seqae.datasets.base import BatchSource, DataError
+
+DIGITS = "digits"
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/ file format).
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass
+class ArrayDataConfig:
+    """``[data]`` for array families (autoencoder, vae, vqvae on images)."""
+
+    source: str = path_field(DIGITS, special=(DIGITS,), doc="'digits', or a .npy/.npz/IDX file")
+    labels: str = path_field("", doc="optional labels file (.npy or IDX) for a .npy/IDX source")
+    test_fraction: float = 0.2  # held-out share, stratified by label when labels exist
+    split_seed: int = 0
+    exclude_classes: list[int] = field(default_factory=list)  # left out of the training split (anomaly)
+    scale: float = 0.0  # inputs are multiplied by this; 0 chooses it from the data (1/16 digits, 1/255 bytes)
+    image_shape: list[int] = field(default_factory=list)  # for figures; [] infers it (8x8, 28x28, ...)
+
+    def validate(self, where: str) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"{where}: data.test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.scale < 0:
+            raise ConfigError(f"{where}: data.scale must be >= 0, got {self.scale}")
+
+
+@dataclass
+class ArrayData:
+    """A whole array data set in memory."""
+
+    x: np.ndarray  # (examples, features) float32
+    y: np.ndarray | None  # (examples,) int64
+    image_shape: tuple[int, ...]
+    scale: float
+    name: str
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) into an array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            header = fh.read(4)
+            if len(header) < 4 or header[0] != 0 or header[1] != 0 or header[2] not in IDX_DTYPES:
+                raise DataError(f"{path}: not an IDX file (bad magic number {header.hex() or 'empty'})")
+            ndim = header[3]
+            dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+            dtype = np.dtype(IDX_DTYPES[header[2]])
+            expected = int(np.prod(dims)) * dtype.itemsize
+            payload = fh.read()
+    except (OSError, EOFError, struct.error) as err:
+        raise DataError(f"{path}: cannot read IDX file: {err}") from None
+    if len(payload) != expected:
+        raise DataError(f"{path}: IDX header promises {expected} bytes of data, file has {len(payload)}")
+    return np.frombuffer(payload, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_array_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``.npy``, ``.npz`` (keys ``x`` and optional ``y``; else the first array) or IDX."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    name = path.name.lower()
+    try:
+        if name.endswith(".npy"):
+            return np.load(path, allow_pickle=False), None
+        if name.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as npz:
+                keys = list(npz.keys())
+                if not keys:
+                    raise DataError(f"{path}: the .npz file holds no arrays")
+                x = npz["x"] if "x" in keys else npz[keys[0]]
+                y = npz["y"] if "y" in keys else None
+                return x, y
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read array file: {err}") from None
+    if "idx" in name or name.endswith("-ubyte") or name.endswith("-ubyte.gz"):
+        return read_idx(path), None
+    raise DataError(f"{path}: unknown array format; use .npy, .npz (key 'x', optional 'y') or an IDX file")
+
+
+def as_feature_matrix(raw: np.ndarray, where: str, scale: float = 0.0) -> tuple[np.ndarray, float, tuple]:
+    """Flatten ``(N, ...)`` to ``(N, features)`` float32, check it is finite, and scale it.
+
+    Returns the matrix, the scale used and the per-example shape (for figures).
+    """
+    if raw.dtype.kind not in "iuf" and raw.dtype.kind != "b":
+        raise DataError(f"{where}: array of dtype {raw.dtype} is not numeric")
+    if raw.ndim < 2:
+        raise DataError(f"{where}: expected an array of shape (examples, features...), got shape {raw.shape}")
+    if raw.shape[0] == 0 or raw[0].size == 0:
+        raise DataError(f"{where}: the array is empty (shape {raw.shape})")
+    if raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw)
+        if bad.any():
+            first = np.argwhere(bad)[0]
+            raise DataError(
+                f"{where}: {int(bad.sum())} values are NaN or infinite (first at index {tuple(int(i) for i in first)}); "
+                "clean the data first"
+            )
+    if scale == 0.0:
+        scale = 1.0 / 255.0 if raw.dtype == np.uint8 else 1.0
+    x = raw.reshape(raw.shape[0], -1).astype(np.float32) * np.float32(scale)
+    return x, float(scale), tuple(raw.shape[1:])
+
+
+def guess_image_shape(per_example: tuple, width: int) -> tuple[int, ...]:
+    if len(per_example) >= 2:
+        return tuple(per_example)
+    side = int(round(width**0.5))
+    return (side, side) if side * side == width else (1, width)
+
+
+def load_arrays(config: ArrayDataConfig) -> ArrayData:
+    """Load the data set a ``[data]`` section names (the whole thing, before the split)."""
+    if config.source == DIGITS:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        scale = config.scale or 1.0 / 16.0  # digits pixels are counts 0..16
+        x = (digits.data * scale).astype(np.float32)
+        return ArrayData(x, digits.target.astype(np.int64), (8, 8), scale, "digits")
+    raw, y = read_array_file(config.source)
+    x, scale, per_example = as_feature_matrix(raw, config.source, config.scale)
+    if config.labels:
+        labels_raw, _ = read_array_file(config.labels)
+        y = labels_raw
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if y.shape[0] != x.shape[0]:
+            raise DataError(
+                f"{config.labels or config.source}: {y.shape[0]} labels for {x.shape[0]} examples"
+            )
+        if y.dtype.kind not in "iub":
+            raise DataError(f"{config.labels or config.source}: labels must be integers, got {y.dtype}")
+        y = y.astype(np.int64)
+    shape = tuple(config.image_shape) or guess_image_shape(per_example, x.shape[1])
+    return ArrayData(x, y, shape, scale, Path(config.source).name)
+
+
+def split_indices(data: ArrayData, config: ArrayDataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed train/test split: stratified by label where labels exist."""
+    from sklearn.model_selection import train_test_split
+
+    n = data.x.shape[0]
+    if n < 2:
+        raise DataError(f"{data.name}: {n} example(s); need at least 2 to split into train and test")
+    stratify = data.y
+    if stratify is not None and np.bincount(stratify - stratify.min()).min() < 2:
+        stratify = None  # a class with one example cannot be stratified
+    train_idx, test_idx = train_test_split(
+        np.arange(n), test_size=config.test_fraction, random_state=config.split_seed, stratify=stratify
+    )
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    if config.exclude_classes:
+        if data.y is None:
+            raise ConfigError("data.exclude_classes needs labelled data")
+        train_idx = train_idx[~np.isin(data.y[train_idx], config.exclude_classes)]
+    return train_idx, test_idx
+
+
+class ArraySource(BatchSource):
+    """Rows of an in-memory matrix; batches are ``{"x": (B, features), "y": (B,)}``."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, name: str = "arrays"):
+        self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        self.y = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
+        self.name = name
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def describe(self) -> str:
+        return self.name
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        idx = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        batch = {"x": self.x[idx]}
+        if self.y is not None:
+            batch["y"] = self.y[idx]
+        return batch
+
+
+def build_splits(config: ArrayDataConfig) -> tuple[ArraySource, ArraySource, ArrayData]:
+    """Train and test sources for a ``[data]`` section, plus the full data (for its shape and scale)."""
+    data = load_arrays(config)
+    train_idx, test_idx = split_indices(data, config)
+    y = data.y
+    train = ArraySource(data.x[train_idx], None if y is None else y[train_idx], f"{data.name} (train split)")
+    test = ArraySource(data.x[test_idx], None if y is None else y[test_idx], f"{data.name} (test split)")
+    return train, test, data
+
+
+def read_input(path: str | Path, scale: float, input_dim: int) -> np.ndarray:
+    """Read new input for ``seqae codes``/``score``: the same scaling the model was trained with."""
+    raw, _ = read_array_file(path)
+    if raw.ndim == 1:
+        raw = raw[None, :]
+    x, _, _ = as_feature_matrix(raw, str(path), scale)
+    if x.shape[1] != input_dim:
+        raise DataError(
+            f"{path}: examples have {x.shape[1]} features, the model was trained on {input_dim}"
+        )
+    return x

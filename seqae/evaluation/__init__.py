@@ -1,0 +1,1 @@
+"""Evaluation: each family's figures beside their baselines."""

@@ -1,0 +1,145 @@
+"""Evaluation of the array families (autoencoder, vae) on the test split, each figure beside a baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqae.config import ConfigError
+
+
+@dataclass
+class ArrayEvalConfig:
+    """``[eval]`` for the array families."""
+
+    noise_seed: int = 0  # seed of the noise added to test inputs for the denoising figure
+    elbo_samples: int = 10  # posterior samples per example for the VAE's test ELBO
+    active_unit_threshold: float = 0.01  # a latent unit is active if Cov_x(E[z_u|x]) exceeds this
+
+    def validate(self, where: str) -> None:
+        if self.elbo_samples <= 0:
+            raise ConfigError(f"{where}: eval.elbo_samples must be positive")
+
+
+def batched(fn, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def pca_mse(train_x: np.ndarray, test_x: np.ndarray, components: int) -> float:
+    """Test MSE of reconstruction by PCA with ``components`` components fitted on the training split."""
+    from sklearn.decomposition import PCA
+
+    components = min(components, train_x.shape[1], train_x.shape[0])
+    pca = PCA(n_components=components, random_state=0).fit(train_x)
+    rec = pca.inverse_transform(pca.transform(test_x))
+    return float(np.mean((rec - test_x) ** 2))
+
+
+def corrupt_like(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """The model's own input noise, drawn from a fixed seed so the figure is repeatable."""
+    generator = torch.Generator().manual_seed(seed)
+    level = model.config.noise_level
+    if model.config.noise == "gaussian":
+        return x + level * torch.randn(x.shape, generator=generator)
+    return x * (torch.rand(x.shape, generator=generator) >= level).float()
+
+
+@torch.no_grad()
+def evaluate_autoencoder(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, train_y, config: ArrayEvalConfig, excluded: list[int]) -> dict[str, Any]:
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.from_numpy(test_x)
+    reconstruct = lambda b: model.reconstruct(b.to(device)).cpu()  # noqa: E731
+    rec = batched(reconstruct, x)
+    mse = float((rec - x).pow(2).mean())
+    pca = pca_mse(train_x, test_x, model.code_dim)
+    result: dict[str, Any] = {
+        "test_examples": int(x.shape[0]),
+        "test_mse": mse,
+        "pca_mse": pca,
+        "pca_components": int(model.code_dim),
+        "mse_ratio_to_pca": mse / pca if pca > 0 else float("nan"),
+    }
+    cfg = model.config
+    if cfg.noise != "none" and cfg.noise_level > 0:
+        noisy = corrupt_like(model, x, config.noise_seed)
+        denoised = batched(reconstruct, noisy)
+        noisy_mse = float((noisy - x).pow(2).mean())
+        result.update(
+            denoised_mse=float((denoised - x).pow(2).mean()),
+            noisy_input_mse=noisy_mse,
+        )
+        result["denoised_ratio_to_noisy"] = result["denoised_mse"] / noisy_mse if noisy_mse > 0 else float("nan")
+    codes = batched(lambda b: model.encode(b.to(device)).cpu(), x)
+    if cfg.sparsity != "none":
+        result["mean_activation"] = float(codes.mean())
+        result["mean_abs_activation"] = float(codes.abs().mean())
+        if cfg.sparsity == "kl":
+            result["sparsity_target"] = cfg.sparsity_target
+            result["activation_ratio_to_target"] = result["mean_activation"] / cfg.sparsity_target
+    if model.classifier is not None and test_y is not None:
+        logits = batched(lambda b: model.classify(b.to(device)).cpu(), x)
+        result["test_accuracy"] = float((logits.argmax(1).numpy() == test_y).mean())
+        result["logistic_regression_pixels_accuracy"] = logistic_baseline(train_x, train_y, test_x, test_y)
+    result.update(anomaly_figures(model, x, test_y, excluded, device))
+    return result
+
+
+def logistic_baseline(train_x, train_y, test_x, test_y) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=2000).fit(train_x, train_y)
+    return float(clf.score(test_x, test_y))
+
+
+def anomaly_figures(model: nn.Module, x: torch.Tensor, test_y, excluded: list[int], device) -> dict[str, Any]:
+    """AUROC of the reconstruction error for telling the classes left out of training from the rest."""
+    if not excluded or test_y is None:
+        return {}
+    from sklearn.metrics import roc_auc_score
+
+    scores = batched(lambda b: model.reconstruction_error(b.to(device)).cpu(), x).numpy()
+    is_anomaly = np.isin(test_y, excluded)
+    if is_anomaly.all() or not is_anomaly.any():
+        return {}
+    return {"anomaly_classes": list(excluded), "anomaly_auroc": float(roc_auc_score(is_anomaly, scores))}
+
+
+@torch.no_grad()
+def evaluate_vae(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, config: ArrayEvalConfig, excluded: list[int]) -> dict[str, Any]:
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.from_numpy(test_x)
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(config.noise_seed)
+    nll_sum, kl_sum = 0.0, 0.0
+    for _ in range(config.elbo_samples):
+        for i in range(0, x.shape[0], 1024):
+            nll, kl = model.elbo_terms(x[i : i + 1024].to(device), sample=True)
+            nll_sum += float(nll.sum())
+            kl_sum += float(kl.sum())
+    torch.set_rng_state(generator_state)
+    n = x.shape[0] * config.elbo_samples
+    mu = batched(lambda b: model.encode(b.to(device))[0].cpu(), x)
+    active = (mu.var(dim=0) > config.active_unit_threshold).sum()
+    rec = batched(lambda b: model.reconstruct(b.to(device)).cpu(), x)
+    mse = float((rec - x).pow(2).mean())
+    pca = pca_mse(train_x, test_x, model.code_dim)
+    result = {
+        "test_examples": int(x.shape[0]),
+        "test_elbo": -(nll_sum + kl_sum) / n,
+        "test_nll": nll_sum / n,
+        "test_kl": kl_sum / n,
+        "active_units": int(active),
+        "latent_dim": int(model.code_dim),
+        "test_mse": mse,
+        "pca_mse": pca,
+        "pca_components": int(model.code_dim),
+        "mse_ratio_to_pca": mse / pca if pca > 0 else float("nan"),
+    }
+    result.update(anomaly_figures(model, x, test_y, excluded, device))
+    return result

@@ -1,0 +1,153 @@
+"""The registry of model families: for each, its config classes and how to build its data, model,
+evaluation, figures and codes. The Trainer and the command line go through this table and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqae.config import ConfigError, Recipe
+from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
+from seqae.datasets.base import BatchSource
+from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_autoencoder, evaluate_vae
+from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
+from seqae.models.vae import VAE, VAEConfig
+
+
+@dataclass
+class Prepared:
+    """The data of a recipe, ready for the Trainer and the evaluation."""
+
+    train: BatchSource
+    test: BatchSource
+    extra: Any = None
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_config: type
+    data_config: type
+    eval_config: type
+    prepare: Callable[[Recipe], Prepared]  # loads data and fills inferred fields (input_dim, scale) in the recipe
+    build_model: Callable[[Recipe], nn.Module]
+    evaluate: Callable[[nn.Module, Recipe, Prepared], dict[str, Any]]
+    figures: Callable[[nn.Module, Recipe, Prepared, Path], list[Path]]
+    codes: Callable[[nn.Module, Recipe, Path], np.ndarray]
+    scores: Callable[[nn.Module, Recipe, Path], np.ndarray] | None = None
+
+
+# -- array families (autoencoder, vae) -------------------------------------------------------------
+
+
+def prepare_arrays(recipe: Recipe) -> Prepared:
+    train, test, data = build_splits(recipe.data)
+    recipe.data.scale = data.scale
+    recipe.data.image_shape = list(data.image_shape)
+    width = data.x.shape[1]
+    if recipe.model.input_dim == 0:
+        recipe.model.input_dim = width
+    elif recipe.model.input_dim != width:
+        raise ConfigError(
+            f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but the data has {width} features"
+        )
+    return Prepared(train, test, data)
+
+
+def array_inputs(model: nn.Module, recipe: Recipe, path: Path) -> torch.Tensor:
+    x = read_input(path, recipe.data.scale, recipe.model.input_dim)
+    return torch.from_numpy(x).to(next(model.parameters()).device)
+
+
+@torch.no_grad()
+def array_codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
+    """Codes ``(examples, code_dim)``: the code layer (autoencoder) or the posterior mean (vae)."""
+    model.eval()
+    x = array_inputs(model, recipe, path)
+    codes = model.encode(x)
+    if isinstance(codes, tuple):
+        codes = codes[0]
+    return codes.cpu().numpy()
+
+
+@torch.no_grad()
+def array_scores(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
+    """Anomaly scores ``(examples,)``: the per-example reconstruction error."""
+    model.eval()
+    return model.reconstruction_error(array_inputs(model, recipe, path)).cpu().numpy()
+
+
+def test_arrays(prepared: Prepared) -> tuple[np.ndarray, np.ndarray | None]:
+    test = prepared.test
+    assert isinstance(test, ArraySource)
+    return test.x.numpy(), None if test.y is None else test.y.numpy()
+
+
+def evaluate_arrays(model: nn.Module, recipe: Recipe, prepared: Prepared) -> dict[str, Any]:
+    train = prepared.train
+    assert isinstance(train, ArraySource)
+    test_x, test_y = test_arrays(prepared)
+    train_y = None if train.y is None else train.y.numpy()
+    excluded = recipe.data.exclude_classes
+    if isinstance(model, VAE):
+        return evaluate_vae(model, train.x.numpy(), test_x, test_y, recipe.eval, excluded)
+    return evaluate_autoencoder(model, train.x.numpy(), test_x, test_y, train_y, recipe.eval, excluded)
+
+
+@torch.no_grad()
+def array_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
+    from seqae import plots
+
+    model.eval()
+    device = next(model.parameters()).device
+    test_x, test_y = test_arrays(prepared)
+    shape = tuple(recipe.data.image_shape)
+    # one example of each label where labels exist, so the figure shows the whole range
+    if test_y is not None:
+        picks = [int(np.flatnonzero(test_y == c)[0]) for c in np.unique(test_y)][:10]
+        picks += [i for i in range(len(test_x)) if i not in picks][: 10 - len(picks)]
+    else:
+        picks = list(range(min(10, len(test_x))))
+    x = torch.from_numpy(test_x[picks])
+    paths = []
+    rows, labels = [x.numpy()], ["original"]
+    if getattr(model.config, "noise", "none") != "none" and model.config.noise_level > 0:
+        noisy = corrupt_like(model, x, recipe.eval.noise_seed)
+        rows += [noisy.clamp(0, 1).numpy(), model.reconstruct(noisy.to(device)).cpu().numpy()]
+        labels += ["noisy", "denoised"]
+    else:
+        rows.append(model.reconstruct(x.to(device)).cpu().numpy())
+        labels.append("reconstruction")
+    paths.append(plots.image_rows(rows, labels, shape, out_dir / "reconstructions.png", "test split"))
+    codes = model.encode(torch.from_numpy(test_x).to(device))
+    codes = (codes[0] if isinstance(codes, tuple) else codes).cpu().numpy()
+    paths.append(plots.code_map(codes, test_y, out_dir / "code_map.png"))
+    if isinstance(model, VAE):
+        generator = torch.Generator().manual_seed(recipe.eval.noise_seed)
+        samples = model.sample(40, generator=generator).cpu().numpy()
+        paths.append(plots.image_grid(samples, shape, out_dir / "samples.png", title="samples from the prior"))
+    return paths
+
+
+FAMILIES: dict[str, Family] = {
+    "autoencoder": Family(
+        "autoencoder", AutoencoderConfig, ArrayDataConfig, ArrayEvalConfig,
+        prepare_arrays, lambda r: Autoencoder(r.model), evaluate_arrays, array_figures, array_codes, array_scores,
+    ),
+    "vae": Family(
+        "vae", VAEConfig, ArrayDataConfig, ArrayEvalConfig,
+        prepare_arrays, lambda r: VAE(r.model), evaluate_arrays, array_figures, array_codes, array_scores,
+    ),
+}
+
+
+def get_family(name: Any, where: str = "recipe") -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(f"{where}: model.family = {name!r} is not one of: {', '.join(FAMILIES)}")
+    return FAMILIES[name]

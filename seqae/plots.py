@@ -1,0 +1,92 @@
+"""Figures people look at instead of reading numbers. Each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def training_curves(records: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Loss (and evaluation loss) against step, one colour per stage; learning rate below."""
+    train = [r for r in records if "loss" in r and r.get("loss") is not None]
+    evals = [r for r in records if "eval_loss" in r]
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    stages = list(dict.fromkeys(r.get("stage", "main") for r in train))
+    for stage in stages:
+        points = [(r["step"], r["loss"]) for r in train if r.get("stage", "main") == stage]
+        if points:
+            steps, losses = zip(*points)
+            ax.plot(steps, losses, label=f"train ({stage})" if len(stages) > 1 else "train")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", ms=3, label="evaluation")
+    ax.set_ylabel("loss")
+    if train and min(r["loss"] for r in train) > 0:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "training curves")
+    ax_lr.plot([r["step"] for r in train], [r.get("lr", np.nan) for r in train], color="gray")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def image_rows(rows: list[np.ndarray], labels: list[str], image_shape: tuple[int, ...], path: Path, title: str = "") -> Path:
+    """A grid with one row per array of images (e.g. originals on top, reconstructions below)."""
+    n = min(len(r) for r in rows)
+    shape = tuple(image_shape) if len(image_shape) == 2 else (1, int(np.prod(image_shape)))
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.8, len(rows) * 0.9), squeeze=False)
+    for i, (row, label) in enumerate(zip(rows, labels)):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.imshow(np.asarray(row[j]).reshape(shape), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
+def image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: Path, columns: int = 10, title: str = "") -> Path:
+    """Images in a grid (e.g. samples from a VAE)."""
+    rows = int(np.ceil(len(images) / columns))
+    return image_rows([images[r * columns : (r + 1) * columns] for r in range(rows)], [""] * rows, image_shape, path, title)
+
+
+def code_map(codes: np.ndarray, labels: np.ndarray | None, path: Path, title: str = "") -> Path:
+    """A 2-D scatter of codes coloured by label (the first two principal components if wider than 2)."""
+    points = codes
+    axis_names = ("code 1", "code 2")
+    if codes.shape[1] > 2:
+        from sklearn.decomposition import PCA
+
+        points = PCA(n_components=2, random_state=0).fit_transform(codes)
+        axis_names = ("principal component 1", "principal component 2")
+    elif codes.shape[1] == 1:
+        points = np.concatenate([codes, np.zeros_like(codes)], axis=1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=6)
+    else:
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=6)
+        fig.colorbar(scatter, ax=ax, label="label")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title or "codes of the test split")
+    return save(fig, path)

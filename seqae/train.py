@@ -1,0 +1,416 @@
+"""One Trainer for every family.
+
+It knows a model only through the contract of :mod:`seqae.models.base`: ``model(batch)`` returns a loss
+and metrics, and an optional ``training_stages`` hook splits training into stages and phases.
+
+Features: CUDA when present (bf16 autocast on request), AdamW with warm-up and cosine decay, gradient
+clipping and accumulation, atomic checkpoints, exact resume, a tqdm progress bar, ``torchrun``
+data parallelism (only rank 0 writes), and a stop with a clear message when the loss turns NaN/inf.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from seqae import checkpoint
+from seqae.config import TrainConfig
+from seqae.datasets.base import BatchSource
+from seqae.models.base import Stage, training_plan
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, say); the message says why and what was kept."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainingError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, total: int, config: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine (or linear) decay to ``min_lr_ratio`` at ``total``."""
+    warmup = min(config.warmup_steps, max(total - 1, 0))
+    if step < warmup:
+        return (step + 1) / warmup
+    if config.schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if config.schedule == "linear":
+        shape = 1.0 - progress
+    else:
+        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * shape
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> DistInfo:
+    """Join the process group that ``torchrun`` describes in the environment (if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_name in ("auto",) or device_name.startswith("cuda")
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(rank, world, local_rank)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def to_float(value: Any) -> float:
+    return float(value.detach().float().item()) if torch.is_tensor(value) else float(value)
+
+
+class Trainer:
+    """Train ``model`` on ``train_data`` into ``run_dir``.
+
+    Args:
+        model: a family's module (see :mod:`seqae.models.base` for the contract).
+        train_data: a :class:`~seqae.datasets.base.BatchSource`.
+        config: the recipe's ``[train]`` section.
+        run_dir: where checkpoints and metrics go (written by rank 0 only).
+        family: the family's name, stored with every checkpoint.
+        eval_data: optional source for the evaluation loss every ``config.eval_every`` steps.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: BatchSource,
+        config: TrainConfig,
+        run_dir: str | os.PathLike,
+        family: str,
+        eval_data: BatchSource | None = None,
+        device: str | None = None,
+    ):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.family = family
+        self.train_data = train_data
+        self.eval_data = eval_data
+        self.dist = init_distributed(device or config.device)
+        device_name = device or config.device
+        if self.dist.world > 1 and device_name in ("auto", "cuda") and torch.cuda.is_available():
+            device_name = f"cuda:{self.dist.local_rank}"
+        self.device = resolve_device(device_name)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if config.precision == "bf16" and self.device.type != "cuda":
+            raise TrainingError("train.precision = \"bf16\" needs a CUDA device; use fp32 on the CPU")
+        self.model = model.to(self.device)
+        self.stages = training_plan(self.model, config.steps)
+        self.total_steps = sum(s.steps for s in self.stages)
+        per_step = self.dist.world * config.grad_accum
+        if config.batch_size % per_step:
+            raise TrainingError(
+                f"train.batch_size ({config.batch_size}) must be divisible by processes x grad_accum ({per_step})"
+            )
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.stop_requested = False
+        self.ddp: nn.Module | None = None
+        if self.dist.world > 1:
+            multi = len(self.stages) > 1 or any(len(s.phases) > 1 for s in self.stages)
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=multi,
+            )
+
+    # -- plan bookkeeping ----------------------------------------------------------------------
+
+    def stage_at(self, step: int) -> tuple[int, int]:
+        """(stage index, step within that stage) of global ``step``."""
+        start = 0
+        for i, stage in enumerate(self.stages):
+            if step < start + stage.steps:
+                return i, step - start
+            start += stage.steps
+        return len(self.stages) - 1, self.stages[-1].steps
+
+    def make_optimizers(self, stage: Stage) -> tuple[dict[str, torch.optim.Optimizer], dict[str, Any]]:
+        c = self.config
+        optimizers, schedulers = {}, {}
+        for phase in stage.phases:
+            decay = [p for p in phase.parameters if p.dim() >= 2]
+            no_decay = [p for p in phase.parameters if p.dim() < 2]  # biases and norms: no weight decay
+            groups = [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr, betas=tuple(c.betas))
+            total = stage.steps
+            schedulers[phase.name] = torch.optim.lr_scheduler.LambdaLR(opt, lambda s, t=total: lr_factor(s, t, c))
+            optimizers[phase.name] = opt
+        return optimizers, schedulers
+
+    # -- data ------------------------------------------------------------------------------------
+
+    def next_global_batch(self) -> np.ndarray:
+        while True:
+            batches = self.train_data.epoch_batches(self.epoch, self.config.seed, self.config.batch_size)
+            if self.batch_in_epoch < len(batches):
+                batch = batches[self.batch_in_epoch]
+                self.batch_in_epoch += 1
+                return batch
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    def micro_batches(self, global_batch: np.ndarray) -> list[dict[str, torch.Tensor]]:
+        local = global_batch[self.dist.rank :: self.dist.world]
+        chunks = np.array_split(local, self.config.grad_accum)
+        out = []
+        for chunk in chunks:
+            batch = self.train_data.collate(chunk)
+            out.append({k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()})
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def trainer_state(self, optimizers, schedulers, stage_index: int) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "stage": stage_index,
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+            "rng": rng_state(),
+            "finished": self.step >= self.total_steps,
+            "total_steps": self.total_steps,
+        }
+
+    def save(self, optimizers, schedulers, stage_index: int) -> None:
+        if self.dist.is_main:
+            checkpoint.save_checkpoint(
+                self.run_dir,
+                self.model.state_dict(),
+                self.trainer_state(optimizers, schedulers, stage_index),
+                self.family,
+                self.step,
+            )
+        if self.dist.world > 1:
+            dist.barrier()
+
+    def resume(self) -> dict[str, Any] | None:
+        """Load the last checkpoint; returns its trainer state (None if there is none)."""
+        if checkpoint.checkpoint_step(self.run_dir) is None and not (self.run_dir / checkpoint.MODEL_FILE).exists():
+            return None
+        tensors, state = checkpoint.load_for_resume(self.run_dir, self.family)
+        missing, unexpected = self.model.load_state_dict(tensors, strict=False)
+        if missing or unexpected:
+            raise checkpoint.CheckpointError(
+                f"{self.run_dir / checkpoint.MODEL_FILE}: weights do not match the model "
+                f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+            )
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        return state
+
+    # -- logging ---------------------------------------------------------------------------------
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            with open(self.run_dir / checkpoint.METRICS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def average_across_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        if self.dist.world <= 1:
+            return values
+        keys = sorted(values)
+        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return {k: float(v) / self.dist.world for k, v in zip(keys, tensor.tolist())}
+
+    @torch.no_grad()
+    def evaluation_loss(self) -> dict[str, float]:
+        assert self.eval_data is not None
+        self.model.eval()
+        totals: dict[str, float] = {}
+        count = 0
+        for indices in self.eval_data.eval_batches(self.config.batch_size):
+            batch = {k: v.to(self.device) for k, v in self.eval_data.collate(indices).items()}
+            out = self.model(batch)
+            n = len(indices)
+            totals["eval_loss"] = totals.get("eval_loss", 0.0) + to_float(out.loss) * n
+            for k, v in out.metrics.items():
+                totals[f"eval_{k}"] = totals.get(f"eval_{k}", 0.0) + to_float(v) * n
+            count += n
+        self.model.train()
+        return {k: v / max(count, 1) for k, v in totals.items()}
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def request_stop(self, signum, frame) -> None:  # SIGINT handler
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train to ``config.steps``; returns the last logged record."""
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = self.resume() if resume else None
+        if state is None and (self.run_dir / checkpoint.METRICS_FILE).exists() and self.dist.is_main:
+            (self.run_dir / checkpoint.METRICS_FILE).unlink()
+        if state is not None and self.dist.is_main:
+            checkpoint.truncate_metrics(self.run_dir, self.step)
+        stage_index, _ = self.stage_at(self.step)
+        optimizers, schedulers = self.make_optimizers(self.stages[stage_index])
+        if state is not None and state.get("stage") == stage_index and self.step < self.total_steps:
+            for name, opt in optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+                schedulers[name].load_state_dict(state["schedulers"][name])
+        if state is not None:
+            set_rng_state(state["rng"])
+        if self.step >= self.total_steps:
+            return {"step": self.step, "already_finished": True}
+
+        module = self.ddp if self.ddp is not None else self.model
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if c.precision == "bf16" else nullcontext()
+        )
+        show_bar = self.dist.is_main and sys.stdout.isatty()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not show_bar, dynamic_ncols=True, unit="step")
+        previous_handler = None
+        if self.dist.world == 1 and hasattr(signal, "SIGINT"):
+            try:
+                previous_handler = signal.signal(signal.SIGINT, self.request_stop)
+            except ValueError:  # not the main thread
+                previous_handler = None
+        self.model.train()
+        sums: dict[str, float] = {}
+        n_logged = 0
+        samples = 0
+        t_last = time.perf_counter()
+        record: dict[str, Any] = {}
+        try:
+            while self.step < self.total_steps:
+                new_stage, _ = self.stage_at(self.step)
+                if new_stage != stage_index:
+                    stage_index = new_stage
+                    optimizers, schedulers = self.make_optimizers(self.stages[stage_index])
+                stage = self.stages[stage_index]
+                micro = self.micro_batches(self.next_global_batch())
+                step_metrics: dict[str, float] = {}
+                for phase in stage.phases:
+                    if hasattr(self.model, "set_phase"):
+                        self.model.set_phase(stage.name, phase.name)
+                    opt = optimizers[phase.name]
+                    opt.zero_grad(set_to_none=True)
+                    for i, batch in enumerate(micro):
+                        last = i == len(micro) - 1
+                        sync = nullcontext() if (last or self.ddp is None) else self.ddp.no_sync()
+                        with sync:
+                            with autocast:
+                                out = module(batch)
+                            loss = out.loss
+                            if not torch.isfinite(loss.detach()).item():
+                                self.fail(f"the loss became {to_float(loss)} at step {self.step + 1}")
+                            (loss / len(micro)).backward()
+                        prefix = "" if len(stage.phases) == 1 else f"{phase.name}_"
+                        step_metrics[f"{prefix}loss"] = step_metrics.get(f"{prefix}loss", 0.0) + to_float(loss) / len(micro)
+                        for k, v in out.metrics.items():
+                            step_metrics[prefix + k] = step_metrics.get(prefix + k, 0.0) + to_float(v) / len(micro)
+                    params = [p for g in opt.param_groups for p in g["params"]]
+                    norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else float("inf"))
+                    if not torch.isfinite(norm).item():
+                        self.fail(f"the gradient norm became {to_float(norm)} at step {self.step + 1}")
+                    opt.step()
+                    schedulers[phase.name].step()
+                self.step += 1
+                samples += c.batch_size
+                for k, v in step_metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_logged += 1
+                bar.update(1)
+                if self.step % c.log_every == 0 or self.step == self.total_steps:
+                    elapsed = time.perf_counter() - t_last
+                    averaged = self.average_across_ranks({k: v / n_logged for k, v in sums.items()})
+                    record = {"step": self.step, "stage": stage.name}
+                    if "loss" not in averaged and len(stage.phases) > 1:
+                        record["loss"] = averaged.get(f"{stage.phases[-1].name}_loss")
+                    record.update(averaged)
+                    record["lr"] = schedulers[stage.phases[0].name].get_last_lr()[0]
+                    record["samples_per_s"] = samples / max(elapsed, 1e-9)
+                    self.log(record)
+                    bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}", samples_s=f"{record['samples_per_s']:.0f}")
+                    sums, n_logged, samples, t_last = {}, 0, 0, time.perf_counter()
+                if c.eval_every and self.eval_data is not None and self.step % c.eval_every == 0:
+                    if self.dist.is_main:
+                        self.log({"step": self.step, **self.evaluation_loss()})
+                if self.step % c.checkpoint_every == 0 or self.step == self.total_steps:
+                    self.save(optimizers, schedulers, stage_index)
+                if self.stop_requested:
+                    self.save(optimizers, schedulers, stage_index)
+                    bar.close()
+                    print(
+                        f"interrupted at step {self.step}; checkpoint saved in {self.run_dir} "
+                        "(continue with --resume)",
+                        file=sys.stderr,
+                    )
+                    return {"step": self.step, "interrupted": True, **record}
+        finally:
+            bar.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        return record
+
+    def fail(self, what: str) -> None:
+        last = checkpoint.checkpoint_step(self.run_dir) if self.dist.is_main else None
+        kept = f"the last good checkpoint (step {last}) is kept in {self.run_dir}" if last else "no checkpoint was written yet"
+        raise TrainingError(
+            f"{what}; training stopped, {kept}. Try a lower train.lr, train.grad_clip, or check the data for extreme values"
+        )
