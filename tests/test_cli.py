@@ -1,0 +1,77 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from seqae.cli import main
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from conftest import TINY_AE
+
+    tmp = tmp_path_factory.mktemp("cli")
+    recipe = tmp / "tiny.toml"
+    recipe.write_text(TINY_AE)
+    assert main(["train", str(recipe), "--out", str(tmp / "run"), "--set", "train.steps=30"]) == 0
+    return tmp / "run"
+
+
+def seqae_cmd(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "seqae.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_eval_json_is_one_object_on_stdout(run_dir):
+    proc = seqae_cmd("eval", str(run_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert proc.stdout.count("\n") == 1
+    assert result["family"] == "autoencoder" and result["step"] == 30
+    assert 0 < result["test_mse"] < 0.2 and result["pca_components"] == 8
+
+
+def test_plot_writes_the_figures(run_dir, tmp_path):
+    assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
+    for name in ("training_curves.png", "reconstructions.png", "code_map.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+def test_codes_and_scores_of_new_input(run_dir, tmp_path):
+    from sklearn.datasets import load_digits
+
+    np.save(tmp_path / "x.npy", load_digits().data[:7])  # raw digits pixels, scaled as in training
+    assert main(["codes", str(run_dir), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "codes.npy")]) == 0
+    assert np.load(tmp_path / "codes.npy").shape == (7, 8)
+    assert main(["score", str(run_dir), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "s.npy")]) == 0
+    scores = np.load(tmp_path / "s.npy")
+    assert scores.shape == (7,) and np.all(scores > 0)
+
+
+def test_errors_name_the_problem_and_exit_non_zero(run_dir, tmp_path, capsys):
+    assert main(["codes", str(run_dir), "-i", str(tmp_path / "missing.npy"), "-o", str(tmp_path / "c.npy")]) == 1
+    assert "missing.npy: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "c.npy").exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nfamily = "autoencoder"\nwidth = 3\n')
+    assert main(["train", str(bad), "--out", str(tmp_path / "r")]) == 1
+    assert "bad.toml: unknown key 'model.width'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing is created before the recipe is valid
+
+
+def test_training_into_an_existing_run_is_refused(run_dir, capsys):
+    before = (run_dir / "model.safetensors").read_bytes()
+    assert main(["train", str(ROOT / "recipes" / "ae_digits.toml"), "--out", str(run_dir)]) == 1
+    assert "already holds a trained run; pass --resume" in capsys.readouterr().err
+    assert (run_dir / "model.safetensors").read_bytes() == before
+
+
+def test_console_script_is_installed():
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "seqae"), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout

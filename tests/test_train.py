@@ -1,0 +1,151 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import seqae
+from seqae import checkpoint
+from seqae.checkpoint import CheckpointError, read_metrics
+from seqae.config import TrainConfig
+from seqae.train import TrainingError, lr_factor
+
+from conftest import TINY_AE, write_recipe
+
+
+def losses(run_dir):
+    return [(r["step"], r["loss"]) for r in read_metrics(run_dir) if "loss" in r]
+
+
+def test_training_writes_a_complete_run_directory(tiny_recipe, tmp_path):
+    run = seqae.train(tiny_recipe, out=tmp_path / "run")
+    for name in ("config.toml", "model.safetensors", "trainer_state.pt", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob("*.tmp"))
+    records = read_metrics(run)
+    assert [r["step"] for r in records if "loss" in r] == list(range(5, 41, 5))
+    first = records[0]
+    assert {"step", "loss", "mse", "lr", "samples_per_s"} <= first.keys()
+    assert first["samples_per_s"] > 0
+    state = torch.load(run / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 40 and state["finished"]
+    assert {"python", "numpy", "torch"} <= state["rng"].keys()
+
+
+def test_loss_goes_down_on_digits(tiny_recipe, tmp_path):
+    run = seqae.train(tiny_recipe, out=tmp_path / "run", overrides={"train.steps": 150})
+    curve = losses(run)
+    assert curve[-1][1] < 0.6 * curve[0][1]
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("noise", ["none", "gaussian"])
+def test_resume_gives_the_same_losses_and_weights_as_an_uninterrupted_run(tiny_recipe, tmp_path, monkeypatch, noise):
+    # with denoising noise the run also depends on the torch RNG, which the checkpoint must restore
+    overrides = {"model.noise": noise, "model.noise_level": 0.2}
+    full = seqae.train(tiny_recipe, out=tmp_path / "full", overrides=overrides)
+
+    from seqae.models.autoencoder import Autoencoder
+
+    original = Autoencoder.forward
+    calls = {"n": 0}
+
+    def dies_at_step_26(self, batch):
+        calls["n"] += 1
+        if calls["n"] > 25:
+            raise Killed()
+        return original(self, batch)
+
+    monkeypatch.setattr(Autoencoder, "forward", dies_at_step_26)
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        seqae.train(tiny_recipe, out=run, overrides=overrides)
+    assert checkpoint.checkpoint_step(run) == 20
+    assert max(step for step, _ in losses(run)) == 25  # logged after the checkpoint, to be redone
+    monkeypatch.setattr(Autoencoder, "forward", original)
+
+    seqae.train(tiny_recipe, out=run, overrides=overrides, resume=True)
+    assert losses(run) == losses(full)
+    a, b = load_file(full / "model.safetensors"), load_file(run / "model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_resuming_a_finished_run_changes_nothing(tiny_recipe, tmp_path):
+    run = seqae.train(tiny_recipe, out=tmp_path / "run")
+    before = (run / "model.safetensors").read_bytes()
+    seqae.train(tiny_recipe, out=run, resume=True)
+    assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_existing_run_is_never_overwritten(tiny_recipe, tmp_path):
+    run = seqae.train(tiny_recipe, out=tmp_path / "run")
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a trained run; pass --resume"):
+        seqae.train(tiny_recipe, out=run)
+    assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_resume_with_a_different_recipe_is_refused(tiny_recipe, tmp_path):
+    run = seqae.train(tiny_recipe, out=tmp_path / "run")
+    with pytest.raises(seqae.ConfigError, match="differs from the run being resumed in model.hidden"):
+        seqae.train(tiny_recipe, out=run, overrides={"model.hidden": [16, 4]}, resume=True)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_recipe, tmp_path, monkeypatch):
+    from seqae.models.autoencoder import Autoencoder
+
+    original = Autoencoder.forward
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        out = original(self, batch)
+        if calls["n"] > 25:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Autoencoder, "forward", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"loss became nan at step 26.*last good checkpoint \(step 20\)"):
+        seqae.train(tiny_recipe, out=run)
+    assert checkpoint.checkpoint_step(run) == 20
+    model = seqae.load(run)  # still loads, finite weights
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_gradient_accumulation_matches_one_big_batch(tiny_recipe, tmp_path):
+    a = seqae.train(tiny_recipe, out=tmp_path / "a", overrides={"train.steps": 10})
+    b = seqae.train(tiny_recipe, out=tmp_path / "b", overrides={"train.steps": 10, "train.grad_accum": 4})
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5)
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    config = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    factors = [lr_factor(s, 100, config) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1)
+    assert factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert factors[-1] == pytest.approx(0.1, abs=1e-3)
+    assert lr_factor(50, 100, TrainConfig(schedule="constant", warmup_steps=10)) == 1.0
+
+
+def test_metrics_log_is_json_lines(tiny_recipe, tmp_path):
+    run = seqae.train(tiny_recipe, out=tmp_path / "run", overrides={"train.eval_every": 20})
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [20, 40]
+    assert all(math.isfinite(r["eval_loss"]) for r in evals)
+
+
+def test_bf16_on_the_cpu_is_a_clear_error(tiny_recipe, tmp_path):
+    with pytest.raises(TrainingError, match="bf16.*needs a CUDA device"):
+        seqae.train(tiny_recipe, out=tmp_path / "run", overrides={"train.precision": "bf16"})

@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+
+from seqae.models.vae import VAE, VAEConfig
+
+
+def make(**kw):
+    torch.manual_seed(0)
+    return VAE(VAEConfig(input_dim=10, hidden=[16], latent_dim=3, **kw))
+
+
+def test_sample_and_encode_shapes():
+    model = make()
+    mu, logvar = model.encode(torch.rand(4, 10))
+    assert mu.shape == logvar.shape == (4, 3)
+    samples = model.sample(7)
+    assert samples.shape == (7, 10)
+    assert samples.min() >= 0 and samples.max() <= 1  # bernoulli means
+
+
+def test_elbo_is_the_negative_of_nll_plus_kl():
+    model = make()
+    out = model({"x": torch.rand(6, 10)})
+    assert out.metrics["elbo"].item() == pytest.approx(-(out.metrics["nll"] + out.metrics["kl"]).item(), rel=1e-5)
+
+
+def test_gaussian_likelihood_has_the_normalising_constant():
+    model = make(likelihood="gaussian")
+    x = torch.zeros(1, 10)
+    nll = model.negative_log_likelihood(torch.zeros(1, 10), x)
+    assert nll.item() == pytest.approx(10 * 0.5 * math.log(2 * math.pi))
+
+
+def test_kl_warmup_ramps_the_weight_with_training_steps():
+    model = make(kl_warmup_steps=4, beta=1.0)
+    model.train()
+    weights = [model({"x": torch.rand(2, 10)}).metrics["kl_weight"] for _ in range(6)]
+    assert weights == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    model.eval()
+    model({"x": torch.rand(2, 10)})
+    assert int(model.num_updates) == 6  # evaluation does not advance the schedule
