@@ -39,6 +39,14 @@ def pca_mse(train_x: np.ndarray, test_x: np.ndarray, components: int) -> float:
     return float(np.mean((rec - test_x) ** 2))
 
 
+def pca_baseline(train_x: np.ndarray, test_x: np.ndarray, code_dim: int, mse: float) -> dict[str, Any]:
+    """PCA with as many components as the code is wide; none for an over-complete code (PCA is exact)."""
+    if code_dim >= train_x.shape[1]:
+        return {}
+    pca = pca_mse(train_x, test_x, code_dim)
+    return {"pca_mse": pca, "pca_components": int(code_dim), "mse_ratio_to_pca": mse / pca if pca > 0 else float("nan")}
+
+
 def corrupt_like(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
     """The model's own input noise, drawn from a fixed seed so the figure is repeatable."""
     generator = torch.Generator().manual_seed(seed)
@@ -56,14 +64,8 @@ def evaluate_autoencoder(model: nn.Module, train_x: np.ndarray, test_x: np.ndarr
     reconstruct = lambda b: model.reconstruct(b.to(device)).cpu()  # noqa: E731
     rec = batched(reconstruct, x)
     mse = float((rec - x).pow(2).mean())
-    pca = pca_mse(train_x, test_x, model.code_dim)
-    result: dict[str, Any] = {
-        "test_examples": int(x.shape[0]),
-        "test_mse": mse,
-        "pca_mse": pca,
-        "pca_components": int(model.code_dim),
-        "mse_ratio_to_pca": mse / pca if pca > 0 else float("nan"),
-    }
+    result: dict[str, Any] = {"test_examples": int(x.shape[0]), "test_mse": mse}
+    result.update(pca_baseline(train_x, test_x, model.code_dim, mse))
     cfg = model.config
     if cfg.noise != "none" and cfg.noise_level > 0:
         noisy = corrupt_like(model, x, config.noise_seed)
@@ -128,7 +130,6 @@ def evaluate_vae(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test
     active = (mu.var(dim=0) > config.active_unit_threshold).sum()
     rec = batched(lambda b: model.reconstruct(b.to(device)).cpu(), x)
     mse = float((rec - x).pow(2).mean())
-    pca = pca_mse(train_x, test_x, model.code_dim)
     result = {
         "test_examples": int(x.shape[0]),
         "test_elbo": -(nll_sum + kl_sum) / n,
@@ -137,9 +138,7 @@ def evaluate_vae(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test
         "active_units": int(active),
         "latent_dim": int(model.code_dim),
         "test_mse": mse,
-        "pca_mse": pca,
-        "pca_components": int(model.code_dim),
-        "mse_ratio_to_pca": mse / pca if pca > 0 else float("nan"),
     }
+    result.update(pca_baseline(train_x, test_x, model.code_dim, mse))
     result.update(anomaly_figures(model, x, test_y, excluded, device))
     return result

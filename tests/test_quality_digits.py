@@ -1,0 +1,62 @@
+"""End-to-end quality runs on the digits test split: the README's figures and their thresholds.
+
+Slow (about 10 CPU minutes in all): run with ``python -m pytest -m slow -s``.
+"""
+
+import numpy as np
+import pytest
+
+import seqae
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def train_and_eval(name, tmp_path, **overrides):
+    run = seqae.train(ROOT / "recipes" / f"{name}.toml", out=tmp_path / name, overrides=overrides or None)
+    result = seqae.evaluate(run)
+    print(f"\n{name} {overrides or ''}: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items() if isinstance(v, float)))
+    return result
+
+
+def test_stacked_autoencoder_beats_pca_by_a_quarter(tmp_path):
+    result = train_and_eval("ae_digits", tmp_path)
+    assert result["pca_components"] == 8
+    assert result["mse_ratio_to_pca"] <= 0.75
+
+
+def test_denoising_removes_most_of_the_noise(tmp_path):
+    result = train_and_eval("dae_digits", tmp_path)
+    assert result["noisy_input_mse"] == pytest.approx(0.09, rel=0.05)  # sigma 0.3
+    assert result["denoised_ratio_to_noisy"] <= 0.3
+
+
+def test_leave_one_class_out_anomaly_detection(tmp_path):
+    aurocs = [
+        train_and_eval("anomaly_digits", tmp_path / str(c), **{"data.exclude_classes": [c]})["anomaly_auroc"]
+        for c in range(10)
+    ]
+    print("AUROC per left-out class:", [round(a, 3) for a in aurocs], "mean", round(float(np.mean(aurocs)), 3))
+    assert np.mean(aurocs) >= 0.9
+
+
+def test_greedy_pretraining_then_fine_tuning(tmp_path):
+    with_pretraining = train_and_eval("greedy_digits", tmp_path)
+    without = train_and_eval("greedy_digits", tmp_path / "nopre", **{"model.pretrain_steps": 0})
+    assert with_pretraining["test_accuracy"] >= 0.95
+    assert without["test_accuracy"] > 0.5  # the comparison run trains too
+
+
+def test_vae_elbo_active_units_and_samples(tmp_path):
+    result = train_and_eval("vae_digits", tmp_path)
+    assert result["test_elbo"] > -30.0
+    assert 2 <= result["active_units"] <= 8
+    paths = seqae.plot(tmp_path / "vae_digits")
+    assert any(p.name == "samples.png" for p in paths)
+
+
+def test_sparse_code_activation_is_near_its_target(tmp_path):
+    result = train_and_eval("sparse_ae_digits", tmp_path)
+    assert 0.5 <= result["activation_ratio_to_target"] <= 2.0
+    assert result["test_mse"] < 0.05

@@ -1,0 +1,24 @@
+"""The README's Python examples run as written."""
+
+import re
+import shutil
+
+import pytest
+
+from conftest import ROOT
+
+
+def python_blocks():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_has_python_examples():
+    assert python_blocks()
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks())))
+def test_readme_python_example_runs(index, tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python_blocks()[index], f"README.md python block {index + 1}", "exec"), {"__name__": "readme"})
