@@ -15,9 +15,10 @@ from torch import nn
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
 from seqae.datasets.base import BatchSource
-from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_autoencoder, evaluate_vae
+from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_autoencoder, evaluate_vae, evaluate_vqvae
 from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
 from seqae.models.vae import VAE, VAEConfig
+from seqae.models.vqvae import VQVAE, VQVAEConfig
 
 
 @dataclass
@@ -60,6 +61,16 @@ def prepare_arrays(recipe: Recipe) -> Prepared:
     return Prepared(train, test, data)
 
 
+def prepare_images(recipe: Recipe) -> Prepared:
+    prepared = prepare_arrays(recipe)
+    shape = recipe.data.image_shape
+    if len(shape) != 2:
+        raise ConfigError(f"{recipe.source}: the vqvae family needs images; the data's example shape is {shape}")
+    if not recipe.model.image_shape:
+        recipe.model.image_shape = list(shape)
+    return prepared
+
+
 def array_inputs(model: nn.Module, recipe: Recipe, path: Path) -> torch.Tensor:
     x = read_input(path, recipe.data.scale, recipe.model.input_dim)
     return torch.from_numpy(x).to(next(model.parameters()).device)
@@ -95,6 +106,8 @@ def evaluate_arrays(model: nn.Module, recipe: Recipe, prepared: Prepared) -> dic
     test_x, test_y = test_arrays(prepared)
     train_y = None if train.y is None else train.y.numpy()
     excluded = recipe.data.exclude_classes
+    if isinstance(model, VQVAE):
+        return evaluate_vqvae(model, train.x.numpy(), train_y, test_x, test_y, recipe.eval)
     if isinstance(model, VAE):
         return evaluate_vae(model, train.x.numpy(), test_x, test_y, recipe.eval, excluded)
     return evaluate_autoencoder(model, train.x.numpy(), test_x, test_y, train_y, recipe.eval, excluded)
@@ -125,6 +138,8 @@ def array_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir:
         rows.append(model.reconstruct(x.to(device)).cpu().numpy())
         labels.append("reconstruction")
     paths.append(plots.image_rows(rows, labels, shape, out_dir / "reconstructions.png", "test split"))
+    if isinstance(model, VQVAE):
+        return paths + vqvae_figures(model, recipe, test_x, test_y, picks, out_dir)
     codes = model.encode(torch.from_numpy(test_x).to(device))
     codes = (codes[0] if isinstance(codes, tuple) else codes).cpu().numpy()
     paths.append(plots.code_map(codes, test_y, out_dir / "code_map.png"))
@@ -135,6 +150,27 @@ def array_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir:
     return paths
 
 
+def vqvae_figures(model, recipe, test_x, test_y, picks, out_dir: Path) -> list[Path]:
+    from seqae import plots
+
+    if model.config.quantizer == "binary":
+        return []
+    device = next(model.parameters()).device
+    codes = model.codes(torch.from_numpy(test_x).to(device)).cpu().numpy()
+    counts = np.bincount(codes.reshape(-1), minlength=model.config.codebook_size)
+    sample = codes[picks]
+    labels = None if test_y is None else test_y[picks]
+    return [plots.code_usage(counts, sample, labels, out_dir / "code_usage.png")]
+
+
+@torch.no_grad()
+def vqvae_codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
+    """Codes ``(examples,)`` (global) or ``(examples, h, w)`` (grid)."""
+    model.eval()
+    x = array_inputs(model, recipe, path)
+    return torch.cat([model.codes(x[i : i + 1024]) for i in range(0, len(x), 1024)]).cpu().numpy()
+
+
 FAMILIES: dict[str, Family] = {
     "autoencoder": Family(
         "autoencoder", AutoencoderConfig, ArrayDataConfig, ArrayEvalConfig,
@@ -143,6 +179,10 @@ FAMILIES: dict[str, Family] = {
     "vae": Family(
         "vae", VAEConfig, ArrayDataConfig, ArrayEvalConfig,
         prepare_arrays, lambda r: VAE(r.model), evaluate_arrays, array_figures, array_codes, array_scores,
+    ),
+    "vqvae": Family(
+        "vqvae", VQVAEConfig, ArrayDataConfig, ArrayEvalConfig,
+        prepare_images, lambda r: VQVAE(r.model), evaluate_arrays, array_figures, vqvae_codes, array_scores,
     ),
 }
 

@@ -90,3 +90,22 @@ def code_map(codes: np.ndarray, labels: np.ndarray | None, path: Path, title: st
     ax.set_ylabel(axis_names[1])
     ax.set_title(title or "codes of the test split")
     return save(fig, path)
+
+
+def code_usage(counts: np.ndarray, sample_codes: np.ndarray, sample_labels: np.ndarray | None, path: Path) -> Path:
+    """How often each code is used (bars), with the codes of a few examples marked on top."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    k = len(counts)
+    ax.bar(np.arange(k), counts, width=1.0, color="lightsteelblue", edgecolor="none", label="test split")
+    used = int((counts > 0).sum())
+    top = counts.max() if counts.max() > 0 else 1
+    for i, example in enumerate(np.asarray(sample_codes).reshape(len(sample_codes), -1)):
+        label = f"example {i}" if sample_labels is None else f"example {i} (label {sample_labels[i]})"
+        ys = top * (1.04 + 0.05 * i) * np.ones(len(example))
+        ax.scatter(example, ys, s=14, marker="v", label=label if i < 10 else None)
+    ax.set_xlim(-1, k)
+    ax.set_xlabel("code")
+    ax.set_ylabel("count")
+    ax.set_title(f"code usage: {used} of {k} codes used; markers: the codes of sample examples")
+    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return save(fig, path)

@@ -142,3 +142,34 @@ def evaluate_vae(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test
     result.update(pca_baseline(train_x, test_x, model.code_dim, mse))
     result.update(anomaly_figures(model, x, test_y, excluded, device))
     return result
+
+
+@torch.no_grad()
+def evaluate_vqvae(model: nn.Module, train_x: np.ndarray, train_y, test_x: np.ndarray, test_y, config: ArrayEvalConfig) -> dict[str, Any]:
+    """Reconstruction error, codebook usage over the whole test pass, and clustering against labels
+    (global codes) beside k-means on the raw pixels with as many clusters as codes."""
+    from seqae.evaluation.clustering import clustering_metrics, kmeans_baseline
+    from seqae.nn.quantize import CodebookUsage
+
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.from_numpy(test_x)
+    rec = batched(lambda b: model.reconstruct(b.to(device)).cpu(), x)
+    codes = batched(lambda b: model.codes(b.to(device)).cpu(), x)
+    result: dict[str, Any] = {"test_examples": int(x.shape[0]), "test_mse": float((rec - x).pow(2).mean())}
+    cfg = model.config
+    if cfg.quantizer == "binary":
+        bits = codes.reshape(-1, cfg.codebook_size).float()
+        result["bits_on"] = float(bits.mean())
+        result["bits_used"] = int(((bits.mean(0) > 0) & (bits.mean(0) < 1)).sum())
+        return result
+    usage = CodebookUsage(cfg.codebook_size)
+    usage.update(codes)
+    result.update(usage.result())
+    if cfg.latent == "global" and test_y is not None and train_y is not None:
+        train_codes = batched(lambda b: model.codes(b.to(device)).cpu(), torch.from_numpy(train_x)).numpy()
+        for key, value in clustering_metrics(codes.numpy(), test_y, train_codes, train_y).items():
+            result[f"codes_{key}"] = value
+        for key, value in kmeans_baseline(train_x, train_y, test_x, test_y, cfg.codebook_size).items():
+            result[f"kmeans_{key}"] = value
+    return result

@@ -39,3 +39,38 @@ class MLP(nn.Sequential):
             layers.append(activation(output_activation if last else hidden_activation))
         super().__init__(*layers)
         self.widths = list(widths)
+
+
+class ConvEncoder2d(nn.Module):
+    """Images ``(batch, in_channels, H, W)`` -> feature maps ``(batch, out_channels, H / 2**downsample, W / 2**downsample)``.
+
+    A 3x3 convolution, ``downsample`` stride-2 4x4 convolutions, a 3x3 convolution, and a 1x1
+    projection (ReLU between them), as in the VQ-VAE paper's image encoder without the residual stack.
+    """
+
+    def __init__(self, in_channels: int, channels: int, out_channels: int, downsample: int = 1):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(downsample):
+            layers += [nn.Conv2d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, out_channels, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ConvDecoder2d(nn.Module):
+    """The mirror of :class:`ConvEncoder2d`: ``(batch, in_channels, h, w)`` -> ``(batch, out_channels, h * 2**upsample, w * 2**upsample)`` (no output activation)."""
+
+    def __init__(self, in_channels: int, channels: int, out_channels: int, upsample: int = 1):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(upsample):
+            layers += [nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        layers.append(nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)

@@ -207,9 +207,10 @@ class VectorQuantizer(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def ema_update(self, flat: torch.Tensor, onehot: torch.Tensor) -> None:
-        counts = all_reduce_sum(onehot.sum(0))
-        sums = all_reduce_sum(onehot.t() @ flat)
+    def ema_update(self, flat: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor) -> None:
+        """VQ-VAE appendix A.1, eqs. 6-8; ``counts`` are already summed over every process."""
+        # per-code sums by scatter-add: O(n * dim) instead of a one-hot (n, K) matrix product
+        sums = all_reduce_sum(torch.zeros_like(self.embed_sum).index_add_(0, codes, flat))
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.cluster_size.sum()
@@ -257,8 +258,8 @@ class VectorQuantizer(nn.Module):
                 with torch.no_grad():
                     global_counts = all_reduce_sum(counts.clone())
                     self.usage.mul_(self.usage_decay).add_(global_counts, alpha=1 - self.usage_decay)
-                if self.ema:
-                    self.ema_update(flat.detach(), F.one_hot(codes, self.codebook_size).float())
+                    if self.ema:
+                        self.ema_update(flat.detach(), codes, global_counts)
             quantized = F.embedding(codes, self.embeddings())
             commitment = F.mse_loss(flat, quantized.detach())
             if self.ema:
@@ -332,8 +333,10 @@ class GumbelQuantizer(nn.Module):
         return max(self.tau_min, math.exp(-self.anneal_rate * int(self.num_updates)))
 
     def uniform_noise(self, like: torch.Tensor) -> torch.Tensor:
-        # clamped away from 0 and 1 so that the logs below are finite
-        return torch.rand_like(like).clamp(self.noise_eps, 1.0 - self.noise_eps)
+        # Clamped away from 0 and 1 so that log(u), log(1 - u) and log(-log(u)) are finite: 1 - 1e-10
+        # rounds to 1.0 in float32, so the upper bound uses the dtype's own resolution.
+        finfo = torch.finfo(like.dtype)
+        return torch.rand_like(like).clamp(max(self.noise_eps, finfo.tiny), 1.0 - finfo.eps)
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes -> output vectors: ``(...)`` -> ``(..., out_dim)`` (binary: ``(..., bits)`` -> ``(..., out_dim)``)."""
