@@ -90,3 +90,19 @@ def test_train_eval_codes_and_figures_end_to_end(tmp_path):
     assert codes.shape == (9,) and codes.dtype == np.int64 and codes.max() < 16
     names = {p.name for p in seqae.plot(run, tmp_path / "plots")}
     assert {"reconstructions.png", "code_usage.png", "training_curves.png"} <= names
+
+
+def test_exact_elbo_of_a_categorical_latent_sums_over_every_code():
+    model = make(quantizer="gumbel_hard", latent="global", codebook_size=4, reconstruction="bernoulli").eval()
+    x = torch.rand(3, 64)
+    nll, kl = model.exact_elbo(x)
+    h = model.encoder(x.view(3, 1, 8, 8))
+    probs = torch.softmax(model.quantizer.to_logits(model.to_code(h.flatten(1))), -1)
+    expected = torch.zeros(3)
+    for c in range(4):
+        recon = model.decode_codes(torch.full((3,), c)).clamp(1e-7, 1 - 1e-7)
+        log_p = (x * recon.log() + (1 - x) * (1 - recon).log()).sum(1)
+        expected -= probs[:, c] * log_p
+    torch.testing.assert_close(nll, expected, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(kl, (probs * (probs * 4).log()).sum(1))
+    assert (kl >= 0).all() and (kl <= torch.log(torch.tensor(4.0)) + 1e-6).all()

@@ -166,6 +166,9 @@ def evaluate_vqvae(model: nn.Module, train_x: np.ndarray, train_y, test_x: np.nd
     usage = CodebookUsage(cfg.codebook_size)
     usage.update(codes)
     result.update(usage.result())
+    if cfg.latent == "global" and cfg.quantizer in ("gumbel_hard", "gumbel_soft") and cfg.reconstruction == "bernoulli":
+        nll, kl = batched(lambda b: torch.stack(model.exact_elbo(b.to(device)), 1).cpu(), x).unbind(1)
+        result.update(test_elbo=float(-(nll + kl).mean()), test_nll=float(nll.mean()), test_kl=float(kl.mean()))
     if cfg.latent == "global" and test_y is not None and train_y is not None:
         train_codes = batched(lambda b: model.codes(b.to(device)).cpu(), torch.from_numpy(train_x)).numpy()
         for key, value in clustering_metrics(codes.numpy(), test_y, train_codes, train_y).items():

@@ -42,6 +42,7 @@ class VQVAEConfig:
     tau_min: float = 0.5  # Gumbel temperature floor
     anneal_rate: float = 1e-4  # Gumbel temperature: tau = max(tau_min, exp(-anneal_rate * step))
     kl_weight: float = 0.0  # Gumbel: weight of KL(q || uniform)
+    reconstruction: str = choice("mse", "mse", "bernoulli")  # bernoulli: -log p(x|z) in nats, for an ELBO
 
     def validate(self, where: str) -> None:
         if self.quantizer != "binary" and self.codebook_size < 2:
@@ -129,12 +130,34 @@ class VQVAE(nn.Module):
             return self.quantizer(self.to_code(h.flatten(1)))  # (B, code_dim)
         return self.quantizer(h.permute(0, 2, 3, 1))  # (B, h, w, code_dim)
 
-    def decode_latents(self, q: torch.Tensor) -> torch.Tensor:
+    def decoder_logits(self, q: torch.Tensor) -> torch.Tensor:
+        """Quantised latents -> pre-sigmoid outputs ``(batch, input_dim)``."""
         if self.config.latent == "global":
             h = self.from_code(q).view(q.shape[0], self.config.code_dim, *self.grid)
         else:
             h = q.permute(0, 3, 1, 2)
-        return torch.sigmoid(self.decoder(h)).flatten(1)
+        return self.decoder(h).flatten(1)
+
+    def decode_latents(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder_logits(q))
+
+    def negative_log_likelihood(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Bernoulli -log p(x|z) summed over pixels: ``(batch,)``."""
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+
+    @torch.no_grad()
+    def exact_elbo(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For one categorical latent (global Gumbel codes): E_q[log p(x|z)] summed over all K codes, and
+        KL(q(z|x) || uniform), each ``(batch,)``. ELBO = -(nll + kl)."""
+        if self.config.latent != "global" or self.config.quantizer not in ("gumbel_hard", "gumbel_soft"):
+            raise ValueError("the exact ELBO needs one categorical latent (latent = global, a gumbel quantizer)")
+        h = self.encoder(x.view(x.shape[0], 1, *self.config.image_shape))
+        probs = F.softmax(self.quantizer.to_logits(self.to_code(h.flatten(1))), dim=-1)  # (B, K)
+        k = self.config.codebook_size
+        all_codes = self.decoder_logits(self.quantizer.codebook)  # (K, input_dim): every code decoded once
+        nll = torch.stack([self.negative_log_likelihood(all_codes[c].expand_as(x), x) for c in range(k)], dim=1)
+        kl = (probs * torch.log(probs.clamp_min(1e-12) * k)).sum(dim=1)
+        return (probs * nll).sum(dim=1), kl
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x).codes
@@ -158,6 +181,11 @@ class VQVAE(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         x = batch["x"]
         q = self.encode(x)
-        mse = F.mse_loss(self.decode_latents(q.quantized), x)
+        logits = self.decoder_logits(q.quantized)
+        mse = F.mse_loss(torch.sigmoid(logits), x)
         metrics = {"mse": mse.detach(), **q.metrics}
+        if self.config.reconstruction == "bernoulli":
+            nll = self.negative_log_likelihood(logits, x).mean()
+            metrics["nll"] = nll.detach()
+            return ModelOutput(nll + q.loss, metrics)
         return ModelOutput(mse + q.loss, metrics)
