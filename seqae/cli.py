@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("codes", "codes of new input"), ("score", "anomaly scores (reconstruction error) of new input")):
         p = sub.add_parser(name, help=f"write the {what} to a .npy file")
         p.add_argument("run_dir")
-        p.add_argument("-i", "--input", required=True, help="input file (.npy, .npz or IDX for array families)")
-        p.add_argument("-o", "--output", required=True, help="output .npy file")
+        p.add_argument("-i", "--input", required=True,
+                       help="input: .npy, .npz or IDX (array families); an audio file, folder or .jsonl manifest (log-mel)")
+        p.add_argument("-o", "--output", required=True, help="output .npy file (.npz: one array per audio file)")
         p.add_argument("--device", default="cpu")
     return parser
 
@@ -83,6 +84,15 @@ def run(args: argparse.Namespace) -> int:
         fn = family.codes if args.command == "codes" else family.scores
         if fn is None:
             raise ConfigError(f"{args.run_dir}: family '{family.name}' has no '{args.command}' output")
+        if args.command == "codes" and args.output.endswith(".npz") and getattr(model.config, "input", "") == "mel":
+            from seqae.families import mel_codes_by_file
+
+            by_file = mel_codes_by_file(model, model.recipe, Path(args.input))
+            buffer = io.BytesIO()
+            np.savez(buffer, **by_file)
+            checkpoint.atomic_write(Path(args.output), buffer.getvalue())
+            print(f"{args.output}: codes of {len(by_file)} utterances", file=sys.stderr)
+            return 0
         array = fn(model, model.recipe, Path(args.input))
         save_npy(Path(args.output), array)
         print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)

@@ -203,7 +203,8 @@ def recipe_from_dict(
     base = base_dir or Path.cwd()
     args = (where, base, check_paths)
     model = build_dataclass(family.model_config, model_raw, "model", *args)
-    data = build_dataclass(family.data_config, raw.get("data", {}), "data", *args)
+    data_config = family.data_config_for(model) if family.data_config_for else family.data_config
+    data = build_dataclass(data_config, raw.get("data", {}), "data", *args)
     train = build_dataclass(TrainConfig, raw.get("train", {}), "train", *args)
     evals = build_dataclass(family.eval_config, raw.get("eval", {}), "eval", *args)
     recipe = Recipe(model=model, data=data, train=train, eval=evals, source=where)

@@ -14,7 +14,8 @@ from torch import nn
 
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
-from seqae.datasets.base import BatchSource
+from seqae.datasets.audio import AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels
+from seqae.datasets.base import BatchSource, DataError
 from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_autoencoder, evaluate_vae, evaluate_vqvae
 from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
 from seqae.models.vae import VAE, VAEConfig
@@ -42,6 +43,7 @@ class Family:
     figures: Callable[[nn.Module, Recipe, Prepared, Path], list[Path]]
     codes: Callable[[nn.Module, Recipe, Path], np.ndarray]
     scores: Callable[[nn.Module, Recipe, Path], np.ndarray] | None = None
+    data_config_for: Callable[[Any], type] | None = None  # when [data] depends on [model] (vqvae: images or mel)
 
 
 # -- array families (autoencoder, vae) -------------------------------------------------------------
@@ -59,6 +61,17 @@ def prepare_arrays(recipe: Recipe) -> Prepared:
             f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but the data has {width} features"
         )
     return Prepared(train, test, data)
+
+
+def prepare_vqvae(recipe: Recipe) -> Prepared:
+    if recipe.model.input == "mel":
+        train, test, utterances = build_mel_splits(recipe.data)
+        n_mels = recipe.data.n_mels
+        if recipe.model.input_dim not in (0, n_mels):
+            raise ConfigError(f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but data.n_mels = {n_mels}")
+        recipe.model.input_dim = n_mels
+        return Prepared(train, test, utterances)
+    return prepare_images(recipe)
 
 
 def prepare_images(recipe: Recipe) -> Prepared:
@@ -101,6 +114,8 @@ def test_arrays(prepared: Prepared) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def evaluate_arrays(model: nn.Module, recipe: Recipe, prepared: Prepared) -> dict[str, Any]:
+    if isinstance(prepared.test, MelSegments):
+        return evaluate_mel_vqvae(model, prepared.test)
     train = prepared.train
     assert isinstance(train, ArraySource)
     test_x, test_y = test_arrays(prepared)
@@ -114,9 +129,46 @@ def evaluate_arrays(model: nn.Module, recipe: Recipe, prepared: Prepared) -> dic
 
 
 @torch.no_grad()
+def evaluate_mel_vqvae(model: nn.Module, test: MelSegments) -> dict[str, Any]:
+    """Reconstruction error (normalised log-mel units) and codebook usage over every test utterance, whole."""
+    from seqae.nn.quantize import CodebookUsage
+
+    model.eval()
+    device = next(model.parameters()).device
+    usage = CodebookUsage(model.config.codebook_size)
+    squared, count = 0.0, 0
+    for mel in test.mels:
+        x = mel[None].to(device)
+        squared += float((model.reconstruct(x) - x).pow(2).sum())
+        count += x.numel()
+        usage.update(model.codes(x))
+    return {"test_utterances": len(test.mels), "test_frames": count // model.config.input_dim, "test_mse": squared / count, **usage.result()}
+
+
+@torch.no_grad()
+def mel_figures(model: nn.Module, recipe: Recipe, test: MelSegments, out_dir: Path) -> list[Path]:
+    from seqae import plots
+
+    model.eval()
+    device = next(model.parameters()).device
+    mel = test.mels[0][None].to(device)
+    recon = model.reconstruct(mel)
+    codes_all = torch.cat([model.codes(m[None].to(device)).reshape(-1).cpu() for m in test.mels]).numpy()
+    counts = np.bincount(codes_all, minlength=model.config.codebook_size)
+    sample = model.codes(mel).cpu().numpy()
+    return [
+        plots.spectrograms([mel[0].cpu().numpy(), recon[0].cpu().numpy()], ["log-mel (normalised)", "reconstruction"],
+                           out_dir / "reconstructions.png", hop_seconds=recipe.data.hop_length / recipe.data.sample_rate),
+        plots.code_usage(counts, sample[:, :: max(1, sample.shape[1] // 40)], None, out_dir / "code_usage.png"),
+    ]
+
+
+@torch.no_grad()
 def array_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
     from seqae import plots
 
+    if isinstance(prepared.test, MelSegments):
+        return mel_figures(model, recipe, prepared.test, out_dir)
     model.eval()
     device = next(model.parameters()).device
     test_x, test_y = test_arrays(prepared)
@@ -165,10 +217,33 @@ def vqvae_figures(model, recipe, test_x, test_y, picks, out_dir: Path) -> list[P
 
 @torch.no_grad()
 def vqvae_codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
-    """Codes ``(examples,)`` (global) or ``(examples, h, w)`` (grid)."""
+    """Codes ``(examples,)`` (global) or ``(examples, h, w)`` (grid); for log-mel models, the codes
+    ``(frames,)`` of one audio file (``-i`` a folder or manifest: see :func:`mel_codes_by_file`)."""
     model.eval()
+    if model.config.input == "mel":
+        utterances = list_utterances(path)
+        if len(utterances) != 1:
+            raise DataError(f"{path}: {len(utterances)} utterances; give one audio file, or write a .npz with -o codes.npz")
+        return mel_codes(model, recipe, utterances)[0]
     x = array_inputs(model, recipe, path)
     return torch.cat([model.codes(x[i : i + 1024]) for i in range(0, len(x), 1024)]).cpu().numpy()
+
+
+def mel_codes(model: nn.Module, recipe: Recipe, utterances) -> list[np.ndarray]:
+    device = next(model.parameters()).device
+    out = []
+    for mel in log_mels(utterances, recipe.data.mel()):
+        x = ((mel - recipe.data.mel_mean) / recipe.data.mel_std)[None].to(device)
+        out.append(model.codes(x)[0].cpu().numpy())
+    return out
+
+
+@torch.no_grad()
+def mel_codes_by_file(model: nn.Module, recipe: Recipe, path: Path) -> dict[str, np.ndarray]:
+    """Codes of every utterance of a folder or manifest, keyed by the audio path."""
+    model.eval()
+    utterances = list_utterances(path)
+    return {str(u.audio): codes for u, codes in zip(utterances, mel_codes(model, recipe, utterances))}
 
 
 FAMILIES: dict[str, Family] = {
@@ -182,7 +257,8 @@ FAMILIES: dict[str, Family] = {
     ),
     "vqvae": Family(
         "vqvae", VQVAEConfig, ArrayDataConfig, ArrayEvalConfig,
-        prepare_images, lambda r: VQVAE(r.model), evaluate_arrays, array_figures, vqvae_codes, array_scores,
+        prepare_vqvae, lambda r: VQVAE(r.model), evaluate_arrays, array_figures, vqvae_codes, array_scores,
+        data_config_for=lambda model: AudioDataConfig if getattr(model, "input", "image") == "mel" else ArrayDataConfig,
     ),
 }
 

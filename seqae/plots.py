@@ -109,3 +109,18 @@ def code_usage(counts: np.ndarray, sample_codes: np.ndarray, sample_labels: np.n
     ax.set_title(f"code usage: {used} of {k} codes used; markers: the codes of sample examples")
     ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, path)
+
+
+def spectrograms(mels: list[np.ndarray], titles: list[str], path: Path, hop_seconds: float = 0.01) -> Path:
+    """Log-mel spectrograms ``(n_mels, frames)`` stacked vertically, on one colour scale."""
+    low = min(float(np.min(m)) for m in mels)
+    high = max(float(np.max(m)) for m in mels)
+    fig, axes = plt.subplots(len(mels), 1, figsize=(9, 2.2 * len(mels)), squeeze=False)
+    for ax, mel, title in zip(axes[:, 0], mels, titles):
+        extent = (0, mel.shape[1] * hop_seconds, 0, mel.shape[0])
+        image = ax.imshow(mel, origin="lower", aspect="auto", extent=extent, vmin=low, vmax=high, cmap="magma")
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("mel band")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.8)
+    return save(fig, path)

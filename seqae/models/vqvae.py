@@ -1,8 +1,8 @@
 """VQ-VAE (van den Oord et al. 2017, arXiv 1711.00937) with a vector or Gumbel quantiser between a
-convolutional encoder and decoder, for images (and any array of images).
+convolutional encoder and decoder, for images (any array of images) and log-mel spectrograms.
 
-Latents are either a grid (one code per position of the down-sampled image, as in the paper) or
-global (one code per example, for clustering).
+Image latents are either a grid (one code per position of the down-sampled image, as in the paper) or
+global (one code per example, for clustering); log-mel latents are one code per (down-sampled) frame.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput
-from seqae.nn.encoders import ConvDecoder2d, ConvEncoder2d
+from seqae.nn.encoders import ConvDecoder1d, ConvDecoder2d, ConvEncoder1d, ConvEncoder2d
 from seqae.nn.quantize import GumbelQuantizer, QuantizerOutput, VectorQuantizer
 
 
@@ -24,7 +24,8 @@ class VQVAEConfig:
     """``[model]`` for ``family = "vqvae"``."""
 
     family: str = "vqvae"
-    input_dim: int = 0  # 0: taken from the data
+    input: str = choice("image", "image", "mel")  # mel: [data] is a manifest or folder of audio files
+    input_dim: int = 0  # image features, or mel bands; 0: taken from the data
     image_shape: list[int] = field(default_factory=list)  # (height, width); [] takes it from the data
     channels: int = 64  # convolution width
     downsample: int = 1  # stride-2 stages: each halves height and width
@@ -59,6 +60,8 @@ class VQVAEConfig:
             raise ConfigError(f"{where}: model.tau_min must be > 0 (a zero temperature divides by zero)")
         if self.image_shape and len(self.image_shape) != 2:
             raise ConfigError(f"{where}: model.image_shape must be [height, width]")
+        if self.input == "mel" and self.latent == "global":
+            raise ConfigError(f"{where}: log-mel input has one code per frame: set model.latent = \"grid\"")
 
 
 def build_quantizer(config: VQVAEConfig) -> nn.Module:
@@ -91,32 +94,45 @@ class VQVAE(nn.Module):
 
     def __init__(self, config: VQVAEConfig):
         super().__init__()
-        if config.input_dim <= 0 or len(config.image_shape) != 2:
-            raise ValueError("VQVAEConfig.input_dim and image_shape must be set (from the data)")
-        height, width = config.image_shape
-        if height * width != config.input_dim:
-            raise ValueError(f"image_shape {config.image_shape} does not hold {config.input_dim} features")
-        factor = 2**config.downsample
-        if height % factor or width % factor:
-            raise ValueError(f"image {height}x{width} cannot be down-sampled {config.downsample} times by 2")
         self.config = config
-        self.grid = (height // factor, width // factor)
-        self.encoder = ConvEncoder2d(1, config.channels, config.code_dim, config.downsample)
-        self.decoder = ConvDecoder2d(config.code_dim, config.channels, 1, config.downsample)
-        if config.latent == "global":
-            flat = config.code_dim * self.grid[0] * self.grid[1]
-            self.to_code = nn.Linear(flat, config.code_dim)
-            self.from_code = nn.Linear(config.code_dim, flat)
+        self.factor = 2**config.downsample
+        if config.input == "mel":
+            if config.input_dim <= 0:
+                raise ValueError("VQVAEConfig.input_dim (mel bands) must be set (from the data)")
+            self.encoder = ConvEncoder1d(config.input_dim, config.channels, config.code_dim, config.downsample)
+            self.decoder = ConvDecoder1d(config.code_dim, config.channels, config.input_dim, config.downsample)
+        else:
+            if config.input_dim <= 0 or len(config.image_shape) != 2:
+                raise ValueError("VQVAEConfig.input_dim and image_shape must be set (from the data)")
+            height, width = config.image_shape
+            if height * width != config.input_dim:
+                raise ValueError(f"image_shape {config.image_shape} does not hold {config.input_dim} features")
+            if height % self.factor or width % self.factor:
+                raise ValueError(f"image {height}x{width} cannot be down-sampled {config.downsample} times by 2")
+            self.grid = (height // self.factor, width // self.factor)
+            self.encoder = ConvEncoder2d(1, config.channels, config.code_dim, config.downsample)
+            self.decoder = ConvDecoder2d(config.code_dim, config.channels, 1, config.downsample)
+            if config.latent == "global":
+                flat = config.code_dim * self.grid[0] * self.grid[1]
+                self.to_code = nn.Linear(flat, config.code_dim)
+                self.from_code = nn.Linear(config.code_dim, flat)
         self.quantizer = build_quantizer(config)
 
     @property
     def code_shape(self) -> tuple[int, ...]:
-        """Shape of one example's codes: ``()`` (global) or ``(h, w)`` (grid); binary adds the bits."""
-        shape = () if self.config.latent == "global" else self.grid
+        """Shape of one example's codes: ``()`` (global), ``(h, w)`` (image grid) or ``(-1,)`` (mel: one
+        per frame, any length); binary adds the bits."""
+        if self.config.input == "mel":
+            shape = (-1,)
+        else:
+            shape = () if self.config.latent == "global" else self.grid
         return shape + ((self.config.codebook_size,) if self.config.quantizer == "binary" else ())
 
     def check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.config.input_dim:
+        if self.config.input == "mel":
+            if x.dim() != 3 or x.shape[1] != self.config.input_dim:
+                raise ValueError(f"expected log-mels of shape (batch, {self.config.input_dim}, frames), got {tuple(x.shape)}")
+        elif x.dim() != 2 or x.shape[1] != self.config.input_dim:
             raise ValueError(f"expected input of shape (batch, {self.config.input_dim}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError("empty input: no examples to encode")
@@ -125,13 +141,19 @@ class VQVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> QuantizerOutput:
         self.check_input(x)
+        if self.config.input == "mel":
+            pad = -x.shape[2] % self.factor  # frames to a multiple of the down-sampling
+            h = self.encoder(F.pad(x, (0, pad)))  # (B, code_dim, frames / factor)
+            return self.quantizer(h.transpose(1, 2))  # (B, t, code_dim)
         h = self.encoder(x.view(x.shape[0], 1, *self.config.image_shape))  # (B, code_dim, h, w)
         if self.config.latent == "global":
             return self.quantizer(self.to_code(h.flatten(1)))  # (B, code_dim)
         return self.quantizer(h.permute(0, 2, 3, 1))  # (B, h, w, code_dim)
 
     def decoder_logits(self, q: torch.Tensor) -> torch.Tensor:
-        """Quantised latents -> pre-sigmoid outputs ``(batch, input_dim)``."""
+        """Quantised latents -> pre-sigmoid outputs ``(batch, input_dim)`` (mel: ``(batch, n_mels, frames)``)."""
+        if self.config.input == "mel":
+            return self.decoder(q.transpose(1, 2))
         if self.config.latent == "global":
             h = self.from_code(q).view(q.shape[0], self.config.code_dim, *self.grid)
         else:
@@ -139,7 +161,8 @@ class VQVAE(nn.Module):
         return self.decoder(h).flatten(1)
 
     def decode_latents(self, q: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder_logits(q))
+        out = self.decoder_logits(q)
+        return out if self.config.input == "mel" else torch.sigmoid(out)
 
     def negative_log_likelihood(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Bernoulli -log p(x|z) summed over pixels: ``(batch,)``."""
@@ -163,25 +186,34 @@ class VQVAE(nn.Module):
         return self.encode(x).codes
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes of shape ``(batch, *code_shape)`` -> reconstructions ``(batch, input_dim)``."""
-        if tuple(codes.shape[1:]) != self.code_shape or codes.dim() != 1 + len(self.code_shape):
+        """Codes of shape ``(batch, *code_shape)`` -> reconstructions ``(batch, input_dim)`` (mel:
+        ``(batch, n_mels, frames)``)."""
+        expected = self.code_shape
+        shape = tuple(codes.shape[1:])
+        matches = len(shape) == len(expected) and all(e == -1 or e == s for e, s in zip(expected, shape))
+        if not matches or codes.dim() != 1 + len(expected):
             raise ValueError(
-                f"codes must have shape (batch, {', '.join(map(str, self.code_shape))}) for this model, "
+                f"codes must have shape (batch, {', '.join('frames' if e == -1 else str(e) for e in expected)}) for this model, "
                 f"got {tuple(codes.shape)}"
             )
         return self.decode_latents(self.quantizer.decode_codes(codes))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode_latents(self.encode(x).quantized)
+        out = self.decode_latents(self.encode(x).quantized)
+        return out[..., : x.shape[-1]] if self.config.input == "mel" else out
 
     @torch.no_grad()
     def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.reconstruct(x) - x).pow(2).mean(dim=1)
+        """Per-example mean squared error ``(batch,)``."""
+        return (self.reconstruct(x) - x).pow(2).flatten(1).mean(dim=1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         x = batch["x"]
         q = self.encode(x)
         logits = self.decoder_logits(q.quantized)
+        if self.config.input == "mel":
+            mse = F.mse_loss(logits[..., : x.shape[-1]], x)
+            return ModelOutput(mse + q.loss, {"mse": mse.detach(), **q.metrics})
         mse = F.mse_loss(torch.sigmoid(logits), x)
         metrics = {"mse": mse.detach(), **q.metrics}
         if self.config.reconstruction == "bernoulli":

@@ -74,3 +74,35 @@ class ConvDecoder2d(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class ConvEncoder1d(nn.Module):
+    """Sequences of feature vectors ``(batch, in_channels, frames)`` (e.g. log-mel bands) ->
+    ``(batch, out_channels, frames / 2**downsample)``: the 1-D counterpart of :class:`ConvEncoder2d`."""
+
+    def __init__(self, in_channels: int, channels: int, out_channels: int, downsample: int = 1):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv1d(in_channels, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(downsample):
+            layers += [nn.Conv1d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        layers += [nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv1d(channels, out_channels, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ConvDecoder1d(nn.Module):
+    """The mirror of :class:`ConvEncoder1d`: ``(batch, in_channels, t)`` -> ``(batch, out_channels, t * 2**upsample)``."""
+
+    def __init__(self, in_channels: int, channels: int, out_channels: int, upsample: int = 1):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv1d(in_channels, channels, 3, padding=1), nn.ReLU()]
+        layers += [nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU()]
+        for _ in range(upsample):
+            layers += [nn.ConvTranspose1d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        layers.append(nn.Conv1d(channels, out_channels, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)

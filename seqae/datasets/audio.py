@@ -1,0 +1,241 @@
+"""Audio: reading files (soundfile), manifests, and log-mel segments for training.
+
+Manifest format (JSON Lines, one utterance per line; paths relative to the manifest's folder)::
+
+    {"audio": "wavs/a.wav", "speaker": "name", "text": "...", "phones": [[0.00, 0.12, "h"], ...]}
+
+``speaker``, ``text`` and ``phones`` are optional. A folder of audio files works in place of a
+manifest (every .wav/.flac/.ogg below it; the speaker is the file's parent folder name).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqae.audio import LogMel, MelConfig
+from seqae.config import ConfigError, path_field
+from seqae.datasets.base import BatchSource, DataError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+@dataclass
+class Utterance:
+    audio: Path
+    speaker: str = ""
+    text: str = ""
+    phones: list[tuple[float, float, str]] = field(default_factory=list)
+    where: str = ""  # "manifest.jsonl:12", for error messages
+
+
+def read_audio(path: str | Path, sample_rate: int, min_samples: int = 1) -> torch.Tensor:
+    """Read an audio file as mono float32 ``(samples,)`` at ``sample_rate`` (mixed down, resampled).
+
+    A file that cannot be decoded, is empty, or is shorter than ``min_samples`` (one analysis frame)
+    is a :class:`DataError` naming it.
+    """
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such audio file")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as err:
+        raise DataError(f"{path}: cannot decode audio ({err}); use WAV, FLAC or OGG") from None
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: the audio file is empty")
+    if not np.isfinite(data).all():
+        raise DataError(f"{path}: the audio holds NaN or infinite samples")
+    wave = torch.from_numpy(data.mean(axis=1))  # stereo and more: mixed down
+    if rate != sample_rate:
+        import torchaudio
+
+        wave = torchaudio.functional.resample(wave, rate, sample_rate)
+    if wave.shape[0] < min_samples:
+        raise DataError(
+            f"{path}: {wave.shape[0] / sample_rate * 1000:.1f} ms of audio, shorter than one frame "
+            f"({min_samples / sample_rate * 1000:.1f} ms)"
+        )
+    return wave
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Read a JSON Lines manifest; every problem names the file and the line."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 (byte offset {err.start})") from None
+    base = path.parent
+    utterances = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: not a JSON object ({err.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("audio"), str):
+            raise DataError(f"{where}: each line needs an \"audio\" path")
+        audio = Path(record["audio"])
+        audio = audio if audio.is_absolute() else base / audio
+        if not audio.is_file():
+            raise DataError(f"{where}: no such audio file: {audio}")
+        phones = parse_phones(record.get("phones", []), where)
+        utterances.append(Utterance(audio, str(record.get("speaker", "")), str(record.get("text", "")), phones, where))
+    if not utterances:
+        raise DataError(f"{path}: the manifest lists no utterances")
+    return utterances
+
+
+def parse_phones(raw, where: str) -> list[tuple[float, float, str]]:
+    if not isinstance(raw, list):
+        raise DataError(f"{where}: \"phones\" must be a list of [start_s, end_s, phone]")
+    phones = []
+    previous_end = 0.0
+    for i, item in enumerate(raw):
+        if not (isinstance(item, list) and len(item) == 3 and all(isinstance(v, (int, float)) for v in item[:2])):
+            raise DataError(f"{where}: phone {i} must be [start_s, end_s, \"phone\"], got {item!r}")
+        start, end, label = float(item[0]), float(item[1]), str(item[2])
+        if start < 0 or end <= start:
+            raise DataError(f"{where}: phone {i} ({label!r}) has times {start}..{end}; need 0 <= start < end")
+        if start < previous_end - 1e-6:
+            raise DataError(f"{where}: phone {i} ({label!r}) starts at {start} s, before the previous one ends ({previous_end} s)")
+        previous_end = end
+        phones.append((start, end, label))
+    return phones
+
+
+def list_utterances(source: str | Path) -> list[Utterance]:
+    """A manifest (``.jsonl``) or a folder of audio files."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise DataError(f"{source}: no {', '.join(AUDIO_SUFFIXES)} files in this folder")
+        return [Utterance(p, p.parent.name, where=str(p)) for p in files]
+    if source.suffix == ".jsonl":
+        return read_manifest(source)
+    if source.suffix.lower() in AUDIO_SUFFIXES:
+        return [Utterance(source, where=str(source))]
+    raise DataError(f"{source}: expected a folder of audio files, a .jsonl manifest or an audio file")
+
+
+@dataclass
+class AudioDataConfig:
+    """``[data]`` for families trained on log-mel segments; the mel settings are saved with the model."""
+
+    source: str = path_field("", doc="a .jsonl manifest or a folder of audio files")
+    test_source: str = path_field("", doc="optional test manifest/folder; else test_fraction of the files")
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    segment_frames: int = 64  # training examples: windows of this many frames, half-overlapping
+    mel_mean: float = 0.0  # normalisation of the log-mel values; 0 and 0 compute them from the training files
+    mel_std: float = 0.0
+    # the mel front end (seqae.audio.MelConfig)
+    sample_rate: int = 16000
+    n_fft: int = 400
+    win_length: int = 400
+    hop_length: int = 160
+    window: str = "hann"
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float = 0.0
+    power: float = 1.0
+    log_floor: float = 1e-5
+
+    def validate(self, where: str) -> None:
+        if not self.source:
+            raise ConfigError(f"{where}: data.source is required: a .jsonl manifest or a folder of audio files")
+        for problem in self.mel().check():
+            raise ConfigError(f"{where}: [data] mel settings: {problem}")
+        if self.segment_frames < 4:
+            raise ConfigError(f"{where}: data.segment_frames must be at least 4")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"{where}: data.test_fraction must be in (0, 1)")
+
+    def mel(self) -> MelConfig:
+        return MelConfig.from_object(self)
+
+
+def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel") -> list[torch.Tensor]:
+    """Each utterance's log-mel ``(n_mels, frames)``, with a progress bar on long lists."""
+    from tqdm import tqdm
+    import sys
+
+    front_end = LogMel(config)
+    out = []
+    for utt in tqdm(utterances, desc=desc, disable=len(utterances) < 50 or not sys.stderr.isatty(), leave=False):
+        wave = read_audio(utt.audio, config.sample_rate, min_samples=config.win_length)
+        with torch.no_grad():
+            out.append(front_end(wave)[0])
+    return out
+
+
+class MelSegments(BatchSource):
+    """Half-overlapping windows of ``segment_frames`` frames from normalised log-mels.
+
+    Batches are ``{"x": (batch, n_mels, segment_frames)}``. Utterances shorter than a segment are
+    zero-padded (in normalised units, the mean).
+    """
+
+    def __init__(self, mels: list[torch.Tensor], segment_frames: int, mean: float, std: float, name: str):
+        self.mels = [(m - mean) / std for m in mels]
+        self.segment = segment_frames
+        self.name = name
+        hop = max(1, segment_frames // 2)
+        self.windows = []
+        for i, m in enumerate(self.mels):
+            frames = m.shape[1]
+            starts = range(0, max(frames - segment_frames, 0) + 1, hop)
+            self.windows += [(i, s) for s in starts]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def describe(self) -> str:
+        return self.name
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        n_mels = self.mels[0].shape[0]
+        batch = torch.zeros(len(indices), n_mels, self.segment)
+        for row, index in enumerate(indices):
+            utt, start = self.windows[int(index)]
+            piece = self.mels[utt][:, start : start + self.segment]
+            batch[row, :, : piece.shape[1]] = piece
+        return {"x": batch}
+
+
+def split_utterances(utterances: list[Utterance], fraction: float, seed: int) -> tuple[list[Utterance], list[Utterance]]:
+    if len(utterances) < 2:
+        raise DataError(f"{utterances[0].where}: one utterance; need at least 2 to hold some out for testing")
+    order = np.random.default_rng(seed).permutation(len(utterances))
+    n_test = max(1, int(round(fraction * len(utterances))))
+    test = sorted(order[:n_test].tolist())
+    train = sorted(order[n_test:].tolist())
+    return [utterances[i] for i in train], [utterances[i] for i in test]
+
+
+def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, dict]:
+    """Train and test segment sources; fills ``mel_mean``/``mel_std`` from the training files if unset."""
+    utterances = list_utterances(config.source)
+    if config.test_source:
+        train_utts, test_utts = utterances, list_utterances(config.test_source)
+    else:
+        train_utts, test_utts = split_utterances(utterances, config.test_fraction, config.split_seed)
+    mel = config.mel()
+    train_mels = log_mels(train_utts, mel, "log-mel (train)")
+    test_mels = log_mels(test_utts, mel, "log-mel (test)")
+    if config.mel_mean == 0.0 and config.mel_std == 0.0:
+        values = torch.cat([m.reshape(-1) for m in train_mels])
+        config.mel_mean, config.mel_std = float(values.mean()), float(values.std().clamp_min(1e-5))
+    train = MelSegments(train_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (train)")
+    test = MelSegments(test_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (test)")
+    return train, test, {"train": train_utts, "test": test_utts}
