@@ -198,3 +198,13 @@ def test_binary_codes_threshold_at_one_half():
     assert out.codes.shape == (8, 5)
     assert torch.equal(out.codes, (torch.sigmoid(q.to_logits(x)) > 0.5).long())
     torch.testing.assert_close(q.decode_codes(out.codes), out.quantized)
+
+
+def test_diversity_loss_is_zero_for_a_batch_spread_evenly_over_the_codes():
+    q = GumbelQuantizer(5, 5, diversity_weight=1.0)
+    torch.nn.init.eye_(q.to_logits.weight)
+    torch.nn.init.zeros_(q.to_logits.bias)
+    spread = 50.0 * torch.eye(5)  # each example confident about a different code
+    assert q(spread).loss.item() == pytest.approx(0.0, abs=1e-5)
+    same = 50.0 * torch.eye(5)[[0, 0, 0, 0, 0]]  # all on code 0: KL = log 5
+    assert q(same).loss.item() == pytest.approx(math.log(5), rel=1e-4)

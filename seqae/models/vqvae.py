@@ -43,6 +43,7 @@ class VQVAEConfig:
     tau_min: float = 0.5  # Gumbel temperature floor
     anneal_rate: float = 1e-4  # Gumbel temperature: tau = max(tau_min, exp(-anneal_rate * step))
     kl_weight: float = 0.0  # Gumbel: weight of KL(q || uniform)
+    diversity_weight: float = 0.0  # Gumbel: weight of KL(batch-mean q || uniform), against code collapse
     reconstruction: str = choice("mse", "mse", "bernoulli")  # bernoulli: -log p(x|z) in nats, for an ELBO
 
     def validate(self, where: str) -> None:
@@ -80,7 +81,7 @@ def build_quantizer(config: VQVAEConfig) -> nn.Module:
     mode = {"gumbel_hard": "hard", "gumbel_soft": "soft", "binary": "binary"}[config.quantizer]
     return GumbelQuantizer(
         config.code_dim, config.codebook_size, mode=mode, tau_min=config.tau_min,
-        anneal_rate=config.anneal_rate, kl_weight=config.kl_weight,
+        anneal_rate=config.anneal_rate, kl_weight=config.kl_weight, diversity_weight=config.diversity_weight,
     )
 
 

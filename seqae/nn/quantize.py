@@ -288,6 +288,10 @@ class GumbelQuantizer(nn.Module):
         tau_min, anneal_rate: temperature schedule tau = max(tau_min, exp(-anneal_rate * t)), t the number
             of training forward passes, kept in a buffer (saved and resumed with the weights).
         kl_weight: weight of KL(q(z|x) || uniform prior) added to the loss (0: off).
+        diversity_weight: weight of KL(mean over the batch of q(z|x) || uniform), which keeps the
+            batch spread over the codebook while each example may be confident (wav2vec 2.0's
+            diversity loss, arXiv 2006.11477 eq. 4); against the collapse of straight-through codes
+            onto one code.
 
     ``forward(x)``: ``(..., dim)`` -> ``quantized`` ``(..., out_dim)``, ``codes`` ``(...)`` (binary:
     ``(..., bits)``). In eval mode no noise is drawn: codes are the argmax (or the bits with p > 0.5).
@@ -302,6 +306,7 @@ class GumbelQuantizer(nn.Module):
         tau_min: float = 0.5,
         anneal_rate: float = 1e-4,
         kl_weight: float = 0.0,
+        diversity_weight: float = 0.0,
         noise_eps: float = 1e-10,
     ):
         super().__init__()
@@ -320,6 +325,7 @@ class GumbelQuantizer(nn.Module):
         self.tau_min = tau_min
         self.anneal_rate = anneal_rate
         self.kl_weight = kl_weight
+        self.diversity_weight = diversity_weight
         self.noise_eps = noise_eps
         self.to_logits = nn.Linear(dim, codebook_size)
         if mode == "binary":
@@ -374,12 +380,14 @@ class GumbelQuantizer(nn.Module):
             quantized = weights @ self.codebook
             probs = F.softmax(logits, dim=-1)
             kl = (probs * torch.log(probs.clamp_min(1e-12) * self.codebook_size)).sum(-1).mean()
-            loss = self.kl_weight * kl
+            mean_probs = probs.reshape(-1, self.codebook_size).mean(0)
+            diversity = (mean_probs * torch.log(mean_probs.clamp_min(1e-12) * self.codebook_size)).sum()
+            loss = self.kl_weight * kl + self.diversity_weight * diversity
             if self.training:
                 self.num_updates += 1
             counts = torch.bincount(codes.reshape(-1), minlength=self.codebook_size).float()
             metrics = usage_metrics(counts)
-            metrics.update(kl_to_uniform=kl.detach(), tau=torch.tensor(tau))
+            metrics.update(kl_to_uniform=kl.detach(), batch_kl_to_uniform=diversity.detach(), tau=torch.tensor(tau))
         return QuantizerOutput(quantized, codes, loss, metrics)
 
     def binary(self, logits: torch.Tensor, tau: float) -> QuantizerOutput:
