@@ -81,6 +81,8 @@ def train(
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.atomic_write(config_path, dumps_toml(resolved))
+        for name, path in prepared.run_files.items():
+            checkpoint.atomic_write(run_dir / name, Path(path).read_bytes())
     trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test)
     trainer.fit(resume=resume and has_run)
     return run_dir
@@ -130,21 +132,29 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family:
             + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         )
     model.load_state_dict(tensors)
+    family_entry = get_family(recipe.family)
+    if family_entry.on_load is not None:
+        family_entry.on_load(model, recipe, run_dir)
     model.recipe = recipe
     model.run_dir = run_dir
     model.trained_steps = int(meta.get("step", 0))
     return model.to(device).eval()
 
 
-def evaluate(run_dir: str | os.PathLike, device: str = "cpu", write: bool = True) -> dict[str, Any]:
-    """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``."""
+def evaluate(run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None) -> dict[str, Any]:
+    """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``.
+
+    ``tasks``: task files for the sentence encoders (``label<TAB>sentence`` or
+    ``score<TAB>sentence1<TAB>sentence2`` per line).
+    """
     run_dir = Path(run_dir)
     model = load(run_dir, device=device)
     recipe = model.recipe
     family = get_family(recipe.family)
     prepared = family.prepare(recipe)
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
-    result.update(family.evaluate(model, recipe, prepared))
+    options = {"tasks": tasks} if tasks else {}
+    result.update(family.evaluate(model, recipe, prepared, **options))
     if write:
         checkpoint.atomic_write(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
     return result

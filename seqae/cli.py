@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a trained run")
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+    p.add_argument("--task", action="append", default=[], metavar="FILE",
+                   help="sentence encoders: a task file, label<TAB>sentence or score<TAB>s1<TAB>s2 per line (repeatable)")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("plot", help="training curves and the family's figures as PNG")
@@ -42,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
     p.add_argument("--device", default="cpu")
 
-    for name, what in (("codes", "codes of new input"), ("score", "anomaly scores (reconstruction error) of new input")):
+    for name, what in (("codes", "codes of new input"), ("score", "anomaly scores (reconstruction error) of new input"),
+                       ("embed", "sentence embeddings of a text file (one sentence per line)")):
         p = sub.add_parser(name, help=f"write the {what} to a .npy file")
         p.add_argument("run_dir")
         p.add_argument("-i", "--input", required=True,
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained: {run_dir}  (next: seqae eval {run_dir}; seqae plot {run_dir})", file=sys.stderr)
         return 0
     if args.command == "eval":
-        result = api.evaluate(args.run_dir, device=args.device)
+        result = api.evaluate(args.run_dir, device=args.device, tasks=args.task)
         if args.json:
             print(json.dumps(result))
         else:
@@ -78,10 +81,13 @@ def run(args: argparse.Namespace) -> int:
         for path in api.plot(args.run_dir, args.out, device=args.device):
             print(path)
         return 0
-    if args.command in ("codes", "score"):
+    if args.command in ("codes", "score", "embed"):
         model = api.load(args.run_dir, device=args.device)
         family = get_family(model.recipe.family)
-        fn = family.codes if args.command == "codes" else family.scores
+        if (args.command == "embed") != hasattr(model, "embed"):
+            hint = "seqae embed" if hasattr(model, "embed") else "seqae codes"
+            raise ConfigError(f"{args.run_dir}: a '{family.name}' run; use {hint}")
+        fn = family.scores if args.command == "score" else family.codes
         if fn is None:
             raise ConfigError(f"{args.run_dir}: family '{family.name}' has no '{args.command}' output")
         if args.command == "codes" and args.output.endswith(".npz") and getattr(model.config, "input", "") == "mel":

@@ -4,7 +4,7 @@ evaluation, figures and codes. The Trainer and the command line go through this 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +20,10 @@ from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_auto
 from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
 from seqae.models.vae import VAE, VAEConfig
 from seqae.models.vqvae import VQVAE, VQVAEConfig
+from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
+from seqae.models.skip_thought import SkipThought, SkipThoughtConfig
+from seqae.datasets.text import TextDataConfig
+from seqae.evaluation.sentences import SentenceEvalConfig
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Prepared:
     train: BatchSource
     test: BatchSource
     extra: Any = None
+    run_files: dict[str, Path] = field(default_factory=dict)  # copied into the run directory (tokenizer.json)
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,12 @@ class Family:
     eval_config: type
     prepare: Callable[[Recipe], Prepared]  # loads data and fills inferred fields (input_dim, scale) in the recipe
     build_model: Callable[[Recipe], nn.Module]
-    evaluate: Callable[[nn.Module, Recipe, Prepared], dict[str, Any]]
+    evaluate: Callable[..., dict[str, Any]]  # (model, recipe, prepared, **options)
     figures: Callable[[nn.Module, Recipe, Prepared, Path], list[Path]]
     codes: Callable[[nn.Module, Recipe, Path], np.ndarray]
     scores: Callable[[nn.Module, Recipe, Path], np.ndarray] | None = None
     data_config_for: Callable[[Any], type] | None = None  # when [data] depends on [model] (vqvae: images or mel)
+    on_load: Callable[[nn.Module, Recipe, Path], None] | None = None  # attach run files (the tokenizer)
 
 
 # -- array families (autoencoder, vae) -------------------------------------------------------------
@@ -113,7 +119,7 @@ def test_arrays(prepared: Prepared) -> tuple[np.ndarray, np.ndarray | None]:
     return test.x.numpy(), None if test.y is None else test.y.numpy()
 
 
-def evaluate_arrays(model: nn.Module, recipe: Recipe, prepared: Prepared) -> dict[str, Any]:
+def evaluate_arrays(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
     if isinstance(prepared.test, MelSegments):
         return evaluate_mel_vqvae(model, prepared.test)
     train = prepared.train
@@ -246,6 +252,137 @@ def mel_codes_by_file(model: nn.Module, recipe: Recipe, path: Path) -> dict[str,
     return {str(u.audio): codes for u, codes in zip(utterances, mel_codes(model, recipe, utterances))}
 
 
+# -- sentence encoders (skip_thought, quick_thought) ---------------------------------------------
+
+
+def prepare_text(recipe: Recipe) -> Prepared:
+    from seqae.datasets.text import ContiguousSentences, SentenceTriples, held_out, load_tokenizer, tokenise_corpus
+
+    corpus = tokenise_corpus(recipe.data)
+    tokenizer = load_tokenizer(corpus.folder / "tokenizer.json")
+    vocab = tokenizer.get_vocab_size()
+    if recipe.model.vocab_size not in (0, vocab):
+        raise ConfigError(f"{recipe.source}: model.vocab_size = {recipe.model.vocab_size} but the tokenizer has {vocab}")
+    recipe.model.vocab_size = vocab
+    mask = held_out(corpus, recipe.data.test_every)
+    train_idx, test_idx = np.flatnonzero(~mask), np.flatnonzero(mask)
+    if len(test_idx) == 0 or len(train_idx) == 0:
+        raise DataError(
+            f"{recipe.data.corpus}: {len(corpus)} sentences in too few chapters to hold every "
+            f"{recipe.data.test_every}th out; lower data.test_every"
+        )
+    source = ContiguousSentences if recipe.family == "quick_thought" else SentenceTriples
+    name = Path(recipe.data.corpus).name
+    train = source(corpus, train_idx, f"{name} (training chapters)")
+    test = source(corpus, test_idx, f"{name} (held-out chapters)")
+    extra = {"corpus": corpus, "test_idx": test_idx, "tokenizer": tokenizer}
+    return Prepared(train, test, extra, run_files={"tokenizer.json": corpus.folder / "tokenizer.json"})
+
+
+def attach_tokenizer(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
+    from seqae.datasets.text import load_tokenizer
+
+    model.attach_tokenizer(load_tokenizer(run_dir / "tokenizer.json"), recipe.data.max_tokens)
+
+
+def held_out_tasks(prepared: Prepared, config) -> dict[str, Any]:
+    corpus, test_idx = prepared.extra["corpus"], prepared.extra["test_idx"]
+    rng = np.random.default_rng(config.seed)
+    documents = np.asarray(corpus.documents)
+    segments = np.asarray(corpus.segments)
+    probe = np.sort(rng.choice(test_idx, size=min(config.probe_sentences, len(test_idx)), replace=False))
+    labels = documents[probe] if len(np.unique(documents[test_idx])) > 1 else None
+    held = set(test_idx.tolist())
+    pairs = np.array([i for i in test_idx if i + 1 in held and segments[i] == segments[i + 1]])
+    if len(pairs) == 0:
+        raise DataError(f"{corpus.folder}: no consecutive held-out sentences for the retrieval task")
+    queries = np.sort(rng.choice(pairs, size=min(config.retrieval_queries, len(pairs)), replace=False))
+    pool = np.sort(rng.choice(test_idx, size=min(5000, len(test_idx)), replace=False))
+    if len(pool) < config.candidates:
+        raise DataError(f"{corpus.folder}: {len(pool)} held-out sentences, fewer than eval.candidates ({config.candidates})")
+    texts = dict(zip(np.concatenate([probe, queries, queries + 1, pool]).tolist(),
+                     corpus.texts(np.concatenate([probe, queries, queries + 1, pool]))))
+    return {
+        "probe_sentences": [texts[i] for i in probe.tolist()],
+        "probe_labels": labels,
+        "queries": [texts[i] for i in queries.tolist()],
+        "nexts": [texts[i + 1] for i in queries.tolist()],
+        "pool": [texts[i] for i in pool.tolist()],
+    }
+
+
+def bag_of_words(model: nn.Module):
+    """Embed a sentence as the mean of ``model``'s input token embeddings."""
+    from seqae.datasets.text import encode_batch
+
+    table = model.token_embeddings().detach().float().cpu().numpy()
+
+    def embed(sentences: list[str]) -> np.ndarray:
+        ids = encode_batch(model.tokenizer, list(sentences), model.max_tokens)
+        return np.stack([table[i].mean(0) if len(i) else np.zeros(table.shape[1], np.float32) for i in ids])
+
+    return embed
+
+
+def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: list[str] | None = None, **options) -> dict[str, Any]:
+    """Built-in held-out tasks and user task files for the trained encoder, the same encoder untrained,
+    and bags of words (mean of the trained, and of the untrained, token embeddings)."""
+    from seqae.evaluation.sentences import builtin_tasks, classification_task, read_task, similarity_task
+
+    parsed = [(Path(t), *read_task(t)) for t in tasks or []]  # bad task files fail before any work
+    model.eval()
+    torch.manual_seed(recipe.eval.seed)
+    untrained = get_family(recipe.family).build_model(recipe).eval()
+    untrained.attach_tokenizer(model.tokenizer, model.max_tokens)
+    embedders = {
+        "trained": model.embed,
+        "untrained": untrained.embed,
+        "bow_trained": bag_of_words(model),
+        "bow_untrained": bag_of_words(untrained),
+    }
+    held = held_out_tasks(prepared, recipe.eval)
+    result: dict[str, Any] = {"held_out_sentences": len(prepared.extra["test_idx"]), "embedding_dim": model.embedding_dim}
+    for name, embed in embedders.items():
+        for key, value in builtin_tasks(embed, held, recipe.eval).items():
+            result[f"{key}_{name}"] = value
+        for path, kind, items in parsed:
+            task = classification_task(embed, items, folds=10, seed=recipe.eval.seed) if kind == "classification" else similarity_task(embed, items)
+            for key, value in task.items():
+                result[f"{path.stem}_{key}_{name}"] = value
+    return result
+
+
+def text_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
+    from seqae import plots
+
+    held = held_out_tasks(prepared, recipe.eval)
+    if held["probe_labels"] is None:
+        return []
+    embeddings = model.embed(held["probe_sentences"])
+    names = prepared.extra["corpus"].document_names
+    return [plots.code_map(embeddings, held["probe_labels"], out_dir / "embedding_map.png",
+                           title="held-out sentence embeddings by book: " + ", ".join(f"{i}={n}" for i, n in enumerate(names)))]
+
+
+@torch.no_grad()
+def text_embed(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
+    """One row per line of a UTF-8 text file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (invalid byte at byte offset {err.start})") from None
+    if not lines:
+        raise DataError(f"{path}: empty file; give one sentence per line")
+    for number, line in enumerate(lines, start=1):
+        if len(line) > recipe.data.max_sentence_chars:
+            raise DataError(f"{path}:{number}: a line of {len(line):,} characters, more than data.max_sentence_chars ({recipe.data.max_sentence_chars:,})")
+    return model.embed(lines)
+
+
 FAMILIES: dict[str, Family] = {
     "autoencoder": Family(
         "autoencoder", AutoencoderConfig, ArrayDataConfig, ArrayEvalConfig,
@@ -259,6 +396,14 @@ FAMILIES: dict[str, Family] = {
         "vqvae", VQVAEConfig, ArrayDataConfig, ArrayEvalConfig,
         prepare_vqvae, lambda r: VQVAE(r.model), evaluate_arrays, array_figures, vqvae_codes, array_scores,
         data_config_for=lambda model: AudioDataConfig if getattr(model, "input", "image") == "mel" else ArrayDataConfig,
+    ),
+    "quick_thought": Family(
+        "quick_thought", QuickThoughtConfig, TextDataConfig, SentenceEvalConfig,
+        prepare_text, lambda r: QuickThought(r.model), evaluate_text, text_figures, text_embed, on_load=attach_tokenizer,
+    ),
+    "skip_thought": Family(
+        "skip_thought", SkipThoughtConfig, TextDataConfig, SentenceEvalConfig,
+        prepare_text, lambda r: SkipThought(r.model), evaluate_text, text_figures, text_embed, on_load=attach_tokenizer,
     ),
 }
 

@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # small models: threads cost more than they save
+# the tokenised-corpus cache of the tests lives in a fresh folder, not in the user's ~/.cache
+os.environ["SEQAE_CACHE"] = tempfile.mkdtemp(prefix="seqae-test-cache-")
 
 
 TINY_AE = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "elu", "gelu", "linear")
@@ -106,3 +107,56 @@ class ConvDecoder1d(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+READOUTS = ("last", "mean", "max")
+
+
+class RecurrentEncoder(nn.Module):
+    """Token ids ``(batch, time)`` with ``lengths`` ``(batch,)`` -> sentence vectors ``(batch, out_dim)``.
+
+    Word embeddings, then a GRU (or LSTM), uni- or bi-directional; padding never reaches the output
+    (packed sequences for ``last``, masks for ``mean``/``max``). Read-outs: ``last`` (the final hidden
+    state of each direction, as in skip-thought and quick-thought), ``mean`` or ``max`` over the states of
+    the real tokens (as InferSent). ``out_dim = hidden * (2 if bidirectional else 1)``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        hidden: int,
+        bidirectional: bool = False,
+        readout: str = "last",
+        cell: str = "gru",
+        num_layers: int = 1,
+        pad_id: int = 0,
+    ):
+        super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        self.rnn = rnn(embed_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
+        self.readout = readout
+        self.bidirectional = bidirectional
+        self.out_dim = hidden * (2 if bidirectional else 1)
+
+    def forward(self, tokens, lengths):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
+            raise ValueError(f"expected tokens (batch, time) and lengths (batch,), got {tuple(tokens.shape)} and {tuple(lengths.shape)}")
+        embedded = self.embedding(tokens)
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, final = self.rnn(packed)
+        if self.readout == "last":
+            h_n = final[0] if isinstance(final, tuple) else final  # (layers * dirs, batch, hidden)
+            if self.bidirectional:
+                return torch.cat([h_n[-2], h_n[-1]], dim=-1)
+            return h_n[-1]
+        padded, _ = pad_packed_sequence(states, batch_first=True, total_length=tokens.shape[1])
+        mask = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None])
+        if self.readout == "mean":
+            return (padded * mask[..., None]).sum(1) / lengths.to(padded.device)[:, None].clamp_min(1)
+        return padded.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values

@@ -1,0 +1,443 @@
+"""Text corpora for sentence encoders: reading, sentence splitting, subword vocabularies, a tokenised
+memory-mapped cache, and batches of contiguous sentences or of (previous, current, next) triples.
+
+A corpus is a text file or a folder of them (``.txt`` or ``.txt.gz``), one document per file, paragraphs
+separated by blank lines. Chapter headings ("Chapter 1", "CHAPTER IV", "VOLUME I") are breaks, not
+sentences: sentences keep their order, and no training window crosses a document or a chapter.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from seqae.config import ConfigError, choice, path_field
+from seqae.datasets.base import BatchSource, DataError
+
+PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
+SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # ids 0..3
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+# abbreviations after which a full stop does not end a sentence (compared without the stop, lower case)
+ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "st", "jr", "sr", "esq", "rev", "col", "capt", "gen", "lt", "sgt", "prof",
+    "hon", "messrs", "mme", "mlle", "no", "vol", "ch", "chap", "fig", "vs", "etc", "ie", "eg", "cf", "viz",
+    "mt", "ft", "co", "inc", "ltd", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec",
+}
+HEADING = re.compile(
+    r"^\s*(chapter|volume|book|part|letter)\s+([0-9]+|[ivxlcdm]+|the\s+\w+|\w+)\b[^a-z]{0,40}$", re.IGNORECASE
+)
+# a candidate end: . ! or ? (or an ellipsis), then closing quotes/brackets, then space
+SENTENCE_END = re.compile(r"([.!?]+)([\"'”’)\]]*)(\s+)")
+OPENERS = "\"'“‘([_"
+
+
+def is_heading(paragraph: str) -> bool:
+    """Chapter and volume headings, which separate sentences rather than being sentences."""
+    text = " ".join(paragraph.split())
+    return len(text) < 60 and bool(HEADING.match(text))
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split one paragraph into sentences.
+
+    A sentence ends at ``.``, ``!`` or ``?`` (possibly followed by closing quotes or brackets) when the
+    next word starts with a capital letter, a digit or an opening quote/bracket, unless the stop ends
+    a known abbreviation (Mr., Mrs., Dr., St., ...) or a single initial ("J. Smith").
+    """
+    text = " ".join(paragraph.split())
+    if not text:
+        return []
+    sentences = []
+    start = 0
+    for match in SENTENCE_END.finditer(text):
+        end = match.end(2)
+        following = text[match.end(3) : match.end(3) + 2]
+        if not following or not (following[0].isupper() or following[0].isdigit() or following[0] in OPENERS):
+            continue
+        if match.group(1) == ".":
+            word = re.findall(r"[A-Za-z.]+$", text[start : match.start(1)])
+            token = word[0].replace(".", "").lower() if word else ""
+            if token in ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+                continue
+        sentence = text[start:end].strip()
+        if sentence:
+            sentences.append(sentence)
+        start = match.end(3)
+    tail = text[start:].strip()
+    if tail:
+        sentences.append(tail)
+    return sentences
+
+
+def corpus_files(source: str | Path) -> list[Path]:
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and (p.name.endswith(".txt") or p.name.endswith(".txt.gz")))
+        if not files:
+            raise DataError(f"{source}: no .txt or .txt.gz files in this folder")
+        return files
+    raise DataError(f"{source}: no such file or folder")
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text; a file that is not UTF-8 is reported with the byte offset."""
+    try:
+        data = gzip.open(path, "rb").read() if path.name.endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read ({err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not UTF-8 text (invalid byte 0x{data[err.start]:02x} at byte offset {err.start}); "
+            "convert it with e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    if "\x00" in text[:10000]:
+        raise DataError(f"{path}: holds NUL bytes; this looks like a binary file, not text")
+    return text.lstrip("\ufeff")
+
+
+@dataclass
+class Sentence:
+    text: str
+    document: int  # index of the file
+    segment: int  # running index of the chapter (windows never cross segments)
+    line: int  # 1-based line of the paragraph in its file
+
+
+def iter_sentences(files: list[Path], max_chars: int) -> Iterator[Sentence]:
+    """Stream the sentences of a corpus in order, one file at a time (memory stays bounded by a file)."""
+    segment = 0
+    for doc, path in enumerate(files):
+        text = read_text(path)
+        segment += 1
+        line = 1
+        for block in re.split(r"(\n\s*\n)", text):
+            if not block.strip() or block.isspace():
+                line += block.count("\n")
+                continue
+            if is_heading(block):
+                segment += 1
+            else:
+                for sentence in split_sentences(block):
+                    if len(sentence) > max_chars:
+                        raise DataError(
+                            f"{path}:{line}: a sentence of {len(sentence):,} characters, more than "
+                            f"data.max_sentence_chars ({max_chars:,}); is this prose with sentence punctuation?"
+                        )
+                    yield Sentence(sentence, doc, segment, line)
+            line += block.count("\n")
+
+
+@dataclass
+class TextDataConfig:
+    """``[data]`` for the sentence encoders."""
+
+    corpus: str = path_field("", doc="a text file or a folder of .txt/.txt.gz files (one document each)")
+    tokenizer: str = choice("bpe", "bpe", "wordpiece")
+    vocab_size: int = 8000
+    lowercase: bool = True
+    max_tokens: int = 48  # longer sentences are truncated
+    max_sentence_chars: int = 5000  # a longer "sentence" is an error (a file without sentence punctuation)
+    test_every: int = 10  # every n-th chapter is held out for evaluation
+    cache_dir: str = ""  # tokenised corpus cache; default $SEQAE_CACHE or ~/.cache/seqae
+
+    def validate(self, where: str) -> None:
+        if not self.corpus:
+            raise ConfigError(f"{where}: data.corpus is required: a text file or a folder of text files")
+        if self.vocab_size < 100:
+            raise ConfigError(f"{where}: data.vocab_size must be at least 100")
+        if self.max_tokens < 2 or self.test_every < 2:
+            raise ConfigError(f"{where}: data.max_tokens and data.test_every must be at least 2")
+
+
+def corpus_fingerprint(files: list[Path], config: TextDataConfig) -> str:
+    h = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        h.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    settings = [config.tokenizer, config.vocab_size, config.lowercase, config.max_tokens, config.max_sentence_chars, config.test_every]
+    h.update(json.dumps(settings).encode())
+    h.update(b"seqae-text-cache-1")
+    return h.hexdigest()[:20]
+
+
+def default_cache_dir(config: TextDataConfig) -> Path:
+    if config.cache_dir:
+        return Path(config.cache_dir)
+    return Path(os.environ.get("SEQAE_CACHE", Path.home() / ".cache" / "seqae"))
+
+
+def train_tokenizer(sentences: Iterator[str], config: TextDataConfig):
+    """A BPE or WordPiece vocabulary (Hugging Face tokenizers) trained on the sentences."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if config.tokenizer == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        trainer = trainers.BpeTrainer(vocab_size=config.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+        tokenizer.decoder = decoders.BPEDecoder()
+    else:
+        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+        trainer = trainers.WordPieceTrainer(vocab_size=config.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+        tokenizer.decoder = decoders.WordPiece()
+    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if config.lowercase else [])
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(sentences, trainer=trainer)
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path):
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: missing; the run directory needs its tokenizer.json to encode text")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises its own exception type
+        raise DataError(f"{path}: not a tokenizer file ({err})") from None
+
+
+def encode_batch(tokenizer, sentences: list[str], max_tokens: int) -> list[list[int]]:
+    return [enc.ids[:max_tokens] for enc in tokenizer.encode_batch(sentences, add_special_tokens=False)]
+
+
+@dataclass
+class TokenisedCorpus:
+    """Memory-mapped arrays of a tokenised corpus (in the cache folder)."""
+
+    folder: Path
+    tokens: np.ndarray  # (total_tokens,) int32
+    offsets: np.ndarray  # (sentences + 1,) int64: sentence i is tokens[offsets[i]:offsets[i+1]]
+    documents: np.ndarray  # (sentences,) int32
+    segments: np.ndarray  # (sentences,) int32
+    document_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def ids(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def text_of(self, i: int) -> str:
+        with open(self.folder / "sentences.jsonl", encoding="utf-8") as fh:
+            for j, line in enumerate(fh):
+                if j == i:
+                    return json.loads(line)
+        raise IndexError(i)
+
+    def texts(self, indices: np.ndarray) -> list[str]:
+        wanted = {int(i) for i in indices}
+        found = {}
+        with open(self.folder / "sentences.jsonl", encoding="utf-8") as fh:
+            for j, line in enumerate(fh):
+                if j in wanted:
+                    found[j] = json.loads(line)
+        return [found[int(i)] for i in indices]
+
+
+def tokenise_corpus(config: TextDataConfig, quiet: bool = False) -> TokenisedCorpus:
+    """Tokenise the corpus once into the cache (reused while the files and settings are unchanged)."""
+    files = corpus_files(config.corpus)
+    key = corpus_fingerprint(files, config)
+    folder = default_cache_dir(config) / f"text-{key}"
+    if not (folder / "done").exists():
+        build_cache(files, config, folder, quiet)
+    meta = json.loads((folder / "meta.json").read_text())
+    return TokenisedCorpus(
+        folder,
+        np.load(folder / "tokens.npy", mmap_mode="r"),
+        np.load(folder / "offsets.npy", mmap_mode="r"),
+        np.load(folder / "documents.npy", mmap_mode="r"),
+        np.load(folder / "segments.npy", mmap_mode="r"),
+        meta["documents"],
+    )
+
+
+def build_cache(files: list[Path], config: TextDataConfig, folder: Path, quiet: bool) -> None:
+    import shutil
+    import sys
+    import tempfile
+
+    from tqdm import tqdm
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    try:
+        show = not quiet and sys.stderr.isatty()
+        # pass 1: the vocabulary (streamed from the files)
+        tokenizer = train_tokenizer((s.text for s in iter_sentences(files, config.max_sentence_chars)), config)
+        tokenizer.save(str(work / "tokenizer.json"))
+        # pass 2: token ids appended to a file, a chunk at a time
+        offsets, documents, segments = [0], [], []
+        count = 0
+        bar = tqdm(desc="tokenising", unit=" sentences", disable=not show)
+        with open(work / "tokens.bin", "wb") as tok_fh, open(work / "sentences.jsonl", "w", encoding="utf-8") as txt_fh:
+            chunk: list[Sentence] = []
+
+            def flush():
+                nonlocal count
+                ids = encode_batch(tokenizer, [s.text for s in chunk], config.max_tokens)
+                for s, sentence_ids in zip(chunk, ids):
+                    tok_fh.write(np.asarray(sentence_ids, dtype=np.int32).tobytes())
+                    offsets.append(offsets[-1] + len(sentence_ids))
+                    documents.append(s.document)
+                    segments.append(s.segment)
+                    txt_fh.write(json.dumps(s.text) + "\n")
+                count += len(chunk)
+                bar.update(len(chunk))
+                chunk.clear()
+
+            for sentence in iter_sentences(files, config.max_sentence_chars):
+                chunk.append(sentence)
+                if len(chunk) >= 10000:
+                    flush()
+            flush()
+        bar.close()
+        if count == 0:
+            raise DataError(f"{config.corpus}: no sentences found (empty corpus?)")
+        total = offsets[-1]
+        tokens = np.memmap(work / "tokens.bin", dtype=np.int32, mode="r", shape=(total,)) if total else np.zeros(0, np.int32)
+        np.save(work / "tokens.npy", np.asarray(tokens))
+        del tokens
+        (work / "tokens.bin").unlink()
+        np.save(work / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+        np.save(work / "documents.npy", np.asarray(documents, dtype=np.int32))
+        np.save(work / "segments.npy", np.asarray(segments, dtype=np.int32))
+        names = [str(p.name).removesuffix(".gz").removesuffix(".txt") for p in files]
+        (work / "meta.json").write_text(json.dumps({"documents": names, "sentences": count, "tokens": total}))
+        (work / "done").write_text("")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(work, folder)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def held_out(corpus: TokenisedCorpus, every: int) -> np.ndarray:
+    """Boolean mask ``(sentences,)`` of the held-out sentences: every n-th chapter."""
+    return (np.asarray(corpus.segments) % every) == (every // 2)
+
+
+def pad_batch(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id arrays -> ``tokens`` ``(batch, max_len)`` padded with PAD_ID and ``lengths`` ``(batch,)``.
+
+    An empty sentence (nothing left after tokenisation) becomes one UNK token, so every length is >= 1.
+    """
+    lengths = torch.tensor([max(1, len(s)) for s in sequences], dtype=torch.long)
+    tokens = torch.full((len(sequences), int(lengths.max())), PAD_ID, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        if len(s):
+            tokens[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
+        else:
+            tokens[i, 0] = UNK_ID
+    return tokens, lengths
+
+
+class ContiguousSentences(BatchSource):
+    """Quick-thought batches: runs of ``batch_size`` consecutive sentences.
+
+    Each batch is ``{"tokens": (B, T), "lengths": (B,), "segment": (B,)}``; sentences of different
+    segments in one batch are never treated as neighbours. Examples are start positions of runs, so the
+    epoch's batches are shuffled runs of the sentence stream.
+    """
+
+    def __init__(self, corpus: TokenisedCorpus, indices: np.ndarray, name: str):
+        self.corpus = corpus
+        self.indices = np.asarray(indices)
+        self.segments = np.asarray(corpus.segments)[self.indices]
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def describe(self) -> str:
+        return self.name
+
+    def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
+        n = len(self)
+        if n < batch_size:
+            raise DataError(
+                f"{self.name}: {n} sentences, fewer than one batch of {batch_size}; use a smaller "
+                "train.batch_size or a larger corpus"
+            )
+        # a random offset per epoch so that run boundaries move; then the runs in random order
+        rng = np.random.default_rng([seed, epoch])
+        offset = int(rng.integers(0, batch_size))
+        starts = np.arange(offset, n - batch_size + 1, batch_size)
+        if len(starts) == 0:
+            starts = np.array([0])
+        return [np.arange(s, s + batch_size) for s in rng.permutation(starts)]
+
+    def collate(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
+        rows = self.indices[positions]
+        tokens, lengths = pad_batch([self.corpus.ids(int(i)) for i in rows])
+        return {"tokens": tokens, "lengths": lengths, "segment": torch.from_numpy(self.segments[positions].astype(np.int64))}
+
+
+class SentenceTriples(BatchSource):
+    """Skip-thought batches: (previous, current, next) sentences of one segment, bucketed by length.
+
+    Each batch is ``{"tokens", "lengths", "prev_tokens", "prev_lengths", "next_tokens", "next_lengths"}``.
+    """
+
+    def __init__(self, corpus: TokenisedCorpus, indices: np.ndarray, name: str):
+        self.corpus = corpus
+        indices = np.asarray(indices)
+        segments = np.asarray(corpus.segments)
+        # a middle sentence needs both neighbours in its own segment (and in this split)
+        middle = indices[1:-1]
+        ok = (
+            (segments[indices[:-2]] == segments[middle])
+            & (segments[indices[2:]] == segments[middle])
+            & (indices[:-2] == middle - 1)
+            & (indices[2:] == middle + 1)
+        )
+        self.middles = middle[ok]
+        offsets = np.asarray(corpus.offsets)
+        self.lengths = (offsets[self.middles + 1] - offsets[self.middles]).astype(np.int64)
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.middles)
+
+    def describe(self) -> str:
+        return self.name
+
+    def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
+        n = len(self)
+        if n < batch_size:
+            raise DataError(f"{self.name}: {n} sentence triples, fewer than one batch of {batch_size}")
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(n)
+        # length buckets: sort chunks of 50 batches by length, so padding stays small
+        chunk = batch_size * 50
+        batches = []
+        for i in range(0, n - batch_size + 1, chunk):
+            part = order[i : i + chunk]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches += [part[j : j + batch_size] for j in range(0, len(part) - batch_size + 1, batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def collate(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
+        middles = self.middles[positions]
+        batch = {}
+        for name, shift in (("", 0), ("prev_", -1), ("next_", 1)):
+            tokens, lengths = pad_batch([self.corpus.ids(int(i) + shift) for i in middles])
+            batch[f"{name}tokens"], batch[f"{name}lengths"] = tokens, lengths
+        return batch

@@ -1,0 +1,127 @@
+"""Sentence-embedding evaluation: user task files and the built-in held-out tasks, each figure beside
+the same encoder untrained and bag-of-words baselines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from seqae.config import ConfigError
+from seqae.datasets.base import DataError
+
+Embedder = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class SentenceEvalConfig:
+    """``[eval]`` for the sentence encoders."""
+
+    probe_sentences: int = 2000  # held-out sentences for the which-book probe
+    retrieval_queries: int = 500  # held-out sentences whose next sentence is retrieved
+    candidates: int = 100  # the true next sentence among this many
+    folds: int = 5  # cross-validation folds of the which-book probe
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        if self.candidates < 2 or self.folds < 2:
+            raise ConfigError(f"{where}: eval.candidates and eval.folds must be at least 2")
+
+
+def read_task(path: str | Path) -> tuple[str, list]:
+    """Read a task file: ``label<TAB>sentence`` (classification) or ``score<TAB>s1<TAB>s2`` (similarity).
+
+    Returns ``("classification", [(label, sentence)])`` or ``("similarity", [(score, s1, s2)])``; a
+    malformed line is an error naming the file and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such task file")
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 (byte offset {err.start})") from None
+    rows = [(i, line.split("\t")) for i, line in enumerate(lines, start=1) if line.strip()]
+    if not rows:
+        raise DataError(f"{path}: the task file is empty")
+    kind = "similarity" if len(rows[0][1]) == 3 else "classification"
+    items: list = []
+    for number, fields in rows:
+        if kind == "classification":
+            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+                raise DataError(f"{path}:{number}: expected label<TAB>sentence (a classification file, from line 1), got {len(fields)} field(s)")
+            items.append((fields[0].strip(), fields[1].strip()))
+        else:
+            if len(fields) != 3:
+                raise DataError(f"{path}:{number}: expected score<TAB>sentence1<TAB>sentence2 (a similarity file, from line 1)")
+            try:
+                score = float(fields[0])
+            except ValueError:
+                raise DataError(f"{path}:{number}: the score {fields[0]!r} is not a number") from None
+            items.append((score, fields[1].strip(), fields[2].strip()))
+    if kind == "classification":
+        labels = {label for label, _ in items}
+        if len(labels) < 2:
+            raise DataError(f"{path}: a classification task needs at least 2 labels, found {len(labels)}")
+    return kind, items
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> float:
+    """Cross-validated accuracy of logistic regression on standardised frozen features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    counts = np.unique(labels, return_counts=True)[1]
+    folds = max(2, min(folds, int(counts.min())))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(clf, features, labels, cv=cv).mean())
+
+
+def classification_task(embed: Embedder, items, folds: int = 10, seed: int = 0) -> dict[str, float]:
+    labels_text = [label for label, _ in items]
+    classes = {c: i for i, c in enumerate(sorted(set(labels_text)))}
+    labels = np.array([classes[c] for c in labels_text])
+    return {"accuracy": probe_accuracy(embed([s for _, s in items]), labels, folds, seed)}
+
+
+def similarity_task(embed: Embedder, items) -> dict[str, float]:
+    from scipy.stats import pearsonr, spearmanr
+
+    a = embed([s for _, s, _ in items])
+    b = embed([s for _, _, s in items])
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-9)
+    scores = np.array([score for score, _, _ in items])
+    return {"spearman": float(spearmanr(cosine, scores).statistic), "pearson": float(pearsonr(cosine, scores).statistic)}
+
+
+def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[str], candidates: int, seed: int) -> dict[str, float]:
+    """Rank each query's true next sentence among ``candidates`` (it and others from ``pool``) by cosine
+    similarity of the embeddings; recall@1 and mean reciprocal rank."""
+    rng = np.random.default_rng(seed)
+    q = embed(queries)
+    n = embed(nexts)
+    p = embed(pool)
+    normalise = lambda m: m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-9)  # noqa: E731
+    q, n, p = normalise(q), normalise(n), normalise(p)
+    ranks = []
+    for i in range(len(queries)):
+        others = rng.choice(len(pool), size=candidates - 1, replace=False)
+        true_score = float(q[i] @ n[i])
+        other_scores = p[others] @ q[i]
+        ranks.append(1 + int((other_scores > true_score).sum()))
+    ranks = np.array(ranks)
+    return {"recall_at_1": float((ranks == 1).mean()), "mrr": float((1.0 / ranks).mean())}
+
+
+def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEvalConfig) -> dict[str, float]:
+    """``held_out``: ``probe_sentences``/``probe_labels`` and ``queries``/``nexts``/``pool``."""
+    result = {}
+    if held_out["probe_labels"] is not None:
+        result["book_accuracy"] = probe_accuracy(embed(held_out["probe_sentences"]), held_out["probe_labels"], config.folds, config.seed)
+    result.update({f"next_{k}": v for k, v in retrieval(embed, held_out["queries"], held_out["nexts"], held_out["pool"], config.candidates, config.seed).items()})
+    return result

@@ -1,0 +1,90 @@
+"""Skip-thought (Kiros et al. 2015, arXiv 1506.06726): a GRU encoder; two GRU decoders conditioned on
+the sentence vector regenerate the previous and the next sentence with teacher forcing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqae.models.base import ModelOutput
+from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
+
+
+@dataclass
+class SkipThoughtConfig(SentenceEncoderConfig):
+    """``[model]`` for ``family = "skip_thought"``."""
+
+    family: str = "skip_thought"
+    decoder_hidden: int = 0  # 0: the encoder's hidden size
+    tie_embeddings: bool = True  # output word embeddings tied to the input embeddings
+
+
+class ConditionalDecoder(nn.Module):
+    """A GRU language model conditioned on a sentence vector: the vector sets the initial state and is
+    fed beside each input word (the paper's conditioning of the gates on h_i)."""
+
+    def __init__(self, embedding: nn.Embedding, condition_dim: int, hidden: int, tie: bool):
+        super().__init__()
+        # shared with the encoder, not registered here: the weights are saved once, under the encoder
+        self.__dict__["embedding"] = embedding
+        vocab, embed_dim = embedding.weight.shape
+        self.init = nn.Linear(condition_dim, hidden)
+        self.rnn = nn.GRU(embed_dim + condition_dim, hidden, batch_first=True)
+        self.tie = tie
+        if tie:
+            self.to_embed = nn.Linear(hidden, embed_dim)
+        else:
+            self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, sentence: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Negative log-likelihood summed over the target tokens, and their count.
+
+        ``tokens`` ``(B, T)`` are the target sentence; inputs are BOS + tokens, targets tokens + EOS.
+        """
+        from seqae.datasets.text import BOS_ID, EOS_ID, PAD_ID
+
+        b, t = tokens.shape
+        bos = torch.full((b, 1), BOS_ID, dtype=tokens.dtype, device=tokens.device)
+        inputs = torch.cat([bos, tokens], dim=1)
+        targets = torch.cat([tokens, torch.full_like(bos, PAD_ID)], dim=1)
+        targets[torch.arange(b, device=tokens.device), lengths.to(tokens.device)] = EOS_ID
+        embedded = self.embedding(inputs)
+        condition = sentence[:, None, :].expand(b, t + 1, sentence.shape[-1])
+        h0 = torch.tanh(self.init(sentence))[None]
+        states, _ = self.rnn(torch.cat([embedded, condition], dim=-1), h0)
+        mask = targets != PAD_ID
+        valid = states[mask]  # only real positions reach the vocabulary projection
+        if self.tie:
+            logits = self.to_embed(valid) @ self.embedding.weight.t()
+        else:
+            logits = self.out(valid)
+        return F.cross_entropy(logits, targets[mask], reduction="sum"), mask.sum()
+
+
+class SkipThought(SentenceEmbedder):
+    """``forward(batch)`` takes (previous, current, next) triples; ``encode``: ``(B, encoder dim)``."""
+
+    def __init__(self, config: SkipThoughtConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(config)
+        hidden = config.decoder_hidden or config.hidden
+        self.decode_prev = ConditionalDecoder(self.encoder.embedding, self.encoder.out_dim, hidden, config.tie_embeddings)
+        self.decode_next = ConditionalDecoder(self.encoder.embedding, self.encoder.out_dim, hidden, config.tie_embeddings)
+        self.embedding_dim = self.encoder.out_dim
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.encoder(tokens, lengths)
+
+    def token_embeddings(self) -> torch.Tensor:
+        return self.encoder.embedding.weight
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        sentence = self.encoder(batch["tokens"], batch["lengths"])
+        nll_prev, n_prev = self.decode_prev(sentence, batch["prev_tokens"], batch["prev_lengths"])
+        nll_next, n_next = self.decode_next(sentence, batch["next_tokens"], batch["next_lengths"])
+        loss = (nll_prev + nll_next) / (n_prev + n_next)
+        return ModelOutput(loss, {"nll_prev": (nll_prev / n_prev).detach(), "nll_next": (nll_next / n_next).detach()})

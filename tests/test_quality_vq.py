@@ -1,0 +1,29 @@
+"""End-to-end quality runs for discrete codes on digits (slow: ``python -m pytest -m slow -s``)."""
+
+import pytest
+
+from test_quality_digits import train_and_eval
+
+pytestmark = pytest.mark.slow
+
+
+def test_kmeans_init_and_restarts_use_at_least_90_percent_of_the_codebook(tmp_path):
+    with_them = train_and_eval("vqvae_digits", tmp_path)
+    without = train_and_eval("vqvae_digits", tmp_path / "plain", **{"model.kmeans_init": False, "model.dead_code_threshold": 0.0})
+    assert with_them["codebook_size"] == 64
+    assert with_them["codebook_usage"] >= 0.9
+    assert with_them["codebook_usage"] > without["codebook_usage"]
+    assert with_them["codes_purity"] > 0.5 and with_them["kmeans_purity"] > 0.5
+
+
+def test_grid_codes_reconstruct_digits(tmp_path):
+    result = train_and_eval("vqvae_grid_digits", tmp_path)
+    assert result["codebook_usage"] >= 0.9
+    assert result["test_mse"] < 0.01
+
+
+@pytest.mark.parametrize("quantizer", ["gumbel_hard", "gumbel_soft"])
+def test_gumbel_variants_train_a_categorical_vae(tmp_path, quantizer):
+    result = train_and_eval("gumbel_vae_digits", tmp_path, **{"model.quantizer": quantizer})
+    assert result["test_elbo"] > -26.0  # one constant image (no information in the code) scores -27.2
+    assert result["codes_used"] >= 32
