@@ -53,7 +53,7 @@ def split_sentences(paragraph: str) -> list[str]:
 
     A sentence ends at ``.``, ``!`` or ``?`` (possibly followed by closing quotes or brackets) when the
     next word starts with a capital letter, a digit or an opening quote/bracket, unless the stop ends
-    a known abbreviation (Mr., Mrs., Dr., St., ...) or a single initial ("J. Smith").
+    a known abbreviation (Mr., Mrs., Dr., St., ...) or a single capital initial ("J. Smith").
     """
     text = " ".join(paragraph.split())
     if not text:
@@ -66,9 +66,9 @@ def split_sentences(paragraph: str) -> list[str]:
         if not following or not (following[0].isupper() or following[0].isdigit() or following[0] in OPENERS):
             continue
         if match.group(1) == ".":
-            word = re.findall(r"[A-Za-z.]+$", text[start : match.start(1)])
-            token = word[0].replace(".", "").lower() if word else ""
-            if token in ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+            words = text[start : match.start(1)].split()
+            core = words[-1].lstrip(OPENERS).replace(".", "") if words else ""
+            if core.lower() in ABBREVIATIONS or (len(core) == 1 and core.isupper()):  # "Mr.", "J. Smith"
                 continue
         sentence = text[start:end].strip()
         if sentence:

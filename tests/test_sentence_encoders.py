@@ -1,0 +1,167 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import seqae
+from seqae.cli import main
+from seqae.datasets.base import DataError
+from seqae.evaluation.sentences import read_task
+from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
+from seqae.models.skip_thought import SkipThought, SkipThoughtConfig
+
+from conftest import write_recipe
+
+WORDS = "the a ship sea whale captain house sister letter ball dance walk rain garden horse money".split()
+
+
+def tiny_qt(**kw):
+    torch.manual_seed(0)
+    return QuickThought(QuickThoughtConfig(vocab_size=40, embed_dim=8, hidden=12, **kw))
+
+
+def test_quick_thought_targets_are_neighbours_in_the_same_segment():
+    model = tiny_qt(context=1)
+    target = model.targets(torch.tensor([0, 0, 0, 1, 1]))
+    expected = torch.tensor([
+        [0, 1, 0, 0, 0],
+        [1, 0, 1, 0, 0],
+        [0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 1, 0],
+    ], dtype=torch.bool)
+    assert torch.equal(target, expected)
+    assert model.targets(torch.zeros(5, dtype=torch.long)).sum(1).tolist() == [1, 2, 2, 2, 1]
+    assert tiny_qt(context=2).targets(torch.zeros(5, dtype=torch.long)).sum(1).tolist() == [2, 3, 4, 3, 2]
+
+
+def test_quick_thought_loss_is_the_softmax_over_the_batch_without_self():
+    model = tiny_qt()
+    tokens = torch.randint(4, 40, (4, 5))
+    lengths = torch.tensor([5, 3, 4, 2])
+    out = model({"tokens": tokens, "lengths": lengths, "segment": torch.zeros(4, dtype=torch.long)})
+    f, g = model.f(tokens, lengths), model.g(tokens, lengths)
+    scores = f @ g.t()
+    scores.fill_diagonal_(float("-inf"))
+    logp = F.log_softmax(scores, 1)
+    pairs = [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)]
+    expected = -sum(logp[i, j] for i, j in pairs) / len(pairs)
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert model.encode(tokens, lengths).shape == (4, 24)
+
+
+def test_skip_thought_loss_ignores_padding():
+    torch.manual_seed(0)
+    model = SkipThought(SkipThoughtConfig(vocab_size=40, embed_dim=8, hidden=12))
+    tokens = torch.randint(4, 40, (3, 4))
+    lengths = torch.tensor([4, 2, 3])
+    tokens[1, 2:] = 0
+    tokens[2, 3:] = 0
+    batch = {"tokens": tokens, "lengths": lengths, "prev_tokens": tokens, "prev_lengths": lengths,
+             "next_tokens": tokens, "next_lengths": lengths}
+    padded = {k: (F.pad(v, (0, 6)) if v.dim() == 2 else v) for k, v in batch.items()}
+    assert model(batch).loss.item() == pytest.approx(model(padded).loss.item(), rel=1e-6)
+    # shared embeddings are stored once
+    names = [n for n, _ in model.named_parameters()]
+    assert sum("embedding" in n for n in names) == 1
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("corpus")
+    for book in range(2):
+        parts = []
+        for chapter in range(6):
+            parts.append(f"Chapter {chapter + 1}")
+            sentences = []
+            for _ in range(40):
+                words = rng.choice(WORDS[book * 6 : book * 6 + 10], size=rng.integers(3, 9))
+                sentences.append(" ".join(words).capitalize() + ".")
+            parts.append(" ".join(sentences))
+        (folder / f"book{book}.txt").write_text("\n\n".join(parts) + "\n")
+    return folder
+
+
+TINY_QT = """
+[model]
+family = "quick_thought"
+embed_dim = 16
+hidden = 24
+
+[data]
+corpus = "CORPUS"
+vocab_size = 100
+test_every = 3
+
+[train]
+steps = 12
+batch_size = 32
+lr = 3e-3
+warmup_steps = 2
+log_every = 4
+checkpoint_every = 12
+
+[eval]
+probe_sentences = 100
+retrieval_queries = 40
+candidates = 20
+"""
+
+
+@pytest.mark.parametrize("family", ["quick_thought", "skip_thought"])
+def test_train_embed_and_evaluate_end_to_end(tmp_path, corpus_dir, family):
+    recipe = write_recipe(tmp_path, TINY_QT.replace("CORPUS", str(corpus_dir)).replace("quick_thought", family))
+    run = seqae.train(recipe, out=tmp_path / "run")
+    assert (run / "tokenizer.json").is_file()
+    model = seqae.load(run)
+    emb = model.embed(["The ship and the sea.", "A letter to my sister.", ""])
+    assert emb.shape == (3, model.embedding_dim) and np.isfinite(emb).all()
+    (tmp_path / "cls.tsv").write_text("".join(f"{i % 2}\t{'the ship sea' if i % 2 else 'the house letter'} {i}\n" for i in range(20)))
+    (tmp_path / "sim.tsv").write_text("".join(f"{i}\tthe ship\tthe {'ship' if i > 2 else 'house'}\n" for i in range(6)))
+    result = seqae.evaluate(run, tasks=[str(tmp_path / "cls.tsv"), str(tmp_path / "sim.tsv")])
+    for name in ("trained", "untrained", "bow_trained", "bow_untrained"):
+        assert 0.0 <= result[f"book_accuracy_{name}"] <= 1.0
+        assert 0.0 < result[f"next_mrr_{name}"] <= 1.0
+        assert 0.0 <= result[f"cls_accuracy_{name}"] <= 1.0
+        assert -1.0 <= result[f"sim_spearman_{name}"] <= 1.0
+    (tmp_path / "in.txt").write_text("The whale.\nA dance in the rain.\n")
+    assert main(["embed", str(run), "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "emb.npy")]) == 0
+    assert np.load(tmp_path / "emb.npy").shape == (2, model.embedding_dim)
+
+
+def test_bad_task_files_name_the_line(tmp_path):
+    (tmp_path / "t.tsv").write_text("pos\tgood\nneg\n")
+    with pytest.raises(DataError, match=r"t.tsv:2: expected label<TAB>sentence"):
+        read_task(tmp_path / "t.tsv")
+    (tmp_path / "s.tsv").write_text("1.0\ta\tb\nhigh\tc\td\n")
+    with pytest.raises(DataError, match=r"s.tsv:2: the score 'high' is not a number"):
+        read_task(tmp_path / "s.tsv")
+    (tmp_path / "one.tsv").write_text("pos\ta\npos\tb\n")
+    with pytest.raises(DataError, match="at least 2 labels"):
+        read_task(tmp_path / "one.tsv")
+
+
+def test_embed_input_errors(tmp_path, corpus_dir, capsys):
+    recipe = write_recipe(tmp_path, TINY_QT.replace("CORPUS", str(corpus_dir)).replace("steps = 12", "steps = 2"))
+    run = seqae.train(recipe, out=tmp_path / "run")
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9\n")
+    assert main(["embed", str(run), "-i", str(tmp_path / "latin.txt"), "-o", str(tmp_path / "e.npy")]) == 1
+    assert "not UTF-8 text (invalid byte at byte offset 3)" in capsys.readouterr().err
+    (tmp_path / "empty.txt").write_text("")
+    assert main(["embed", str(run), "-i", str(tmp_path / "empty.txt"), "-o", str(tmp_path / "e.npy")]) == 1
+    assert "empty file" in capsys.readouterr().err
+    (tmp_path / "long.txt").write_text("ok\n" + "x" * 1_000_000 + "\n")
+    assert main(["embed", str(run), "-i", str(tmp_path / "long.txt"), "-o", str(tmp_path / "e.npy")]) == 1
+    assert "long.txt:2: a line of 1,000,000 characters" in capsys.readouterr().err
+    assert not (tmp_path / "e.npy").exists()
+    assert main(["codes", str(run), "-i", str(tmp_path / "long.txt"), "-o", str(tmp_path / "e.npy")]) == 1
+    assert "use seqae embed" in capsys.readouterr().err
+
+
+def test_corpus_smaller_than_a_batch_is_an_error(tmp_path, corpus_dir):
+    recipe = write_recipe(tmp_path, TINY_QT.replace("CORPUS", str(corpus_dir)).replace("batch_size = 32", "batch_size = 4096"))
+    with pytest.raises(DataError, match="fewer than one batch of 4096"):
+        seqae.train(recipe, out=tmp_path / "run")

@@ -1,0 +1,134 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqae.datasets.base import DataError
+from seqae.datasets.text import (
+    ContiguousSentences, SentenceTriples, TextDataConfig, is_heading, iter_sentences, pad_batch, read_text,
+    split_sentences, tokenise_corpus,
+)
+from seqae.nn.encoders import RecurrentEncoder
+
+
+def test_abbreviations_quotes_and_brackets():
+    text = ('Mr. Darcy and Mrs. Bennet met Dr. Jones at St. Paul\'s. "Is it true?" she asked. '
+            '"It is!" (He smiled.) Then J. Smith left at 3 p.m. yesterday. The end.')
+    assert split_sentences(text) == [
+        "Mr. Darcy and Mrs. Bennet met Dr. Jones at St. Paul's.",
+        '"Is it true?" she asked.',
+        '"It is!"',
+        "(He smiled.)",
+        "Then J. Smith left at 3 p.m. yesterday.",
+        "The end.",
+    ]
+
+
+def test_line_breaks_inside_a_paragraph_are_spaces():
+    assert split_sentences("It was a truth\nuniversally acknowledged.  A second\none.") == [
+        "It was a truth universally acknowledged.", "A second one."]
+
+
+@pytest.mark.parametrize("heading", ["Chapter 1", "CHAPTER IV", "VOLUME I", "Chapter 12.", "CHAPTER XLII"])
+def test_chapter_headings_are_breaks(heading):
+    assert is_heading(heading)
+
+
+def test_ordinary_paragraphs_are_not_headings():
+    assert not is_heading("Chapter one of her life was over, she thought, and another had begun.")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abcAB .!?\"'()\n,;-")), max_size=300))
+def test_splitting_keeps_every_word_in_order(text):
+    sentences = split_sentences(text)
+    assert " ".join(sentences).split() == text.split()
+    assert all(s == s.strip() and s for s in sentences)
+
+
+def write_book(path, chapters, sentences_per_chapter=30, gz=False):
+    parts = []
+    for c in range(chapters):
+        parts.append(f"Chapter {c + 1}")
+        parts.append(" ".join(f"Sentence {c}-{i} of the book {path.stem}." for i in range(sentences_per_chapter)))
+    text = "\n\n".join(parts) + "\n"
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_sentences_keep_their_document_and_chapter(tmp_path):
+    write_book(tmp_path / "a.txt", 2, 3)
+    write_book(tmp_path / "b.txt.gz", 1, 2, gz=True)
+    sentences = list(iter_sentences(sorted(tmp_path.iterdir()), 5000))
+    assert [s.text for s in sentences][:2] == ["Sentence 0-0 of the book a.", "Sentence 0-1 of the book a."]
+    assert [s.document for s in sentences] == [0] * 6 + [1] * 2
+    assert len({s.segment for s in sentences[:3]}) == 1 and sentences[3].segment != sentences[2].segment
+    assert sentences[6].segment != sentences[5].segment
+
+
+def test_non_utf8_names_the_byte_offset(tmp_path):
+    (tmp_path / "latin.txt").write_bytes("Caf".encode() + b"\xe9 au lait.")
+    with pytest.raises(DataError, match=r"latin.txt: not UTF-8 text \(invalid byte 0xe9 at byte offset 3\)"):
+        read_text(tmp_path / "latin.txt")
+
+
+def test_a_million_character_line_is_an_error_naming_the_line(tmp_path):
+    (tmp_path / "big.txt").write_text("Intro.\n\n" + "word " * 200_000 + "\n")
+    with pytest.raises(DataError, match=r"big.txt:3: a sentence of 999,999 characters"):
+        list(iter_sentences([tmp_path / "big.txt"], 5000))
+
+
+def test_empty_corpus_and_binary_files_are_errors(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DataError, match="no sentences found"):
+        tokenise_corpus(TextDataConfig(corpus=str(tmp_path / "empty.txt"), vocab_size=100, cache_dir=str(tmp_path / "c")))
+    (tmp_path / "bin.txt").write_bytes(b"abc\x00\x00def")
+    with pytest.raises(DataError, match="binary file"):
+        read_text(tmp_path / "bin.txt")
+
+
+def test_tokenised_cache_is_built_once_and_reused(tmp_path):
+    write_book(tmp_path / "corpus" / "a.txt" if (tmp_path / "corpus").mkdir() is None else None, 4)
+    config = TextDataConfig(corpus=str(tmp_path / "corpus"), vocab_size=120, cache_dir=str(tmp_path / "cache"))
+    first = tokenise_corpus(config)
+    assert len(first) == 120 and isinstance(first.tokens, np.memmap)
+    stamp = (first.folder / "tokens.npy").stat().st_mtime_ns
+    second = tokenise_corpus(config)
+    assert second.folder == first.folder and (second.folder / "tokens.npy").stat().st_mtime_ns == stamp
+    assert second.texts(np.array([0]))[0] == "Sentence 0-0 of the book a."
+    # other settings, another cache entry
+    third = tokenise_corpus(TextDataConfig(corpus=config.corpus, vocab_size=150, cache_dir=config.cache_dir))
+    assert third.folder != first.folder
+
+
+def test_contiguous_batches_and_fewer_sentences_than_a_batch(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    write_book(tmp_path / "corpus" / "a.txt", 2, 10)
+    corpus = tokenise_corpus(TextDataConfig(corpus=str(tmp_path / "corpus"), vocab_size=100, cache_dir=str(tmp_path / "c")))
+    source = ContiguousSentences(corpus, np.arange(len(corpus)), "a")
+    batches = source.epoch_batches(0, 0, 8)
+    assert all(np.array_equal(b, np.arange(b[0], b[0] + 8)) for b in batches)
+    batch = source.collate(batches[0])
+    assert batch["tokens"].shape[0] == 8 and (batch["lengths"] >= 1).all()
+    with pytest.raises(DataError, match=r"20 sentences, fewer than one batch of 64"):
+        source.epoch_batches(0, 0, 64)
+    triples = SentenceTriples(corpus, np.arange(len(corpus)), "a")
+    assert len(triples) == 16  # 8 middles per chapter of 10: no triple crosses the chapter heading
+
+
+def test_padding_never_reaches_the_readout():
+    torch.manual_seed(0)
+    for readout in ("last", "mean", "max"):
+        for bidirectional in (False, True):
+            encoder = RecurrentEncoder(50, 8, 16, bidirectional=bidirectional, readout=readout)
+            tokens, lengths = pad_batch([np.array([5, 6, 7]), np.array([8, 9, 10, 11, 12, 13])])
+            both = encoder(tokens, lengths)
+            alone = encoder(tokens[:1, :3], lengths[:1])
+            torch.testing.assert_close(both[:1], alone, msg=f"{readout} {bidirectional}")
