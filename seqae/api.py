@@ -82,7 +82,13 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.atomic_write(config_path, dumps_toml(resolved))
         for name, path in prepared.run_files.items():
-            checkpoint.atomic_write(run_dir / name, Path(path).read_bytes())
+            data = Path(path).read_bytes()
+            if (run_dir / name).exists() and (run_dir / name).read_bytes() != data:
+                raise ConfigError(
+                    f"{run_dir / name}: the data now give a different {name} than the run was trained with "
+                    "(did the corpus change?); train into another --out"
+                )
+            checkpoint.atomic_write(run_dir / name, data)
     trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test)
     trainer.fit(resume=resume and has_run)
     return run_dir

@@ -103,6 +103,7 @@ def save_checkpoint(
     if before_commit is not None:
         before_commit()
     os.replace(state_tmp, run_dir / STATE_FILE)
+    fsync_dir(run_dir)  # the state's rename reaches the disk before the model's
     os.replace(model_tmp, run_dir / MODEL_FILE)
     fsync_dir(run_dir)
 
@@ -174,10 +175,16 @@ def checkpoint_step(run_dir: str | os.PathLike) -> int | None:
     return int(read_trainer_state(path)["step"])
 
 
-def load_for_resume(run_dir: str | os.PathLike, family: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The weights and trainer state of the last complete checkpoint, checked to belong together."""
+def load_for_resume(
+    run_dir: str | os.PathLike, family: str, recover_first: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights and trainer state of the last complete checkpoint, checked to belong together.
+
+    ``recover_first``: finish an interrupted commit first (one process only, under DDP).
+    """
     run_dir = Path(run_dir)
-    recover(run_dir)
+    if recover_first:
+        recover(run_dir)
     tensors, meta = read_model_file(run_dir / MODEL_FILE)
     state = read_trainer_state(run_dir / STATE_FILE)
     if meta.get("family") != family or state.get("family") != family:

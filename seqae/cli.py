@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "eval":
         result = api.evaluate(args.run_dir, device=args.device, tasks=args.task)
         if args.json:
-            print(json.dumps(result))
+            # NaN and infinity are not JSON: they are written as null
+            clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
+            print(json.dumps(clean, allow_nan=False))
         else:
             width = max(len(k) for k in result)
             for key, value in result.items():

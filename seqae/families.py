@@ -60,6 +60,15 @@ def prepare_arrays(recipe: Recipe) -> Prepared:
     recipe.data.scale = data.scale
     recipe.data.image_shape = list(data.image_shape)
     width = data.x.shape[1]
+    classes = getattr(recipe.model, "num_classes", 0)
+    if classes:
+        if data.y is None:
+            raise ConfigError(f"{recipe.source}: model.num_classes = {classes} needs labelled data (data.labels, or 'y' in the .npz)")
+        if data.y.min() < 0 or data.y.max() >= classes:
+            raise ConfigError(
+                f"{recipe.source}: labels range over {int(data.y.min())}..{int(data.y.max())}, "
+                f"but model.num_classes = {classes} allows 0..{classes - 1}"
+            )
     if recipe.model.input_dim == 0:
         recipe.model.input_dim = width
     elif recipe.model.input_dim != width:
@@ -91,6 +100,8 @@ def prepare_images(recipe: Recipe) -> Prepared:
 
 
 def array_inputs(model: nn.Module, recipe: Recipe, path: Path) -> torch.Tensor:
+    if not isinstance(recipe.data, ArrayDataConfig):
+        raise ConfigError(f"{path}: this command takes array input; the model was trained on {type(recipe.data).__name__}")
     x = read_input(path, recipe.data.scale, recipe.model.input_dim)
     return torch.from_numpy(x).to(next(model.parameters()).device)
 
@@ -409,6 +420,6 @@ FAMILIES: dict[str, Family] = {
 
 
 def get_family(name: Any, where: str = "recipe") -> Family:
-    if name not in FAMILIES:
+    if not isinstance(name, str) or name not in FAMILIES:
         raise ConfigError(f"{where}: model.family = {name!r} is not one of: {', '.join(FAMILIES)}")
     return FAMILIES[name]

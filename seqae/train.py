@@ -96,19 +96,19 @@ def init_distributed(device_name: str) -> DistInfo:
     return DistInfo(rank, world, local_rank)
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def to_float(value: Any) -> float:
@@ -165,6 +165,8 @@ class Trainer:
         self.stop_requested = False
         self.ddp: nn.Module | None = None
         if self.dist.world > 1:
+            # DDP copies rank 0's weights to every process; from here each draws its own noise
+            seed_everything(config.seed + self.dist.rank)
             multi = len(self.stages) > 1 or any(len(s.phases) > 1 for s in self.stages)
             self.ddp = nn.parallel.DistributedDataParallel(
                 self.model,
@@ -209,7 +211,8 @@ class Trainer:
             self.batch_in_epoch = 0
 
     def micro_batches(self, global_batch: np.ndarray) -> list[dict[str, torch.Tensor]]:
-        local = global_batch[self.dist.rank :: self.dist.world]
+        # contiguous shards, so a batch of consecutive sentences stays consecutive on each process
+        local = np.array_split(global_batch, self.dist.world)[self.dist.rank]
         chunks = np.array_split(local, self.config.grad_accum)
         out = []
         for chunk in chunks:
@@ -219,24 +222,30 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------
 
-    def trainer_state(self, optimizers, schedulers, stage_index: int) -> dict[str, Any]:
+    def trainer_state(self, optimizers, schedulers, stage_index: int, rng_per_rank: list) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "stage": stage_index,
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-            "rng": rng_state(),
+            "rng": rng_per_rank[0],
+            "rng_per_rank": rng_per_rank,  # each process draws its own noise (seeded seed + rank)
             "finished": self.step >= self.total_steps,
             "total_steps": self.total_steps,
         }
 
     def save(self, optimizers, schedulers, stage_index: int) -> None:
+        rng = rng_state(self.device)
+        gathered = [rng]
+        if self.dist.world > 1:
+            gathered = [None] * self.dist.world if self.dist.is_main else None
+            dist.gather_object(rng, gathered, dst=0)
         if self.dist.is_main:
             checkpoint.save_checkpoint(
                 self.run_dir,
                 self.model.state_dict(),
-                self.trainer_state(optimizers, schedulers, stage_index),
+                self.trainer_state(optimizers, schedulers, stage_index, gathered),
                 self.family,
                 self.step,
             )
@@ -245,9 +254,13 @@ class Trainer:
 
     def resume(self) -> dict[str, Any] | None:
         """Load the last checkpoint; returns its trainer state (None if there is none)."""
+        if self.dist.is_main:
+            checkpoint.recover(self.run_dir)
+        if self.dist.world > 1:
+            dist.barrier()
         if checkpoint.checkpoint_step(self.run_dir) is None and not (self.run_dir / checkpoint.MODEL_FILE).exists():
             return None
-        tensors, state = checkpoint.load_for_resume(self.run_dir, self.family)
+        tensors, state = checkpoint.load_for_resume(self.run_dir, self.family, recover_first=False)
         missing, unexpected = self.model.load_state_dict(tensors, strict=False)
         if missing or unexpected:
             raise checkpoint.CheckpointError(
@@ -314,7 +327,13 @@ class Trainer:
                 opt.load_state_dict(state["optimizers"][name])
                 schedulers[name].load_state_dict(state["schedulers"][name])
         if state is not None:
-            set_rng_state(state["rng"])
+            per_rank = state.get("rng_per_rank") or [state["rng"]]
+            if len(per_rank) != self.dist.world:
+                raise checkpoint.CheckpointError(
+                    f"{self.run_dir}: saved by {len(per_rank)} process(es), resumed with {self.dist.world}; "
+                    "resume with the same number of processes"
+                )
+            set_rng_state(per_rank[self.dist.rank], self.device)
         if self.step >= self.total_steps:
             return {"step": self.step, "already_finished": True}
 

@@ -166,8 +166,11 @@ def split_indices(data: ArrayData, config: ArrayDataConfig) -> tuple[np.ndarray,
     if n < 2:
         raise DataError(f"{data.name}: {n} example(s); need at least 2 to split into train and test")
     stratify = data.y
-    if stratify is not None and np.bincount(stratify - stratify.min()).min() < 2:
-        stratify = None  # a class with one example cannot be stratified
+    if stratify is not None:
+        counts = np.unique(stratify, return_counts=True)[1]
+        n_test = int(np.ceil(config.test_fraction * n))
+        if counts.min() < 2 or n_test < len(counts) or n - n_test < len(counts):
+            stratify = None  # too few examples of some class, or too few test examples, to stratify
     train_idx, test_idx = train_test_split(
         np.arange(n), test_size=config.test_fraction, random_state=config.split_seed, stratify=stratify
     )

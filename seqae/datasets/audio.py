@@ -156,6 +156,8 @@ class AudioDataConfig:
             raise ConfigError(f"{where}: data.source is required: a .jsonl manifest or a folder of audio files")
         for problem in self.mel().check():
             raise ConfigError(f"{where}: [data] mel settings: {problem}")
+        if (self.mel_mean != 0.0 or self.mel_std != 0.0) and self.mel_std <= 0:
+            raise ConfigError(f"{where}: data.mel_std must be > 0 (or leave mel_mean and mel_std at 0 to compute them)")
         if self.segment_frames < 4:
             raise ConfigError(f"{where}: data.segment_frames must be at least 4")
         if not 0.0 < self.test_fraction < 1.0:
@@ -182,8 +184,8 @@ def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-me
 class MelSegments(BatchSource):
     """Half-overlapping windows of ``segment_frames`` frames from normalised log-mels.
 
-    Batches are ``{"x": (batch, n_mels, segment_frames)}``. Utterances shorter than a segment are
-    zero-padded (in normalised units, the mean).
+    Batches are ``{"x": (batch, n_mels, segment_frames), "mask": (batch, segment_frames)}``. Utterances
+    shorter than a segment are zero-padded; ``mask`` marks the real frames, so padding stays out of losses.
     """
 
     def __init__(self, mels: list[torch.Tensor], segment_frames: int, mean: float, std: float, name: str):
@@ -206,11 +208,13 @@ class MelSegments(BatchSource):
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         n_mels = self.mels[0].shape[0]
         batch = torch.zeros(len(indices), n_mels, self.segment)
+        mask = torch.zeros(len(indices), self.segment, dtype=torch.bool)
         for row, index in enumerate(indices):
             utt, start = self.windows[int(index)]
             piece = self.mels[utt][:, start : start + self.segment]
             batch[row, :, : piece.shape[1]] = piece
-        return {"x": batch}
+            mask[row, : piece.shape[1]] = True
+        return {"x": batch, "mask": mask}
 
 
 def split_utterances(utterances: list[Utterance], fraction: float, seed: int) -> tuple[list[Utterance], list[Utterance]]:

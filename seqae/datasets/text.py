@@ -321,9 +321,15 @@ def build_cache(files: list[Path], config: TextDataConfig, folder: Path, quiet: 
         names = [str(p.name).removesuffix(".gz").removesuffix(".txt") for p in files]
         (work / "meta.json").write_text(json.dumps({"documents": names, "sentences": count, "tokens": total}))
         (work / "done").write_text("")
+        if (folder / "done").exists():
+            return  # another process finished the same cache first; keep its copy (it may be in use)
         if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(work, folder)
+            shutil.rmtree(folder)  # an unfinished build
+        try:
+            os.replace(work, folder)
+        except OSError:
+            if not (folder / "done").exists():
+                raise
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)

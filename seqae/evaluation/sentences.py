@@ -110,7 +110,9 @@ def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[
     q, n, p = normalise(q), normalise(n), normalise(p)
     ranks = []
     for i in range(len(queries)):
-        others = rng.choice(len(pool), size=candidates - 1, replace=False)
+        # distractors: other pool sentences, never the query itself or its true next sentence
+        allowed = np.array([j for j, text in enumerate(pool) if text != queries[i] and text != nexts[i]])
+        others = allowed[rng.choice(len(allowed), size=candidates - 1, replace=False)]
         true_score = float(q[i] @ n[i])
         other_scores = p[others] @ q[i]
         ranks.append(1 + int((other_scores > true_score).sum()))

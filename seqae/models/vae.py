@@ -26,7 +26,8 @@ class VAEConfig:
     activation: str = choice("relu", *ACTIVATIONS)
     likelihood: str = choice("bernoulli", "bernoulli", "gaussian")  # p(x|z); bernoulli for data in [0, 1]
     beta: float = 1.0  # weight of the KL term (1: the ELBO)
-    kl_warmup_steps: int = 0  # the KL weight ramps linearly from 0 to beta over these training steps
+    kl_warmup_steps: int = 0  # the KL weight ramps from 0 to beta over these training forward passes
+    # (micro-batches: with train.grad_accum = N, N per optimizer step)
 
     def validate(self, where: str) -> None:
         if self.latent_dim <= 0 or any(w <= 0 for w in self.hidden):

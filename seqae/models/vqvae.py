@@ -213,7 +213,9 @@ class VQVAE(nn.Module):
         q = self.encode(x)
         logits = self.decoder_logits(q.quantized)
         if self.config.input == "mel":
-            mse = F.mse_loss(logits[..., : x.shape[-1]], x)
+            error = (logits[..., : x.shape[-1]] - x).pow(2).mean(dim=1)  # (B, frames)
+            mask = batch.get("mask")
+            mse = error.mean() if mask is None else (error * mask).sum() / mask.sum().clamp_min(1)
             return ModelOutput(mse + q.loss, {"mse": mse.detach(), **q.metrics})
         mse = F.mse_loss(torch.sigmoid(logits), x)
         metrics = {"mse": mse.detach(), **q.metrics}

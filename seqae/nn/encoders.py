@@ -116,7 +116,8 @@ class RecurrentEncoder(nn.Module):
     """Token ids ``(batch, time)`` with ``lengths`` ``(batch,)`` -> sentence vectors ``(batch, out_dim)``.
 
     Word embeddings, then a GRU (or LSTM), uni- or bi-directional; padding never reaches the output
-    (packed sequences for ``last``, masks for ``mean``/``max``). Read-outs: ``last`` (the final hidden
+    (a one-way RNN reads its states at the real positions, a two-way one runs on packed sequences;
+    masks for ``mean``/``max``). Read-outs: ``last`` (the final hidden
     state of each direction, as in skip-thought and quick-thought), ``mean`` or ``max`` over the states of
     the real tokens (as InferSent). ``out_dim = hidden * (2 if bidirectional else 1)``.
     """
@@ -148,6 +149,14 @@ class RecurrentEncoder(nn.Module):
         if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
             raise ValueError(f"expected tokens (batch, time) and lengths (batch,), got {tuple(tokens.shape)} and {tuple(lengths.shape)}")
         embedded = self.embedding(tokens)
+        if not self.bidirectional:
+            # A one-way RNN's state at a real position never depends on the padding after it, so run
+            # the padded batch as it is (cheaper than packing) and read the states at real positions.
+            states, _ = self.rnn(embedded)
+            if self.readout == "last":
+                index = (lengths.to(tokens.device) - 1).clamp_min(0)
+                return states[torch.arange(tokens.shape[0], device=tokens.device), index]
+            return self.pool(states, tokens, lengths)
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         states, final = self.rnn(packed)
         if self.readout == "last":
@@ -156,7 +165,11 @@ class RecurrentEncoder(nn.Module):
                 return torch.cat([h_n[-2], h_n[-1]], dim=-1)
             return h_n[-1]
         padded, _ = pad_packed_sequence(states, batch_first=True, total_length=tokens.shape[1])
-        mask = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None])
+        return self.pool(padded, tokens, lengths)
+
+    def pool(self, states, tokens, lengths):
+        """Mean or max over the states of real tokens: ``(batch, time, dim) -> (batch, dim)``."""
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None]
         if self.readout == "mean":
-            return (padded * mask[..., None]).sum(1) / lengths.to(padded.device)[:, None].clamp_min(1)
-        return padded.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
+            return (states * mask[..., None]).sum(1) / lengths.to(states.device)[:, None].clamp_min(1)
+        return states.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values

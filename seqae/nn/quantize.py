@@ -254,13 +254,13 @@ class VectorQuantizer(nn.Module):
             codes = self.nearest(flat.detach())
             counts = torch.bincount(codes, minlength=self.codebook_size).float()
             metrics = usage_metrics(counts)
+            quantized = F.embedding(codes, self.embeddings())  # the codes' vectors before this step's update
             if self.training:
                 with torch.no_grad():
                     global_counts = all_reduce_sum(counts.clone())
                     self.usage.mul_(self.usage_decay).add_(global_counts, alpha=1 - self.usage_decay)
                     if self.ema:
                         self.ema_update(flat.detach(), codes, global_counts)
-            quantized = F.embedding(codes, self.embeddings())
             commitment = F.mse_loss(flat, quantized.detach())
             if self.ema:
                 loss = self.beta * commitment
@@ -268,8 +268,9 @@ class VectorQuantizer(nn.Module):
                 loss = F.mse_loss(quantized, flat.detach()) + self.beta * commitment
             if self.training and self.dead_code_threshold > 0:
                 metrics["restarted_codes"] = self.restart_dead_codes(flat.detach()).sum().float()
-            # straight-through: the value is exactly the code vector, the gradient is the identity
-            quantized = quantized + (flat - flat.detach())
+            # straight-through: the value is exactly the code vector, the gradient goes to the encoder
+            # as the identity; the codebook learns only from its own loss (or the EMA), as in the paper
+            quantized = quantized.detach() + (flat - flat.detach())
             out = self.project_out(quantized).reshape(*shape, self.dim)
         metrics["dead_codes"] = (self.usage < max(self.dead_code_threshold, 1e-3)).sum().float()
         metrics["commitment"] = commitment.detach()

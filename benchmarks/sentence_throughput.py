@@ -1,0 +1,134 @@
+"""Sentence-encoder throughput, all measured in one run on the bundled Austen corpus:
+
+1. the machine's matrix throughput: FLOP/s of a large fp32 torch matmul (2048 x 2048 by default);
+2. training: sentences per second of quick-thought and of skip-thought with encoders of the same size
+   (one optimizer step = one batch of 128 sentences; for skip-thought, 128 middle sentences with their
+   neighbours as targets), and their ratio;
+3. embedding: ``model.embed`` on held-out sentences, tokenisation included, in sentences per second and
+   as a share of the matmul's FLOP/s (model FLOPs counted from the GRU sizes and the real token counts).
+
+    .venv/bin/python benchmarks/sentence_throughput.py [--steps 20] [--hidden 512] [--embed-sentences 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def matmul_flops(n: int, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def gru_flops_per_token(input_dim: int, hidden: int) -> int:
+    """Multiply-adds x 2 of one GRU step: three gates, input and recurrent matrices."""
+    return 2 * 3 * (input_dim * hidden + hidden * hidden)
+
+
+def build(family: str, args):
+    from seqae.config import load_recipe
+    from seqae.families import get_family
+
+    recipe = load_recipe(ROOT / "recipes" / f"{family}_austen.toml", [f"model.hidden={args.hidden}", f"model.embed_dim={args.embed}",
+                                                                        f"model.readout={args.readout}"])
+    if family == "skip_thought":
+        recipe.model.tie_embeddings = args.tie
+    fam = get_family(family)
+    prepared = fam.prepare(recipe)
+    torch.manual_seed(0)
+    model = fam.build_model(recipe)
+    model.attach_tokenizer(prepared.extra["tokenizer"], recipe.data.max_tokens)
+    return recipe, prepared, model
+
+
+def training_rate(model, source, steps: int, batch_size: int) -> float:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batches = source.epoch_batches(0, 0, batch_size)[: steps + 2]
+    model.train()
+    for i, idx in enumerate(batches):
+        if i == 2:  # two warm-up steps
+            start = time.perf_counter()
+        batch = source.collate(idx)
+        opt.zero_grad()
+        model(batch).loss.backward()
+        opt.step()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def embedding_rate(model, sentences: list[str], encoders: int, args) -> dict:
+    from seqae.datasets.text import encode_batch
+
+    model.embed(sentences[:256])  # warm-up
+    start = time.perf_counter()
+    model.embed(sentences, batch_size=args.embed_batch)
+    seconds = time.perf_counter() - start
+    tokens = sum(max(1, len(ids)) for ids in encode_batch(model.tokenizer, sentences, model.max_tokens))
+    directions = 2 if args.bidirectional else 1
+    flops = encoders * directions * tokens * gru_flops_per_token(args.embed, args.hidden)
+    return {"sentences_per_s": len(sentences) / seconds, "tokens": tokens, "model_flops_per_s": flops / seconds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--embed", type=int, default=256)
+    parser.add_argument("--readout", default="last")
+    parser.add_argument("--bidirectional", action="store_true")
+    parser.add_argument("--tie", action="store_true", help="skip-thought output embeddings tied (default: untied, as in the paper)")
+    parser.add_argument("--embed-sentences", type=int, default=4000)
+    parser.add_argument("--embed-batch", type=int, default=512)
+    parser.add_argument("--matmul", type=int, default=2048)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    result = {"threads": torch.get_num_threads(), "hidden": args.hidden, "embed_dim": args.embed}
+    result["matmul_flops_per_s"] = matmul_flops(args.matmul)
+    _, qt_prepared, qt = build("quick_thought", args)
+    _, st_prepared, st = build("skip_thought", args)
+    result["quick_thought_train_sentences_per_s"] = training_rate(qt, qt_prepared.train, args.steps, args.batch)
+    result["skip_thought_train_sentences_per_s"] = training_rate(st, st_prepared.train, args.steps, args.batch)
+    result["train_ratio_qt_over_st"] = result["quick_thought_train_sentences_per_s"] / result["skip_thought_train_sentences_per_s"]
+
+    corpus, test_idx = qt_prepared.extra["corpus"], qt_prepared.extra["test_idx"]
+    pool = test_idx
+    while len(pool) < args.embed_sentences:
+        pool = np.concatenate([pool, test_idx])
+    sentences = corpus.texts(np.sort(test_idx))
+    sentences = (sentences * (args.embed_sentences // len(sentences) + 1))[: args.embed_sentences]
+    qt.eval()
+    embedding = embedding_rate(qt, sentences, encoders=2, args=args)
+    result["embed_sentences_per_s"] = embedding["sentences_per_s"]
+    result["embed_model_flops_per_s"] = embedding["model_flops_per_s"]
+    result["embed_share_of_matmul"] = embedding["model_flops_per_s"] / result["matmul_flops_per_s"]
+    # the matmul again at the end, so a machine that sped up or slowed down shows
+    result["matmul_flops_per_s_after"] = matmul_flops(args.matmul)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"torch threads: {result['threads']}; encoders: GRU {args.hidden}, word embeddings {args.embed}")
+    print(f"matmul {args.matmul}x{args.matmul} fp32: {result['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
+          f"(after: {result['matmul_flops_per_s_after'] / 1e9:.1f})")
+    print(f"training: quick-thought {result['quick_thought_train_sentences_per_s']:.1f} sentences/s, "
+          f"skip-thought {result['skip_thought_train_sentences_per_s']:.1f} sentences/s, "
+          f"ratio {result['train_ratio_qt_over_st']:.1f}x")
+    print(f"embedding (quick-thought, tokenisation included): {result['embed_sentences_per_s']:.0f} sentences/s, "
+          f"{result['embed_model_flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * result['embed_share_of_matmul']:.0f} % of the matmul")
+
+
+if __name__ == "__main__":
+    main()
