@@ -372,7 +372,7 @@ def text_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
     embeddings = model.embed(held["probe_sentences"])
     names = prepared.extra["corpus"].document_names
     return [plots.code_map(embeddings, held["probe_labels"], out_dir / "embedding_map.png",
-                           title="held-out sentence embeddings by book: " + ", ".join(f"{i}={n}" for i, n in enumerate(names)))]
+                           title="held-out sentence embeddings, by book", names=names)]
 
 
 @torch.no_grad()

@@ -69,7 +69,7 @@ def image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: Path, col
     return image_rows([images[r * columns : (r + 1) * columns] for r in range(rows)], [""] * rows, image_shape, path, title)
 
 
-def code_map(codes: np.ndarray, labels: np.ndarray | None, path: Path, title: str = "") -> Path:
+def code_map(codes: np.ndarray, labels: np.ndarray | None, path: Path, title: str = "", names: list[str] | None = None) -> Path:
     """A 2-D scatter of codes coloured by label (the first two principal components if wider than 2)."""
     points = codes
     axis_names = ("code 1", "code 2")
@@ -83,8 +83,15 @@ def code_map(codes: np.ndarray, labels: np.ndarray | None, path: Path, title: st
     fig, ax = plt.subplots(figsize=(6, 5))
     if labels is None:
         ax.scatter(points[:, 0], points[:, 1], s=6)
+    elif len(np.unique(labels)) <= 20:
+        colours = plt.get_cmap("tab20" if len(np.unique(labels)) > 10 else "tab10")
+        for i, label in enumerate(np.unique(labels)):
+            chosen = labels == label
+            name = names[int(label)] if names is not None else str(label)
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=6, color=colours(i), label=name)
+        ax.legend(markerscale=2, fontsize=7, loc="best")
     else:
-        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=6)
+        scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="viridis", s=6)
         fig.colorbar(scatter, ax=ax, label="label")
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
