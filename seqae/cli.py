@@ -44,6 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
     p.add_argument("--device", default="cpu")
 
+    p = sub.add_parser("data", help="build data sets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("speech", help="synthesise a multi-speaker speech corpus with phone alignments (espeak-ng)")
+    q.add_argument("--out", required=True, help="output folder (WAVs and train/test manifests)")
+    q.add_argument("--speakers", type=int, default=12, help="training speakers")
+    q.add_argument("--unseen-speakers", type=int, default=0, help="extra speakers held out entirely")
+    q.add_argument("--utterances", type=int, default=100, help="sentences, spoken by every speaker")
+    q.add_argument("--test-fraction", type=float, default=0.2, help="share of the sentences held out")
+    q.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1] / "data" / "austen"),
+                   help="text to take sentences from (default: the bundled Austen)")
+    q.add_argument("--sample-rate", type=int, default=16000)
+    q.add_argument("--seed", type=int, default=0)
+
     for name, what in (("codes", "codes of new input"), ("score", "anomaly scores (reconstruction error) of new input"),
                        ("embed", "sentence embeddings of a text file (one sentence per line)")):
         p = sub.add_parser(name, help=f"write the {what} to a .npy file")
@@ -81,6 +94,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "plot":
         for path in api.plot(args.run_dir, args.out, device=args.device):
+            print(path)
+        return 0
+    if args.command == "data":
+        from seqae.datasets.speech_synth import synthesise_corpus
+
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out}: not empty; choose a new --out (nothing is overwritten)")
+        paths = synthesise_corpus(out, args.speakers, args.utterances, args.corpus, args.seed, args.sample_rate,
+                                  args.test_fraction, args.unseen_speakers)
+        for name, path in paths.items():
             print(path)
         return 0
     if args.command in ("codes", "score", "embed"):

@@ -1,0 +1,236 @@
+"""Offline multi-speaker speech with phone alignments, synthesised by espeak-ng.
+
+espeak-ng is loaded from the ``espeakng-loader`` wheel (``pip install seqae[speech]``; espeak-ng is
+GPL-3.0, so it stays an optional extra) and driven through its C API with ctypes. Its phoneme events
+carry their audio position, which gives each utterance its phone alignment.
+
+Voices combine English accents (``en-us``, ``en-gb-scotland``, ...) with voice variants (``+m3``,
+``+f2``, ``+klatt``, ...) and, when more speakers are asked for, pitch and rate settings. Every speaker
+speaks the same sentences, so pairs are parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqae.datasets.base import DataError
+
+ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
+VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
+            "croak", "whisperf", "Andy", "Alvin", "Denis", "Gene", "Jacky", "Lee", "Mario", "Michael", "Mr serious",
+            "Tweaky", "aunty", "boris", "edward", "iven", "john", "max", "norbert", "paul", "pablo", "rob", "steph"]
+PAUSES = {"_", "_:", "_!", "_^_", "_;", ";", "||", "|", ""}
+SILENCE = "sil"
+
+EVENT_PHONEME, EVENT_END, EVENT_MSG_TERMINATED, EVENT_LIST_TERMINATED = 7, 5, 6, 0
+RATE, PITCH = 1, 3
+AUDIO_OUTPUT_SYNCHRONOUS = 2
+INITIALIZE_PHONEME_EVENTS = 0x0001
+INITIALIZE_DONT_EXIT = 0x8000
+CHARS_UTF8 = 1
+POS_CHARACTER = 1
+
+
+class EspeakEvent(ctypes.Structure):
+    class Id(ctypes.Union):
+        _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", Id),
+    ]
+
+
+CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(EspeakEvent))
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str  # e.g. "en-us+f2"
+    pitch: int = 50  # espeak 0..100
+    rate: int = 175  # words per minute
+
+    @property
+    def label(self) -> str:
+        return f"{self.name.replace('+', '_').replace(' ', '-')}_p{self.pitch}_r{self.rate}"
+
+
+def clean_phone(symbol: str) -> str:
+    """Strip stress and length marks from an espeak phoneme mnemonic; pauses become one silence class."""
+    symbol = symbol.strip()
+    if symbol in PAUSES or symbol.startswith("_"):
+        return SILENCE
+    return symbol.replace("'", "").replace(",", "").replace("%", "").replace("=", "") or SILENCE
+
+
+class Espeak:
+    """One espeak-ng instance (the library is process-global: one thread at a time)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self):
+        try:
+            import espeakng_loader
+        except ImportError:
+            raise DataError(
+                "speech synthesis needs espeak-ng: pip install 'seqae[speech]' (installs the espeakng-loader wheel)"
+            ) from None
+        self.lib = ctypes.cdll.LoadLibrary(str(espeakng_loader.get_library_path()))
+        data = str(espeakng_loader.get_data_path()).encode()
+        self.lib.espeak_Initialize.restype = ctypes.c_int
+        rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data, INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT)
+        if rate <= 0:
+            raise DataError(f"espeak-ng failed to initialise (data folder {data.decode()})")
+        self.sample_rate = rate
+        self._samples: list[np.ndarray] = []
+        self._events: list[tuple[int, str]] = []
+        self._callback = CALLBACK(self._on_synth)  # kept alive while the library holds it
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    def _on_synth(self, wav, n, events) -> int:
+        if n > 0:
+            self._samples.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        i = 0
+        while events[i].type != EVENT_LIST_TERMINATED:
+            event = events[i]
+            if event.type == EVENT_PHONEME:
+                self._events.append((event.audio_position, event.id.string.decode("utf-8", "replace")))
+            i += 1
+        return 0
+
+    def speak(self, text: str, voice: Voice) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+        """Waveform (float32 at ``self.sample_rate``) and phones ``[(start_s, end_s, phone)]``."""
+        with self._lock:
+            if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+                raise DataError(f"espeak-ng does not know the voice {voice.name!r}")
+            self.lib.espeak_SetParameter(RATE, voice.rate, 0)
+            self.lib.espeak_SetParameter(PITCH, voice.pitch, 0)
+            self._samples, self._events = [], []
+            data = text.encode("utf-8") + b"\0"
+            status = self.lib.espeak_Synth(data, len(data), 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
+            if status != 0:
+                raise DataError(f"espeak-ng could not synthesise {text[:40]!r} (error {status})")
+            self.lib.espeak_Synchronize()
+            samples = np.concatenate(self._samples) if self._samples else np.zeros(0, np.int16)
+            events = list(self._events)
+        wave = samples.astype(np.float32) / 32768.0
+        duration = len(wave) / self.sample_rate
+        phones = []
+        for k, (position_ms, symbol) in enumerate(events):
+            start = position_ms / 1000.0
+            end = events[k + 1][0] / 1000.0 if k + 1 < len(events) else duration
+            end = min(end, duration)
+            if end <= start:
+                continue
+            label = clean_phone(symbol)
+            if phones and phones[-1][2] == label == SILENCE and abs(phones[-1][1] - start) < 1e-6:
+                phones[-1] = (phones[-1][0], end, label)  # one silence, not several
+            else:
+                phones.append((start, end, label))
+        return wave, phones
+
+
+def voices(n: int, seed: int) -> list[Voice]:
+    """``n`` distinct voices: accents x variants first, then pitch and rate settings, in a seeded order."""
+    rng = np.random.default_rng(seed)
+    base = [Voice(f"{accent}+{variant}") for accent in ACCENTS for variant in VARIANTS]
+    order = [base[i] for i in rng.permutation(len(base))]
+    out = order[:n]
+    settings = [(p, r) for p in (35, 50, 65, 80) for r in (150, 175, 200)]
+    k = 0
+    while len(out) < n:
+        pitch, rate = settings[(k // len(order)) % len(settings)]
+        v = order[k % len(order)]
+        candidate = Voice(v.name, pitch, rate)
+        if candidate not in out:
+            out.append(candidate)
+        k += 1
+    return out
+
+
+def corpus_sentences(corpus: str | Path, n: int, seed: int, min_words: int = 4, max_words: int = 18) -> list[str]:
+    """``n`` sentences of moderate length from a text corpus (the bundled Austen by default)."""
+    from seqae.datasets.text import corpus_files, iter_sentences
+
+    pool = [s.text for s in iter_sentences(corpus_files(corpus), 5000) if min_words <= len(s.text.split()) <= max_words]
+    pool = [s for s in dict.fromkeys(pool) if all(c.isascii() for c in s)]
+    if len(pool) < n:
+        raise DataError(f"{corpus}: {len(pool)} usable sentences, fewer than the {n} asked for")
+    rng = np.random.default_rng(seed)
+    return [pool[i] for i in sorted(rng.choice(len(pool), size=n, replace=False))]
+
+
+def synthesise_corpus(
+    out: str | Path,
+    speakers: int,
+    utterances: int,
+    corpus: str | Path,
+    seed: int = 0,
+    sample_rate: int = 16000,
+    test_sentences: float = 0.2,
+    test_speakers: int = 0,
+) -> dict[str, Path]:
+    """Write WAVs and the manifests ``train.jsonl`` (training speakers, training sentences),
+    ``test.jsonl`` (training speakers, held-out sentences) and, with ``test_speakers``,
+    ``unseen_train.jsonl``/``unseen_test.jsonl`` (held-out speakers, the same two sentence sets)."""
+    import soundfile
+    import torch
+    import torchaudio
+    from tqdm import tqdm
+
+    out = Path(out)
+    if speakers < 1 or utterances < 2:
+        raise DataError("--speakers must be >= 1 and --utterances >= 2")
+    engine = Espeak()
+    sentences = corpus_sentences(corpus, utterances, seed)
+    all_voices = voices(speakers + test_speakers, seed)
+    n_test = max(1, int(round(test_sentences * utterances)))
+    test_ids = set(np.random.default_rng(seed + 1).choice(utterances, size=n_test, replace=False).tolist())
+    (out / "wavs").mkdir(parents=True, exist_ok=True)
+    manifests: dict[str, list[str]] = {"train": [], "test": [], "unseen_train": [], "unseen_test": []}
+    total = len(all_voices) * utterances
+    with tqdm(total=total, desc="synthesising", unit=" utt") as bar:
+        for v_index, voice in enumerate(all_voices):
+            seen = v_index < speakers
+            folder = out / "wavs" / voice.label
+            folder.mkdir(parents=True, exist_ok=True)
+            for s_index, text in enumerate(sentences):
+                wave, phones = engine.speak(text, voice)
+                if len(wave) == 0:
+                    raise DataError(f"espeak-ng produced no audio for voice {voice.name} and {text[:40]!r}")
+                resampled = torchaudio.functional.resample(torch.from_numpy(wave), engine.sample_rate, sample_rate).numpy()
+                path = folder / f"{s_index:05d}.wav"
+                soundfile.write(str(path), resampled, sample_rate, subtype="PCM_16")
+                record = {
+                    "audio": str(path.relative_to(out)),
+                    "speaker": voice.label,
+                    "text": text,
+                    "sentence": s_index,
+                    "phones": [[round(a, 4), round(b, 4), p] for a, b, p in phones],
+                }
+                split = ("" if seen else "unseen_") + ("test" if s_index in test_ids else "train")
+                manifests[split].append(json.dumps(record))
+                bar.update(1)
+    paths = {}
+    for name, lines in manifests.items():
+        if lines:
+            paths[name] = out / f"{name}.jsonl"
+            paths[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    info = {"speakers": [v.label for v in all_voices[:speakers]], "unseen_speakers": [v.label for v in all_voices[speakers:]],
+            "sentences": len(sentences), "test_sentences": sorted(test_ids), "seed": seed, "sample_rate": sample_rate,
+            "engine": "espeak-ng (espeakng-loader)"}
+    (out / "corpus.json").write_text(json.dumps(info, indent=1))
+    return paths
