@@ -147,11 +147,14 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family:
     return model.to(device).eval()
 
 
-def evaluate(run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
+    manifest: str | None = None,
+) -> dict[str, Any]:
     """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``.
 
     ``tasks``: task files for the sentence encoders (``label<TAB>sentence`` or
-    ``score<TAB>sentence1<TAB>sentence2`` per line).
+    ``score<TAB>sentence1<TAB>sentence2`` per line). ``manifest``: the audio families' probe manifest.
     """
     run_dir = Path(run_dir)
     model = load(run_dir, device=device)
@@ -159,7 +162,9 @@ def evaluate(run_dir: str | os.PathLike, device: str = "cpu", write: bool = True
     family = get_family(recipe.family)
     prepared = family.prepare(recipe)
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
-    options = {"tasks": tasks} if tasks else {}
+    options: dict[str, Any] = {"tasks": tasks} if tasks else {}
+    if manifest:
+        options["manifest"] = manifest
     result.update(family.evaluate(model, recipe, prepared, **options))
     if write:
         checkpoint.atomic_write(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")

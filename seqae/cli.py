@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a trained run")
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
+    p.add_argument("--manifest", help="audio families: a .jsonl manifest with phone alignments for the probes")
     p.add_argument("--task", action="append", default=[], metavar="FILE",
                    help="sentence encoders: a task file, label<TAB>sentence or score<TAB>s1<TAB>s2 per line (repeatable)")
     p.add_argument("--device", default="cpu")
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-i", "--input", required=True,
                        help="input: .npy, .npz or IDX (array families); an audio file, folder or .jsonl manifest (log-mel)")
         p.add_argument("-o", "--output", required=True, help="output .npy file (.npz: one array per audio file)")
+        if name == "codes":
+            p.add_argument("--kind", choices=("c", "z"), default="c", help="cpc: context (c) or encoder (z) frames")
         p.add_argument("--device", default="cpu")
     return parser
 
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained: {run_dir}  (next: seqae eval {run_dir}; seqae plot {run_dir})", file=sys.stderr)
         return 0
     if args.command == "eval":
-        result = api.evaluate(args.run_dir, device=args.device, tasks=args.task)
+        result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest)
         if args.json:
             # NaN and infinity are not JSON: they are written as null
             clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
@@ -125,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
             checkpoint.atomic_write(Path(args.output), buffer.getvalue())
             print(f"{args.output}: codes of {len(by_file)} utterances", file=sys.stderr)
             return 0
-        array = fn(model, model.recipe, Path(args.input))
+        extra = {"kind": args.kind} if args.command == "codes" and family.name == "cpc" else {}
+        array = fn(model, model.recipe, Path(args.input), **extra)
         save_npy(Path(args.output), array)
         print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)
         return 0

@@ -168,6 +168,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] |
 def load_recipe(
     path: str | os.PathLike,
     overrides: dict[str, Any] | list[str] | None = None,
+    check_paths: bool = True,
 ) -> Recipe:
     """Read a recipe file, apply overrides, and validate every section.
 
@@ -176,7 +177,7 @@ def load_recipe(
     """
     path = Path(path)
     raw = apply_overrides(read_toml(path), overrides)
-    return recipe_from_dict(raw, str(path), base_dir=path.resolve().parent)
+    return recipe_from_dict(raw, str(path), base_dir=path.resolve().parent, check_paths=check_paths)
 
 
 def recipe_from_dict(

@@ -131,3 +131,29 @@ def spectrograms(mels: list[np.ndarray], titles: list[str], path: Path, hop_seco
     axes[-1, 0].set_xlabel("time (s)")
     fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.8)
     return save(fig, path)
+
+
+def mel_with_phones(mel: np.ndarray, phones, hop_seconds: float, path: Path, title: str = "") -> Path:
+    """A log-mel spectrogram ``(n_mels, frames)`` with the phone boundaries and labels of its alignment."""
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    extent = (0, mel.shape[1] * hop_seconds, 0, mel.shape[0])
+    ax.imshow(mel, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    for start, end, label in phones:
+        ax.axvline(start, color="white", lw=0.6, alpha=0.7)
+        ax.text((start + end) / 2, mel.shape[0] * 1.01, label, ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel band")
+    ax.set_title(title, fontsize=9, pad=22)
+    return save(fig, path)
+
+
+def bars(xs, ys, path: Path, xlabel: str = "", ylabel: str = "", title: str = "") -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(xs, ys, color="steelblue")
+    ax.set_xticks(list(xs))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return save(fig, path)

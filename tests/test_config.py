@@ -99,4 +99,6 @@ def test_every_bundled_recipe_is_valid():
     recipes = sorted((ROOT / "recipes").glob("*.toml"))
     assert recipes, "no recipes found"
     for path in recipes:
-        load_recipe(path)
+        # speech recipes read the corpus that `seqae data speech --out data/speech` builds
+        generated = "data/speech" in path.read_text()
+        load_recipe(path, check_paths=not generated)

@@ -136,7 +136,8 @@ class AudioDataConfig:
     test_source: str = path_field("", doc="optional test manifest/folder; else test_fraction of the files")
     test_fraction: float = 0.1
     split_seed: int = 0
-    segment_frames: int = 64  # training examples: windows of this many frames, half-overlapping
+    segment_frames: int = 64  # log-mel families: training windows of this many frames, half-overlapping
+    segment_samples: int = 20480  # waveform families (cpc): training windows of this many samples
     mel_mean: float = 0.0  # normalisation of the log-mel values; 0 and 0 compute them from the training files
     mel_std: float = 0.0
     # the mel front end (seqae.audio.MelConfig)
@@ -243,3 +244,62 @@ def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments,
     train = MelSegments(train_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (train)")
     test = MelSegments(test_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (test)")
     return train, test, {"train": train_utts, "test": test_utts}
+
+
+class WaveSegments(BatchSource):
+    """Half-overlapping windows of ``segment`` samples from whole waveforms (kept as int16 in memory).
+
+    Batches are ``{"wave": (batch, segment) float32, "speaker": (batch,) int64}``; utterances shorter
+    than one window are left out (``skipped`` counts them).
+    """
+
+    def __init__(self, waves: list[np.ndarray], speakers: list[int], segment: int, name: str):
+        self.waves = waves
+        self.speakers = np.asarray(speakers, dtype=np.int64)
+        self.segment = segment
+        self.name = name
+        hop = max(1, segment // 2)
+        self.windows = [(i, s) for i, w in enumerate(waves) for s in range(0, len(w) - segment + 1, hop)]
+        self.skipped = sum(1 for w in waves if len(w) < segment)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def describe(self) -> str:
+        return self.name
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        wave = np.stack([self.waves[u][s : s + self.segment] for u, s in (self.windows[int(i)] for i in indices)])
+        speaker = np.array([self.speakers[self.windows[int(i)][0]] for i in indices])
+        return {"wave": torch.from_numpy(wave.astype(np.float32) / 32768.0), "speaker": torch.from_numpy(speaker)}
+
+
+def read_waves(utterances: list[Utterance], sample_rate: int, min_samples: int, desc: str = "reading audio") -> list[np.ndarray]:
+    """Every utterance as int16 at ``sample_rate`` (half the memory of float32)."""
+    import sys
+
+    from tqdm import tqdm
+
+    out = []
+    for utt in tqdm(utterances, desc=desc, disable=len(utterances) < 50 or not sys.stderr.isatty(), leave=False):
+        wave = read_audio(utt.audio, sample_rate, min_samples=min_samples)
+        out.append((wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy())
+    return out
+
+
+def build_wave_splits(config: AudioDataConfig, min_samples: int) -> tuple[WaveSegments, WaveSegments, dict]:
+    """Train and test waveform windows; speakers are numbered over both splits."""
+    utterances = list_utterances(config.source)
+    if config.test_source:
+        train_utts, test_utts = utterances, list_utterances(config.test_source)
+    else:
+        train_utts, test_utts = split_utterances(utterances, config.test_fraction, config.split_seed)
+    names = sorted({u.speaker for u in train_utts + test_utts})
+    index = {n: i for i, n in enumerate(names)}
+    train_waves = read_waves(train_utts, config.sample_rate, min_samples, "reading audio (train)")
+    test_waves = read_waves(test_utts, config.sample_rate, min_samples, "reading audio (test)")
+    train = WaveSegments(train_waves, [index[u.speaker] for u in train_utts], config.segment_samples, f"{config.source} (train)")
+    test = WaveSegments(test_waves, [index[u.speaker] for u in test_utts], config.segment_samples, f"{config.source} (test)")
+    if len(train) == 0:
+        raise DataError(f"{config.source}: no utterance is as long as data.segment_samples ({config.segment_samples} samples)")
+    return train, test, {"train": train_utts, "test": test_utts, "speakers": names}

@@ -51,10 +51,14 @@ class ConditionalDecoder(nn.Module):
         inputs = torch.cat([bos, tokens], dim=1)
         targets = torch.cat([tokens, torch.full_like(bos, PAD_ID)], dim=1)
         targets[torch.arange(b, device=tokens.device), lengths.to(tokens.device)] = EOS_ID
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
         embedded = self.embedding(inputs)
         condition = sentence[:, None, :].expand(b, t + 1, sentence.shape[-1])
         h0 = torch.tanh(self.init(sentence))[None]
-        states, _ = self.rnn(torch.cat([embedded, condition], dim=-1), h0)
+        # packed: no recurrent step is spent on padding
+        packed = pack_padded_sequence(torch.cat([embedded, condition], dim=-1), (lengths + 1).cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = pad_packed_sequence(self.rnn(packed, h0)[0], batch_first=True, total_length=t + 1)
         mask = targets != PAD_ID
         valid = states[mask]  # only real positions reach the vocabulary projection
         if self.tie:

@@ -116,8 +116,8 @@ class RecurrentEncoder(nn.Module):
     """Token ids ``(batch, time)`` with ``lengths`` ``(batch,)`` -> sentence vectors ``(batch, out_dim)``.
 
     Word embeddings, then a GRU (or LSTM), uni- or bi-directional; padding never reaches the output
-    (a one-way RNN reads its states at the real positions, a two-way one runs on packed sequences;
-    masks for ``mean``/``max``). Read-outs: ``last`` (the final hidden
+    (packed sequences; a one-way RNN on a batch of similar lengths runs padded and reads its states at
+    the real positions, which is exact and cheaper; masks for ``mean``/``max``). Read-outs: ``last`` (the final hidden
     state of each direction, as in skip-thought and quick-thought), ``mean`` or ``max`` over the states of
     the real tokens (as InferSent). ``out_dim = hidden * (2 if bidirectional else 1)``.
     """
@@ -149,14 +149,16 @@ class RecurrentEncoder(nn.Module):
         if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
             raise ValueError(f"expected tokens (batch, time) and lengths (batch,), got {tuple(tokens.shape)} and {tuple(lengths.shape)}")
         embedded = self.embedding(tokens)
-        if not self.bidirectional:
-            # A one-way RNN's state at a real position never depends on the padding after it, so run
-            # the padded batch as it is (cheaper than packing) and read the states at real positions.
+        lengths_f = lengths.float()
+        if not self.bidirectional and tokens.shape[1] <= 1.25 * lengths_f.mean().item():
+            # A one-way RNN's state at a real position never depends on the padding after it, so a
+            # batch of similar lengths runs padded (cheaper than packing) and reads its real positions.
             states, _ = self.rnn(embedded)
             if self.readout == "last":
                 index = (lengths.to(tokens.device) - 1).clamp_min(0)
                 return states[torch.arange(tokens.shape[0], device=tokens.device), index]
             return self.pool(states, tokens, lengths)
+        # two-way, or lengths that vary a lot: packed sequences compute no step on padding
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         states, final = self.rnn(packed)
         if self.readout == "last":

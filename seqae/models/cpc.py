@@ -1,0 +1,151 @@
+"""Contrastive predictive coding for audio (van den Oord et al. 2018, arXiv 1807.03748).
+
+A strided convolutional encoder turns the raw waveform into frames z_t (strides 5, 4, 2, 2, 2: one frame
+per 160 samples, 10 ms at 16 kHz); a GRU (or LSTM) summarises z_1..z_t into the context c_t; one linear
+predictor W_k per future step k scores the true future frame z_{t+k} against negatives with InfoNCE
+(paper eq. 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqae.config import ConfigError, choice
+from seqae.models.base import ModelOutput
+
+NEGATIVE_MODES = ("same_speaker", "any_speaker", "same_sequence")
+
+
+@dataclass
+class CPCConfig:
+    """``[model]`` for ``family = "cpc"``."""
+
+    family: str = "cpc"
+    channels: int = 256  # encoder width (512 in the paper)
+    strides: list[int] = field(default_factory=lambda: [5, 4, 2, 2, 2])
+    kernels: list[int] = field(default_factory=lambda: [10, 8, 4, 4, 4])
+    context: str = choice("gru", "gru", "lstm")
+    context_dim: int = 256
+    prediction_steps: int = 12  # K
+    negatives: int = 128
+    # where negatives come from, for each (utterance b, time t) of a batch:
+    #   same_speaker:  frames of the batch's utterances by b's speaker (b's own included), any time;
+    #   any_speaker:   frames of any utterance in the batch, any time;
+    #   same_sequence: frames of utterance b itself, any time.
+    negative_sampling: str = choice("same_speaker", *NEGATIVE_MODES)
+
+    def validate(self, where: str) -> None:
+        if len(self.strides) != len(self.kernels) or not self.strides:
+            raise ConfigError(f"{where}: model.strides and model.kernels must be lists of the same length")
+        if self.prediction_steps < 1 or self.negatives < 1:
+            raise ConfigError(f"{where}: model.prediction_steps and model.negatives must be positive")
+
+    @property
+    def hop(self) -> int:
+        hop = 1
+        for s in self.strides:
+            hop *= s
+        return hop
+
+    @property
+    def receptive_field(self) -> int:
+        field_, jump = 1, 1
+        for k, s in zip(self.kernels, self.strides):
+            field_ += (k - 1) * jump
+            jump *= s
+        return field_
+
+
+class WaveEncoder(nn.Module):
+    """Waveform ``(batch, samples)`` -> frames ``(batch, frames, channels)``, frames =
+    (samples - receptive_field) // hop + 1. ReLU after every convolution; channel-wise normalisation
+    over each frame (a LayerNorm without affine is cheap and keeps training stable)."""
+
+    def __init__(self, config: CPCConfig):
+        super().__init__()
+        layers = []
+        in_ch = 1
+        for k, s in zip(config.kernels, config.strides):
+            layers += [nn.Conv1d(in_ch, config.channels, k, stride=s, padding=0), nn.ReLU()]
+            in_ch = config.channels
+        self.net = nn.Sequential(*layers)
+        self.norm = nn.LayerNorm(config.channels, elementwise_affine=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.net(wave[:, None, :]).transpose(1, 2))
+
+
+class CPC(nn.Module):
+    """``forward(batch)`` takes ``{"wave": (B, samples), "speaker": (B,)}``; metrics include the InfoNCE
+    accuracy at every prediction step k (``accuracy_k1`` ... ``accuracy_kK``).
+
+    ``features(wave, kind)``: ``"c"`` (context) or ``"z"`` (encoder) frames ``(B, frames, dim)``.
+    """
+
+    def __init__(self, config: CPCConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = WaveEncoder(config)
+        rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[config.context]
+        self.context = rnn(config.channels, config.context_dim, batch_first=True)
+        self.predictors = nn.ModuleList(nn.Linear(config.context_dim, config.channels) for _ in range(config.prediction_steps))
+
+    def frames(self, samples: int) -> int:
+        return max(0, (samples - self.config.receptive_field) // self.config.hop + 1)
+
+    def check_input(self, wave: torch.Tensor) -> None:
+        if wave.dim() != 2:
+            raise ValueError(f"expected waveforms of shape (batch, samples), got {tuple(wave.shape)}")
+        if self.frames(wave.shape[1]) < 1:
+            raise ValueError(f"{wave.shape[1]} samples: shorter than one frame ({self.config.receptive_field} samples)")
+
+    def features(self, wave: torch.Tensor, kind: str = "c") -> torch.Tensor:
+        self.check_input(wave)
+        z = self.encoder(wave)
+        if kind == "z":
+            return z
+        if kind != "c":
+            raise ValueError(f"kind must be 'c' or 'z', got {kind!r}")
+        return self.context(z)[0]
+
+    def negative_indices(self, speaker: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """Flat indices into the batch's ``batch * frames`` frames: ``(batch, frames, negatives)``."""
+        n = self.config.negatives
+        device = speaker.device
+        mode = self.config.negative_sampling
+        if mode == "any_speaker":
+            return torch.randint(0, batch * frames, (batch, frames, n), device=device)
+        if mode == "same_sequence":
+            rows = torch.arange(batch, device=device)[:, None, None] * frames
+            return rows + torch.randint(0, frames, (batch, frames, n), device=device)
+        # same speaker: pick a random utterance of b's speaker, then a random time in it
+        same = speaker[:, None] == speaker[None, :]  # (B, B), the diagonal is True
+        choice_of_row = torch.multinomial(same.float(), frames * n, replacement=True).view(batch, frames, n)
+        return choice_of_row * frames + torch.randint(0, frames, (batch, frames, n), device=device)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        wave = batch["wave"]
+        self.check_input(wave)
+        z = self.encoder(wave)  # (B, T, C)
+        c = self.context(z)[0]  # (B, T, D)
+        b, t, ch = z.shape
+        k_max = self.config.prediction_steps
+        if t <= k_max:
+            raise ValueError(f"segments of {t} frames are too short to predict {k_max} steps ahead")
+        speaker = batch.get("speaker", torch.zeros(b, dtype=torch.long, device=wave.device))
+        negatives = z.reshape(b * t, ch)[self.negative_indices(speaker, b, t)]  # (B, T, N, C)
+        losses, metrics = [], {}
+        for k in range(1, k_max + 1):
+            prediction = self.predictors[k - 1](c[:, :-k])  # (B, T-k, C)
+            positive = (prediction * z[:, k:]).sum(-1, keepdim=True)  # (B, T-k, 1)
+            negative = torch.einsum("btc,btnc->btn", prediction, negatives[:, : t - k])
+            logits = torch.cat([positive, negative], dim=-1)  # the true future is class 0
+            target = torch.zeros(logits.shape[:2], dtype=torch.long, device=logits.device)
+            losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)))
+            metrics[f"accuracy_k{k}"] = (logits.argmax(-1) == 0).float().mean().detach()
+        loss = torch.stack(losses).mean()
+        return ModelOutput(loss, metrics)

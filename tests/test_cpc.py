@@ -1,0 +1,136 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import torch.nn.functional as F
+
+import seqae
+from seqae.datasets.audio import Utterance
+from seqae.evaluation.probes import frame_labels, split_by_sentence, stack_frames
+from seqae.models.cpc import CPC, CPCConfig
+
+from conftest import write_recipe
+
+
+def make(**kw):
+    torch.manual_seed(0)
+    defaults = dict(channels=16, context_dim=16, prediction_steps=3, negatives=5)
+    return CPC(CPCConfig(**{**defaults, **kw}))
+
+
+def test_one_frame_per_160_samples():
+    model = make()
+    assert model.config.hop == 160 and model.config.receptive_field == 465
+    for samples in (465, 1600, 16000):
+        z = model.features(torch.randn(2, samples), "z")
+        assert z.shape[1] == model.frames(samples) == (samples - 465) // 160 + 1
+
+
+@pytest.mark.parametrize("mode", ["same_speaker", "any_speaker", "same_sequence"])
+def test_negatives_come_from_where_the_mode_says(mode):
+    model = make(negative_sampling=mode, negatives=50)
+    speaker = torch.tensor([0, 1, 0, 2])
+    idx = model.negative_indices(speaker, 4, 10)
+    assert idx.shape == (4, 10, 50) and idx.min() >= 0 and idx.max() < 40
+    rows = idx // 10
+    if mode == "same_sequence":
+        assert (rows == torch.arange(4)[:, None, None]).all()
+    elif mode == "same_speaker":
+        assert set(rows[0].unique().tolist()) <= {0, 2} and set(rows[1].unique().tolist()) == {1}
+        assert set(rows[0].unique().tolist()) == {0, 2}  # both utterances of speaker 0 are drawn from
+    else:
+        assert len(rows.unique()) == 4
+
+
+def test_infonce_is_cross_entropy_with_the_true_future_first(monkeypatch):
+    model = make(prediction_steps=1, negatives=3)
+    fixed = torch.randint(0, 2 * 8, (2, 8, 3))
+    monkeypatch.setattr(model, "negative_indices", lambda speaker, b, t: fixed[:, :t])
+    wave = torch.randn(2, 465 + 160 * 7)
+    out = model({"wave": wave, "speaker": torch.tensor([0, 1])})
+    z = model.features(wave, "z")
+    c = model.features(wave, "c")
+    pred = model.predictors[0](c[:, :-1])
+    negs = z.reshape(16, -1)[fixed[:, :7]]
+    logits = torch.cat([(pred * z[:, 1:]).sum(-1, keepdim=True), torch.einsum("btc,btnc->btn", pred, negs)], -1)
+    expected = F.cross_entropy(logits.reshape(-1, 4), torch.zeros(14, dtype=torch.long))
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert set(out.metrics) == {"accuracy_k1"}
+
+
+def test_frame_labels_take_the_phone_under_each_frame_centre():
+    utt = Utterance(audio=None, phones=[(0.0, 0.025, "a"), (0.025, 0.05, "b")])
+    assert frame_labels(utt, 6, 0.005, 0.01) == ["a", "a", "b", "b", "b", None]
+    assert stack_frames(np.arange(6.0).reshape(3, 2), 1).tolist() == [[0, 1, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5], [2, 3, 4, 5, 4, 5]]
+
+
+def test_probe_split_never_shares_a_sentence():
+    utts = [Utterance(audio=None, speaker=s, text=t) for s in "ab" for t in ("one", "two", "three", "four")]
+    train, test = split_by_sentence(utts, 0)
+    assert not {utts[i].text for i in train} & {utts[i].text for i in test}
+    assert len(train) + len(test) == 8
+
+
+def synthetic_corpus(folder):
+    """Two 'speakers' (base pitch) saying sequences of three 'phones' (tone chords), with alignments."""
+    rng = np.random.default_rng(0)
+    rate = 16000
+    phones = {"a": 1.0, "e": 1.5, "o": 2.25}
+    lines = []
+    for speaker, base in (("low", 150.0), ("high", 260.0)):
+        for u in range(6):
+            t0, wave, alignment = 0.0, [], []
+            for _ in range(12):
+                name = rng.choice(list(phones))
+                n = int(rate * 0.08)
+                t = np.arange(n) / rate
+                wave.append(0.3 * np.sin(2 * np.pi * base * phones[name] * t) + 0.01 * rng.standard_normal(n))
+                alignment.append([round(t0, 4), round(t0 + 0.08, 4), name])
+                t0 += 0.08
+            path = folder / f"{speaker}_{u}.wav"
+            soundfile.write(str(path), np.concatenate(wave).astype(np.float32), rate)
+            lines.append(json.dumps({"audio": path.name, "speaker": speaker, "text": f"sentence {u}", "phones": alignment}))
+    (folder / "all.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "all.jsonl"
+
+
+TINY_CPC = """
+[model]
+family = "cpc"
+channels = 16
+context_dim = 16
+prediction_steps = 3
+negatives = 8
+
+[data]
+source = "MANIFEST"
+test_fraction = 0.25
+segment_samples = 4000
+
+[train]
+steps = 8
+batch_size = 8
+lr = 1e-3
+warmup_steps = 2
+log_every = 4
+checkpoint_every = 8
+"""
+
+
+def test_cpc_trains_and_its_probes_report_every_baseline(tmp_path):
+    manifest = synthetic_corpus(tmp_path)
+    run = seqae.train(write_recipe(tmp_path, TINY_CPC.replace("MANIFEST", str(manifest))), out=tmp_path / "run")
+    result = seqae.evaluate(run, manifest=str(manifest))
+    for name in ("cpc", "cpc_random", "logmel", "logmel_stacked"):
+        assert 0.0 <= result[f"phone_accuracy_{name}"] <= 1.0
+        assert 0.0 <= result[f"speaker_accuracy_{name}"] <= 1.0
+    assert result["phone_classes"] == 3
+    # three tone chords are easy for log-mel features
+    assert result["phone_accuracy_logmel"] > 0.8
+    assert {"test_accuracy_k1", "test_accuracy_k3"} <= result.keys()
+    from seqae.cli import main
+
+    assert main(["codes", str(run), "-i", str(tmp_path / "low_0.wav"), "-o", str(tmp_path / "c.npy"), "--kind", "z"]) == 0
+    assert np.load(tmp_path / "c.npy").shape == ((int(16000 * 0.96) - 465) // 160 + 1, 16)
