@@ -138,11 +138,16 @@ class CPC(nn.Module):
             raise ValueError(f"segments of {t} frames are too short to predict {k_max} steps ahead")
         speaker = batch.get("speaker", torch.zeros(b, dtype=torch.long, device=wave.device))
         negatives = z.reshape(b * t, ch)[self.negative_indices(speaker, b, t)]  # (B, T, N, C)
+        # every step's prediction at every t, scored against that t's negatives in one batched matmul
+        predictions = torch.stack([p(c) for p in self.predictors], dim=2)  # (B, T, K, C)
+        negative_scores = torch.bmm(
+            predictions.reshape(b * t, k_max, ch), negatives.reshape(b * t, -1, ch).transpose(1, 2)
+        ).view(b, t, k_max, -1)  # (B, T, K, N)
         losses, metrics = [], {}
         for k in range(1, k_max + 1):
-            prediction = self.predictors[k - 1](c[:, :-k])  # (B, T-k, C)
-            positive = (prediction * z[:, k:]).sum(-1, keepdim=True)  # (B, T-k, 1)
-            negative = torch.einsum("btc,btnc->btn", prediction, negatives[:, : t - k])
+            prediction = predictions[:, : t - k, k - 1]  # (B, T-k, C): W_k c_t
+            positive = (prediction * z[:, k:]).sum(-1, keepdim=True)  # (B, T-k, 1): z_{t+k}
+            negative = negative_scores[:, : t - k, k - 1]  # (B, T-k, N)
             logits = torch.cat([positive, negative], dim=-1)  # the true future is class 0
             target = torch.zeros(logits.shape[:2], dtype=torch.long, device=logits.device)
             losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)))
