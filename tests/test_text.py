@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from seqae.datasets.base import DataError
 from seqae.datasets.text import (
-    ContiguousSentences, SentenceTriples, TextDataConfig, is_heading, iter_sentences, pad_batch, read_text,
+    ContiguousSentences, SentenceTriples, TextDataConfig, is_heading, iter_sentences, pad_batch,
     split_sentences, tokenise_corpus,
 )
 from seqae.nn.encoders import RecurrentEncoder
@@ -74,14 +74,14 @@ def test_sentences_keep_their_document_and_chapter(tmp_path):
 
 
 def test_non_utf8_names_the_byte_offset(tmp_path):
-    (tmp_path / "latin.txt").write_bytes("Caf".encode() + b"\xe9 au lait.")
-    with pytest.raises(DataError, match=r"latin.txt: not UTF-8 text \(invalid byte 0xe9 at byte offset 3\)"):
-        read_text(tmp_path / "latin.txt")
+    (tmp_path / "latin.txt").write_bytes(b"Hello.\nCaf\xe9 au lait.\n")
+    with pytest.raises(DataError, match=r"latin.txt:2: not UTF-8 text \(invalid byte 0xe9 at byte offset 10\)"):
+        list(iter_sentences([tmp_path / "latin.txt"], 5000))
 
 
 def test_a_million_character_line_is_an_error_naming_the_line(tmp_path):
     (tmp_path / "big.txt").write_text("Intro.\n\n" + "word " * 200_000 + "\n")
-    with pytest.raises(DataError, match=r"big.txt:3: a sentence of 999,999 characters"):
+    with pytest.raises(DataError, match=r"big.txt:3: a paragraph of more than 100,000 characters"):
         list(iter_sentences([tmp_path / "big.txt"], 5000))
 
 
@@ -90,8 +90,8 @@ def test_empty_corpus_and_binary_files_are_errors(tmp_path):
     with pytest.raises(DataError, match="no sentences found"):
         tokenise_corpus(TextDataConfig(corpus=str(tmp_path / "empty.txt"), vocab_size=100, cache_dir=str(tmp_path / "c")))
     (tmp_path / "bin.txt").write_bytes(b"abc\x00\x00def")
-    with pytest.raises(DataError, match="binary file"):
-        read_text(tmp_path / "bin.txt")
+    with pytest.raises(DataError, match="bin.txt:1: holds NUL bytes; this looks like a binary file"):
+        list(iter_sentences([tmp_path / "bin.txt"], 5000))
 
 
 def test_tokenised_cache_is_built_once_and_reused(tmp_path):

@@ -92,24 +92,6 @@ def corpus_files(source: str | Path) -> list[Path]:
     raise DataError(f"{source}: no such file or folder")
 
 
-def read_text(path: Path) -> str:
-    """The whole file as text; a file that is not UTF-8 is reported with the byte offset."""
-    try:
-        data = gzip.open(path, "rb").read() if path.name.endswith(".gz") else path.read_bytes()
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path}: not UTF-8 text (invalid byte 0x{data[err.start]:02x} at byte offset {err.start}); "
-            "convert it with e.g. iconv -f latin1 -t utf-8"
-        ) from None
-    if "\x00" in text[:10000]:
-        raise DataError(f"{path}: holds NUL bytes; this looks like a binary file, not text")
-    return text.lstrip("\ufeff")
-
-
 @dataclass
 class Sentence:
     text: str
@@ -118,28 +100,64 @@ class Sentence:
     line: int  # 1-based line of the paragraph in its file
 
 
+def iter_paragraphs(path: Path, max_chars: int) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of each paragraph, read line by line: memory stays bounded by one
+    paragraph whatever the file's size. Non-UTF-8 bytes are reported with their byte offset."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    lines: list[str] = []
+    size = 0
+    first = 1
+    offset = 0
+    try:
+        with opener(path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DataError(
+                        f"{path}:{number}: not UTF-8 text (invalid byte 0x{raw[err.start]:02x} at byte offset "
+                        f"{offset + err.start}); convert it with e.g. iconv -f latin1 -t utf-8"
+                    ) from None
+                offset += len(raw)
+                if number == 1:
+                    line = line.lstrip("\ufeff")
+                if "\x00" in line:
+                    raise DataError(f"{path}:{number}: holds NUL bytes; this looks like a binary file, not text")
+                if line.strip():
+                    if not lines:
+                        first = number
+                    lines.append(line)
+                    size += len(line)
+                    if size > 20 * max_chars:
+                        raise DataError(
+                            f"{path}:{first}: a paragraph of more than {20 * max_chars:,} characters without a blank line; "
+                            "is this prose with paragraphs?"
+                        )
+                elif lines:
+                    yield first, "".join(lines)
+                    lines, size = [], 0
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read ({err})") from None
+    if lines:
+        yield first, "".join(lines)
+
+
 def iter_sentences(files: list[Path], max_chars: int) -> Iterator[Sentence]:
-    """Stream the sentences of a corpus in order, one file at a time (memory stays bounded by a file)."""
+    """Stream the sentences of a corpus in order (memory stays bounded by one paragraph)."""
     segment = 0
     for doc, path in enumerate(files):
-        text = read_text(path)
         segment += 1
-        line = 1
-        for block in re.split(r"(\n\s*\n)", text):
-            if not block.strip() or block.isspace():
-                line += block.count("\n")
-                continue
+        for line, block in iter_paragraphs(path, max_chars):
             if is_heading(block):
                 segment += 1
-            else:
-                for sentence in split_sentences(block):
-                    if len(sentence) > max_chars:
-                        raise DataError(
-                            f"{path}:{line}: a sentence of {len(sentence):,} characters, more than "
-                            f"data.max_sentence_chars ({max_chars:,}); is this prose with sentence punctuation?"
-                        )
-                    yield Sentence(sentence, doc, segment, line)
-            line += block.count("\n")
+                continue
+            for sentence in split_sentences(block):
+                if len(sentence) > max_chars:
+                    raise DataError(
+                        f"{path}:{line}: a sentence of {len(sentence):,} characters, more than "
+                        f"data.max_sentence_chars ({max_chars:,}); is this prose with sentence punctuation?"
+                    )
+                yield Sentence(sentence, doc, segment, line)
 
 
 @dataclass
