@@ -114,9 +114,11 @@ def main():
     embedding = embedding_rate(qt, sentences, encoders=2, args=args)
     result["embed_sentences_per_s"] = embedding["sentences_per_s"]
     result["embed_model_flops_per_s"] = embedding["model_flops_per_s"]
-    result["embed_share_of_matmul"] = embedding["model_flops_per_s"] / result["matmul_flops_per_s"]
-    # the matmul again at the end, so a machine that sped up or slowed down shows
+    # the matmul again at the end, so a machine that sped up or slowed down shows; the share is taken
+    # against the faster of the two measurements (the conservative figure)
     result["matmul_flops_per_s_after"] = matmul_flops(args.matmul)
+    best = max(result["matmul_flops_per_s"], result["matmul_flops_per_s_after"])
+    result["embed_share_of_matmul"] = embedding["model_flops_per_s"] / best
     if args.json:
         print(json.dumps(result))
         return
@@ -127,7 +129,7 @@ def main():
           f"skip-thought {result['skip_thought_train_sentences_per_s']:.1f} sentences/s, "
           f"ratio {result['train_ratio_qt_over_st']:.1f}x")
     print(f"embedding (quick-thought, tokenisation included): {result['embed_sentences_per_s']:.0f} sentences/s, "
-          f"{result['embed_model_flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * result['embed_share_of_matmul']:.0f} % of the matmul")
+          f"{result['embed_model_flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * result['embed_share_of_matmul']:.0f} % of the faster matmul")
 
 
 if __name__ == "__main__":
