@@ -158,6 +158,9 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] |
     else:
         items = [parse_override(text) for text in overrides]
     for (section, name), value in items:
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute() and Path(value).expanduser().exists():
+            # a path typed on the command line is relative to the current folder, not the recipe's
+            value = str(Path(value).expanduser().resolve())
         target = out.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"override {section}.{name}: [{section}] is not a table")

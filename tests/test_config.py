@@ -102,3 +102,13 @@ def test_every_bundled_recipe_is_valid():
         # speech recipes read the corpus that `seqae data speech --out data/speech` builds
         generated = "data/speech" in path.read_text()
         load_recipe(path, check_paths=not generated)
+
+
+def test_override_paths_are_relative_to_the_current_folder(tmp_path, monkeypatch):
+    import numpy as np
+
+    (tmp_path / "recipes").mkdir()
+    recipe = write_recipe(tmp_path / "recipes", TINY_AE)
+    np.save(tmp_path / "x.npy", np.zeros((4, 3), dtype=np.float32))
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe(recipe, ["data.source=x.npy"]).data.source == str((tmp_path / "x.npy").resolve())
