@@ -496,7 +496,7 @@ def cpc_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: P
     paths.append(plots.bars(ks, [accuracy[f"test_accuracy_k{k}"] for k in ks], out_dir / "infonce_accuracy.png",
                             xlabel="prediction step k (10 ms frames ahead)", ylabel="InfoNCE accuracy", title="test split"))
     # utterance-mean context features by speaker
-    by_speaker = utts[:400]
+    by_speaker = utts[:: max(1, len(utts) // 400)]  # spread over every speaker of the list
     waves = read_waves(by_speaker, recipe.data.sample_rate, model.config.receptive_field)
     feats = np.stack([model.features(torch.from_numpy(w.astype(np.float32) / 32768.0)[None].to(device))[0].mean(0).cpu().numpy() for w in waves])
     names = sorted({u.speaker for u in by_speaker})
