@@ -133,8 +133,6 @@ def test_arrays(prepared: Prepared) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def evaluate_arrays(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
-    if isinstance(prepared.test, MelSegments):
-        return evaluate_mel_vqvae(model, prepared.test)
     train = prepared.train
     assert isinstance(train, ArraySource)
     test_x, test_y = test_arrays(prepared)
@@ -172,9 +170,9 @@ def mel_figures(model: nn.Module, recipe: Recipe, test: MelSegments, out_dir: Pa
     device = next(model.parameters()).device
     mel = test.mels[0][None].to(device)
     recon = model.reconstruct(mel)
-    codes_all = torch.cat([model.codes(m[None].to(device)).reshape(-1).cpu() for m in test.mels]).numpy()
-    counts = np.bincount(codes_all, minlength=model.config.codebook_size)
-    sample = model.codes(mel).cpu().numpy()
+    codes = [model.codes(m[None].to(device)).cpu().numpy() for m in test.mels]
+    counts = np.bincount(np.concatenate([c.reshape(-1) for c in codes]), minlength=model.config.codebook_size)
+    sample = codes[0]
     return [
         plots.spectrograms([mel[0].cpu().numpy(), recon[0].cpu().numpy()], ["log-mel (normalised)", "reconstruction"],
                            out_dir / "reconstructions.png", hop_seconds=recipe.data.hop_length / recipe.data.sample_rate),
@@ -186,8 +184,6 @@ def mel_figures(model: nn.Module, recipe: Recipe, test: MelSegments, out_dir: Pa
 def array_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
     from seqae import plots
 
-    if isinstance(prepared.test, MelSegments):
-        return mel_figures(model, recipe, prepared.test, out_dir)
     model.eval()
     device = next(model.parameters()).device
     test_x, test_y = test_arrays(prepared)
@@ -219,6 +215,20 @@ def array_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir:
         samples = model.sample(40, generator=generator).cpu().numpy()
         paths.append(plots.image_grid(samples, shape, out_dir / "samples.png", title="samples from the prior"))
     return paths
+
+
+def evaluate_vqvae_run(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
+    """The vqvae family's evaluation: log-mel or image input."""
+    if recipe.model.input == "mel":
+        return evaluate_mel_vqvae(model, prepared.test)
+    return evaluate_arrays(model, recipe, prepared, **options)
+
+
+def vqvae_run_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
+    """The vqvae family's figures: log-mel or image input."""
+    if recipe.model.input == "mel":
+        return mel_figures(model, recipe, prepared.test, out_dir)
+    return array_figures(model, recipe, prepared, out_dir)
 
 
 def vqvae_figures(model, recipe, test_x, test_y, picks, out_dir: Path) -> list[Path]:
@@ -526,7 +536,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "vqvae": Family(
         "vqvae", VQVAEConfig, ArrayDataConfig, ArrayEvalConfig,
-        prepare_vqvae, lambda r: VQVAE(r.model), evaluate_arrays, array_figures, vqvae_codes, array_scores,
+        prepare_vqvae, lambda r: VQVAE(r.model), evaluate_vqvae_run, vqvae_run_figures, vqvae_codes, array_scores,
         data_config_for=lambda model: AudioDataConfig if getattr(model, "input", "image") == "mel" else ArrayDataConfig,
     ),
     "cpc": Family(

@@ -142,8 +142,8 @@ class Trainer:
         self.family = family
         self.train_data = train_data
         self.eval_data = eval_data
-        self.dist = init_distributed(device or config.device)
         device_name = device or config.device
+        self.dist = init_distributed(device_name)
         if self.dist.world > 1 and device_name in ("auto", "cuda") and torch.cuda.is_available():
             device_name = f"cuda:{self.dist.local_rank}"
         self.device = resolve_device(device_name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -168,18 +169,21 @@ class AudioDataConfig:
         return MelConfig.from_object(self)
 
 
-def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel") -> list[torch.Tensor]:
-    """Each utterance's log-mel ``(n_mels, frames)``, with a progress bar on long lists."""
-    from tqdm import tqdm
+def iter_audio(utterances: list[Utterance], sample_rate: int, min_samples: int, desc: str) -> Iterator[torch.Tensor]:
+    """Each utterance's waveform (:func:`read_audio`), with a progress bar on long lists."""
     import sys
 
-    front_end = LogMel(config)
-    out = []
+    from tqdm import tqdm
+
     for utt in tqdm(utterances, desc=desc, disable=len(utterances) < 50 or not sys.stderr.isatty(), leave=False):
-        wave = read_audio(utt.audio, config.sample_rate, min_samples=config.win_length)
-        with torch.no_grad():
-            out.append(front_end(wave)[0])
-    return out
+        yield read_audio(utt.audio, sample_rate, min_samples=min_samples)
+
+
+def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel") -> list[torch.Tensor]:
+    """Each utterance's log-mel ``(n_mels, frames)``."""
+    front_end = LogMel(config)
+    with torch.no_grad():
+        return [front_end(wave)[0] for wave in iter_audio(utterances, config.sample_rate, config.win_length, desc)]
 
 
 class MelSegments(BatchSource):
@@ -218,6 +222,14 @@ class MelSegments(BatchSource):
         return {"x": batch, "mask": mask}
 
 
+def train_and_test_utterances(config: AudioDataConfig) -> tuple[list[Utterance], list[Utterance]]:
+    """``data.test_source`` as the test set, or ``data.test_fraction`` of ``data.source`` held out."""
+    utterances = list_utterances(config.source)
+    if config.test_source:
+        return utterances, list_utterances(config.test_source)
+    return split_utterances(utterances, config.test_fraction, config.split_seed)
+
+
 def split_utterances(utterances: list[Utterance], fraction: float, seed: int) -> tuple[list[Utterance], list[Utterance]]:
     if len(utterances) < 2:
         raise DataError(f"{utterances[0].where}: one utterance; need at least 2 to hold some out for testing")
@@ -230,11 +242,7 @@ def split_utterances(utterances: list[Utterance], fraction: float, seed: int) ->
 
 def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, dict]:
     """Train and test segment sources; fills ``mel_mean``/``mel_std`` from the training files if unset."""
-    utterances = list_utterances(config.source)
-    if config.test_source:
-        train_utts, test_utts = utterances, list_utterances(config.test_source)
-    else:
-        train_utts, test_utts = split_utterances(utterances, config.test_fraction, config.split_seed)
+    train_utts, test_utts = train_and_test_utterances(config)
     mel = config.mel()
     train_mels = log_mels(train_utts, mel, "log-mel (train)")
     test_mels = log_mels(test_utts, mel, "log-mel (test)")
@@ -276,24 +284,15 @@ class WaveSegments(BatchSource):
 
 def read_waves(utterances: list[Utterance], sample_rate: int, min_samples: int, desc: str = "reading audio") -> list[np.ndarray]:
     """Every utterance as int16 at ``sample_rate`` (half the memory of float32)."""
-    import sys
-
-    from tqdm import tqdm
-
-    out = []
-    for utt in tqdm(utterances, desc=desc, disable=len(utterances) < 50 or not sys.stderr.isatty(), leave=False):
-        wave = read_audio(utt.audio, sample_rate, min_samples=min_samples)
-        out.append((wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy())
-    return out
+    return [
+        (wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()
+        for wave in iter_audio(utterances, sample_rate, min_samples, desc)
+    ]
 
 
 def build_wave_splits(config: AudioDataConfig, min_samples: int) -> tuple[WaveSegments, WaveSegments, dict]:
     """Train and test waveform windows; speakers are numbered over both splits."""
-    utterances = list_utterances(config.source)
-    if config.test_source:
-        train_utts, test_utts = utterances, list_utterances(config.test_source)
-    else:
-        train_utts, test_utts = split_utterances(utterances, config.test_fraction, config.split_seed)
+    train_utts, test_utts = train_and_test_utterances(config)
     names = sorted({u.speaker for u in train_utts + test_utts})
     index = {n: i for i, n in enumerate(names)}
     train_waves = read_waves(train_utts, config.sample_rate, min_samples, "reading audio (train)")

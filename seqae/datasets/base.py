@@ -25,14 +25,19 @@ class BatchSource:
         """The examples at ``indices`` as one batch: a dict of tensors whose first dimension is ``len(indices)``."""
         raise NotImplementedError
 
-    def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
-        """Index arrays of the global batches of one epoch (a shuffled pass; the remainder is dropped)."""
+    def check_batch_size(self, batch_size: int, unit: str = "examples") -> int:
+        """The number of examples; fewer than one batch is a DataError naming the source."""
         n = len(self)
         if n < batch_size:
             raise DataError(
-                f"{self.describe()}: {n} examples, fewer than one batch of {batch_size}; "
+                f"{self.describe()}: {n} {unit}, fewer than one batch of {batch_size}; "
                 "use a smaller train.batch_size or more data"
             )
+        return n
+
+    def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
+        """Index arrays of the global batches of one epoch (a shuffled pass; the remainder is dropped)."""
+        n = self.check_batch_size(batch_size)
         order = np.random.default_rng([seed, epoch]).permutation(n)
         return [order[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 

@@ -251,13 +251,6 @@ class TokenisedCorpus:
     def ids(self, i: int) -> np.ndarray:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
-    def text_of(self, i: int) -> str:
-        with open(self.folder / "sentences.jsonl", encoding="utf-8") as fh:
-            for j, line in enumerate(fh):
-                if j == i:
-                    return json.loads(line)
-        raise IndexError(i)
-
     def texts(self, indices: np.ndarray) -> list[str]:
         wanted = {int(i) for i in indices}
         found = {}
@@ -394,12 +387,7 @@ class ContiguousSentences(BatchSource):
         return self.name
 
     def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
-        n = len(self)
-        if n < batch_size:
-            raise DataError(
-                f"{self.name}: {n} sentences, fewer than one batch of {batch_size}; use a smaller "
-                "train.batch_size or a larger corpus"
-            )
+        n = self.check_batch_size(batch_size, "sentences")
         # a random offset per epoch so that run boundaries move; then the runs in random order
         rng = np.random.default_rng([seed, epoch])
         offset = int(rng.integers(0, batch_size))
@@ -444,9 +432,7 @@ class SentenceTriples(BatchSource):
         return self.name
 
     def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
-        n = len(self)
-        if n < batch_size:
-            raise DataError(f"{self.name}: {n} sentence triples, fewer than one batch of {batch_size}")
+        n = self.check_batch_size(batch_size, "sentence triples")
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(n)
         # length buckets: sort chunks of 50 batches by length, so padding stays small

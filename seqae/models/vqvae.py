@@ -15,7 +15,7 @@ from torch import nn
 
 from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput
-from seqae.nn.encoders import ConvDecoder1d, ConvDecoder2d, ConvEncoder1d, ConvEncoder2d
+from seqae.nn.encoders import ConvDecoder, ConvEncoder
 from seqae.nn.quantize import GumbelQuantizer, QuantizerOutput, VectorQuantizer
 
 
@@ -100,8 +100,8 @@ class VQVAE(nn.Module):
         if config.input == "mel":
             if config.input_dim <= 0:
                 raise ValueError("VQVAEConfig.input_dim (mel bands) must be set (from the data)")
-            self.encoder = ConvEncoder1d(config.input_dim, config.channels, config.code_dim, config.downsample)
-            self.decoder = ConvDecoder1d(config.code_dim, config.channels, config.input_dim, config.downsample)
+            self.encoder = ConvEncoder(config.input_dim, config.channels, config.code_dim, config.downsample, dims=1)
+            self.decoder = ConvDecoder(config.code_dim, config.channels, config.input_dim, config.downsample, dims=1)
         else:
             if config.input_dim <= 0 or len(config.image_shape) != 2:
                 raise ValueError("VQVAEConfig.input_dim and image_shape must be set (from the data)")
@@ -111,8 +111,8 @@ class VQVAE(nn.Module):
             if height % self.factor or width % self.factor:
                 raise ValueError(f"image {height}x{width} cannot be down-sampled {config.downsample} times by 2")
             self.grid = (height // self.factor, width // self.factor)
-            self.encoder = ConvEncoder2d(1, config.channels, config.code_dim, config.downsample)
-            self.decoder = ConvDecoder2d(config.code_dim, config.channels, 1, config.downsample)
+            self.encoder = ConvEncoder(1, config.channels, config.code_dim, config.downsample, dims=2)
+            self.decoder = ConvDecoder(config.code_dim, config.channels, 1, config.downsample, dims=2)
             if config.latent == "global":
                 flat = config.code_dim * self.grid[0] * self.grid[1]
                 self.to_code = nn.Linear(flat, config.code_dim)

@@ -42,67 +42,45 @@ class MLP(nn.Sequential):
         self.widths = list(widths)
 
 
-class ConvEncoder2d(nn.Module):
-    """Images ``(batch, in_channels, H, W)`` -> feature maps ``(batch, out_channels, H / 2**downsample, W / 2**downsample)``.
+def conv_layer(dims: int):
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 (sequences) or 2 (images), got {dims}")
+    return (nn.Conv1d, nn.ConvTranspose1d) if dims == 1 else (nn.Conv2d, nn.ConvTranspose2d)
 
-    A 3x3 convolution, ``downsample`` stride-2 4x4 convolutions, a 3x3 convolution, and a 1x1
-    projection (ReLU between them), as in the VQ-VAE paper's image encoder without the residual stack.
+
+class ConvEncoder(nn.Module):
+    """Images ``(batch, in_channels, H, W)`` (``dims=2``) or sequences of feature vectors
+    ``(batch, in_channels, frames)`` (``dims=1``, e.g. log-mel bands) -> feature maps with every spatial
+    size divided by ``2**downsample``.
+
+    A 3-wide convolution, ``downsample`` stride-2 4-wide convolutions, a 3-wide convolution, and a
+    1-wide projection (ReLU between them), as in the VQ-VAE paper's encoder without the residual stack.
     """
 
-    def __init__(self, in_channels: int, channels: int, out_channels: int, downsample: int = 1):
+    def __init__(self, in_channels: int, channels: int, out_channels: int, downsample: int = 1, dims: int = 2):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU()]
+        conv, _ = conv_layer(dims)
+        layers: list[nn.Module] = [conv(in_channels, channels, 3, padding=1), nn.ReLU()]
         for _ in range(downsample):
-            layers += [nn.Conv2d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, out_channels, 1)]
+            layers += [conv(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        layers += [conv(channels, channels, 3, padding=1), nn.ReLU(), conv(channels, out_channels, 1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
         return self.net(x)
 
 
-class ConvDecoder2d(nn.Module):
-    """The mirror of :class:`ConvEncoder2d`: ``(batch, in_channels, h, w)`` -> ``(batch, out_channels, h * 2**upsample, w * 2**upsample)`` (no output activation)."""
+class ConvDecoder(nn.Module):
+    """The mirror of :class:`ConvEncoder`: every spatial size multiplied by ``2**upsample`` (no output activation)."""
 
-    def __init__(self, in_channels: int, channels: int, out_channels: int, upsample: int = 1):
+    def __init__(self, in_channels: int, channels: int, out_channels: int, upsample: int = 1, dims: int = 2):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU()]
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+        conv, transpose = conv_layer(dims)
+        layers: list[nn.Module] = [conv(in_channels, channels, 3, padding=1), nn.ReLU()]
+        layers += [conv(channels, channels, 3, padding=1), nn.ReLU()]
         for _ in range(upsample):
-            layers += [nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
-        layers.append(nn.Conv2d(channels, out_channels, 3, padding=1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.net(x)
-
-
-class ConvEncoder1d(nn.Module):
-    """Sequences of feature vectors ``(batch, in_channels, frames)`` (e.g. log-mel bands) ->
-    ``(batch, out_channels, frames / 2**downsample)``: the 1-D counterpart of :class:`ConvEncoder2d`."""
-
-    def __init__(self, in_channels: int, channels: int, out_channels: int, downsample: int = 1):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv1d(in_channels, channels, 3, padding=1), nn.ReLU()]
-        for _ in range(downsample):
-            layers += [nn.Conv1d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
-        layers += [nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU(), nn.Conv1d(channels, out_channels, 1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.net(x)
-
-
-class ConvDecoder1d(nn.Module):
-    """The mirror of :class:`ConvEncoder1d`: ``(batch, in_channels, t)`` -> ``(batch, out_channels, t * 2**upsample)``."""
-
-    def __init__(self, in_channels: int, channels: int, out_channels: int, upsample: int = 1):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv1d(in_channels, channels, 3, padding=1), nn.ReLU()]
-        layers += [nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU()]
-        for _ in range(upsample):
-            layers += [nn.ConvTranspose1d(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
-        layers.append(nn.Conv1d(channels, out_channels, 3, padding=1))
+            layers += [transpose(channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        layers.append(conv(channels, out_channels, 3, padding=1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):

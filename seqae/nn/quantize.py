@@ -46,6 +46,14 @@ def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     return tensor
 
 
+def check_input(x: torch.Tensor, dim: int) -> None:
+    """A quantiser's input must be ``(..., dim)`` and non-empty."""
+    if x.shape[-1] != dim:
+        raise ValueError(f"expected input (..., {dim}), got {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError("empty input: nothing to quantise")
+
+
 def usage_metrics(counts: torch.Tensor) -> dict[str, torch.Tensor]:
     """Perplexity and the share of the codebook used, from per-code counts ``(codebook_size,)``."""
     total = counts.sum().clamp_min(1)
@@ -237,10 +245,7 @@ class VectorQuantizer(nn.Module):
     # -- forward ---------------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
-        if x.shape[-1] != self.dim:
-            raise ValueError(f"expected input (..., {self.dim}), got {tuple(x.shape)}")
-        if x.numel() == 0:
-            raise ValueError("empty input: nothing to quantise")
+        check_input(x, self.dim)
         shape = x.shape[:-1]
         with torch.autocast(device_type=x.device.type, enabled=False):
             h = self.project_in(x.float())
@@ -356,10 +361,7 @@ class GumbelQuantizer(nn.Module):
         return F.embedding(codes.long(), self.codebook)
 
     def forward(self, x: torch.Tensor) -> QuantizerOutput:
-        if x.shape[-1] != self.dim:
-            raise ValueError(f"expected input (..., {self.dim}), got {tuple(x.shape)}")
-        if x.numel() == 0:
-            raise ValueError("empty input: nothing to quantise")
+        check_input(x, self.dim)
         tau = self.tau
         with torch.autocast(device_type=x.device.type, enabled=False):
             logits = self.to_logits(x.float())
