@@ -15,16 +15,9 @@ from pathlib import Path
 
 import torch
 
+from machine import matmul_flops  # benchmarks/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
 def forward_flops(config, batch: int, samples: int) -> float:

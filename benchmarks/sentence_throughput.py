@@ -20,17 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import matmul_flops  # benchmarks/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def matmul_flops(n: int, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(2):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
 def gru_flops_per_token(input_dim: int, hidden: int) -> int:
@@ -105,9 +97,6 @@ def main():
     result["train_ratio_qt_over_st"] = result["quick_thought_train_sentences_per_s"] / result["skip_thought_train_sentences_per_s"]
 
     corpus, test_idx = qt_prepared.extra["corpus"], qt_prepared.extra["test_idx"]
-    pool = test_idx
-    while len(pool) < args.embed_sentences:
-        pool = np.concatenate([pool, test_idx])
     sentences = corpus.texts(np.sort(test_idx))
     sentences = (sentences * (args.embed_sentences // len(sentences) + 1))[: args.embed_sentences]
     qt.eval()
