@@ -149,18 +149,18 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family:
 
 def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
-    manifest: str | None = None,
+    manifest: str | list[str] | None = None,
 ) -> dict[str, Any]:
     """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``.
 
     ``tasks``: task files for the sentence encoders (``label<TAB>sentence`` or
-    ``score<TAB>sentence1<TAB>sentence2`` per line). ``manifest``: the audio families' probe manifest.
+    ``score<TAB>sentence1<TAB>sentence2`` per line). ``manifest``: the audio families' evaluation manifest(s).
     """
     run_dir = Path(run_dir)
     model = load(run_dir, device=device)
     recipe = model.recipe
     family = get_family(recipe.family)
-    prepared = family.prepare(recipe)
+    prepared = family.prepare(recipe) if family.eval_needs_training_data else None
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
     options: dict[str, Any] = {"tasks": tasks} if tasks else {}
     if manifest:
@@ -184,5 +184,87 @@ def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, d
     records = checkpoint.read_metrics(run_dir)
     if records:
         paths.append(plots.training_curves(records, out / "training_curves.png", title=f"{run_dir.name} ({recipe.family})"))
-    paths += family.figures(model, recipe, family.prepare(recipe), out)
+    paths += family.figures(model, recipe, family.prepare(recipe) if family.eval_needs_training_data else None, out)
     return paths
+
+
+def convert(
+    run_dir: str | os.PathLike,
+    source: str | os.PathLike,
+    targets: list[str | os.PathLike] | None = None,
+    out: str | os.PathLike = "converted.wav",
+    target_speaker: str | None = None,
+    device: str = "cpu",
+    vocoder: str = "griffin_lim",
+) -> dict[str, Path]:
+    """Voice conversion: the content of ``source`` in the voice of ``targets`` (one or more utterances
+    of the target speaker; AdaIN-VC runs) or of the training speaker ``target_speaker`` (adversarial runs).
+
+    Writes ``out`` (.wav, through the vocoder with the mel settings saved with the model), the converted
+    log-mel ``(n_mels, frames)`` as ``out`` with ``.npy``, and a figure of source, target and converted
+    spectrograms as ``.png``. Returns the three paths.
+    """
+    import io
+
+    import numpy as np
+    import soundfile
+
+    from seqae import plots
+    from seqae.audio import LogMel
+    from seqae.datasets.audio import read_audio
+    from seqae.datasets.base import DataError
+    from seqae.vocoder import get_vocoder
+
+    out = Path(out)
+    if out.suffix.lower() != ".wav":
+        raise ConfigError(f"{out}: the output must be a .wav file")
+    model = load(run_dir, device=device, family="voice_conversion")
+    recipe = model.recipe
+    data = recipe.data
+    front_end = LogMel(data.mel())
+    min_frames = 10
+
+    def mel_of(path, role: str) -> torch.Tensor:
+        wave = read_audio(path, data.sample_rate, min_samples=data.win_length)
+        peak = float(wave.abs().max())
+        if peak < 1e-4:
+            raise DataError(f"{path}: silent (peak amplitude {peak:.1e}); no {role} to take from it")
+        mel = front_end(wave)[0]
+        if mel.shape[1] < min_frames:
+            raise DataError(f"{path}: {mel.shape[1] * data.hop_length / data.sample_rate * 1000:.0f} ms of audio; "
+                            f"conversion needs at least {min_frames * data.hop_length / data.sample_rate * 1000:.0f} ms")
+        return mel
+
+    source_mel = mel_of(source, "speech")
+    norm = lambda m: ((m - data.mel_mean) / data.mel_std).to(device)  # noqa: E731
+    targets = list(targets or [])
+    with torch.no_grad():
+        if model.config.method == "adversarial":
+            if target_speaker is None:
+                raise ConfigError(
+                    f"{run_dir}: an adversarial run converts to its training speakers only: pass --target-speaker NAME "
+                    f"(one of: {', '.join(model.config.speakers[:8])}{', ...' if len(model.config.speakers) > 8 else ''})"
+                )
+            if target_speaker not in model.config.speakers:
+                raise ConfigError(f"{run_dir}: --target-speaker {target_speaker!r} is not one of its {len(model.config.speakers)} training speakers")
+            target_mels = []
+            code = model.target_code(speaker=target_speaker)
+        else:
+            if not targets:
+                raise ConfigError("give at least one --target utterance of the target speaker")
+            target_mels = [mel_of(t, "voice") for t in targets]
+            code = model.target_code([norm(m) for m in target_mels])
+        converted = model.convert(norm(source_mel)[None], code)[0].cpu() * data.mel_std + data.mel_mean
+    wave = get_vocoder(vocoder, data.mel(), n_iter=recipe.eval.griffin_lim_iters)(converted)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, wave.numpy(), data.sample_rate, format="WAV", subtype="PCM_16")
+    checkpoint.atomic_write(out, buffer.getvalue())
+    npy = out.with_suffix(".npy")
+    array = io.BytesIO()
+    np.save(array, converted.numpy())
+    checkpoint.atomic_write(npy, array.getvalue())
+    shown = [source_mel.numpy()] + ([target_mels[0].numpy()] if target_mels else []) + [converted.numpy()]
+    titles = [f"source: {Path(source).name}"] + ([f"target: {Path(targets[0]).name}"] if target_mels else []) + [
+        f"converted (to {target_speaker or Path(targets[0]).name})"]
+    figure = plots.spectrograms(shown, titles, out.with_suffix(".png"), hop_seconds=data.hop_length / data.sample_rate)
+    return {"wav": out, "mel": npy, "figure": figure}

@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a trained run")
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
-    p.add_argument("--manifest", help="audio families: a .jsonl manifest with phone alignments for the probes")
+    p.add_argument("--manifest", action="append", default=[], metavar="FILE",
+                   help="audio families: a .jsonl manifest to evaluate on (repeatable; voice conversion: speakers "
+                        "the model was not trained on are the unseen targets)")
     p.add_argument("--task", action="append", default=[], metavar="FILE",
                    help="sentence encoders: a task file, label<TAB>sentence or score<TAB>s1<TAB>s2 per line (repeatable)")
     p.add_argument("--device", default="cpu")
@@ -43,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="training curves and the family's figures as PNG")
     p.add_argument("run_dir")
     p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("convert", help="voice conversion: SOURCE's words in the voice of TARGET (a voice_conversion run)")
+    p.add_argument("run_dir")
+    p.add_argument("--source", required=True, help="audio file whose content is kept")
+    p.add_argument("--target", action="append", default=[], metavar="FILE",
+                   help="an utterance of the target speaker (repeatable: their speaker codes are averaged)")
+    p.add_argument("--target-speaker", help="adversarial runs: the name of a training speaker")
+    p.add_argument("-o", "--output", required=True, help="output .wav (a .npy of the converted log-mel and a .png beside it)")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("data", help="build data sets")
@@ -66,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="input: .npy, .npz or IDX (array families); an audio file, folder or .jsonl manifest (log-mel)")
         p.add_argument("-o", "--output", required=True, help="output .npy file (.npz: one array per audio file)")
         if name == "codes":
-            p.add_argument("--kind", choices=("c", "z"), default="c", help="cpc: context (c) or encoder (z) frames")
+            p.add_argument("--kind", choices=("c", "z", "content", "speaker"),
+                           help="cpc: context (c, the default) or encoder (z) frames; voice_conversion: content (default) or speaker")
         p.add_argument("--device", default="cpu")
     return parser
 
@@ -84,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained: {run_dir}  (next: seqae eval {run_dir}; seqae plot {run_dir})", file=sys.stderr)
         return 0
     if args.command == "eval":
-        result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest)
+        result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None)
         if args.json:
             # NaN and infinity are not JSON: they are written as null
             clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
@@ -97,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "plot":
         for path in api.plot(args.run_dir, args.out, device=args.device):
+            print(path)
+        return 0
+    if args.command == "convert":
+        paths = api.convert(args.run_dir, args.source, args.target, args.output, args.target_speaker, device=args.device)
+        for path in paths.values():
             print(path)
         return 0
     if args.command == "data":
@@ -128,7 +145,12 @@ def run(args: argparse.Namespace) -> int:
             checkpoint.atomic_write(Path(args.output), buffer.getvalue())
             print(f"{args.output}: codes of {len(by_file)} utterances", file=sys.stderr)
             return 0
-        extra = {"kind": args.kind} if args.command == "codes" and family.name == "cpc" else {}
+        extra = {}
+        if args.command == "codes" and args.kind is not None:
+            kinds = {"cpc": ("c", "z"), "voice_conversion": ("content", "speaker")}.get(family.name, ())
+            if args.kind not in kinds:
+                raise ConfigError(f"--kind {args.kind}: a '{family.name}' run has " + (f"the kinds {', '.join(kinds)}" if kinds else "no code kinds"))
+            extra = {"kind": args.kind}
         array = fn(model, model.recipe, Path(args.input), **extra)
         save_npy(Path(args.output), array)
         print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)

@@ -26,6 +26,8 @@ from seqae.datasets.text import TextDataConfig
 from seqae.evaluation.sentences import SentenceEvalConfig
 from seqae.evaluation.probes import ProbeEvalConfig
 from seqae.models.cpc import CPC, CPCConfig
+from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
+from seqae.evaluation.conversion import ConversionEvalConfig
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Family:
     scores: Callable[[nn.Module, Recipe, Path], np.ndarray] | None = None
     data_config_for: Callable[[Any], type] | None = None  # when [data] depends on [model] (vqvae: images or mel)
     on_load: Callable[[nn.Module, Recipe, Path], None] | None = None  # attach run files (the tokenizer)
+    eval_needs_training_data: bool = True  # False: evaluate/figures get prepared=None (they read their own manifests)
 
 
 # -- array families (autoencoder, vae) -------------------------------------------------------------
@@ -452,11 +455,22 @@ def cpc_extractors(model: nn.Module, recipe: Recipe) -> dict:
     }
 
 
-def resolve_manifest(recipe: Recipe, manifest: str | None) -> Path:
-    chosen = manifest or recipe.eval.manifest or recipe.data.test_source
+def resolve_manifests(recipe: Recipe, manifest: str | list[str] | None) -> list[Path]:
+    """``--manifest`` (one or several), else the recipe's ``eval.manifest`` (and ``eval.unseen_manifest``),
+    else ``data.test_source``."""
+    if isinstance(manifest, (str, Path)):
+        manifest = [manifest]
+    chosen = list(manifest or [])
+    if not chosen:
+        chosen = [m for m in (recipe.eval.manifest, getattr(recipe.eval, "unseen_manifest", "")) if m] or (
+            [recipe.data.test_source] if recipe.data.test_source else [])
     if not chosen:
         raise ConfigError("no manifest to evaluate on: pass --manifest test.jsonl (or set eval.manifest)")
-    return Path(chosen)
+    return [Path(m) for m in chosen]
+
+
+def manifest_utterances(paths: list[Path]):
+    return [u for path in paths for u in list_utterances(path)]
 
 
 @torch.no_grad()
@@ -479,10 +493,10 @@ def evaluate_cpc(model: nn.Module, recipe: Recipe, prepared: Prepared, manifest:
     from seqae.datasets.audio import read_waves
     from seqae.evaluation.probes import probe
 
-    path = resolve_manifest(recipe, manifest)
-    utterances = list_utterances(path)
+    paths = resolve_manifests(recipe, manifest)
+    utterances = manifest_utterances(paths)
     waves = [w.astype(np.float32) / 32768.0 for w in read_waves(utterances, recipe.data.sample_rate, model.config.receptive_field)]
-    result: dict[str, Any] = {"manifest": str(path), "utterances": len(utterances)}
+    result: dict[str, Any] = {"manifest": ", ".join(map(str, paths)), "utterances": len(utterances)}
     result.update(probe(utterances, waves, cpc_extractors(model, recipe), recipe.eval))
     result.update(infonce_accuracy(model, prepared.test))
     return result
@@ -525,6 +539,115 @@ def cpc_codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "c") -> 
     return model.features(wave[None].to(next(model.parameters()).device), kind)[0].cpu().numpy()
 
 
+# -- voice conversion ------------------------------------------------------------------------------
+
+
+def prepare_voice_conversion(recipe: Recipe) -> Prepared:
+    """Log-mel segments with speakers and same-speaker references; fills ``model.input_dim`` and
+    ``model.speakers`` (the training speakers, sorted)."""
+    from seqae.datasets.audio import SpeakerSegments, train_and_test_utterances
+
+    config = recipe.data
+    train_utts, test_utts = train_and_test_utterances(config)
+    for u in train_utts + test_utts:
+        if not u.speaker:
+            raise DataError(f"{u.where}: no \"speaker\"; voice conversion trains on utterances labelled with their speaker")
+    names = sorted({u.speaker for u in train_utts})
+    if len(names) < 2:
+        raise DataError(f"{config.source}: {len(names)} speaker(s); voice conversion needs at least 2 training speakers")
+    if recipe.model.speakers and recipe.model.speakers != names:
+        raise ConfigError(f"{recipe.source}: model.speakers does not match the training data's speakers ({len(names)} found)")
+    recipe.model.speakers = names
+    if recipe.model.input_dim not in (0, config.n_mels):
+        raise ConfigError(f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but data.n_mels = {config.n_mels}")
+    recipe.model.input_dim = config.n_mels
+    test_utts = [u for u in test_utts if u.speaker in names]  # the evaluation loss: training speakers only
+    if not test_utts:
+        raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
+    mel = config.mel()
+    train_mels = log_mels(train_utts, mel, "log-mel (train)")
+    test_mels = log_mels(test_utts, mel, "log-mel (test)")
+    if config.mel_mean == 0.0 and config.mel_std == 0.0:
+        values = torch.cat([m.reshape(-1) for m in train_mels])
+        config.mel_mean, config.mel_std = float(values.mean()), float(values.std().clamp_min(1e-5))
+    index = {n: i for i, n in enumerate(names)}
+    train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
+                            config.mel_mean, config.mel_std, f"{config.source} (train)")
+    test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
+                           config.mel_mean, config.mel_std, f"{config.test_source or config.source} (test)")
+    return Prepared(train, test, {"train": train_utts, "test": test_utts})
+
+
+def evaluate_voice_conversion(model: nn.Module, recipe: Recipe, prepared: Prepared | None, manifest=None, **options) -> dict[str, Any]:
+    from seqae.evaluation.conversion import evaluate_conversion
+
+    paths = resolve_manifests(recipe, manifest)
+    utterances = manifest_utterances(paths)
+    data = recipe.data
+    mels = [m.numpy() for m in log_mels(utterances, data.mel(), "log-mel (evaluation)")]
+    model.eval()
+    result: dict[str, Any] = {"manifest": ", ".join(map(str, paths)), "utterances": len(utterances), "method": model.config.method}
+    result.update(evaluate_conversion(
+        utterances, mels, lambda m: (m - data.mel_mean) / data.mel_std, lambda m: m * data.mel_std + data.mel_mean,
+        model, data.hop_length / data.sample_rate, recipe.eval,
+    ))
+    return result
+
+
+@torch.no_grad()
+def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepared | None, out_dir: Path) -> list[Path]:
+    """A conversion (source, target reference, converted) and, for AdaIN-VC, a map of the speaker codes
+    of the evaluation manifests (seen and unseen speakers)."""
+    from seqae import plots
+
+    model.eval()
+    data = recipe.data
+    device = next(model.parameters()).device
+    utterances = manifest_utterances(resolve_manifests(recipe, None))
+    speakers = sorted({u.speaker for u in utterances})
+    picked = []
+    for name in speakers:  # up to 6 utterances of each speaker, for the map
+        picked += [u for u in utterances if u.speaker == name][:6]
+    mels = [((m - data.mel_mean) / data.mel_std) for m in log_mels(picked, data.mel(), "log-mel")]
+    source = mels[0]
+    target_index = next(i for i, u in enumerate(picked) if u.speaker != picked[0].speaker and (model.config.method == "adain" or u.speaker in model.config.speakers))
+    if model.config.method == "adain":
+        target = model.target_code([mels[target_index].to(device)])
+    else:
+        target = model.target_code(speaker=picked[target_index].speaker)
+    converted = model.convert(source[None].to(device), target)[0].cpu()
+    hop = data.hop_length / data.sample_rate
+    denorm = lambda m: (m * data.mel_std + data.mel_mean).numpy()  # noqa: E731
+    paths = [plots.spectrograms(
+        [denorm(source), denorm(mels[target_index]), denorm(converted)],
+        [f"source: {picked[0].speaker}", f"target reference: {picked[target_index].speaker}", "converted"],
+        out_dir / "conversion.png", hop_seconds=hop)]
+    if model.config.method == "adain":
+        codes = np.stack([model.speaker_code(m[None].to(device))[0].cpu().numpy() for m in mels])
+        names = [f"{n}{'' if n in model.config.speakers else ' (unseen)'}" for n in speakers]
+        labels = np.array([speakers.index(u.speaker) for u in picked])
+        paths.append(plots.code_map(codes, labels, out_dir / "speaker_map.png", title="speaker codes of held-out sentences", names=names))
+    return paths
+
+
+@torch.no_grad()
+def voice_conversion_codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "content") -> np.ndarray:
+    """Codes of one audio file: the content code ``(frames, content_dim)`` or the speaker code ``(speaker_dim,)``."""
+    from seqae.datasets.audio import read_audio
+    from seqae.audio import LogMel
+
+    if kind not in ("content", "speaker"):
+        raise ConfigError(f"--kind {kind}: a voice_conversion run has the codes 'content' and 'speaker'")
+    model.eval()
+    data = recipe.data
+    wave = read_audio(path, data.sample_rate, min_samples=data.win_length)
+    mel = (LogMel(data.mel())(wave)[0] - data.mel_mean) / data.mel_std
+    x = mel[None].to(next(model.parameters()).device)
+    if kind == "speaker":
+        return model.speaker_code(x)[0].cpu().numpy()
+    return model.content(x)[0].t().cpu().numpy()
+
+
 FAMILIES: dict[str, Family] = {
     "autoencoder": Family(
         "autoencoder", AutoencoderConfig, ArrayDataConfig, ArrayEvalConfig,
@@ -542,6 +665,11 @@ FAMILIES: dict[str, Family] = {
     "cpc": Family(
         "cpc", CPCConfig, AudioDataConfig, ProbeEvalConfig,
         prepare_cpc, lambda r: CPC(r.model), evaluate_cpc, cpc_figures, cpc_codes,
+    ),
+    "voice_conversion": Family(
+        "voice_conversion", VoiceConversionConfig, AudioDataConfig, ConversionEvalConfig,
+        prepare_voice_conversion, lambda r: VoiceConversion(r.model), evaluate_voice_conversion,
+        voice_conversion_figures, voice_conversion_codes, eval_needs_training_data=False,
     ),
     "quick_thought": Family(
         "quick_thought", QuickThoughtConfig, TextDataConfig, SentenceEvalConfig,

@@ -302,3 +302,41 @@ def build_wave_splits(config: AudioDataConfig, min_samples: int) -> tuple[WaveSe
     if len(train) == 0:
         raise DataError(f"{config.source}: no utterance is as long as data.segment_samples ({config.segment_samples} samples)")
     return train, test, {"train": train_utts, "test": test_utts, "speakers": names}
+
+
+class SpeakerSegments(MelSegments):
+    """:class:`MelSegments` with each window's speaker and a reference: a window of *another* utterance
+    of the same speaker (the same utterance only when the speaker has no other).
+
+    Batches add ``"speaker"`` ``(batch,)`` and ``"ref"``/``"ref_mask"`` shaped like ``"x"``/``"mask"``.
+    The reference is drawn afresh every epoch yet stays a pure function of (epoch, window): the epoch
+    rides along in the indices that :meth:`epoch_batches` hands out (``epoch * len(self) + window``), so
+    resumed and data-parallel runs draw the same references as a single uninterrupted one.
+    """
+
+    def __init__(self, mels: list[torch.Tensor], speakers: list[int], segment_frames: int, mean: float, std: float, name: str):
+        super().__init__(mels, segment_frames, mean, std, name)
+        self.utterance_speaker = np.asarray(speakers, dtype=np.int64)
+        window_utt = np.array([u for u, _ in self.windows], dtype=np.int64)
+        self.window_speaker = self.utterance_speaker[window_utt] if len(window_utt) else window_utt
+        self.by_speaker = {int(s): np.flatnonzero(self.window_speaker == s) for s in np.unique(self.window_speaker)}
+        self.window_utt = window_utt
+
+    def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
+        return [b + epoch * len(self) for b in super().epoch_batches(epoch, seed, batch_size)]
+
+    def reference(self, index: int) -> int:
+        n = len(self)
+        window, draw = index % n, index // n
+        pool = self.by_speaker[int(self.window_speaker[window])]
+        others = pool[self.window_utt[pool] != self.window_utt[window]]
+        choices = others if len(others) else pool
+        return int(choices[np.random.default_rng([draw, window]).integers(len(choices))])
+
+    def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        indices = np.asarray(indices, dtype=np.int64)
+        windows = indices % len(self)
+        batch = super().collate(windows)
+        ref = super().collate(np.array([self.reference(int(i)) for i in indices], dtype=np.int64))
+        batch.update(ref=ref["x"], ref_mask=ref["mask"], speaker=torch.from_numpy(self.window_speaker[windows]))
+        return batch

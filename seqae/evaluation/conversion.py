@@ -1,0 +1,293 @@
+"""Evaluation of voice conversion on held-out sentences, for seen and unseen target speakers.
+
+The manifest's sentences are split in two halves (:func:`seqae.evaluation.probes.split_by_sentence`).
+On the first half, real speech only: a speaker classifier (every speaker of the manifest, unseen ones
+included), a phone probe, and the disentanglement probes are fitted. The second half is converted:
+each conversion takes a source utterance, a target speaker other than the source's, and one other
+utterance of the target (one-shot) as the reference, and is scored by
+
+- speaker similarity: the share of converted utterances the classifier labels as the target, and as
+  the source;
+- distortion: mel-cepstral distortion (dB; coefficients 1..N of the DCT of the log-mel) after DTW
+  alignment between converted and the real target utterance of the same sentence, beside the same
+  between source and target (parallel data only);
+- content: the phone probe's accuracy on converted frames (labelled with the source's alignment;
+  conversion keeps the timing) against its accuracy on the real source frames;
+- disentanglement: speaker identification from the content code pooled over time (mean and standard
+  deviation per channel), from single content-code frames (a harder test), and from the speaker code.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from seqae.config import ConfigError, path_field
+from seqae.datasets.audio import Utterance
+from seqae.datasets.base import DataError
+from seqae.evaluation.probes import frame_labels, split_by_sentence, stack_frames
+
+
+@dataclass
+class ConversionEvalConfig:
+    """``[eval]`` for ``family = "voice_conversion"``."""
+
+    manifest: str = path_field("", doc="held-out sentences of the training speakers (seen targets)")
+    unseen_manifest: str = path_field("", doc="speakers held out of training (one-shot targets)")
+    conversions: int = 200  # per group: seen targets, unseen targets
+    mcd_coefficients: int = 24
+    max_train_frames: int = 40000  # frames the phone and frame-level speaker probes are fitted on
+    max_iter: int = 500  # logistic-regression iterations
+    griffin_lim_iters: int = 64  # seqae convert and the example WAVs of seqae plot
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        if self.conversions < 1 or self.mcd_coefficients < 1 or self.max_train_frames < 100:
+            raise ConfigError(f"{where}: eval.conversions and eval.mcd_coefficients must be positive, eval.max_train_frames >= 100")
+        if self.griffin_lim_iters < 1:
+            raise ConfigError(f"{where}: eval.griffin_lim_iters must be positive")
+
+
+# -- distortion ------------------------------------------------------------------------------------
+
+
+def mel_cepstrum(log_mel: np.ndarray, coefficients: int) -> np.ndarray:
+    """``(n_mels, frames)`` natural-log mel magnitudes -> ``(frames, coefficients)``: the real cepstrum of
+    each frame's log-mel spectrum, c_d = (1/N) sum_m L_m cos(pi d (m + 1/2) / N) (the orthonormal DCT-II
+    divided by sqrt(2N)), for d = 1..coefficients (c0, loudness, dropped)."""
+    import torchaudio
+
+    n = log_mel.shape[0]
+    dct = torchaudio.functional.create_dct(coefficients + 1, n, norm="ortho").numpy()  # (n_mels, c+1)
+    return (log_mel.T @ dct)[:, 1:] / math.sqrt(2 * n)
+
+
+def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The minimum-cost monotone alignment of a ``(n, m)`` cost matrix (steps (1,0), (0,1), (1,1)),
+    computed one anti-diagonal at a time; returns the aligned row and column indices."""
+    n, m = cost.shape
+    total = np.full((n + 1, m + 1), np.inf)
+    total[0, 0] = 0.0
+    for d in range(2, n + m + 1):  # cells (i, j), 1-based, with i + j = d
+        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
+        j = d - i
+        best = np.minimum(np.minimum(total[i - 1, j], total[i, j - 1]), total[i - 1, j - 1])
+        total[i, j] = cost[i - 1, j - 1] + best
+    rows, cols = [n - 1], [m - 1]
+    i, j = n, m
+    while (i, j) != (1, 1):
+        moves = [(i - 1, j - 1), (i - 1, j), (i, j - 1)]
+        i, j = min((mv for mv in moves if mv[0] >= 1 and mv[1] >= 1), key=lambda mv: total[mv])
+        rows.append(i - 1)
+        cols.append(j - 1)
+    return np.array(rows[::-1]), np.array(cols[::-1])
+
+
+def mcd_dtw(a: np.ndarray, b: np.ndarray, coefficients: int) -> float:
+    """Mel-cepstral distortion in dB between two log-mels ``(n_mels, frames)`` after DTW alignment."""
+    ca, cb = mel_cepstrum(a, coefficients), mel_cepstrum(b, coefficients)
+    distance = np.sqrt(((ca[:, None, :] - cb[None, :, :]) ** 2).sum(-1))
+    rows, cols = dtw_path(distance)
+    return float(10.0 / math.log(10.0) * math.sqrt(2.0) * distance[rows, cols].mean())
+
+
+# -- probes ------------------------------------------------------------------------------------------
+
+
+class Probe:
+    """Standardised multinomial logistic regression (scikit-learn)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, max_iter: int):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        self.scaler = StandardScaler().fit(x)
+        self.model = LogisticRegression(max_iter=max_iter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence warnings: the iteration budget is the recipe's
+            self.model.fit(self.scaler.transform(x), y)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(self.scaler.transform(x))
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.predict(x) == y).mean())
+
+
+def utterance_stats(log_mel: np.ndarray) -> np.ndarray:
+    """``(n_mels, frames)`` -> ``(2 n_mels,)``: each band's mean and standard deviation over time."""
+    return np.concatenate([log_mel.mean(1), log_mel.std(1)])
+
+
+def phone_frames(mel: np.ndarray, utt: Utterance, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked (+-4) frames of a normalised mel and their phone labels (frames outside the alignment dropped)."""
+    labels = frame_labels(utt, mel.shape[1], 0.0, hop_s)  # centred windows: frame t is centred at t * hop
+    keep = [t for t, label in enumerate(labels) if label is not None]
+    return stack_frames(mel.T, 4)[keep], np.array([labels[t] for t in keep])
+
+
+def subsample(x: np.ndarray, y: np.ndarray, limit: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) <= limit:
+        return x, y
+    pick = rng.choice(len(x), size=limit, replace=False)
+    return x[pick], y[pick]
+
+
+# -- the evaluation ------------------------------------------------------------------------------
+
+
+@dataclass
+class Conversion:
+    source: int  # utterance indices into the evaluated list
+    reference: int
+    target_speaker: str
+    seen: bool
+
+
+def plan_conversions(utterances: list[Utterance], convert_idx: np.ndarray, seen_speakers: set[str],
+                     per_group: int, seed: int) -> list[Conversion]:
+    """Up to ``per_group`` conversions to seen and to unseen targets, from the conversion half."""
+    rng = np.random.default_rng(seed)
+    by_speaker: dict[str, list[int]] = {}
+    for i in convert_idx.tolist():
+        by_speaker.setdefault(utterances[i].speaker, []).append(i)
+    plan = []
+    for seen in (True, False):
+        targets = sorted(s for s in by_speaker if (s in seen_speakers) == seen and len(by_speaker[s]) >= 2)
+        if not targets:
+            continue
+        for _ in range(per_group):
+            target = targets[rng.integers(len(targets))]
+            sources = [i for s, items in by_speaker.items() if s != target for i in items]
+            if not sources:
+                break
+            source = sources[rng.integers(len(sources))]
+            references = [i for i in by_speaker[target] if utterances[i].text != utterances[source].text or not utterances[i].text]
+            if not references:
+                continue
+            plan.append(Conversion(source, references[rng.integers(len(references))], target, seen))
+    return plan
+
+
+def evaluate_conversion(
+    utterances: list[Utterance],
+    mels: list[np.ndarray],
+    normalise: Callable[[np.ndarray], np.ndarray],
+    denormalise: Callable[[np.ndarray], np.ndarray],
+    model,
+    hop_s: float,
+    config: ConversionEvalConfig,
+) -> dict[str, Any]:
+    """Every figure of the module docstring. ``mels``: real log-mels ``(n_mels, frames)``; the model works
+    on ``normalise(mel)`` and its output goes back through ``denormalise``."""
+    from tqdm import tqdm
+
+    missing = [u.where for u in utterances if not u.speaker]
+    if missing:
+        raise DataError(f"{missing[0]}: no \"speaker\"; voice-conversion evaluation needs the speaker of every utterance")
+    speakers = sorted({u.speaker for u in utterances})
+    if len(speakers) < 2:
+        raise DataError(f"{utterances[0].where}: one speaker in the manifest; conversion needs at least two")
+    device = next(model.parameters()).device
+    seen_speakers = set(model.config.speakers)
+    adain = model.config.method == "adain"
+    fit_idx, convert_idx = split_by_sentence(utterances, config.seed)
+    rng = np.random.default_rng(config.seed)
+    labels = np.array([u.speaker for u in utterances])
+    has_phones = all(u.phones for u in utterances)
+    result: dict[str, Any] = {
+        "speakers": len(speakers),
+        "seen_speakers": len([s for s in speakers if s in seen_speakers]),
+        "unseen_speakers": len([s for s in speakers if s not in seen_speakers]),
+        "chance": 1.0 / len(speakers),
+    }
+
+    # real speech: the speaker classifier, the phone probe
+    stats = np.stack([utterance_stats(m) for m in mels])
+    classifier = Probe(stats[fit_idx], labels[fit_idx], config.max_iter)
+    result["speaker_classifier_accuracy_real"] = classifier.accuracy(stats[convert_idx], labels[convert_idx])
+    normalised = [normalise(m).astype(np.float32) for m in mels]
+    phone_probe = None
+    if has_phones:
+        xs, ys = zip(*(phone_frames(normalised[i], utterances[i], hop_s) for i in fit_idx))
+        x, y = subsample(np.concatenate(xs), np.concatenate(ys), config.max_train_frames, rng)
+        phone_probe = Probe(x, y, config.max_iter)
+
+    @torch.no_grad()
+    def content(i: int) -> np.ndarray:
+        return model.content(torch.from_numpy(normalised[i])[None].to(device))[0].cpu().numpy()  # (content_dim, T)
+
+    # disentanglement
+    codes = {i: content(i) for i in np.concatenate([fit_idx, convert_idx]).tolist()}
+    pooled = {i: np.concatenate([c.mean(1), c.std(1)]) for i, c in codes.items()}
+    probe = Probe(np.stack([pooled[i] for i in fit_idx]), labels[fit_idx], config.max_iter)
+    result["speaker_from_content_mean_std"] = probe.accuracy(np.stack([pooled[i] for i in convert_idx]), labels[convert_idx])
+    fx, fy = subsample(np.concatenate([codes[i].T for i in fit_idx]), np.concatenate([[labels[i]] * codes[i].shape[1] for i in fit_idx]),
+                       config.max_train_frames, rng)
+    tx, ty = subsample(np.concatenate([codes[i].T for i in convert_idx]), np.concatenate([[labels[i]] * codes[i].shape[1] for i in convert_idx]),
+                       config.max_train_frames, rng)
+    result["speaker_from_content_frames"] = Probe(fx, fy, config.max_iter).accuracy(tx, ty)
+    if adain:
+        with torch.no_grad():
+            spk = {i: model.speaker_code(torch.from_numpy(normalised[i])[None].to(device))[0].cpu().numpy() for i in codes}
+        probe = Probe(np.stack([spk[i] for i in fit_idx]), labels[fit_idx], config.max_iter)
+        result["speaker_from_speaker_code"] = probe.accuracy(np.stack([spk[i] for i in convert_idx]), labels[convert_idx])
+
+    # conversions
+    plan = plan_conversions(utterances, convert_idx, seen_speakers, config.conversions, config.seed)
+    if not adain:
+        plan = [c for c in plan if c.seen]
+        result["unseen_note"] = "the adversarial method converts to training speakers only"
+    parallel = {(u.speaker, u.text): i for i, u in enumerate(utterances) if u.text}
+    rows: dict[bool, dict[str, list]] = {True: {}, False: {}}
+    phone_real: list[float] = []
+    phone_converted: list[float] = []
+    for conv in tqdm(plan, desc="converting", leave=False, disable=len(plan) < 20):
+        src = utterances[conv.source]
+        with torch.no_grad():
+            x = torch.from_numpy(normalised[conv.source])[None].to(device)
+            if adain:
+                target = model.target_code([torch.from_numpy(normalised[conv.reference]).to(device)])
+            else:
+                target = model.target_code(speaker=conv.target_speaker)
+            converted_norm = model.convert(x, target)[0].cpu().numpy()
+        converted = denormalise(converted_norm)
+        row = rows[conv.seen]
+        predicted = classifier.predict(utterance_stats(converted)[None])[0]
+        row.setdefault("target", []).append(predicted == conv.target_speaker)
+        row.setdefault("source", []).append(predicted == src.speaker)
+        twin = parallel.get((conv.target_speaker, src.text))
+        if twin is not None:
+            row.setdefault("mcd_converted", []).append(mcd_dtw(converted, mels[twin], config.mcd_coefficients))
+            row.setdefault("mcd_source", []).append(mcd_dtw(mels[conv.source], mels[twin], config.mcd_coefficients))
+        if phone_probe is not None:
+            x_real, y_real = phone_frames(normalised[conv.source], src, hop_s)
+            x_conv, _ = phone_frames(converted_norm, src, hop_s)
+            if len(y_real):
+                phone_real.append(phone_probe.accuracy(x_real, y_real) * len(y_real))
+                phone_converted.append(phone_probe.accuracy(x_conv, y_real) * len(y_real))
+                row.setdefault("phone_frames", []).append(len(y_real))
+    for seen, row in rows.items():
+        group = "seen" if seen else "unseen"
+        if not row:
+            continue
+        result[f"{group}_conversions"] = len(row["target"])
+        result[f"{group}_labelled_target"] = float(np.mean(row["target"]))
+        result[f"{group}_labelled_source"] = float(np.mean(row["source"]))
+        if row.get("mcd_converted"):
+            converted_mcd, source_mcd = np.array(row["mcd_converted"]), np.array(row["mcd_source"])
+            result[f"{group}_mcd_converted_to_target_db"] = float(converted_mcd.mean())
+            result[f"{group}_mcd_source_to_target_db"] = float(source_mcd.mean())
+            result[f"{group}_mcd_below_source_share"] = float((converted_mcd < source_mcd).mean())
+    if phone_real:
+        frames = sum(n for row in rows.values() for n in row.get("phone_frames", []))
+        result["phone_accuracy_real"] = sum(phone_real) / frames
+        result["phone_accuracy_converted"] = sum(phone_converted) / frames
+        result["phone_accuracy_ratio"] = result["phone_accuracy_converted"] / max(result["phone_accuracy_real"], 1e-12)
+    return result

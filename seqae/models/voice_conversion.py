@@ -1,0 +1,275 @@
+"""Voice conversion by speaker/content disentangling, on normalised log-mel spectrograms.
+
+Two methods, chosen by ``model.method``:
+
+``adain`` (AdaIN-VC, Chou et al. 2019, arXiv 1904.05742)
+    A content encoder whose instance normalisation (no affine parameters) removes each channel's
+    per-utterance mean and spread, which carry the speaker; the content code itself is instance
+    normalised too, and with ``variational = true`` it is the mean of a Gaussian whose sample feeds the
+    decoder (KL to N(0, I), weight ramped from 0 over ``kl_anneal_steps``). A speaker encoder pools over
+    time to one vector. The decoder's AdaIN layers take their scale and shift from that vector. Trained
+    to reconstruct a segment from its own content and the speaker vector of a *different* utterance of
+    the same speaker (the batch's ``ref``), so the speaker path cannot carry content. Loss: L1 + KL.
+    Converts to any speaker, seen in training or not, from one utterance (one-shot).
+
+``adversarial`` (after Chou et al. 2018, arXiv 1804.02812)
+    The same content encoder; a speaker classifier learns to name the speaker from the content code,
+    and the encoder is trained to leave it at chance (cross-entropy against the uniform distribution),
+    in alternating steps through the Trainer's phase hook (phases ``adversary`` then ``model``). The
+    decoder takes a learned embedding of the training speaker, so it converts to training speakers only.
+
+Shapes: mels ``(batch, n_mels, frames)``, masks ``(batch, frames)`` (True on real frames), content codes
+``(batch, content_dim, frames)`` (one per input frame: no down-sampling, so a converted utterance keeps
+the source's timing), speaker codes ``(batch, speaker_dim)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqae.config import ConfigError, choice
+from seqae.models.base import ModelOutput, Phase, Stage, single_stage
+from seqae.nn.norm import AdaIN, instance_norm, masked_mean
+
+
+@dataclass
+class VoiceConversionConfig:
+    """``[model]`` for ``family = "voice_conversion"``."""
+
+    family: str = "voice_conversion"
+    method: str = choice("adain", "adain", "adversarial")
+    input_dim: int = 0  # mel bands; 0: from data.n_mels
+    channels: int = 256
+    blocks: int = 4  # residual convolution blocks in each encoder and in the decoder
+    kernel_size: int = 5
+    content_dim: int = 64
+    speaker_dim: int = 128
+    instance_norm: bool = True  # in the content encoder and on the content code (false: an ablation)
+    variational: bool = True  # Gaussian content code with a KL term
+    kl_weight: float = 0.1
+    kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
+    speakers: list[str] = field(default_factory=list)  # the training speakers; filled from the data
+    adversary_weight: float = 0.1  # adversarial: weight of the encoder's confusion loss
+    adversary_hidden: int = 256
+
+    def validate(self, where: str) -> None:
+        for name in ("channels", "blocks", "kernel_size", "content_dim", "speaker_dim", "adversary_hidden"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{where}: model.{name} must be positive, got {getattr(self, name)}")
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"{where}: model.kernel_size must be odd (frames stay aligned), got {self.kernel_size}")
+        if self.kl_weight < 0 or self.kl_anneal_steps < 0 or self.adversary_weight < 0:
+            raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps and adversary_weight must be >= 0")
+
+
+def _mask_out(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x if mask is None else x * mask[:, None, :].to(x.dtype)
+
+
+class ContentEncoder(nn.Module):
+    """Mel ``(B, n_mels, T)`` -> content mean and log-variance ``(B, content_dim, T)``."""
+
+    def __init__(self, config: VoiceConversionConfig):
+        super().__init__()
+        c, k = config.channels, config.kernel_size
+        self.norm = config.instance_norm
+        self.inp = nn.Conv1d(config.input_dim, c, 1)
+        self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
+                                   for _ in range(config.blocks))
+        self.mean = nn.Conv1d(c, config.content_dim, 1)
+        self.log_var = nn.Conv1d(c, config.content_dim, 1) if config.variational else None
+        if self.log_var is not None:
+            # small at the start: an unscaled head sends exp(log_var) and the KL term through the roof
+            with torch.no_grad():
+                self.log_var.weight.mul_(0.1)
+                self.log_var.bias.zero_()
+
+    def _n(self, x, mask):
+        return instance_norm(x, mask) if self.norm else _mask_out(x, mask)
+
+    def forward(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = _mask_out(self.inp(mel), mask)
+        for conv1, conv2 in self.convs:
+            y = F.relu(self._n(conv1(h), mask))
+            y = F.relu(self._n(conv2(y), mask))
+            h = h + y
+        mean = self._n(self.mean(h), mask)
+        log_var = None if self.log_var is None else _mask_out(self.log_var(h).clamp(-8.0, 2.0), mask)
+        return mean, log_var
+
+
+class SpeakerEncoder(nn.Module):
+    """Mel ``(B, n_mels, T)`` -> one speaker vector ``(B, speaker_dim)`` (mean over the real frames)."""
+
+    def __init__(self, config: VoiceConversionConfig):
+        super().__init__()
+        c, k = config.channels, config.kernel_size
+        self.inp = nn.Conv1d(config.input_dim, c, 1)
+        self.convs = nn.ModuleList(nn.Conv1d(c, c, k, padding=k // 2) for _ in range(config.blocks))
+        self.out = nn.Linear(c, config.speaker_dim)
+
+    def forward(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(_mask_out(self.inp(mel), mask))
+        for conv in self.convs:
+            h = h + F.relu(_mask_out(conv(h), mask))
+        return self.out(masked_mean(h, mask))
+
+
+class Decoder(nn.Module):
+    """Content ``(B, content_dim, T)`` and speaker ``(B, speaker_dim)`` -> mel ``(B, n_mels, T)``."""
+
+    def __init__(self, config: VoiceConversionConfig):
+        super().__init__()
+        c, k = config.channels, config.kernel_size
+        self.inp = nn.Conv1d(config.content_dim, c, 1)
+        self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
+                                   for _ in range(config.blocks))
+        self.adains = nn.ModuleList(nn.ModuleList([AdaIN(c, config.speaker_dim), AdaIN(c, config.speaker_dim)])
+                                    for _ in range(config.blocks))
+        self.out = nn.Conv1d(c, config.input_dim, 1)
+
+    def forward(self, content: torch.Tensor, speaker: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = _mask_out(self.inp(content), mask)
+        for (conv1, conv2), (ada1, ada2) in zip(self.convs, self.adains):
+            y = F.relu(ada1(conv1(h), speaker, mask))
+            y = F.relu(ada2(conv2(y), speaker, mask))
+            h = h + y
+        return _mask_out(self.out(h), mask)
+
+
+class SpeakerClassifier(nn.Module):
+    """The adversary: content code ``(B, content_dim, T)`` -> speaker logits ``(B, speakers)``."""
+
+    def __init__(self, config: VoiceConversionConfig):
+        super().__init__()
+        h, k = config.adversary_hidden, config.kernel_size
+        self.conv1 = nn.Conv1d(config.content_dim, h, k, padding=k // 2)
+        self.conv2 = nn.Conv1d(h, h, k, padding=k // 2)
+        self.out = nn.Linear(h, len(config.speakers))
+
+    def forward(self, content: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(_mask_out(self.conv1(content), mask))
+        h = F.relu(_mask_out(self.conv2(h), mask))
+        return self.out(masked_mean(h, mask))
+
+
+class VoiceConversion(nn.Module):
+    def __init__(self, config: VoiceConversionConfig):
+        super().__init__()
+        if config.input_dim <= 0:
+            raise ValueError("VoiceConversionConfig.input_dim must be set (the number of mel bands)")
+        if config.method == "adversarial" and len(config.speakers) < 2:
+            raise ValueError("the adversarial method needs model.speakers: at least 2 training speakers")
+        self.config = config
+        self.content_encoder = ContentEncoder(config)
+        self.decoder = Decoder(config)
+        if config.method == "adain":
+            self.speaker_encoder = SpeakerEncoder(config)
+        else:
+            self.speaker_table = nn.Embedding(len(config.speakers), config.speaker_dim)
+            self.adversary = SpeakerClassifier(config)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # training forward passes (KL ramp)
+        self.phase = "model"
+
+    # -- the Trainer's hook (adversarial method only) ---------------------------------------------
+
+    def training_stages(self, steps: int) -> list[Stage]:
+        if self.config.method != "adversarial":
+            return single_stage(self, steps)
+        adversary = list(self.adversary.parameters())
+        ids = {id(p) for p in adversary}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [Stage("main", steps, [Phase("adversary", adversary), Phase("model", rest)])]
+
+    def set_phase(self, stage: str, phase: str) -> None:
+        self.phase = phase
+
+    # -- inference ---------------------------------------------------------------------------------
+
+    def content(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The content code ``(B, content_dim, T)`` (the Gaussian's mean)."""
+        return self.content_encoder(mel, mask)[0]
+
+    def speaker_code(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``adain``: the speaker vector ``(B, speaker_dim)`` of reference mels."""
+        if self.config.method != "adain":
+            raise ValueError("the adversarial method has no speaker encoder; it knows its training speakers by name")
+        return self.speaker_encoder(mel, mask)
+
+    def speaker_index(self, name: str) -> int:
+        if name not in self.config.speakers:
+            raise KeyError(name)
+        return self.config.speakers.index(name)
+
+    def target_code(self, references: list[torch.Tensor] | None = None, speaker: str | None = None) -> torch.Tensor:
+        """The target's speaker vector ``(1, speaker_dim)``: the mean over reference mels ``(n_mels, T_i)``
+        (``adain``), or the learned embedding of a training speaker (``adversarial``)."""
+        if self.config.method == "adversarial":
+            if speaker is None:
+                raise ValueError("the adversarial method converts to a training speaker named by `speaker`")
+            index = torch.tensor([self.speaker_index(speaker)], device=self.updates.device)
+            return self.speaker_table(index)
+        if not references:
+            raise ValueError("give at least one reference utterance of the target speaker")
+        return torch.cat([self.speaker_encoder(r[None]) for r in references]).mean(0, keepdim=True)
+
+    def convert(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Source mel ``(B, n_mels, T)`` in the voice of ``target`` ``(B or 1, speaker_dim)`` -> ``(B, n_mels, T)``."""
+        return self.decoder(self.content(source), target.expand(source.shape[0], -1))
+
+    def reconstruct(self, mel: torch.Tensor, reference: torch.Tensor | None = None, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """Mel from its own content and the speaker of ``reference`` (``adain``) or index ``speaker``."""
+        code = self.speaker_table(speaker) if self.config.method == "adversarial" else self.speaker_encoder(mel if reference is None else reference)
+        return self.decoder(self.content(mel), code)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def kl_weight(self) -> float:
+        if self.config.kl_anneal_steps == 0:
+            return self.config.kl_weight
+        return self.config.kl_weight * min(1.0, float(self.updates) / self.config.kl_anneal_steps)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        """``batch``: ``x`` ``(B, n_mels, T)`` and ``mask`` ``(B, T)``; ``ref``/``ref_mask`` (another
+        utterance of the same speaker, ``adain``); ``speaker`` ``(B,)`` indices into ``model.speakers``."""
+        x, mask = batch["x"], batch["mask"]
+        if self.config.method == "adversarial" and self.phase == "adversary":
+            with torch.no_grad():
+                mean, _ = self.content_encoder(x, mask)
+            logits = self.adversary(mean, mask)
+            loss = F.cross_entropy(logits, batch["speaker"])
+            accuracy = (logits.argmax(1) == batch["speaker"]).float().mean()
+            return ModelOutput(loss, {"accuracy": accuracy.detach()})
+
+        mean, log_var = self.content_encoder(x, mask)
+        if log_var is not None and self.training:
+            content = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+        else:
+            content = mean
+        if self.config.method == "adain":
+            speaker = self.speaker_encoder(batch["ref"], batch["ref_mask"])
+        else:
+            speaker = self.speaker_table(batch["speaker"])
+        recon = self.decoder(_mask_out(content, mask), speaker, mask)
+        frames = mask[:, None, :].to(x.dtype)
+        denominator = frames.sum() * x.shape[1]
+        l1 = ((recon - x).abs() * frames).sum() / denominator
+        metrics: dict[str, float | torch.Tensor] = {"l1": l1.detach()}
+        loss = l1
+        if log_var is not None:
+            kl = (0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var) * frames).sum() / (frames.sum() * mean.shape[1])
+            weight = self.kl_weight()
+            loss = loss + weight * kl
+            metrics.update(kl=kl.detach(), kl_weight=weight)
+        if self.config.method == "adversarial":
+            logits = self.adversary(mean, mask)
+            confusion = -F.log_softmax(logits, dim=1).mean()  # cross-entropy against the uniform distribution
+            loss = loss + self.config.adversary_weight * confusion
+            metrics["confusion"] = confusion.detach()
+        if self.training:
+            self.updates += 1
+        return ModelOutput(loss, metrics)

@@ -1,0 +1,332 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+import seqae
+from seqae.cli import main
+from seqae.datasets.audio import SpeakerSegments
+from seqae.evaluation.conversion import dtw_path, mcd_dtw, mel_cepstrum
+from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
+from seqae.nn.norm import AdaIN, instance_norm
+
+from conftest import write_recipe
+
+RATE = 16000
+PHONES = {"a": (700, 1200), "i": (300, 2300), "u": (300, 800), "s": (4000, 5500)}  # two formants each
+
+
+def voiced(f0: float, formants, tilt: float, seconds: float, rng) -> np.ndarray:
+    """Harmonics of f0 shaped by two formant bumps and a speaker's spectral tilt."""
+    t = np.arange(int(RATE * seconds)) / RATE
+    wave = np.zeros_like(t)
+    for h in range(1, int(7000 / f0)):
+        f = h * f0
+        gain = sum(np.exp(-((f - c) / 200.0) ** 2) for c in formants) * (f / 1000.0) ** -tilt + 0.02
+        wave += gain * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+    return wave
+
+
+def parallel_corpus(folder, speakers=(("low", 110, 1.0), ("mid", 160, 0.5), ("high", 230, 0.2), ("bright", 190, -0.2),
+                                      ("new", 140, 0.8)), sentences=6):
+    """Speakers (pitch, spectral tilt) saying the same phone sequences, with alignments; the last
+    speaker goes to a separate manifest (unseen)."""
+    rng = np.random.default_rng(0)
+    scripts = [rng.choice(list(PHONES), size=10) for _ in range(sentences)]
+    manifests = {"train": [], "unseen": []}
+    for k, (name, f0, tilt) in enumerate(speakers):
+        for s, script in enumerate(scripts):
+            parts, alignment, t0 = [], [], 0.0
+            for phone in script:
+                parts.append(voiced(f0, PHONES[phone], tilt, 0.08, rng))
+                alignment.append([round(t0, 4), round(t0 + 0.08, 4), str(phone)])
+                t0 += 0.08
+            wave = np.concatenate(parts)
+            wave = 0.5 * wave / np.abs(wave).max() + 0.003 * rng.standard_normal(len(wave))
+            path = folder / f"{name}_{s}.wav"
+            soundfile.write(str(path), wave.astype(np.float32), RATE)
+            record = {"audio": path.name, "speaker": name, "text": " ".join(script), "phones": alignment}
+            manifests["unseen" if k == len(speakers) - 1 else "train"].append(json.dumps(record))
+    for split, lines in manifests.items():
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "train.jsonl", folder / "unseen.jsonl"
+
+
+TINY_VC = """
+[model]
+family = "voice_conversion"
+method = "METHOD"
+channels = 32
+blocks = 2
+content_dim = 8
+speaker_dim = 16
+kl_anneal_steps = 10
+adversary_hidden = 16
+
+[data]
+source = "TRAIN"
+test_fraction = 0.2
+segment_frames = 32
+n_mels = 40
+
+[train]
+steps = 12
+batch_size = 8
+lr = 2e-3
+warmup_steps = 2
+log_every = 4
+checkpoint_every = 12
+
+[eval]
+manifest = "TRAIN"
+unseen_manifest = "UNSEEN"
+conversions = 6
+max_train_frames = 2000
+max_iter = 100
+griffin_lim_iters = 8
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return parallel_corpus(tmp_path_factory.mktemp("vc"))
+
+
+def tiny_recipe(tmp_path, corpus, method="adain"):
+    train, unseen = corpus
+    text = TINY_VC.replace("METHOD", method).replace("TRAIN", str(train)).replace("UNSEEN", str(unseen))
+    return write_recipe(tmp_path, text, f"{method}.toml")
+
+
+@pytest.fixture(scope="module")
+def adain_run(corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("adain")
+    return seqae.train(tiny_recipe(folder, corpus), out=folder / "run")
+
+
+# -- parts -----------------------------------------------------------------------------------------
+
+
+def test_instance_norm_removes_each_channels_mean_and_spread_over_real_frames():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 20) * torch.rand(3, 5, 1) * 4 + torch.randn(3, 5, 1) * 3
+    mask = torch.ones(3, 20, dtype=torch.bool)
+    mask[1, 12:] = False
+    y = instance_norm(x, mask)
+    assert torch.all(y[1, :, 12:] == 0)
+    real = y[1, :, :12]
+    assert torch.allclose(real.mean(1), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(real.std(1, unbiased=False), torch.ones(5), atol=1e-4)
+    # a per-channel rescaling and shift of the input (a 'speaker') leaves the output unchanged
+    shifted = x * torch.rand(1, 5, 1).add(0.5) + torch.randn(1, 5, 1)
+    assert torch.allclose(instance_norm(shifted, mask), y, atol=1e-4)
+    # padding never reaches the statistics
+    garbage = x.clone()
+    garbage[1, :, 12:] = 1e6
+    assert torch.allclose(instance_norm(garbage, mask), y)
+
+
+def test_adain_starts_as_instance_norm_and_then_takes_scale_and_shift_from_the_condition():
+    ada = AdaIN(4, 3)
+    x, s = torch.randn(2, 4, 10), torch.randn(2, 3)
+    assert torch.allclose(ada(x, s), instance_norm(x))
+    with torch.no_grad():
+        ada.project.bias.copy_(torch.tensor([1.0, 0, 0, 0, 5.0, 0, 0, 0]))
+    out = ada(x, s)
+    assert torch.allclose(out[:, 0].mean(1), torch.full((2,), 5.0), atol=1e-5)  # shift 5
+    assert torch.allclose(out[:, 0].std(1, unbiased=False), torch.full((2,), 2.0), atol=1e-3)  # scale 1 + 1
+
+
+def test_content_code_is_instance_normalised_and_conversion_keeps_the_frames():
+    torch.manual_seed(0)
+    model = VoiceConversion(VoiceConversionConfig(input_dim=20, channels=16, blocks=2, content_dim=6, speaker_dim=5)).eval()
+    mel = torch.randn(2, 20, 37)
+    code = model.content(mel)
+    assert code.shape == (2, 6, 37)
+    assert torch.allclose(code.mean(2), torch.zeros(2, 6), atol=1e-5)
+    assert torch.allclose(code.std(2, unbiased=False), torch.ones(2, 6), atol=1e-3)
+    target = model.target_code([torch.randn(20, 50), torch.randn(20, 12)])
+    assert target.shape == (1, 5)
+    assert model.convert(mel, target).shape == (2, 20, 37)
+
+
+def test_the_adversary_phase_trains_only_the_classifier_and_the_model_phase_fights_it():
+    torch.manual_seed(0)
+    config = VoiceConversionConfig(method="adversarial", input_dim=10, channels=8, blocks=1, content_dim=4, speaker_dim=4,
+                                   speakers=["a", "b", "c"], adversary_hidden=8)
+    model = VoiceConversion(config).train()
+    batch = {"x": torch.randn(4, 10, 16), "mask": torch.ones(4, 16, dtype=torch.bool), "speaker": torch.tensor([0, 1, 2, 0])}
+    (stage,) = model.training_stages(10)
+    assert [p.name for p in stage.phases] == ["adversary", "model"]
+    adversary_ids = {id(p) for p in model.adversary.parameters()}
+    assert {id(p) for p in stage.phases[0].parameters} == adversary_ids
+    assert not adversary_ids & {id(p) for p in stage.phases[1].parameters}
+    model.set_phase("main", "adversary")
+    model(batch).loss.backward()
+    assert all(p.grad is None for p in model.content_encoder.parameters())  # the code is detached
+    assert all(p.grad is not None for p in model.adversary.parameters())
+    model.zero_grad()
+    model.set_phase("main", "model")
+    out = model(batch)
+    assert {"l1", "kl", "confusion"} <= out.metrics.keys()
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.content_encoder.parameters())
+
+
+def test_kl_weight_ramps_over_training_steps():
+    model = VoiceConversion(VoiceConversionConfig(input_dim=8, channels=8, blocks=1, content_dim=2, speaker_dim=2,
+                                                  kl_weight=0.2, kl_anneal_steps=4)).train()
+    batch = {"x": torch.randn(2, 8, 12), "mask": torch.ones(2, 12, dtype=torch.bool), "ref": torch.randn(2, 8, 12),
+             "ref_mask": torch.ones(2, 12, dtype=torch.bool), "speaker": torch.tensor([0, 1])}
+    weights = [model(batch).metrics["kl_weight"] for _ in range(6)]
+    assert weights == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2, 0.2])
+
+
+def test_references_come_from_another_utterance_of_the_same_speaker_and_change_with_the_epoch():
+    mels = [torch.randn(4, n) for n in (40, 40, 40, 40, 40)]
+    source = SpeakerSegments(mels, [0, 0, 1, 1, 1], 16, 0.0, 1.0, "t")
+    n = len(source)
+    for index in range(3 * n):
+        ref = source.reference(index)
+        window = index % n
+        assert source.window_speaker[ref] == source.window_speaker[window]
+        assert source.window_utt[ref] != source.window_utt[window]
+    assert [source.reference(i) for i in range(n)] != [source.reference(i + n) for i in range(n)]
+    # a batch collated whole or in shards (data-parallel ranks) gets the same references
+    (batch,) = source.epoch_batches(1, 0, n)[:1]
+    whole = source.collate(batch)
+    halves = [source.collate(part) for part in np.array_split(batch, 2)]
+    assert torch.equal(whole["ref"], torch.cat([h["ref"] for h in halves]))
+    assert torch.equal(whole["speaker"], torch.cat([h["speaker"] for h in halves]))
+
+
+def test_dtw_finds_the_cheapest_monotone_path():
+    cost = np.array([[0, 5, 5, 5], [5, 0, 0, 5], [5, 5, 5, 0]], dtype=float)
+    rows, cols = dtw_path(cost)
+    assert [(int(r), int(c)) for r, c in zip(rows, cols)] == [(0, 0), (1, 1), (1, 2), (2, 3)]
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 30))
+    stretched = np.repeat(a, 2, axis=1)  # the same spectrogram at half speed
+    assert mcd_dtw(a, stretched, 12) == pytest.approx(0.0, abs=1e-9)
+    assert mcd_dtw(a, a + rng.normal(size=a.shape), 12) > 1.0
+    assert mel_cepstrum(a, 12).shape == (30, 12)
+
+
+# -- end to end ------------------------------------------------------------------------------------
+
+
+def test_adain_trains_evaluates_and_converts(adain_run, corpus, tmp_path):
+    train, unseen = corpus
+    result = seqae.evaluate(adain_run)
+    assert result["seen_speakers"] == 4 and result["unseen_speakers"] == 1
+    for key in ("speaker_classifier_accuracy_real", "seen_labelled_target", "seen_labelled_source", "unseen_labelled_target",
+                "phone_accuracy_real", "phone_accuracy_converted", "speaker_from_content_mean_std",
+                "speaker_from_content_frames", "speaker_from_speaker_code", "seen_mcd_below_source_share"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert result["seen_mcd_source_to_target_db"] > 0
+    # the tone-and-formant speakers are easy for the classifier on real speech
+    assert result["speaker_classifier_accuracy_real"] > 0.9
+    out = tmp_path / "out.wav"
+    assert main(["convert", str(adain_run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
+                 "--target", str(unseen.parent / "new_2.wav"), "-o", str(out)]) == 0
+    wave, rate = soundfile.read(str(out))
+    source, _ = soundfile.read(str(train.parent / "low_0.wav"))
+    assert rate == RATE and abs(len(wave) - len(source)) <= 160
+    assert np.abs(wave).max() > 0.01  # not silent
+    mel = np.load(out.with_suffix(".npy"))
+    assert mel.shape[0] == 40 and np.isfinite(mel).all()
+    assert out.with_suffix(".png").stat().st_size > 0
+    codes = tmp_path / "content.npy"
+    assert main(["codes", str(adain_run), "-i", str(train.parent / "low_0.wav"), "-o", str(codes)]) == 0
+    assert np.load(codes).shape[1] == 8
+    assert main(["codes", str(adain_run), "-i", str(train.parent / "low_0.wav"), "-o", str(codes), "--kind", "speaker"]) == 0
+    assert np.load(codes).shape == (16,)
+    names = {p.name for p in seqae.plot(adain_run)}
+    assert {"training_curves.png", "conversion.png", "speaker_map.png"} <= names
+
+
+def test_adversarial_variant_alternates_and_converts_to_training_speakers(corpus, tmp_path):
+    train, _ = corpus
+    run = seqae.train(tiny_recipe(tmp_path, corpus, "adversarial"), out=tmp_path / "run")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"adversary_loss", "adversary_accuracy", "model_l1", "model_confusion"} <= records[-1].keys()
+    result = seqae.evaluate(run)
+    assert "unseen_labelled_target" not in result and "unseen_note" in result
+    assert 0.0 <= result["seen_labelled_target"] <= 1.0
+    out = tmp_path / "adv.wav"
+    assert main(["convert", str(run), "--source", str(train.parent / "low_0.wav"), "--target-speaker", "high", "-o", str(out)]) == 0
+    assert np.abs(soundfile.read(str(out))[0]).max() > 0.01
+
+
+def test_griffin_lim_resynthesises_a_tone_at_its_pitch():
+    from seqae.audio import LogMel, MelConfig
+    from seqae.vocoder import get_vocoder
+
+    config = MelConfig()
+    t = np.arange(RATE) / RATE
+    tone = torch.from_numpy((0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    wave = get_vocoder("griffin_lim", config, n_iter=16)(LogMel(config)(tone)[0]).numpy()
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * RATE / len(wave) - 440) < 15
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+
+def test_convert_rejects_bad_audio_and_other_runs_by_name(adain_run, corpus, tmp_path, capsys):
+    train, _ = corpus
+    good = str(train.parent / "low_0.wav")
+    out = tmp_path / "keep.wav"
+    out.write_bytes(b"previous result")
+    silent = tmp_path / "silent.wav"
+    soundfile.write(str(silent), np.zeros(RATE, np.float32), RATE)
+    short = tmp_path / "short.wav"
+    soundfile.write(str(short), (0.3 * np.random.default_rng(0).standard_normal(400)).astype(np.float32), RATE)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00not audio at all")
+    cases = [
+        (["--source", str(silent), "--target", good], "silent.wav: silent"),
+        (["--source", good, "--target", str(silent)], "silent.wav: silent"),
+        (["--source", str(short), "--target", good], "short.wav"),
+        (["--source", str(corrupt), "--target", good], "corrupt.wav: cannot decode"),
+        (["--source", good], "--target"),
+    ]
+    for args, message in cases:
+        assert main(["convert", str(adain_run), *args, "-o", str(out)]) == 1
+        assert message in capsys.readouterr().err
+        assert out.read_bytes() == b"previous result"
+    # stereo at 44.1 kHz, shorter than a training segment: handled (mixed down, resampled)
+    t = np.arange(int(44100 * 0.25)) / 44100
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(str(stereo), np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], 1).astype(np.float32) * 0.3, 44100)
+    assert main(["convert", str(adain_run), "--source", str(stereo), "--target", good, "-o", str(tmp_path / "s.wav")]) == 0
+    assert soundfile.read(str(tmp_path / "s.wav"))[1] == RATE
+    # a run of another family
+    other = seqae.train(write_recipe(tmp_path, "[model]\nfamily = \"autoencoder\"\nhidden = [8]\n[data]\nsource = \"digits\"\n"
+                                     "[train]\nsteps = 2\nbatch_size = 16\n", "ae.toml"), out=tmp_path / "ae")
+    assert main(["convert", str(other), "--source", good, "--target", good, "-o", str(out)]) == 1
+    assert "'autoencoder' run" in capsys.readouterr().err
+
+
+def test_a_manifest_without_speakers_is_an_error_naming_the_line(tmp_path, corpus):
+    train, _ = corpus
+    lines = train.read_text().splitlines()
+    record = json.loads(lines[3])
+    del record["speaker"]
+    lines[3] = json.dumps(record)
+    bad = train.parent / "nospeaker.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    recipe = write_recipe(tmp_path, TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(bad)).replace("UNSEEN", str(bad)))
+    assert main(["train", str(recipe), "--out", str(tmp_path / "r")]) == 1
+
+
+def test_the_shipped_recipes_validate():
+    from seqae.config import load_recipe
+    from conftest import ROOT
+
+    for name in ("adain_vc_speech", "adversarial_vc_speech"):
+        recipe = load_recipe(ROOT / "recipes" / f"{name}.toml", check_paths=False)
+        assert recipe.family == "voice_conversion"
+        assert recipe.model.method == name.split("_")[0]
