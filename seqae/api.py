@@ -77,6 +77,9 @@ def train(
                 f"{config_path}: the recipe differs from the run being resumed in {', '.join(changed)}; "
                 "resume with the same recipe, or train into another --out"
             )
+    if resume and has_run and is_main_process():
+        # a damaged checkpoint is reported here, before anything in the run directory is written
+        checkpoint.load_for_resume(run_dir, recipe.family)
     model = family.build_model(recipe)
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)

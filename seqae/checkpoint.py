@@ -24,6 +24,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from seqae.faults import failpoint
+
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
 CONFIG_FILE = "config.toml"
@@ -48,11 +50,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_tmp(path: Path, data: bytes) -> Path:
-    """Write ``data`` completely to ``path.tmp`` and fsync it. Raises CheckpointError on a full disk."""
+def write_tmp(path: Path, data: bytes, step: int | None = None) -> Path:
+    """Write ``data`` completely to ``path.tmp`` and fsync it. Raises CheckpointError on a full disk.
+    ``step``: the checkpoint's step, for the ``checkpoint_writing`` fault point (:mod:`seqae.faults`)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as fh:
+            if step is not None:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                failpoint("checkpoint_writing", step)
+                data = data[len(data) // 2 :]
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -98,12 +106,18 @@ def save_checkpoint(
     """Write ``model.safetensors`` and ``trainer_state.pt`` for ``step`` (see the module docstring)."""
     run_dir = Path(run_dir)
     trainer_state = dict(trainer_state, step=step, family=family, format=FORMAT)
-    model_tmp = write_tmp(run_dir / MODEL_FILE, model_bytes(model_state, family, step))
-    state_tmp = write_tmp(run_dir / STATE_FILE, state_bytes(trainer_state))
+    model_tmp = write_tmp(run_dir / MODEL_FILE, model_bytes(model_state, family, step), step=step)
+    try:
+        state_tmp = write_tmp(run_dir / STATE_FILE, state_bytes(trainer_state))
+    except CheckpointError:
+        model_tmp.unlink(missing_ok=True)
+        raise
+    failpoint("checkpoint_written", step)
     if before_commit is not None:
         before_commit()
     os.replace(state_tmp, run_dir / STATE_FILE)
     fsync_dir(run_dir)  # the state's rename reaches the disk before the model's
+    failpoint("checkpoint_commit", step)
     os.replace(model_tmp, run_dir / MODEL_FILE)
     fsync_dir(run_dir)
 

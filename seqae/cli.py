@@ -92,6 +92,8 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.command == "train":
         run_dir = api.train(args.recipe, out=args.out, overrides=args.overrides, resume=args.resume, device=args.device)
+        if not checkpoint.read_trainer_state(Path(run_dir) / checkpoint.STATE_FILE).get("finished", True):
+            return 130  # interrupted (Ctrl-C): the checkpoint is saved and the Trainer said how to resume
         if api.is_main_process():
             print(f"trained: {run_dir}  (next: seqae eval {run_dir}; seqae plot {run_dir})", file=sys.stderr)
         return 0

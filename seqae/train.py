@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from seqae import checkpoint
+from seqae.faults import failpoint
 from seqae.config import TrainConfig
 from seqae.datasets.base import BatchSource
 from seqae.models.base import Stage, training_plan
@@ -383,6 +384,7 @@ class Trainer:
                         step_metrics[f"{prefix}loss"] = step_metrics.get(f"{prefix}loss", 0.0) + to_float(loss) / len(micro)
                         for k, v in out.metrics.items():
                             step_metrics[prefix + k] = step_metrics.get(prefix + k, 0.0) + to_float(v) / len(micro)
+                    failpoint("step", self.step + 1)
                     params = [p for g in opt.param_groups for p in g["params"]]
                     norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else float("inf"))
                     if not torch.isfinite(norm).item():
