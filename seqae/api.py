@@ -214,7 +214,7 @@ def convert(
 
     from seqae import plots
     from seqae.audio import LogMel
-    from seqae.datasets.audio import read_audio
+    from seqae.datasets.audio import ONE_PIECE_SECONDS, read_audio
     from seqae.datasets.base import DataError
     from seqae.vocoder import get_vocoder
 
@@ -228,7 +228,7 @@ def convert(
     min_frames = 10
 
     def mel_of(path, role: str) -> torch.Tensor:
-        wave = read_audio(path, data.sample_rate, min_samples=data.win_length)
+        wave = read_audio(path, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
         peak = float(wave.abs().max())
         if peak < 1e-4:
             raise DataError(f"{path}: silent (peak amplitude {peak:.1e}); no {role} to take from it")

@@ -14,7 +14,7 @@ from torch import nn
 
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
-from seqae.datasets.audio import AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels
+from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels
 from seqae.datasets.base import BatchSource, DataError
 from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_autoencoder, evaluate_vae, evaluate_vqvae
 from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -535,7 +535,7 @@ def cpc_codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "c") -> 
     from seqae.datasets.audio import read_audio
 
     model.eval()
-    wave = read_audio(path, recipe.data.sample_rate, min_samples=model.config.receptive_field)
+    wave = read_audio(path, recipe.data.sample_rate, min_samples=model.config.receptive_field, max_seconds=ONE_PIECE_SECONDS)
     return model.features(wave[None].to(next(model.parameters()).device), kind)[0].cpu().numpy()
 
 
@@ -640,7 +640,7 @@ def voice_conversion_codes(model: nn.Module, recipe: Recipe, path: Path, kind: s
         raise ConfigError(f"--kind {kind}: a voice_conversion run has the codes 'content' and 'speaker'")
     model.eval()
     data = recipe.data
-    wave = read_audio(path, data.sample_rate, min_samples=data.win_length)
+    wave = read_audio(path, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
     mel = (LogMel(data.mel())(wave)[0] - data.mel_mean) / data.mel_std
     x = mel[None].to(next(model.parameters()).device)
     if kind == "speaker":

@@ -11,6 +11,7 @@ manifest (every .wav/.flac/.ogg below it; the speaker is the file's parent folde
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -34,17 +35,31 @@ class Utterance:
     where: str = ""  # "manifest.jsonl:12", for error messages
 
 
-def read_audio(path: str | Path, sample_rate: int, min_samples: int = 1) -> torch.Tensor:
+# Commands that take one audio file whole (codes, convert) refuse longer ones rather than run out of memory.
+ONE_PIECE_SECONDS = 600.0
+
+
+def read_audio(path: str | Path, sample_rate: int, min_samples: int = 1, max_seconds: float | None = None) -> torch.Tensor:
     """Read an audio file as mono float32 ``(samples,)`` at ``sample_rate`` (mixed down, resampled).
 
-    A file that cannot be decoded, is empty, or is shorter than ``min_samples`` (one analysis frame)
-    is a :class:`DataError` naming it.
+    A file that cannot be decoded, is empty, is shorter than ``min_samples`` (one analysis frame) or
+    longer than ``max_seconds`` is a :class:`DataError` naming it.
     """
     import soundfile
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such audio file")
+    if max_seconds is not None:
+        try:
+            info = soundfile.info(str(path))
+        except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as err:
+            raise DataError(f"{path}: cannot decode audio ({err}); use WAV, FLAC or OGG") from None
+        if info.samplerate > 0 and info.frames / info.samplerate > max_seconds:
+            raise DataError(
+                f"{path}: {info.frames / info.samplerate / 60:.1f} min of audio, longer than the {max_seconds / 60:.0f} min "
+                "taken in one piece; split it into shorter files"
+            )
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as err:
@@ -105,7 +120,7 @@ def parse_phones(raw, where: str) -> list[tuple[float, float, str]]:
         if not (isinstance(item, list) and len(item) == 3 and all(isinstance(v, (int, float)) for v in item[:2])):
             raise DataError(f"{where}: phone {i} must be [start_s, end_s, \"phone\"], got {item!r}")
         start, end, label = float(item[0]), float(item[1]), str(item[2])
-        if start < 0 or end <= start:
+        if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
             raise DataError(f"{where}: phone {i} ({label!r}) has times {start}..{end}; need 0 <= start < end")
         if start < previous_end - 1e-6:
             raise DataError(f"{where}: phone {i} ({label!r}) starts at {start} s, before the previous one ends ({previous_end} s)")
