@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqae.models.base import ModelOutput
+from seqae.nn.losses import distributed_mean
 from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
 
 
@@ -90,5 +91,5 @@ class SkipThought(SentenceEmbedder):
         sentence = self.encoder(batch["tokens"], batch["lengths"])
         nll_prev, n_prev = self.decode_prev(sentence, batch["prev_tokens"], batch["prev_lengths"])
         nll_next, n_next = self.decode_next(sentence, batch["next_tokens"], batch["next_lengths"])
-        loss = (nll_prev + nll_next) / (n_prev + n_next)
+        loss = distributed_mean(nll_prev + nll_next, n_prev + n_next)  # per token over the global batch
         return ModelOutput(loss, {"nll_prev": (nll_prev / n_prev).detach(), "nll_next": (nll_next / n_next).detach()})

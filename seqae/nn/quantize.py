@@ -46,6 +46,21 @@ def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     return tensor
 
 
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's rows ``(n_r, ...)`` concatenated in rank order (the global batch; no gradient)."""
+    if not distributed():
+        return tensor
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, size)
+    most = int(max(sizes))
+    padded = torch.zeros((most, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[: int(n)] for part, n in zip(parts, sizes)])
+
+
 def check_input(x: torch.Tensor, dim: int) -> None:
     """A quantiser's input must be ``(..., dim)`` and non-empty."""
     if x.shape[-1] != dim:
@@ -205,7 +220,9 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def initialize(self, flat: torch.Tensor) -> None:
-        """k-means on the first batch; rank 0's result is broadcast so every process starts alike."""
+        """k-means on the first (global) batch; rank 0's result is broadcast so every process starts alike,
+        and as one process with the whole batch would."""
+        flat = gather_rows(flat)
         centroids = kmeans(flat, self.codebook_size, self.kmeans_iters, cosine=self.distance == "cosine")
         centroids = broadcast(centroids.contiguous())
         self.codebook.data.copy_(centroids)
@@ -232,7 +249,8 @@ class VectorQuantizer(nn.Module):
         n_dead = int(dead.sum())
         if n_dead == 0:
             return dead
-        # rank 0 picks the replacement vectors and every process takes the same ones
+        # rank 0 picks the replacement vectors from the global batch and every process takes the same ones
+        flat = gather_rows(flat)
         picks = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
         replacement = broadcast(flat[picks].contiguous())
         self.codebook.data[dead] = replacement
