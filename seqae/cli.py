@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text to take sentences from (default: the bundled Austen)")
     q.add_argument("--sample-rate", type=int, default=16000)
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--distinct-timbres", action="store_true",
+                   help="every voice a different variant or pitch (accent at random): no two speakers differ by accent alone")
 
     for name, what in (("codes", "codes of new input"), ("score", "anomaly scores (reconstruction error) of new input"),
                        ("embed", "sentence embeddings of a text file (one sentence per line)")):
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out}: not empty; choose a new --out (nothing is overwritten)")
         paths = synthesise_corpus(out, args.speakers, args.utterances, args.corpus, args.seed, args.sample_rate,
-                                  args.test_fraction, args.unseen_speakers)
+                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres)
         for name, path in paths.items():
             print(path)
         return 0

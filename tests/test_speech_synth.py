@@ -45,3 +45,13 @@ def test_a_fixed_seed_gives_the_same_corpus(tmp_path):
     assert (tmp_path / "a" / "train.jsonl").read_text() == (tmp_path / "b" / "train.jsonl").read_text()
     wavs = sorted((tmp_path / "a" / "wavs").rglob("*.wav"))
     assert wavs and all(w.read_bytes() == (tmp_path / "b" / w.relative_to(tmp_path / "a")).read_bytes() for w in wavs)
+
+
+def test_distinct_timbres_never_share_a_variant_and_pitch():
+    from seqae.datasets.speech_synth import voices
+
+    chosen = voices(80, seed=3, distinct_timbres=True)
+    timbres = [(v.name.split("+")[1], v.pitch) for v in chosen]
+    assert len(set(timbres)) == 80
+    assert len({v.name.split("+")[1] for v in chosen[:38]}) > 20  # variants spread over the list
+    assert voices(80, seed=3, distinct_timbres=True) == chosen

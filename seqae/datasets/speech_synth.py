@@ -143,9 +143,20 @@ class Espeak:
         return wave, phones
 
 
-def voices(n: int, seed: int) -> list[Voice]:
-    """``n`` distinct voices: accents x variants first, then pitch and rate settings, in a seeded order."""
+def voices(n: int, seed: int, distinct_timbres: bool = False) -> list[Voice]:
+    """``n`` distinct voices: accents x variants first, then pitch and rate settings, in a seeded order.
+
+    ``distinct_timbres``: every voice a different (variant, pitch) pair, the accent drawn at random, so
+    that no two speakers differ by accent alone (voice conversion moves timbre and pitch, not accent)."""
     rng = np.random.default_rng(seed)
+    if distinct_timbres:
+        variants = [VARIANTS[i] for i in rng.permutation(len(VARIANTS))]
+        pitches = (50, 25, 75, 38, 62, 88, 12, 100)
+        if n > len(variants) * len(pitches):
+            raise DataError(f"at most {len(variants) * len(pitches)} voices with distinct timbres; asked for {n}")
+        chosen = [Voice(f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variants[k % len(variants)]}", pitches[k // len(variants)])
+                  for k in range(n)]
+        return [chosen[i] for i in rng.permutation(n)]  # the held-out speakers are the last ones: any pitch
     base = [Voice(f"{accent}+{variant}") for accent in ACCENTS for variant in VARIANTS]
     order = [base[i] for i in rng.permutation(len(base))]
     out = order[:n]
@@ -182,6 +193,7 @@ def synthesise_corpus(
     sample_rate: int = 16000,
     test_sentences: float = 0.2,
     test_speakers: int = 0,
+    distinct_timbres: bool = False,
 ) -> dict[str, Path]:
     """Write WAVs and the manifests ``train.jsonl`` (training speakers, training sentences),
     ``test.jsonl`` (training speakers, held-out sentences) and, with ``test_speakers``,
@@ -196,7 +208,7 @@ def synthesise_corpus(
         raise DataError("--speakers must be >= 1 and --utterances >= 2")
     engine = Espeak()
     sentences = corpus_sentences(corpus, utterances, seed)
-    all_voices = voices(speakers + test_speakers, seed)
+    all_voices = voices(speakers + test_speakers, seed, distinct_timbres)
     n_test = max(1, int(round(test_sentences * utterances)))
     test_ids = set(np.random.default_rng(seed + 1).choice(utterances, size=n_test, replace=False).tolist())
     (out / "wavs").mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ included), a phone probe, and the disentanglement probes are fitted. The second 
 each conversion takes a source utterance, a target speaker other than the source's, and one other
 utterance of the target (one-shot) as the reference, and is scored by
 
-- speaker similarity: the share of converted utterances the classifier labels as the target, and as
-  the source;
+- speaker similarity: the share of converted utterances the speaker classifier (:class:`SpeakerJudge`)
+  labels as the target, and as the source;
 - distortion: mel-cepstral distortion (dB; coefficients 1..N of the DCT of the log-mel) after DTW
   alignment between converted and the real target utterance of the same sentence, beside the same
   between source and target (parallel data only);
@@ -120,9 +120,31 @@ class Probe:
         return float((self.predict(x) == y).mean())
 
 
-def utterance_stats(log_mel: np.ndarray) -> np.ndarray:
-    """``(n_mels, frames)`` -> ``(2 n_mels,)``: each band's mean and standard deviation over time."""
-    return np.concatenate([log_mel.mean(1), log_mel.std(1)])
+class SpeakerJudge:
+    """The speaker classifier of the evaluation: logistic regression on single log-mel frames with
+    their +-2 neighbours (frames more than ~43 dB below the utterance's loudest dropped); an utterance
+    goes to the speaker with the largest summed log-probability over its frames."""
+
+    def __init__(self, mels: list[np.ndarray], labels: np.ndarray, max_frames: int, max_iter: int, rng: np.random.Generator):
+        xs = [self.frames(m) for m in mels]
+        ys = np.concatenate([[label] * len(x) for x, label in zip(xs, labels)])
+        x, y = subsample(np.concatenate(xs), ys, max_frames, rng)
+        self.probe = Probe(x, y, max_iter)
+
+    @staticmethod
+    def frames(log_mel: np.ndarray) -> np.ndarray:
+        energy = log_mel.mean(0)
+        keep = energy > energy.max() - 5.0
+        stacked = stack_frames(log_mel.T, 2)
+        return stacked[keep] if keep.sum() >= 10 else stacked
+
+    def predict(self, log_mel: np.ndarray) -> str:
+        probe = self.probe
+        scores = probe.model.predict_log_proba(probe.scaler.transform(self.frames(log_mel))).sum(0)
+        return probe.model.classes_[int(scores.argmax())]
+
+    def accuracy(self, mels: list[np.ndarray], labels: np.ndarray) -> float:
+        return float(np.mean([self.predict(m) == label for m, label in zip(mels, labels)]))
 
 
 def phone_frames(mel: np.ndarray, utt: Utterance, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -209,9 +231,8 @@ def evaluate_conversion(
     }
 
     # real speech: the speaker classifier, the phone probe
-    stats = np.stack([utterance_stats(m) for m in mels])
-    classifier = Probe(stats[fit_idx], labels[fit_idx], config.max_iter)
-    result["speaker_classifier_accuracy_real"] = classifier.accuracy(stats[convert_idx], labels[convert_idx])
+    classifier = SpeakerJudge([mels[i] for i in fit_idx], labels[fit_idx], config.max_train_frames, config.max_iter, rng)
+    result["speaker_classifier_accuracy_real"] = classifier.accuracy([mels[i] for i in convert_idx], labels[convert_idx])
     normalised = [normalise(m).astype(np.float32) for m in mels]
     phone_probe = None
     if has_phones:
@@ -259,7 +280,7 @@ def evaluate_conversion(
             converted_norm = model.convert(x, target)[0].cpu().numpy()
         converted = denormalise(converted_norm)
         row = rows[conv.seen]
-        predicted = classifier.predict(utterance_stats(converted)[None])[0]
+        predicted = classifier.predict(converted)
         row.setdefault("target", []).append(predicted == conv.target_speaker)
         row.setdefault("source", []).append(predicted == src.speaker)
         twin = parallel.get((conv.target_speaker, src.text))
