@@ -99,9 +99,9 @@ def test_tokenised_cache_is_built_once_and_reused(tmp_path):
     config = TextDataConfig(corpus=str(tmp_path / "corpus"), vocab_size=120, cache_dir=str(tmp_path / "cache"))
     first = tokenise_corpus(config)
     assert len(first) == 120 and isinstance(first.tokens, np.memmap)
-    stamp = (first.folder / "tokens.npy").stat().st_mtime_ns
+    stamp = (first.folder / "tokens.bin").stat().st_mtime_ns
     second = tokenise_corpus(config)
-    assert second.folder == first.folder and (second.folder / "tokens.npy").stat().st_mtime_ns == stamp
+    assert second.folder == first.folder and (second.folder / "tokens.bin").stat().st_mtime_ns == stamp
     assert second.texts(np.array([0]))[0] == "Sentence 0-0 of the book a."
     # other settings, another cache entry
     third = tokenise_corpus(TextDataConfig(corpus=config.corpus, vocab_size=150, cache_dir=config.cache_dir))

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -189,7 +190,7 @@ def corpus_fingerprint(files: list[Path], config: TextDataConfig) -> str:
         h.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     settings = [config.tokenizer, config.vocab_size, config.lowercase, config.max_tokens, config.max_sentence_chars, config.test_every]
     h.update(json.dumps(settings).encode())
-    h.update(b"seqae-text-cache-1")
+    h.update(b"seqae-text-cache-2")
     return h.hexdigest()[:20]
 
 
@@ -269,9 +270,10 @@ def tokenise_corpus(config: TextDataConfig, quiet: bool = False) -> TokenisedCor
     if not (folder / "done").exists():
         build_cache(files, config, folder, quiet)
     meta = json.loads((folder / "meta.json").read_text())
+    tokens = np.memmap(folder / "tokens.bin", dtype=np.int32, mode="r") if meta["tokens"] else np.zeros(0, np.int32)
     return TokenisedCorpus(
         folder,
-        np.load(folder / "tokens.npy", mmap_mode="r"),
+        tokens,
         np.load(folder / "offsets.npy", mmap_mode="r"),
         np.load(folder / "documents.npy", mmap_mode="r"),
         np.load(folder / "segments.npy", mmap_mode="r"),
@@ -293,8 +295,9 @@ def build_cache(files: list[Path], config: TextDataConfig, folder: Path, quiet: 
         # pass 1: the vocabulary (streamed from the files)
         tokenizer = train_tokenizer((s.text for s in iter_sentences(files, config.max_sentence_chars)), config)
         tokenizer.save(str(work / "tokenizer.json"))
-        # pass 2: token ids appended to a file, a chunk at a time
-        offsets, documents, segments = [0], [], []
+        # pass 2: token ids appended to a file, a chunk at a time; the per-sentence arrays are compact
+        # (8 + 4 + 4 bytes a sentence), so memory stays bounded whatever the corpus size
+        offsets, documents, segments = array("q", [0]), array("i"), array("i")
         count = 0
         bar = tqdm(desc="tokenising", unit=" sentences", disable=not show)
         with open(work / "tokens.bin", "wb") as tok_fh, open(work / "sentences.jsonl", "w", encoding="utf-8") as txt_fh:
@@ -322,13 +325,10 @@ def build_cache(files: list[Path], config: TextDataConfig, folder: Path, quiet: 
         if count == 0:
             raise DataError(f"{config.corpus}: no sentences found (empty corpus?)")
         total = offsets[-1]
-        tokens = np.memmap(work / "tokens.bin", dtype=np.int32, mode="r", shape=(total,)) if total else np.zeros(0, np.int32)
-        np.save(work / "tokens.npy", np.asarray(tokens))
-        del tokens
-        (work / "tokens.bin").unlink()
-        np.save(work / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-        np.save(work / "documents.npy", np.asarray(documents, dtype=np.int32))
-        np.save(work / "segments.npy", np.asarray(segments, dtype=np.int32))
+        np.save(work / "offsets.npy", np.frombuffer(offsets, dtype=np.int64))
+        np.save(work / "documents.npy", np.frombuffer(documents, dtype=np.int32))
+        np.save(work / "segments.npy", np.frombuffer(segments, dtype=np.int32))
+        del offsets, documents, segments
         names = [str(p.name).removesuffix(".gz").removesuffix(".txt") for p in files]
         (work / "meta.json").write_text(json.dumps({"documents": names, "sentences": count, "tokens": total}))
         (work / "done").write_text("")
