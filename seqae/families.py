@@ -545,7 +545,7 @@ def cpc_codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "c") -> 
 def prepare_voice_conversion(recipe: Recipe) -> Prepared:
     """Log-mel segments with speakers and same-speaker references; fills ``model.input_dim`` and
     ``model.speakers`` (the training speakers, sorted)."""
-    from seqae.datasets.audio import SpeakerSegments, train_and_test_utterances
+    from seqae.datasets.audio import SpeakerSegments, train_and_test_mels, train_and_test_utterances
 
     config = recipe.data
     train_utts, test_utts = train_and_test_utterances(config)
@@ -564,12 +564,7 @@ def prepare_voice_conversion(recipe: Recipe) -> Prepared:
     test_utts = [u for u in test_utts if u.speaker in names]  # the evaluation loss: training speakers only
     if not test_utts:
         raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
-    mel = config.mel()
-    train_mels = log_mels(train_utts, mel, "log-mel (train)")
-    test_mels = log_mels(test_utts, mel, "log-mel (test)")
-    if config.mel_mean == 0.0 and config.mel_std == 0.0:
-        values = torch.cat([m.reshape(-1) for m in train_mels])
-        config.mel_mean, config.mel_std = float(values.mean()), float(values.std().clamp_min(1e-5))
+    train_mels, test_mels = train_and_test_mels(config, train_utts, test_utts)
     index = {n: i for i, n in enumerate(names)}
     train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
                             config.mel_mean, config.mel_std, f"{config.source} (train)")

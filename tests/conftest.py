@@ -42,3 +42,23 @@ def write_recipe(tmp_path: Path, text: str, name: str = "recipe.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+WORDS = "the a ship sea whale captain house sister letter ball dance walk rain garden horse money".split()
+
+
+def book_corpus(folder: Path, chapters: int = 6, sentences: int = 40) -> Path:
+    """Two 'books' with their own vocabularies, chapter headings and 40 sentences a chapter."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for book in range(2):
+        parts = []
+        for chapter in range(chapters):
+            parts.append(f"Chapter {chapter + 1}")
+            lines = [" ".join(rng.choice(WORDS[book * 6 : book * 6 + 10], size=rng.integers(3, 9))).capitalize() + "."
+                     for _ in range(sentences)]
+            parts.append(" ".join(lines))
+        (folder / f"book{book}.txt").write_text("\n\n".join(parts) + "\n")
+    return folder

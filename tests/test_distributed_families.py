@@ -22,10 +22,10 @@ from safetensors.torch import load_file
 import seqae
 from seqae.checkpoint import read_metrics
 
-from conftest import write_recipe
+from conftest import book_corpus, write_recipe
 from test_cpc import TINY_CPC, synthetic_corpus
 from test_distributed import torchrun
-from test_sentence_encoders import TINY_QT, WORDS
+from test_sentence_encoders import TINY_QT
 from test_voice_conversion import TINY_VC, parallel_corpus
 
 TRAIN = "\n[train]\nsteps = 10\nbatch_size = 16\nlr = 2e-3\nwarmup_steps = 2\nlog_every = 5\ncheckpoint_every = 10\n"
@@ -37,16 +37,7 @@ VQVAE = ('[model]\nfamily = "vqvae"\nlatent = "global"\nchannels = 8\ndownsample
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp-data")
-    rng = np.random.default_rng(0)
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for book in range(2):
-        chapters = []
-        for chapter in range(6):
-            sentences = [" ".join(rng.choice(WORDS[book * 6 : book * 6 + 10], size=rng.integers(3, 9))).capitalize() + "."
-                         for _ in range(40)]
-            chapters.append(f"Chapter {chapter + 1}\n\n" + " ".join(sentences))
-        (corpus / f"book{book}.txt").write_text("\n\n".join(chapters) + "\n")
+    corpus = book_corpus(root / "corpus")
     (root / "speech").mkdir()
     (root / "vc").mkdir()
     return {"corpus": corpus, "speech": synthetic_corpus(root / "speech"), "vc": parallel_corpus(root / "vc")}

@@ -5,7 +5,6 @@ kills itself with SIGKILL exactly there, so each case is reproducible.
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -11,9 +11,9 @@ import soundfile
 import seqae
 from seqae.cli import main
 
-from conftest import TINY_AE, write_recipe
+from conftest import TINY_AE, book_corpus, write_recipe
 from test_cpc import TINY_CPC, synthetic_corpus
-from test_sentence_encoders import TINY_QT, WORDS
+from test_sentence_encoders import TINY_QT
 from test_voice_conversion import TINY_VC, parallel_corpus
 
 SENTINEL = b"an earlier result that must survive"
@@ -23,15 +23,7 @@ SENTINEL = b"an earlier result that must survive"
 def runs(tmp_path_factory):
     """Tiny trained runs of an array, a sentence, a speech and a voice-conversion family."""
     root = tmp_path_factory.mktemp("hostile")
-    rng = np.random.default_rng(0)
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for book in range(2):
-        chapters = []
-        for chapter in range(6):
-            sentences = [" ".join(rng.choice(WORDS[book * 6 : book * 6 + 10], size=6)).capitalize() + "." for _ in range(40)]
-            chapters.append(f"Chapter {chapter + 1}\n\n" + " ".join(sentences))
-        (corpus / f"book{book}.txt").write_text("\n\n".join(chapters) + "\n")
+    corpus = book_corpus(root / "corpus")
     speech = root / "speech"
     speech.mkdir()
     manifest = synthetic_corpus(speech)

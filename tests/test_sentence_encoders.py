@@ -1,4 +1,3 @@
-import json
 
 import numpy as np
 import pytest
@@ -12,9 +11,7 @@ from seqae.evaluation.sentences import read_task
 from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
 from seqae.models.skip_thought import SkipThought, SkipThoughtConfig
 
-from conftest import write_recipe
-
-WORDS = "the a ship sea whale captain house sister letter ball dance walk rain garden horse money".split()
+from conftest import book_corpus, write_recipe
 
 
 def tiny_qt(**kw):
@@ -70,19 +67,7 @@ def test_skip_thought_loss_ignores_padding():
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    folder = tmp_path_factory.mktemp("corpus")
-    for book in range(2):
-        parts = []
-        for chapter in range(6):
-            parts.append(f"Chapter {chapter + 1}")
-            sentences = []
-            for _ in range(40):
-                words = rng.choice(WORDS[book * 6 : book * 6 + 10], size=rng.integers(3, 9))
-                sentences.append(" ".join(words).capitalize() + ".")
-            parts.append(" ".join(sentences))
-        (folder / f"book{book}.txt").write_text("\n\n".join(parts) + "\n")
-    return folder
+    return book_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 TINY_QT = """

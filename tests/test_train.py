@@ -1,7 +1,6 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -12,7 +11,6 @@ from seqae.checkpoint import CheckpointError, read_metrics
 from seqae.config import TrainConfig
 from seqae.train import TrainingError, lr_factor
 
-from conftest import TINY_AE, write_recipe
 
 
 def losses(run_dir):

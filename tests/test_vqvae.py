@@ -7,7 +7,7 @@ from seqae.cli import main
 from seqae.config import ConfigError, load_recipe
 from seqae.models.vqvae import VQVAE, VQVAEConfig
 
-from conftest import ROOT, write_recipe
+from conftest import write_recipe
 
 TINY_VQ = """
 [model]

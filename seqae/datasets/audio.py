@@ -255,15 +255,21 @@ def split_utterances(utterances: list[Utterance], fraction: float, seed: int) ->
     return [utterances[i] for i in train], [utterances[i] for i in test]
 
 
-def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, dict]:
-    """Train and test segment sources; fills ``mel_mean``/``mel_std`` from the training files if unset."""
-    train_utts, test_utts = train_and_test_utterances(config)
+def train_and_test_mels(config: AudioDataConfig, train_utts: list[Utterance], test_utts: list[Utterance]):
+    """The log-mels of both splits; fills ``mel_mean``/``mel_std`` from the training files if unset."""
     mel = config.mel()
     train_mels = log_mels(train_utts, mel, "log-mel (train)")
     test_mels = log_mels(test_utts, mel, "log-mel (test)")
     if config.mel_mean == 0.0 and config.mel_std == 0.0:
         values = torch.cat([m.reshape(-1) for m in train_mels])
         config.mel_mean, config.mel_std = float(values.mean()), float(values.std().clamp_min(1e-5))
+    return train_mels, test_mels
+
+
+def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, dict]:
+    """Train and test segment sources; fills ``mel_mean``/``mel_std`` from the training files if unset."""
+    train_utts, test_utts = train_and_test_utterances(config)
+    train_mels, test_mels = train_and_test_mels(config, train_utts, test_utts)
     train = MelSegments(train_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (train)")
     test = MelSegments(test_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (test)")
     return train, test, {"train": train_utts, "test": test_utts}

@@ -12,7 +12,6 @@ speaks the same sentences, so pairs are parallel.
 from __future__ import annotations
 
 import ctypes
-import io
 import json
 import threading
 from dataclasses import dataclass

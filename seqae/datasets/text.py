@@ -328,7 +328,6 @@ def build_cache(files: list[Path], config: TextDataConfig, folder: Path, quiet: 
         np.save(work / "offsets.npy", np.frombuffer(offsets, dtype=np.int64))
         np.save(work / "documents.npy", np.frombuffer(documents, dtype=np.int32))
         np.save(work / "segments.npy", np.frombuffer(segments, dtype=np.int32))
-        del offsets, documents, segments
         names = [str(p.name).removesuffix(".gz").removesuffix(".txt") for p in files]
         (work / "meta.json").write_text(json.dumps({"documents": names, "sentences": count, "tokens": total}))
         (work / "done").write_text("")
