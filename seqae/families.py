@@ -619,9 +619,10 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
         out_dir / "conversion.png", hop_seconds=hop)]
     if model.config.method == "adain":
         codes = np.stack([model.speaker_code(m[None].to(device))[0].cpu().numpy() for m in mels])
-        names = [f"{n}{'' if n in model.config.speakers else ' (unseen)'}" for n in speakers]
         labels = np.array([speakers.index(u.speaker) for u in picked])
-        paths.append(plots.code_map(codes, labels, out_dir / "speaker_map.png", title="speaker codes of held-out sentences", names=names))
+        unseen = {n for n in speakers if n not in model.config.speakers}
+        paths.append(plots.speaker_map(codes, labels, speakers, unseen, out_dir / "speaker_map.png",
+                                       title="speaker codes of held-out sentences"))
     return paths
 
 

@@ -157,3 +157,31 @@ def bars(xs, ys, path: Path, xlabel: str = "", ylabel: str = "", title: str = ""
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     return save(fig, path)
+
+
+def speaker_map(codes: np.ndarray, labels: np.ndarray, names: list[str], unseen: set[str], path: Path, title: str = "") -> Path:
+    """Speaker codes ``(utterances, dim)`` on their first two principal components: training speakers as
+    small dots (one colour each), held-out speakers as large outlined markers with their names."""
+    from sklearn.decomposition import PCA
+
+    points = PCA(n_components=2, random_state=0).fit_transform(codes) if codes.shape[1] > 2 else codes
+    fig, ax = plt.subplots(figsize=(7, 6))
+    colours = plt.get_cmap("viridis")
+    for index, name in enumerate(names):
+        chosen = labels == index
+        if not chosen.any():
+            continue
+        if name in unseen:
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=40, marker="*", edgecolors="black", linewidths=0.6,
+                       color=colours(index / max(1, len(names) - 1)), zorder=3)
+            centre = points[chosen].mean(0)
+            ax.annotate(name, centre, fontsize=6, xytext=(4, 4), textcoords="offset points")
+        else:
+            ax.scatter(points[chosen, 0], points[chosen, 1], s=6, color=colours(index / max(1, len(names) - 1)), alpha=0.7)
+    ax.scatter([], [], s=6, color="grey", label="training speakers (one colour each)")
+    ax.scatter([], [], s=40, marker="*", color="white", edgecolors="black", label="held-out speakers (one-shot)")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.set_title(title or "speaker codes")
+    return save(fig, path)
