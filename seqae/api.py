@@ -267,7 +267,10 @@ def convert(
     np.save(array, converted.numpy())
     checkpoint.atomic_write(npy, array.getvalue())
     shown = [source_mel.numpy()] + ([target_mels[0].numpy()] if target_mels else []) + [converted.numpy()]
-    titles = [f"source: {Path(source).name}"] + ([f"target: {Path(targets[0]).name}"] if target_mels else []) + [
-        f"converted (to {target_speaker or Path(targets[0]).name})"]
+    def name(path) -> str:
+        return f"{Path(path).parent.name}/{Path(path).name}"
+
+    titles = [f"source: {name(source)}"] + ([f"target: {name(targets[0])}" + (f" (+{len(targets) - 1} more)" if len(targets) > 1 else "")]
+                                          if target_mels else []) + [f"converted (to {target_speaker or name(targets[0])})"]
     figure = plots.spectrograms(shown, titles, out.with_suffix(".png"), hop_seconds=data.hop_length / data.sample_rate)
     return {"wav": out, "mel": npy, "figure": figure}

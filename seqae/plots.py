@@ -122,7 +122,7 @@ def spectrograms(mels: list[np.ndarray], titles: list[str], path: Path, hop_seco
     """Log-mel spectrograms ``(n_mels, frames)`` stacked vertically, on one colour scale."""
     low = min(float(np.min(m)) for m in mels)
     high = max(float(np.max(m)) for m in mels)
-    fig, axes = plt.subplots(len(mels), 1, figsize=(9, 2.2 * len(mels)), squeeze=False)
+    fig, axes = plt.subplots(len(mels), 1, figsize=(9, 2.3 * len(mels)), squeeze=False, constrained_layout=True)
     for ax, mel, title in zip(axes[:, 0], mels, titles):
         extent = (0, mel.shape[1] * hop_seconds, 0, mel.shape[0])
         image = ax.imshow(mel, origin="lower", aspect="auto", extent=extent, vmin=low, vmax=high, cmap="magma")
