@@ -239,7 +239,6 @@ def convert(
         return mel
 
     source_mel = mel_of(source, "speech")
-    norm = lambda m: ((m - data.mel_mean) / data.mel_std).to(device)  # noqa: E731
     targets = list(targets or [])
     with torch.no_grad():
         if model.config.method == "adversarial":
@@ -256,8 +255,8 @@ def convert(
             if not targets:
                 raise ConfigError("give at least one --target utterance of the target speaker")
             target_mels = [mel_of(t, "voice") for t in targets]
-            code = model.target_code([norm(m) for m in target_mels])
-        converted = model.convert(norm(source_mel)[None], code)[0].cpu() * data.mel_std + data.mel_mean
+            code = model.target_code([data.normalise(m).to(device) for m in target_mels])
+        converted = data.denormalise(model.convert(data.normalise(source_mel).to(device)[None], code)[0].cpu())
     wave = get_vocoder(vocoder, data.mel(), n_iter=recipe.eval.griffin_lim_iters)(converted)
     buffer = io.BytesIO()
     soundfile.write(buffer, wave.numpy(), data.sample_rate, format="WAV", subtype="PCM_16")

@@ -265,7 +265,7 @@ def mel_codes(model: nn.Module, recipe: Recipe, utterances) -> list[np.ndarray]:
     device = next(model.parameters()).device
     out = []
     for mel in log_mels(utterances, recipe.data.mel()):
-        x = ((mel - recipe.data.mel_mean) / recipe.data.mel_std)[None].to(device)
+        x = recipe.data.normalise(mel)[None].to(device)
         out.append(model.codes(x)[0].cpu().numpy())
     return out
 
@@ -583,7 +583,7 @@ def evaluate_voice_conversion(model: nn.Module, recipe: Recipe, prepared: Prepar
     model.eval()
     result: dict[str, Any] = {"manifest": ", ".join(map(str, paths)), "utterances": len(utterances), "method": model.config.method}
     result.update(evaluate_conversion(
-        utterances, mels, lambda m: (m - data.mel_mean) / data.mel_std, lambda m: m * data.mel_std + data.mel_mean,
+        utterances, mels, data.normalise, data.denormalise,
         model, data.hop_length / data.sample_rate, recipe.eval,
     ))
     return result
@@ -603,7 +603,7 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
     picked = []
     for name in speakers:  # up to 6 utterances of each speaker, for the map
         picked += [u for u in utterances if u.speaker == name][:6]
-    mels = [((m - data.mel_mean) / data.mel_std) for m in log_mels(picked, data.mel(), "log-mel")]
+    mels = [data.normalise(m) for m in log_mels(picked, data.mel(), "log-mel")]
     source = mels[0]
     target_index = next(i for i, u in enumerate(picked) if u.speaker != picked[0].speaker and (model.config.method == "adain" or u.speaker in model.config.speakers))
     if model.config.method == "adain":
@@ -612,9 +612,8 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
         target = model.target_code(speaker=picked[target_index].speaker)
     converted = model.convert(source[None].to(device), target)[0].cpu()
     hop = data.hop_length / data.sample_rate
-    denorm = lambda m: (m * data.mel_std + data.mel_mean).numpy()  # noqa: E731
     paths = [plots.spectrograms(
-        [denorm(source), denorm(mels[target_index]), denorm(converted)],
+        [data.denormalise(m).numpy() for m in (source, mels[target_index], converted)],
         [f"source: {picked[0].speaker}", f"target reference: {picked[target_index].speaker}", "converted"],
         out_dir / "conversion.png", hop_seconds=hop)]
     if model.config.method == "adain":
@@ -637,7 +636,7 @@ def voice_conversion_codes(model: nn.Module, recipe: Recipe, path: Path, kind: s
     model.eval()
     data = recipe.data
     wave = read_audio(path, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
-    mel = (LogMel(data.mel())(wave)[0] - data.mel_mean) / data.mel_std
+    mel = data.normalise(LogMel(data.mel())(wave)[0])
     x = mel[None].to(next(model.parameters()).device)
     if kind == "speaker":
         return model.speaker_code(x)[0].cpu().numpy()

@@ -183,6 +183,14 @@ class AudioDataConfig:
     def mel(self) -> MelConfig:
         return MelConfig.from_object(self)
 
+    def normalise(self, log_mel):
+        """Log-mel (tensor or array) to the model's scale, with the training files' ``mel_mean``/``mel_std``."""
+        return (log_mel - self.mel_mean) / self.mel_std
+
+    def denormalise(self, values):
+        """The inverse of :meth:`normalise`: a model's output back to natural-log mel magnitudes."""
+        return values * self.mel_std + self.mel_mean
+
 
 def iter_audio(utterances: list[Utterance], sample_rate: int, min_samples: int, desc: str) -> Iterator[torch.Tensor]:
     """Each utterance's waveform (:func:`read_audio`), with a progress bar on long lists."""
