@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from seqae.config import ConfigError
 from seqae.models.base import ModelOutput
-from seqae.nn.losses import ddp_active, distributed_mean
+from seqae.nn.distributed import ddp_active, distributed_mean, gather_rows
 from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
 
 
@@ -60,40 +60,20 @@ class QuickThought(SentenceEmbedder):
         distance = (rows[:, None] - columns[None, :]).abs()
         return (distance > 0) & (distance <= self.config.context) & (segment[:, None] == candidates[None, :])
 
-    def gather_candidates(self, g: torch.Tensor, segment: torch.Tensor):
-        """Under DDP, every process's g(s) and segments (the global batch's candidates, differentiable),
-        with the positions of this process's sentences and of the candidates in the global batch."""
-        import torch.distributed as dist
-        from torch.distributed.nn.functional import all_gather
-
-        world, rank = dist.get_world_size(), dist.get_rank()
-        size = torch.tensor([g.shape[0]], device=g.device)
-        sizes = [torch.zeros_like(size) for _ in range(world)]
-        dist.all_gather(sizes, size)
-        sizes = [int(s) for s in sizes]
-        most = max(sizes)
-        padded = F.pad(g, (0, 0, 0, most - g.shape[0]))
-        seg = F.pad(segment, (0, most - segment.shape[0]), value=-1)
-        segs = [torch.empty_like(seg) for _ in range(world)]
-        dist.all_gather(segs, seg)
-        keep = torch.cat([torch.arange(most, device=g.device) < s for s in sizes])
-        candidates = torch.cat(all_gather(padded))[keep]
-        starts = [sum(sizes[:r]) for r in range(world)]
-        rows = starts[rank] + torch.arange(g.shape[0], device=g.device)
-        columns = torch.arange(sum(sizes), device=g.device)
-        return candidates, torch.cat(segs)[keep], rows, columns
-
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         tokens, lengths, segment = batch["tokens"], batch["lengths"], batch["segment"]
         f, g = self.f(tokens, lengths), self.g(tokens, lengths)
+        rows = torch.arange(len(segment), device=segment.device)  # positions in the global batch
+        candidates = segment
         if ddp_active():  # the candidates are the whole global batch, as in one process
-            g, candidates, rows, columns = self.gather_candidates(g, segment)
-        else:
-            candidates, rows, columns = segment, None, None
+            import torch.distributed as dist
+
+            g, candidates = gather_rows(g, differentiable=True), gather_rows(segment)
+            owner = gather_rows(torch.full_like(segment, dist.get_rank()))
+            rows = torch.nonzero(owner == dist.get_rank()).squeeze(1)
+        columns = torch.arange(len(candidates), device=segment.device)
         scores = f @ g.t()  # (B, C)
-        rows_ = torch.arange(scores.shape[0], device=scores.device) if rows is None else rows
-        cols_ = torch.arange(scores.shape[1], device=scores.device) if columns is None else columns
-        self_mask = rows_[:, None] == cols_[None, :]
+        self_mask = rows[:, None] == columns[None, :]
         log_probs = F.log_softmax(scores.masked_fill(self_mask, float("-inf")), dim=1)
         target = self.targets(segment, candidates, rows, columns)
         n_pairs = target.sum()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqae.models.base import ModelOutput
-from seqae.nn.losses import distributed_mean
+from seqae.nn.distributed import distributed_mean
 from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
 
 

@@ -28,26 +28,3 @@ def l1_penalty(activations: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of the L1 norm of each example's activations. ``(batch, units)`` -> scalar."""
     return activations.abs().sum(dim=-1).mean()
 
-
-def ddp_active() -> bool:
-    """True while training under torch.distributed with more than one process (gradients enabled)."""
-    import torch.distributed as dist
-
-    return torch.is_grad_enabled() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def distributed_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """``total / count`` over the *global* batch when the count differs between processes (tokens,
-    frames, neighbour pairs).
-
-    Under DDP each process returns ``world * local_total / global_count``; DDP averages the gradients
-    over the processes, which then equal those of one process with the whole batch, and the Trainer's
-    rank-averaged loss equals that process's loss. Elsewhere: ``total / count``.
-    """
-    if not ddp_active():
-        return total / count
-    import torch.distributed as dist
-
-    global_count = count.detach().clone().to(torch.float64)
-    dist.all_reduce(global_count)
-    return total * dist.get_world_size() / global_count.to(total.dtype)

@@ -14,9 +14,10 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from seqae.nn.distributed import all_reduce_sum, broadcast, gather_rows
 
 
 @dataclass
@@ -28,37 +29,6 @@ class QuantizerOutput:
     codes: torch.Tensor
     loss: torch.Tensor
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    if distributed():
-        dist.all_reduce(tensor)
-    return tensor
-
-
-def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-    if distributed():
-        dist.broadcast(tensor, src)
-    return tensor
-
-
-def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
-    """Every process's rows ``(n_r, ...)`` concatenated in rank order (the global batch; no gradient)."""
-    if not distributed():
-        return tensor
-    size = torch.tensor([tensor.shape[0]], device=tensor.device)
-    sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, size)
-    most = int(max(sizes))
-    padded = torch.zeros((most, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-    padded[: tensor.shape[0]] = tensor
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([part[: int(n)] for part, n in zip(parts, sizes)])
 
 
 def check_input(x: torch.Tensor, dim: int) -> None:
