@@ -150,6 +150,12 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family:
     return model.to(device).eval()
 
 
+def prepared_for_evaluation(recipe: Recipe):
+    """The recipe's data for the family's evaluation and figures (None for families that read their own manifests)."""
+    family = get_family(recipe.family)
+    return family.prepare(recipe) if family.eval_needs_training_data else None
+
+
 def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
     manifest: str | list[str] | None = None,
@@ -163,7 +169,7 @@ def evaluate(
     model = load(run_dir, device=device)
     recipe = model.recipe
     family = get_family(recipe.family)
-    prepared = family.prepare(recipe) if family.eval_needs_training_data else None
+    prepared = prepared_for_evaluation(recipe)
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
     options: dict[str, Any] = {"tasks": tasks} if tasks else {}
     if manifest:
@@ -187,7 +193,7 @@ def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, d
     records = checkpoint.read_metrics(run_dir)
     if records:
         paths.append(plots.training_curves(records, out / "training_curves.png", title=f"{run_dir.name} ({recipe.family})"))
-    paths += family.figures(model, recipe, family.prepare(recipe) if family.eval_needs_training_data else None, out)
+    paths += family.figures(model, recipe, prepared_for_evaluation(recipe), out)
     return paths
 
 

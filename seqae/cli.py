@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         extra = {}
         if args.command == "codes" and args.kind is not None:
-            kinds = {"cpc": ("c", "z"), "voice_conversion": ("content", "speaker")}.get(family.name, ())
+            kinds = family.code_kinds
             if args.kind not in kinds:
                 raise ConfigError(f"--kind {args.kind}: a '{family.name}' run has " + (f"the kinds {', '.join(kinds)}" if kinds else "no code kinds"))
             extra = {"kind": args.kind}

@@ -55,6 +55,7 @@ class Family:
     data_config_for: Callable[[Any], type] | None = None  # when [data] depends on [model] (vqvae: images or mel)
     on_load: Callable[[nn.Module, Recipe, Path], None] | None = None  # attach run files (the tokenizer)
     eval_needs_training_data: bool = True  # False: evaluate/figures get prepared=None (they read their own manifests)
+    code_kinds: tuple[str, ...] = ()  # the choices of `codes(..., kind=)`, the first the default (seqae codes --kind)
 
 
 # -- array families (autoencoder, vae) -------------------------------------------------------------
@@ -659,12 +660,12 @@ FAMILIES: dict[str, Family] = {
     ),
     "cpc": Family(
         "cpc", CPCConfig, AudioDataConfig, ProbeEvalConfig,
-        prepare_cpc, lambda r: CPC(r.model), evaluate_cpc, cpc_figures, cpc_codes,
+        prepare_cpc, lambda r: CPC(r.model), evaluate_cpc, cpc_figures, cpc_codes, code_kinds=("c", "z"),
     ),
     "voice_conversion": Family(
         "voice_conversion", VoiceConversionConfig, AudioDataConfig, ConversionEvalConfig,
         prepare_voice_conversion, lambda r: VoiceConversion(r.model), evaluate_voice_conversion,
-        voice_conversion_figures, voice_conversion_codes, eval_needs_training_data=False,
+        voice_conversion_figures, voice_conversion_codes, eval_needs_training_data=False, code_kinds=("content", "speaker"),
     ),
     "quick_thought": Family(
         "quick_thought", QuickThoughtConfig, TextDataConfig, SentenceEvalConfig,
