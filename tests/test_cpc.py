@@ -47,7 +47,7 @@ def test_negatives_come_from_where_the_mode_says(mode):
 def test_infonce_is_cross_entropy_with_the_true_future_first(monkeypatch):
     model = make(prediction_steps=1, negatives=3)
     fixed = torch.randint(0, 2 * 8, (2, 8, 3))
-    monkeypatch.setattr(model, "negative_indices", lambda speaker, b, t: fixed[:, :t])
+    monkeypatch.setattr(model, "negative_indices", lambda speaker, b, t, draws: fixed[:, :t])
     wave = torch.randn(2, 465 + 160 * 7)
     out = model({"wave": wave, "speaker": torch.tensor([0, 1])})
     z = model.features(wave, "z")
@@ -58,6 +58,27 @@ def test_infonce_is_cross_entropy_with_the_true_future_first(monkeypatch):
     expected = F.cross_entropy(logits.reshape(-1, 4), torch.zeros(14, dtype=torch.long))
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert set(out.metrics) == {"accuracy_k1"}
+
+
+def test_sequence_draws_share_one_set_of_negatives_across_time(monkeypatch):
+    model = make(prediction_steps=2, negatives=4, negative_draws="sequence")
+    fixed = torch.randint(0, 2 * 8, (2, 1, 4))
+    calls = []
+    monkeypatch.setattr(model, "negative_indices", lambda speaker, b, t, draws: calls.append(draws) or fixed)
+    wave = torch.randn(2, 465 + 160 * 7)
+    out = model({"wave": wave, "speaker": torch.tensor([0, 1])})
+    assert calls == [1]
+    z, c = model.features(wave, "z"), model.features(wave, "c")
+    negs = z.reshape(16, -1)[fixed[:, 0]]  # (2, 4, C): the same four for every time step
+    losses = []
+    for k in (1, 2):
+        pred = model.predictors[k - 1](c[:, :-k])
+        logits = torch.cat([(pred * z[:, k:]).sum(-1, keepdim=True), torch.einsum("btc,bnc->btn", pred, negs)], -1)
+        losses.append(F.cross_entropy(logits.reshape(-1, 5), torch.zeros(logits.shape[0] * logits.shape[1], dtype=torch.long)))
+    assert out.loss.item() == pytest.approx(torch.stack(losses).mean().item(), rel=1e-5)
+    monkeypatch.undo()
+    rows = model.negative_indices(torch.tensor([0, 1, 0]), 3, 10, draws=1) // 10
+    assert rows.shape == (3, 1, 4) and set(rows[1].flatten().tolist()) == {1}
 
 
 def test_frame_labels_take_the_phone_under_each_frame_centre():
