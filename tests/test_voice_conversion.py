@@ -175,6 +175,27 @@ def test_the_adversary_phase_trains_only_the_classifier_and_the_model_phase_figh
     assert all(p.grad is not None for p in model.content_encoder.parameters())
 
 
+def test_speaker_loss_classifies_the_reference_speaker_vector():
+    torch.manual_seed(0)
+    config = VoiceConversionConfig(input_dim=10, channels=8, blocks=1, content_dim=4, speaker_dim=4,
+                                   speakers=["a", "b", "c"], speaker_loss_weight=0.5)
+    model = VoiceConversion(config)
+    x, ref = torch.randn(3, 10, 12), torch.randn(3, 10, 9)
+    mask, ref_mask = torch.ones(3, 12, dtype=torch.bool), torch.ones(3, 9, dtype=torch.bool)
+    batch = {"x": x, "mask": mask, "ref": ref, "ref_mask": ref_mask, "speaker": torch.tensor([2, 0, 1])}
+    out = model(batch)
+    logits = model.speaker_head(model.speaker_encoder(ref, ref_mask))
+    expected = torch.nn.functional.cross_entropy(logits, batch["speaker"])
+    assert out.metrics["speaker_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out.metrics["speaker_accuracy"].item() == pytest.approx((logits.argmax(1) == batch["speaker"]).float().mean().item())
+    assert out.loss.item() == pytest.approx((out.metrics["l1"] + 0.5 * expected).item(), rel=1e-5)  # KL weight 0 at step 0
+    out.loss.backward()
+    assert model.speaker_head.weight.grad.abs().sum() > 0 and model.speaker_encoder.out.weight.grad.abs().sum() > 0
+    assert not hasattr(VoiceConversion(VoiceConversionConfig(input_dim=10, channels=8, blocks=1)), "speaker_head")
+    with pytest.raises(ValueError, match="speakers"):
+        VoiceConversion(VoiceConversionConfig(input_dim=10, channels=8, blocks=1, speaker_loss_weight=0.1))
+
+
 def test_kl_weight_ramps_over_training_steps():
     model = VoiceConversion(VoiceConversionConfig(input_dim=8, channels=8, blocks=1, content_dim=2, speaker_dim=2,
                                                   kl_weight=0.2, kl_anneal_steps=4)).train()

@@ -9,7 +9,9 @@ Two methods, chosen by ``model.method``:
     decoder (KL to N(0, I), weight ramped from 0 over ``kl_anneal_steps``). A speaker encoder pools over
     time to one vector. The decoder's AdaIN layers take their scale and shift from that vector. Trained
     to reconstruct a segment from its own content and the speaker vector of a *different* utterance of
-    the same speaker (the batch's ``ref``), so the speaker path cannot carry content. Loss: L1 + KL.
+    the same speaker (the batch's ``ref``), so the speaker path cannot carry content. Loss: L1 + KL
+    (+ ``speaker_loss_weight`` x the cross-entropy of a linear speaker classifier on the speaker vector,
+    which makes the vectors of one speaker's utterances agree).
     Converts to any speaker, seen in training or not, from one utterance (one-shot).
 
 ``adversarial`` (after Chou et al. 2018, arXiv 1804.02812)
@@ -54,6 +56,9 @@ class VoiceConversionConfig:
     kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
     speakers: list[str] = field(default_factory=list)  # the training speakers; filled from the data
     adversary_weight: float = 0.1  # adversarial: weight of the encoder's confusion loss
+    # adain: weight of a speaker-classification loss on the speaker vector (a linear classifier over the
+    # training speakers); 0 turns it off (the paper's AdaIN-VC)
+    speaker_loss_weight: float = 0.0
     adversary_hidden: int = 256
 
     def validate(self, where: str) -> None:
@@ -62,8 +67,8 @@ class VoiceConversionConfig:
                 raise ConfigError(f"{where}: model.{name} must be positive, got {getattr(self, name)}")
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"{where}: model.kernel_size must be odd (frames stay aligned), got {self.kernel_size}")
-        if self.kl_weight < 0 or self.kl_anneal_steps < 0 or self.adversary_weight < 0:
-            raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps and adversary_weight must be >= 0")
+        if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight) < 0:
+            raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps, adversary_weight and speaker_loss_weight must be >= 0")
 
 
 def _mask_out(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -162,13 +167,15 @@ class VoiceConversion(nn.Module):
         super().__init__()
         if config.input_dim <= 0:
             raise ValueError("VoiceConversionConfig.input_dim must be set (the number of mel bands)")
-        if config.method == "adversarial" and len(config.speakers) < 2:
-            raise ValueError("the adversarial method needs model.speakers: at least 2 training speakers")
+        if (config.method == "adversarial" or config.speaker_loss_weight > 0) and len(config.speakers) < 2:
+            raise ValueError("the adversarial method and the speaker loss need model.speakers: at least 2 training speakers")
         self.config = config
         self.content_encoder = ContentEncoder(config)
         self.decoder = Decoder(config)
         if config.method == "adain":
             self.speaker_encoder = SpeakerEncoder(config)
+            if config.speaker_loss_weight > 0:
+                self.speaker_head = nn.Linear(config.speaker_dim, len(config.speakers))
         else:
             self.speaker_table = nn.Embedding(len(config.speakers), config.speaker_dim)
             self.adversary = SpeakerClassifier(config)
@@ -265,6 +272,11 @@ class VoiceConversion(nn.Module):
             weight = self.kl_weight()
             loss = loss + weight * kl
             metrics.update(kl=kl.detach(), kl_weight=weight)
+        if self.config.method == "adain" and self.config.speaker_loss_weight > 0:
+            logits = self.speaker_head(speaker)
+            speaker_loss = F.cross_entropy(logits, batch["speaker"])
+            loss = loss + self.config.speaker_loss_weight * speaker_loss
+            metrics.update(speaker_loss=speaker_loss.detach(), speaker_accuracy=(logits.argmax(1) == batch["speaker"]).float().mean().detach())
         if self.config.method == "adversarial":
             logits = self.adversary(mean, mask)
             confusion = -F.log_softmax(logits, dim=1).mean()  # cross-entropy against the uniform distribution
