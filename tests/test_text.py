@@ -132,3 +132,19 @@ def test_padding_never_reaches_the_readout():
             both = encoder(tokens, lengths)
             alone = encoder(tokens[:1, :3], lengths[:1])
             torch.testing.assert_close(both[:1], alone, msg=f"{readout} {bidirectional}")
+
+
+def test_embedding_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(50, 8, 16, readout="mean", dropout=0.5)
+    tokens, lengths = pad_batch([np.array([5, 6, 7, 8]), np.array([9, 10, 11])])
+    encoder.eval()
+    torch.testing.assert_close(encoder(tokens, lengths), encoder(tokens, lengths))
+    reference = RecurrentEncoder(50, 8, 16, readout="mean")
+    reference.load_state_dict(encoder.state_dict())  # dropout has no weights: the same network
+    torch.testing.assert_close(encoder(tokens, lengths), reference.eval()(tokens, lengths))
+    encoder.train()
+    a, b = encoder(tokens, lengths), encoder(tokens, lengths)
+    assert (a - b).abs().max() > 1e-3  # a fresh mask each call
+    with pytest.raises(ValueError, match="dropout"):
+        RecurrentEncoder(50, 8, 16, dropout=1.0)

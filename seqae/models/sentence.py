@@ -22,16 +22,20 @@ class SentenceEncoderConfig:
     bidirectional: bool = False
     readout: str = choice("last", *READOUTS)  # last hidden state (the papers), or mean/max over states
     cell: str = choice("gru", "gru", "lstm")
+    dropout: float = 0.0  # share of the encoder's word-embedding units zeroed in training
 
     def validate(self, where: str) -> None:
         if self.embed_dim <= 0 or self.hidden <= 0 or self.vocab_size < 0:
             raise ConfigError(f"{where}: model.embed_dim and model.hidden must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{where}: model.dropout must be in [0, 1), got {self.dropout}")
 
 
 def build_encoder(config: SentenceEncoderConfig) -> RecurrentEncoder:
     if config.vocab_size <= 0:
         raise ValueError("vocab_size must be set (from the tokenizer)")
-    return RecurrentEncoder(config.vocab_size, config.embed_dim, config.hidden, config.bidirectional, config.readout, config.cell)
+    return RecurrentEncoder(config.vocab_size, config.embed_dim, config.hidden, config.bidirectional, config.readout, config.cell,
+                            dropout=config.dropout)
 
 
 class SentenceEmbedder(nn.Module):

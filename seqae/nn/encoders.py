@@ -97,7 +97,8 @@ class RecurrentEncoder(nn.Module):
     (packed sequences; a one-way RNN on a batch of similar lengths runs padded and reads its states at
     the real positions, which is exact and cheaper; masks for ``mean``/``max``). Read-outs: ``last`` (the final hidden
     state of each direction, as in skip-thought and quick-thought), ``mean`` or ``max`` over the states of
-    the real tokens (as InferSent). ``out_dim = hidden * (2 if bidirectional else 1)``.
+    the real tokens (as InferSent). ``out_dim = hidden * (2 if bidirectional else 1)``. ``dropout``:
+    the share of word-embedding units zeroed in training (none at inference).
     """
 
     def __init__(
@@ -110,11 +111,15 @@ class RecurrentEncoder(nn.Module):
         cell: str = "gru",
         num_layers: int = 1,
         pad_id: int = 0,
+        dropout: float = 0.0,
     ):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
         self.rnn = rnn(embed_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
         self.readout = readout
@@ -126,7 +131,7 @@ class RecurrentEncoder(nn.Module):
 
         if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
             raise ValueError(f"expected tokens (batch, time) and lengths (batch,), got {tuple(tokens.shape)} and {tuple(lengths.shape)}")
-        embedded = self.embedding(tokens)
+        embedded = self.dropout(self.embedding(tokens))
         lengths_f = lengths.float()
         if not self.bidirectional and tokens.shape[1] <= 1.25 * lengths_f.mean().item():
             # A one-way RNN's state at a real position never depends on the padding after it, so a
