@@ -65,6 +65,20 @@ def test_skip_thought_loss_ignores_padding():
     assert sum("embedding" in n for n in names) == 1
 
 
+def test_skip_thought_decoder_nll_is_the_sum_over_sentences_in_a_mixed_batch():
+    from seqae.datasets.text import pad_batch
+
+    torch.manual_seed(0)
+    model = SkipThought(SkipThoughtConfig(vocab_size=40, embed_dim=8, hidden=12, tie_embeddings=False))
+    rng = np.random.default_rng(0)
+    tokens, lengths = pad_batch([rng.integers(4, 40, size=n) for n in rng.integers(1, 30, size=140)])  # grouped by length
+    sentence = torch.randn(140, 12)
+    nll, count = model.decode_next(sentence, tokens, lengths)
+    singles = [model.decode_next(sentence[i : i + 1], tokens[i : i + 1, : lengths[i]], lengths[i : i + 1]) for i in range(140)]
+    assert nll.item() == pytest.approx(sum(n.item() for n, _ in singles), rel=1e-5)
+    assert count.item() == int(lengths.sum()) + 140  # every token and one EOS each
+
+
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):
     return book_corpus(tmp_path_factory.mktemp("corpus"))

@@ -148,3 +148,17 @@ def test_embedding_dropout_acts_in_training_only():
     assert (a - b).abs().max() > 1e-3  # a fresh mask each call
     with pytest.raises(ValueError, match="dropout"):
         RecurrentEncoder(50, 8, 16, dropout=1.0)
+
+
+def test_a_batch_of_mixed_lengths_runs_in_groups_with_the_same_result():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    sentences = [rng.integers(1, 50, size=n) for n in rng.integers(1, 40, size=150)]
+    tokens, lengths = pad_batch(sentences)
+    for readout in ("last", "mean", "max"):
+        encoder = RecurrentEncoder(50, 8, 16, readout=readout)
+        together = encoder(tokens, lengths)  # 150 rows of very different lengths: two groups
+        one_by_one = torch.cat([encoder(tokens[i : i + 1, : lengths[i]], lengths[i : i + 1]) for i in range(150)])
+        torch.testing.assert_close(together, one_by_one, msg=readout)
+        together.sum().backward()
+        assert encoder.embedding.weight.grad is not None

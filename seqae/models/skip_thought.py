@@ -12,6 +12,7 @@ from torch import nn
 from seqae.models.base import ModelOutput
 from seqae.nn.distributed import distributed_mean
 from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
+from seqae.nn.encoders import length_groups
 
 
 @dataclass
@@ -52,21 +53,22 @@ class ConditionalDecoder(nn.Module):
         inputs = torch.cat([bos, tokens], dim=1)
         targets = torch.cat([tokens, torch.full_like(bos, PAD_ID)], dim=1)
         targets[torch.arange(b, device=tokens.device), lengths.to(tokens.device)] = EOS_ID
-        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
         embedded = self.embedding(inputs)
         condition = sentence[:, None, :].expand(b, t + 1, sentence.shape[-1])
         h0 = torch.tanh(self.init(sentence))[None]
-        # packed: no recurrent step is spent on padding
-        packed = pack_padded_sequence(torch.cat([embedded, condition], dim=-1), (lengths + 1).cpu(), batch_first=True, enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.rnn(packed, h0)[0], batch_first=True, total_length=t + 1)
+        steps = (lengths + 1).to(tokens.device)
         mask = targets != PAD_ID
-        valid = states[mask]  # only real positions reach the vocabulary projection
-        if self.tie:
-            logits = self.to_embed(valid) @ self.embedding.weight.t()
-        else:
-            logits = self.out(valid)
-        return F.cross_entropy(logits, targets[mask], reduction="sum"), mask.sum()
+        nll = embedded.new_zeros(())
+        # padded, in groups of similar lengths: a state at a real position never depends on the padding
+        # after it, and only real positions reach the vocabulary projection
+        for rows in length_groups(steps, t + 1):
+            width = int(steps[rows].max())
+            states = self.rnn(torch.cat([embedded[rows, :width], condition[rows, :width]], dim=-1), h0[:, rows])[0]
+            keep = mask[rows, :width]
+            valid = states[keep]
+            logits = self.to_embed(valid) @ self.embedding.weight.t() if self.tie else self.out(valid)
+            nll = nll + F.cross_entropy(logits, targets[rows, :width][keep], reduction="sum")
+        return nll, mask.sum()
 
 
 class SkipThought(SentenceEmbedder):

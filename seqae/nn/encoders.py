@@ -90,12 +90,23 @@ class ConvDecoder(nn.Module):
 READOUTS = ("last", "mean", "max")
 
 
+def length_groups(lengths: torch.Tensor, width: int) -> list[torch.Tensor]:
+    """Row indices of a padded batch ``(batch, width)`` with ``lengths`` ``(batch,)`` for running a one-way
+    RNN padded: one group (all rows, in order) when the lengths are similar or the batch is small, else
+    the rows sorted by length and split into up to four groups (at least 64 rows each), each to be
+    padded only to its own longest row."""
+    count = min(4, lengths.shape[0] // 64)
+    if count <= 1 or width <= 1.25 * lengths.float().mean().item():
+        return [torch.arange(lengths.shape[0], device=lengths.device)]
+    return list(torch.argsort(lengths, descending=True).tensor_split(count))
+
+
 class RecurrentEncoder(nn.Module):
     """Token ids ``(batch, time)`` with ``lengths`` ``(batch,)`` -> sentence vectors ``(batch, out_dim)``.
 
-    Word embeddings, then a GRU (or LSTM), uni- or bi-directional; padding never reaches the output
-    (packed sequences; a one-way RNN on a batch of similar lengths runs padded and reads its states at
-    the real positions, which is exact and cheaper; masks for ``mean``/``max``). Read-outs: ``last`` (the final hidden
+    Word embeddings, then a GRU (or LSTM), uni- or bi-directional; padding never reaches the output (a
+    one-way RNN runs padded, in groups of similar lengths, and reads its states at the real positions,
+    which is exact; a two-way RNN runs on packed sequences; masks for ``mean``/``max``). Read-outs: ``last`` (the final hidden
     state of each direction, as in skip-thought and quick-thought), ``mean`` or ``max`` over the states of
     the real tokens (as InferSent). ``out_dim = hidden * (2 if bidirectional else 1)``. ``dropout``:
     the share of word-embedding units zeroed in training (none at inference).
@@ -131,26 +142,41 @@ class RecurrentEncoder(nn.Module):
 
         if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
             raise ValueError(f"expected tokens (batch, time) and lengths (batch,), got {tuple(tokens.shape)} and {tuple(lengths.shape)}")
+        if not self.bidirectional:
+            return self.one_way(tokens, lengths)
+        # two-way: packed sequences, so the backward direction starts at each sentence's last token
         embedded = self.dropout(self.embedding(tokens))
-        lengths_f = lengths.float()
-        if not self.bidirectional and tokens.shape[1] <= 1.25 * lengths_f.mean().item():
-            # A one-way RNN's state at a real position never depends on the padding after it, so a
-            # batch of similar lengths runs padded (cheaper than packing) and reads its real positions.
-            states, _ = self.rnn(embedded)
-            if self.readout == "last":
-                index = (lengths.to(tokens.device) - 1).clamp_min(0)
-                return states[torch.arange(tokens.shape[0], device=tokens.device), index]
-            return self.pool(states, tokens, lengths)
-        # two-way, or lengths that vary a lot: packed sequences compute no step on padding
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
         states, final = self.rnn(packed)
         if self.readout == "last":
             h_n = final[0] if isinstance(final, tuple) else final  # (layers * dirs, batch, hidden)
-            if self.bidirectional:
-                return torch.cat([h_n[-2], h_n[-1]], dim=-1)
-            return h_n[-1]
+            return torch.cat([h_n[-2], h_n[-1]], dim=-1)
         padded, _ = pad_packed_sequence(states, batch_first=True, total_length=tokens.shape[1])
         return self.pool(padded, tokens, lengths)
+
+    def one_way(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """A one-way RNN's state at a real position never depends on the padding after it, so it runs
+        padded and reads its real positions. A batch whose lengths vary a lot is sorted by length and run
+        in up to four groups, each padded to its own longest sentence: on the CPU this trains about twice
+        as fast as packed sequences, whose backward pass writes a full-size gradient for every time step."""
+        device = tokens.device
+        lengths = lengths.to(device)
+        groups = length_groups(lengths, tokens.shape[1])
+        outputs = []
+        for rows in groups:
+            width = max(1, int(lengths[rows].max()))
+            part, part_lengths = tokens[rows, :width], lengths[rows]
+            states, _ = self.rnn(self.dropout(self.embedding(part)))
+            if self.readout == "last":
+                outputs.append(states[torch.arange(len(rows), device=device), (part_lengths - 1).clamp_min(0)])
+            else:
+                outputs.append(self.pool(states, part, part_lengths))
+        if len(groups) == 1:
+            return outputs[0]
+        order = torch.cat(groups)
+        out = torch.empty(tokens.shape[0], outputs[0].shape[1], dtype=outputs[0].dtype, device=device)
+        out[order] = torch.cat(outputs)
+        return out
 
     def pool(self, states, tokens, lengths):
         """Mean or max over the states of real tokens: ``(batch, time, dim) -> (batch, dim)``."""
