@@ -298,10 +298,14 @@ def prepare_text(recipe: Recipe) -> Prepared:
             f"{recipe.data.corpus}: {len(corpus)} sentences in too few chapters to hold every "
             f"{recipe.data.test_every}th out; lower data.test_every"
         )
-    source = ContiguousSentences if recipe.family == "quick_thought" else SentenceTriples
     name = Path(recipe.data.corpus).name
-    train = source(corpus, train_idx, f"{name} (training chapters)")
-    test = source(corpus, test_idx, f"{name} (held-out chapters)")
+    if recipe.family == "quick_thought":
+        runs = recipe.data.runs_per_batch
+        train = ContiguousSentences(corpus, train_idx, f"{name} (training chapters)", runs)
+        test = ContiguousSentences(corpus, test_idx, f"{name} (held-out chapters)", runs)
+    else:
+        train = SentenceTriples(corpus, train_idx, f"{name} (training chapters)")
+        test = SentenceTriples(corpus, test_idx, f"{name} (held-out chapters)")
     extra = {"corpus": corpus, "test_idx": test_idx, "tokenizer": tokenizer}
     return Prepared(train, test, extra, run_files={"tokenizer.json": corpus.folder / "tokenizer.json"})
 

@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqae.config import ConfigError
 from seqae.datasets.base import DataError
 from seqae.datasets.text import (
     ContiguousSentences, SentenceTriples, TextDataConfig, is_heading, iter_sentences, pad_batch,
@@ -121,6 +122,30 @@ def test_contiguous_batches_and_fewer_sentences_than_a_batch(tmp_path):
         source.epoch_batches(0, 0, 64)
     triples = SentenceTriples(corpus, np.arange(len(corpus)), "a")
     assert len(triples) == 16  # 8 middles per chapter of 10: no triple crosses the chapter heading
+
+
+def test_batches_of_several_runs_never_pair_sentences_across_runs(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    write_book(tmp_path / "corpus" / "a.txt", 3, 20)
+    corpus = tokenise_corpus(TextDataConfig(corpus=str(tmp_path / "corpus"), vocab_size=100, cache_dir=str(tmp_path / "c")))
+    source = ContiguousSentences(corpus, np.arange(len(corpus)), "a", runs=4)
+    batches = source.epoch_batches(0, 0, 8)
+    assert len(batches) == 60 // 8  # 30 runs of 2 in an epoch -> 7 batches of 4 runs
+    for b in batches:
+        runs = b.reshape(4, 2)
+        assert (runs[:, 1] == runs[:, 0] + 1).all()  # each run: 2 consecutive sentences
+    positions = np.array([0, 1, 2, 3, 10, 11, 4, 5])  # runs [0..3], [10, 11], [4, 5]: one chapter
+    segment = source.collate(positions)["segment"]
+    assert segment[0] == segment[3] and len({int(segment[0]), int(segment[4]), int(segment[6])}) == 3
+    from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
+
+    target = QuickThought(QuickThoughtConfig(vocab_size=100, embed_dim=4, hidden=4)).targets(segment)
+    # 3 pairs inside the first run (both directions), one in each of the other two; none across runs
+    assert target.sum() == 2 * (3 + 1 + 1) and not target[3, 4] and not target[5, 6]
+    with pytest.raises(ConfigError, match="multiple of data.runs_per_batch"):
+        source.epoch_batches(0, 0, 6)
+    one_run = ContiguousSentences(corpus, np.arange(len(corpus)), "a").collate(positions[:4])["segment"]
+    assert torch.equal(one_run, torch.from_numpy(source.segments[:4].astype(np.int64)))
 
 
 def test_padding_never_reaches_the_readout():

@@ -172,6 +172,10 @@ class TextDataConfig:
     max_tokens: int = 48  # longer sentences are truncated
     max_sentence_chars: int = 5000  # a longer "sentence" is an error (a file without sentence punctuation)
     test_every: int = 10  # every n-th chapter is held out for evaluation
+    # quick-thought: each batch is this many runs of batch_size / runs_per_batch consecutive sentences
+    # from random places in the corpus (1: one run, as in the paper); the other runs' sentences are
+    # negatives from other chapters and books
+    runs_per_batch: int = 1
     cache_dir: str = ""  # tokenised corpus cache; default $SEQAE_CACHE or ~/.cache/seqae
 
     def validate(self, where: str) -> None:
@@ -181,6 +185,8 @@ class TextDataConfig:
             raise ConfigError(f"{where}: data.vocab_size must be at least 100")
         if self.max_tokens < 2 or self.test_every < 2:
             raise ConfigError(f"{where}: data.max_tokens and data.test_every must be at least 2")
+        if self.runs_per_batch < 1:
+            raise ConfigError(f"{where}: data.runs_per_batch must be at least 1")
 
 
 def corpus_fingerprint(files: list[Path], config: TextDataConfig) -> str:
@@ -366,17 +372,20 @@ def pad_batch(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ContiguousSentences(BatchSource):
-    """Quick-thought batches: runs of ``batch_size`` consecutive sentences.
+    """Quick-thought batches: ``runs`` runs of ``batch_size / runs`` consecutive sentences each.
 
-    Each batch is ``{"tokens": (B, T), "lengths": (B,), "segment": (B,)}``; sentences of different
-    segments in one batch are never treated as neighbours. Examples are start positions of runs, so the
-    epoch's batches are shuffled runs of the sentence stream.
+    Each batch is ``{"tokens": (B, T), "lengths": (B,), "segment": (B,)}``; ``segment`` labels each run's
+    part of a segment (chapter), and sentences with different labels are never treated as neighbours.
+    The epoch's runs tile the sentence stream from a random offset and come in random order; with
+    ``runs`` > 1 a batch holds runs from different places in the corpus.
     """
 
-    def __init__(self, corpus: TokenisedCorpus, indices: np.ndarray, name: str):
+    def __init__(self, corpus: TokenisedCorpus, indices: np.ndarray, name: str, runs: int = 1):
         self.corpus = corpus
         self.indices = np.asarray(indices)
         self.segments = np.asarray(corpus.segments)[self.indices]
+        self.n_segments = int(self.segments.max()) + 1 if len(self.segments) else 1
+        self.runs = runs
         self.name = name
 
     def __len__(self) -> int:
@@ -387,18 +396,30 @@ class ContiguousSentences(BatchSource):
 
     def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
         n = self.check_batch_size(batch_size, "sentences")
+        if batch_size % self.runs:
+            raise ConfigError(f"train.batch_size = {batch_size} is not a multiple of data.runs_per_batch = {self.runs}")
+        run = batch_size // self.runs
         # a random offset per epoch so that run boundaries move; then the runs in random order
         rng = np.random.default_rng([seed, epoch])
-        offset = int(rng.integers(0, batch_size))
-        starts = np.arange(offset, n - batch_size + 1, batch_size)
-        if len(starts) == 0:
-            starts = np.array([0])
-        return [np.arange(s, s + batch_size) for s in rng.permutation(starts)]
+        offset = int(rng.integers(0, run))
+        starts = np.arange(offset, n - run + 1, run)
+        if len(starts) < self.runs:
+            starts = np.arange(0, self.runs * run, run)
+        order = rng.permutation(starts)
+        return [np.concatenate([np.arange(s, s + run) for s in order[i : i + self.runs]])
+                for i in range(0, len(order) - self.runs + 1, self.runs)]
 
     def collate(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         rows = self.indices[positions]
         tokens, lengths = pad_batch([self.corpus.ids(int(i)) for i in rows])
-        return {"tokens": tokens, "lengths": lengths, "segment": torch.from_numpy(self.segments[positions].astype(np.int64))}
+        segment = self.segments[positions].astype(np.int64)
+        jumps = np.flatnonzero(np.diff(positions) != 1) + 1
+        if len(jumps):  # several runs: each gets labels of its own, keyed by its first position
+            first = np.zeros(len(positions), dtype=np.int64)
+            first[jumps] = jumps
+            first = np.maximum.accumulate(first)
+            segment = segment + self.n_segments * (np.asarray(positions, dtype=np.int64)[first] + 1)
+        return {"tokens": tokens, "lengths": lengths, "segment": torch.from_numpy(segment)}
 
 
 class SentenceTriples(BatchSource):

@@ -41,6 +41,9 @@ class CPCConfig:
     # "sequence", one set per utterance shared by all its time steps (the same distribution, drawn from
     # the same frames, at a fraction of the gather and scoring cost: about 1.45x faster steps on the CPU)
     negative_draws: str = choice("frame", "frame", "sequence")
+    # normalisation of each encoder frame over its channels: "layer" (no parameters), "layer_affine"
+    # (with a learned scale and shift per channel, the "channel norm" of later CPC code), or "none"
+    encoder_norm: str = choice("layer", "layer", "layer_affine", "none")
 
     def validate(self, where: str) -> None:
         if len(self.strides) != len(self.kernels) or not self.strides:
@@ -66,8 +69,8 @@ class CPCConfig:
 
 class WaveEncoder(nn.Module):
     """Waveform ``(batch, samples)`` -> frames ``(batch, frames, channels)``, frames =
-    (samples - receptive_field) // hop + 1. ReLU after every convolution; channel-wise normalisation
-    over each frame (a LayerNorm without affine is cheap and keeps training stable)."""
+    (samples - receptive_field) // hop + 1. ReLU after every convolution; then each frame normalised
+    over its channels (``encoder_norm``: a LayerNorm without or with affine parameters, or none)."""
 
     def __init__(self, config: CPCConfig):
         super().__init__()
@@ -77,7 +80,10 @@ class WaveEncoder(nn.Module):
             layers += [nn.Conv1d(in_ch, config.channels, k, stride=s, padding=0), nn.ReLU()]
             in_ch = config.channels
         self.net = nn.Sequential(*layers)
-        self.norm = nn.LayerNorm(config.channels, elementwise_affine=False)
+        if config.encoder_norm == "none":
+            self.norm = nn.Identity()
+        else:
+            self.norm = nn.LayerNorm(config.channels, elementwise_affine=config.encoder_norm == "layer_affine")
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.norm(self.net(wave[:, None, :]).transpose(1, 2))
