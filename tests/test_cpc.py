@@ -28,6 +28,20 @@ def test_one_frame_per_160_samples():
         assert z.shape[1] == model.frames(samples) == (samples - 465) // 160 + 1
 
 
+
+@pytest.mark.parametrize("norm", ["layer", "layer_affine", "none"])
+def test_encoder_norm_options(norm):
+    model = make(encoder_norm=norm)
+    wave = torch.randn(2, 1600)
+    z = model.features(wave, "z")
+    raw = model.encoder.net(wave[:, None, :]).transpose(1, 2)
+    if norm == "none":
+        assert torch.equal(z, raw)
+    else:  # each frame: zero mean, unit variance over its channels (the affine part starts at 1, 0)
+        assert torch.allclose(z.mean(-1), torch.zeros(2, z.shape[1]), atol=1e-5)
+        assert torch.allclose(z.var(-1, unbiased=False), torch.ones(2, z.shape[1]), atol=1e-2)
+    assert sum(p.numel() for p in model.encoder.norm.parameters()) == (32 if norm == "layer_affine" else 0)
+
 @pytest.mark.parametrize("mode", ["same_speaker", "any_speaker", "same_sequence"])
 def test_negatives_come_from_where_the_mode_says(mode):
     model = make(negative_sampling=mode, negatives=50)
