@@ -372,7 +372,8 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
         "bow_untrained": bag_of_words(untrained),
     }
     held = held_out_tasks(prepared, recipe.eval)
-    result: dict[str, Any] = {"held_out_sentences": len(prepared.extra["test_idx"]), "embedding_dim": model.embedding_dim}
+    result: dict[str, Any] = {"held_out_sentences": len(prepared.extra["test_idx"]), "retrieval_queries": len(held["queries"]),
+                              "embedding_dim": model.embedding_dim}
     for name, embed in embedders.items():
         for key, value in builtin_tasks(embed, held, recipe.eval).items():
             result[f"{key}_{name}"] = value

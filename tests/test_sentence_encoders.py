@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import seqae
 from seqae.cli import main
 from seqae.datasets.base import DataError
-from seqae.evaluation.sentences import read_task
+from seqae.evaluation.sentences import read_task, retrieval
 from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
 from seqae.models.skip_thought import SkipThought, SkipThoughtConfig
 
@@ -164,3 +164,22 @@ def test_corpus_smaller_than_a_batch_is_an_error(tmp_path, corpus_dir):
     recipe = write_recipe(tmp_path, TINY_QT.replace("CORPUS", str(corpus_dir)).replace("batch_size = 32", "batch_size = 4096"))
     with pytest.raises(DataError, match="fewer than one batch of 4096"):
         seqae.train(recipe, out=tmp_path / "run")
+
+
+def test_retrieval_figures_are_the_expectation_over_distractor_draws():
+    # 2-d unit vectors by angle: the query at 0; its true next sentence at 0.3 rad; pool sentences at
+    # 0.1 (closer than the true next), 0.5, 0.7 and 0.9 (farther); the pool also holds the query and
+    # the true next, which are never distractors
+    angles = {"q": 0.0, "n": 0.3, "a": 0.1, "b": 0.5, "c": 0.7, "d": 0.9}
+    embed = lambda texts: np.array([[np.cos(angles[t]), np.sin(angles[t])] for t in texts])  # noqa: E731
+    pool = ["q", "n", "a", "b", "c", "d"]
+    # 2 distractors from {a, b, c, d}: a is among them in 3 of the 6 pairs (rank 2), else rank 1
+    result = retrieval(embed, ["q"], ["n"], pool, candidates=3, seed=0)
+    assert result["recall_at_1"] == pytest.approx(0.5)
+    assert result["mrr"] == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+    # the same figures from explicit draws
+    rng = np.random.default_rng(0)
+    ranks = [1 + ("a" in rng.choice(["a", "b", "c", "d"], 2, replace=False)) for _ in range(20000)]
+    assert np.mean(np.array(ranks) == 1) == pytest.approx(0.5, abs=0.02)
+    angles["n"] = 0.05  # nothing scores above the true next: rank 1 whatever is drawn
+    assert retrieval(embed, ["q"], ["n"], pool, candidates=3, seed=0) == {"recall_at_1": 1.0, "mrr": 1.0}

@@ -20,7 +20,7 @@ class SentenceEvalConfig:
     """``[eval]`` for the sentence encoders."""
 
     probe_sentences: int = 2000  # held-out sentences for the which-book probe
-    retrieval_queries: int = 500  # held-out sentences whose next sentence is retrieved
+    retrieval_queries: int = 5000  # held-out sentences whose next sentence is retrieved (at most; all there are by default)
     candidates: int = 100  # the true next sentence among this many
     folds: int = 5  # cross-validation folds of the which-book probe
     seed: int = 0
@@ -100,24 +100,39 @@ def similarity_task(embed: Embedder, items) -> dict[str, float]:
 
 
 def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[str], candidates: int, seed: int) -> dict[str, float]:
-    """Rank each query's true next sentence among ``candidates`` (it and others from ``pool``) by cosine
-    similarity of the embeddings; recall@1 and mean reciprocal rank."""
-    rng = np.random.default_rng(seed)
+    """Rank each query's true next sentence among ``candidates`` (it and ``candidates - 1`` distractors
+    drawn at random from ``pool``) by cosine similarity of the embeddings; recall@1 and mean reciprocal
+    rank.
+
+    The figures are the exact expectations over the random draw of distractors, not one draw: if ``h`` of
+    a query's ``M`` allowed pool sentences score above its true next sentence, the number of them among
+    ``m = candidates - 1`` distractors is hypergeometric, so recall@1 = P(none drawn) and the reciprocal
+    rank is E[1 / (1 + drawn)]. Only the choice of queries is left to chance. ``seed`` is unused (kept for
+    the signature).
+    """
+    from scipy.stats import hypergeom
+
+    del seed
     q = embed(queries)
     n = embed(nexts)
     p = embed(pool)
     normalise = lambda m: m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-9)  # noqa: E731
     q, n, p = normalise(q), normalise(n), normalise(p)
-    ranks = []
+    pool_arr = np.array(pool, dtype=object)
+    m = candidates - 1
+    recall, reciprocal = [], []
     for i in range(len(queries)):
         # distractors: other pool sentences, never the query itself or its true next sentence
-        allowed = np.array([j for j, text in enumerate(pool) if text != queries[i] and text != nexts[i]])
-        others = allowed[rng.choice(len(allowed), size=candidates - 1, replace=False)]
-        true_score = float(q[i] @ n[i])
-        other_scores = p[others] @ q[i]
-        ranks.append(1 + int((other_scores > true_score).sum()))
-    ranks = np.array(ranks)
-    return {"recall_at_1": float((ranks == 1).mean()), "mrr": float((1.0 / ranks).mean())}
+        allowed = (pool_arr != queries[i]) & (pool_arr != nexts[i])
+        total = int(allowed.sum())
+        if total < m:
+            raise ValueError(f"{total} pool sentences allowed as distractors, fewer than candidates - 1 = {m}")
+        higher = int(((p[allowed] @ q[i]) > float(q[i] @ n[i])).sum())
+        x = np.arange(0, min(higher, m) + 1)
+        probs = hypergeom(total, higher, m).pmf(x)
+        recall.append(float(probs[0]))
+        reciprocal.append(float((probs / (1 + x)).sum()))
+    return {"recall_at_1": float(np.mean(recall)), "mrr": float(np.mean(reciprocal))}
 
 
 def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEvalConfig) -> dict[str, float]:
