@@ -12,7 +12,7 @@ from torch import nn
 
 from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
-from seqae.config import ConfigError, Recipe, dumps_toml, load_recipe, read_toml, recipe_from_dict
+from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_recipe, read_toml, recipe_from_dict
 from seqae.families import get_family
 from seqae.train import Trainer, seed_everything
 
@@ -158,19 +158,30 @@ def prepared_for_evaluation(recipe: Recipe):
 
 def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
-    manifest: str | list[str] | None = None,
+    manifest: str | list[str] | None = None, overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``.
 
     ``tasks``: task files for the sentence encoders (``label<TAB>sentence`` or
     ``score<TAB>sentence1<TAB>sentence2`` per line). ``manifest``: the audio families' evaluation manifest(s).
+    ``overrides``: ``["eval.KEY=VALUE", ...]``, settings of the recipe's ``[eval]`` section for this
+    evaluation (the other sections are fixed by training).
     """
     run_dir = Path(run_dir)
     model = load(run_dir, device=device)
     recipe = model.recipe
+    if overrides:
+        other = [text for text in overrides if not text.strip().startswith("eval.")]
+        if other:
+            raise ConfigError(f"--set {other[0]!r}: seqae eval takes eval.* settings only; the others are fixed by training")
+        config_path = run_dir / checkpoint.CONFIG_FILE
+        raw = apply_overrides(read_toml(config_path), overrides)
+        recipe.eval = recipe_from_dict(raw, f"{config_path} with --set", base_dir=run_dir, check_paths=False).eval
     family = get_family(recipe.family)
     prepared = prepared_for_evaluation(recipe)
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
+    if overrides:
+        result["eval_overrides"] = list(overrides)
     options: dict[str, Any] = {"tasks": tasks} if tasks else {}
     if manifest:
         options["manifest"] = manifest

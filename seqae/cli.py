@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the model was not trained on are the unseen targets)")
     p.add_argument("--task", action="append", default=[], metavar="FILE",
                    help="sentence encoders: a task file, label<TAB>sentence or score<TAB>s1<TAB>s2 per line (repeatable)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="eval.KEY=VALUE",
+                   help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.references=5 (repeatable)")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("plot", help="training curves and the family's figures as PNG")
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained: {run_dir}  (next: seqae eval {run_dir}; seqae plot {run_dir})", file=sys.stderr)
         return 0
     if args.command == "eval":
-        result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None)
+        result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None,
+                              overrides=args.overrides or None)
         if args.json:
             # NaN and infinity are not JSON: they are written as null
             clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}

@@ -75,3 +75,13 @@ def test_training_into_an_existing_run_is_refused(run_dir, capsys):
 def test_console_script_is_installed():
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "seqae"), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def test_eval_takes_eval_settings_only(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--json", "--set", "eval.noise_seed=3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["eval_overrides"] == ["eval.noise_seed=3"] and result["step"] == 30
+    assert main(["eval", str(run_dir), "--set", "train.steps=3"]) == 1
+    assert "eval.* settings only" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--set", "eval.no_such_key=1"]) == 1
+    assert "no_such_key" in capsys.readouterr().err

@@ -7,8 +7,8 @@ import torch
 
 import seqae
 from seqae.cli import main
-from seqae.datasets.audio import SpeakerSegments
-from seqae.evaluation.conversion import dtw_path, mcd_dtw, mel_cepstrum
+from seqae.datasets.audio import SpeakerSegments, Utterance
+from seqae.evaluation.conversion import dtw_path, mcd_dtw, mel_cepstrum, plan_conversions
 from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
 from seqae.nn.norm import AdaIN, instance_norm
 
@@ -233,6 +233,22 @@ def test_dtw_finds_the_cheapest_monotone_path():
     assert mcd_dtw(a, stretched, 12) == pytest.approx(0.0, abs=1e-9)
     assert mcd_dtw(a, a + rng.normal(size=a.shape), 12) > 1.0
     assert mel_cepstrum(a, 12).shape == (30, 12)
+
+
+def test_conversion_plans_draw_references_of_the_target_never_of_the_source_sentence():
+    speakers = ["a", "b", "c", "u"]
+    utterances = [Utterance(audio=f"{s}{t}.wav", speaker=s, text=f"sentence {t}") for s in speakers for t in range(6)]
+    everything = np.arange(len(utterances))
+    one = plan_conversions(utterances, everything, {"a", "b", "c"}, per_group=30, seed=0)
+    three = plan_conversions(utterances, everything, {"a", "b", "c"}, per_group=30, seed=0, count=3)
+    assert [c.seen for c in one].count(False) == 30 and all(c.target_speaker == "u" for c in one if not c.seen)
+    for single, several in zip(one, three):
+        assert len(single.references) == 1 and len(several.references) == 3 == len(set(several.references))
+        # the one-shot plan's draws are kept: the same source, target and first reference
+        assert (single.source, single.target_speaker, single.references[0]) == (several.source, several.target_speaker, several.references[0])
+        for r in several.references:
+            assert utterances[r].speaker == several.target_speaker != utterances[several.source].speaker
+            assert utterances[r].text != utterances[several.source].text
 
 
 # -- end to end ------------------------------------------------------------------------------------

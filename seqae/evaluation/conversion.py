@@ -4,7 +4,8 @@ The manifest's sentences are split in two halves (:func:`seqae.evaluation.probes
 On the first half, real speech only: a speaker classifier (every speaker of the manifest, unseen ones
 included), a phone probe, and the disentanglement probes are fitted. The second half is converted:
 each conversion takes a source utterance, a target speaker other than the source's, and one other
-utterance of the target (one-shot) as the reference, and is scored by
+utterance of the target (one-shot; ``eval.references`` = n averages the speaker codes of n) as the
+reference, and is scored by
 
 - speaker similarity: the share of converted utterances the speaker classifier (:class:`SpeakerJudge`)
   labels as the target, and as the source;
@@ -40,6 +41,7 @@ class ConversionEvalConfig:
     manifest: str = path_field("", doc="held-out sentences of the training speakers (seen targets)")
     unseen_manifest: str = path_field("", doc="speakers held out of training (one-shot targets)")
     conversions: int = 200  # per group: seen targets, unseen targets
+    references: int = 1  # utterances of the target whose speaker codes are averaged (1: one-shot)
     mcd_coefficients: int = 24
     max_train_frames: int = 40000  # frames the phone and frame-level speaker probes are fitted on
     max_iter: int = 500  # logistic-regression iterations
@@ -47,8 +49,9 @@ class ConversionEvalConfig:
     seed: int = 0
 
     def validate(self, where: str) -> None:
-        if self.conversions < 1 or self.mcd_coefficients < 1 or self.max_train_frames < 100:
-            raise ConfigError(f"{where}: eval.conversions and eval.mcd_coefficients must be positive, eval.max_train_frames >= 100")
+        if self.conversions < 1 or self.mcd_coefficients < 1 or self.max_train_frames < 100 or self.references < 1:
+            raise ConfigError(f"{where}: eval.conversions, eval.references and eval.mcd_coefficients must be positive, "
+                              "eval.max_train_frames >= 100")
         if self.griffin_lim_iters < 1:
             raise ConfigError(f"{where}: eval.griffin_lim_iters must be positive")
 
@@ -166,15 +169,17 @@ def subsample(x: np.ndarray, y: np.ndarray, limit: int, rng: np.random.Generator
 @dataclass
 class Conversion:
     source: int  # utterance indices into the evaluated list
-    reference: int
+    references: list[int]
     target_speaker: str
     seen: bool
 
 
 def plan_conversions(utterances: list[Utterance], convert_idx: np.ndarray, seen_speakers: set[str],
-                     per_group: int, seed: int) -> list[Conversion]:
-    """Up to ``per_group`` conversions to seen and to unseen targets, from the conversion half."""
+                     per_group: int, seed: int, count: int = 1) -> list[Conversion]:
+    """Up to ``per_group`` conversions to seen and to unseen targets, from the conversion half; each with
+    up to ``count`` reference utterances of the target (never of the source's sentence)."""
     rng = np.random.default_rng(seed)
+    more = np.random.default_rng([seed, 1])  # extra references: their own stream, so the one-shot draws stay put
     by_speaker: dict[str, list[int]] = {}
     for i in convert_idx.tolist():
         by_speaker.setdefault(utterances[i].speaker, []).append(i)
@@ -189,10 +194,14 @@ def plan_conversions(utterances: list[Utterance], convert_idx: np.ndarray, seen_
             if not sources:
                 break
             source = sources[rng.integers(len(sources))]
-            references = [i for i in by_speaker[target] if utterances[i].text != utterances[source].text or not utterances[i].text]
-            if not references:
+            candidates = [i for i in by_speaker[target] if utterances[i].text != utterances[source].text or not utterances[i].text]
+            if not candidates:
                 continue
-            plan.append(Conversion(source, references[rng.integers(len(references))], target, seen))
+            # the first reference is drawn as in the one-shot plan, so more references only add to it
+            first = candidates[rng.integers(len(candidates))]
+            rest = [i for i in candidates if i != first]
+            extra = more.permutation(rest)[: count - 1].tolist() if count > 1 else []
+            plan.append(Conversion(source, [first, *extra], target, seen))
     return plan
 
 
@@ -260,7 +269,8 @@ def evaluate_conversion(
         result["speaker_from_speaker_code"] = probe.accuracy(np.stack([spk[i] for i in convert_idx]), labels[convert_idx])
 
     # conversions
-    plan = plan_conversions(utterances, convert_idx, seen_speakers, config.conversions, config.seed)
+    plan = plan_conversions(utterances, convert_idx, seen_speakers, config.conversions, config.seed, config.references)
+    result["references_per_conversion"] = config.references
     if not adain:
         plan = [c for c in plan if c.seen]
         result["unseen_note"] = "the adversarial method converts to training speakers only"
@@ -273,7 +283,7 @@ def evaluate_conversion(
         with torch.no_grad():
             x = torch.from_numpy(normalised[conv.source])[None].to(device)
             if adain:
-                target = model.target_code([torch.from_numpy(normalised[conv.reference]).to(device)])
+                target = model.target_code([torch.from_numpy(normalised[r]).to(device) for r in conv.references])
             else:
                 target = model.target_code(speaker=conv.target_speaker)
             converted_norm = model.convert(x, target)[0].cpu().numpy()
