@@ -567,6 +567,9 @@ def prepare_voice_conversion(recipe: Recipe) -> Prepared:
     if recipe.model.input_dim not in (0, config.n_mels):
         raise ConfigError(f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but data.n_mels = {config.n_mels}")
     recipe.model.input_dim = config.n_mels
+    if recipe.model.content_input == "envelope" and recipe.model.envelope_coefficients > config.n_mels:
+        raise ConfigError(f"{recipe.source}: model.envelope_coefficients = {recipe.model.envelope_coefficients} is more than "
+                          f"data.n_mels = {config.n_mels}")
     test_utts = [u for u in test_utts if u.speaker in names]  # the evaluation loss: training speakers only
     if not test_utts:
         raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")

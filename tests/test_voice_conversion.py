@@ -367,3 +367,24 @@ def test_the_shipped_recipes_validate():
         recipe = load_recipe(ROOT / "recipes" / f"{name}.toml", check_paths=False)
         assert recipe.family == "voice_conversion"
         assert recipe.model.method == name.split("_")[0]
+
+
+def test_envelope_input_keeps_the_spectral_envelope_and_drops_the_harmonic_ripple():
+    import torchaudio
+
+    torch.manual_seed(0)
+    model = VoiceConversion(VoiceConversionConfig(input_dim=40, channels=8, blocks=1, content_dim=4, speaker_dim=4,
+                                                  content_input="envelope", envelope_coefficients=10, speakers=["a", "b"]))
+    assert model.content_encoder.inp.in_channels == 10 and "content_encoder.envelope" not in model.state_dict()
+    bands = torch.arange(40.0)
+    envelope = torch.exp(-((bands - 12) / 8) ** 2)  # one smooth formant bump
+    ripple = 0.5 * torch.cos(np.pi * bands * 0.8)  # fast alternation along the mel axis: harmonics
+    dct = torchaudio.functional.create_dct(10, 40, "ortho")
+    smooth, rippled = envelope @ dct, (envelope + ripple) @ dct
+    assert torch.allclose(model.content_encoder.envelope, dct)
+    assert (rippled - smooth).norm() < 0.15 * ripple.norm()  # most of the ripple is beyond coefficient 10
+    mel = (envelope + ripple)[None, :, None].repeat(2, 1, 7)
+    mean, _ = model.content_encoder(mel)
+    assert mean.shape == (2, 4, 7)
+    with pytest.raises(ValueError, match="more than the 40 mel bands"):
+        VoiceConversion(VoiceConversionConfig(input_dim=40, content_input="envelope", envelope_coefficients=41, speakers=["a", "b"]))

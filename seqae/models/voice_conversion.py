@@ -51,6 +51,11 @@ class VoiceConversionConfig:
     content_dim: int = 64
     speaker_dim: int = 128
     instance_norm: bool = True  # in the content encoder and on the content code (false: an ablation)
+    # what the content encoder sees: "mel", the whole log-mel; or "envelope", its first
+    # envelope_coefficients DCT coefficients along the mel axis (a cepstrum: the spectral envelope, where
+    # the words are, without the harmonic ripple, where the source's pitch is)
+    content_input: str = choice("mel", "mel", "envelope")
+    envelope_coefficients: int = 20
     variational: bool = True  # Gaussian content code with a KL term
     kl_weight: float = 0.1
     kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
@@ -62,7 +67,7 @@ class VoiceConversionConfig:
     adversary_hidden: int = 256
 
     def validate(self, where: str) -> None:
-        for name in ("channels", "blocks", "kernel_size", "content_dim", "speaker_dim", "adversary_hidden"):
+        for name in ("channels", "blocks", "kernel_size", "content_dim", "speaker_dim", "adversary_hidden", "envelope_coefficients"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{where}: model.{name} must be positive, got {getattr(self, name)}")
         if self.kernel_size % 2 == 0:
@@ -82,7 +87,20 @@ class ContentEncoder(nn.Module):
         super().__init__()
         c, k = config.channels, config.kernel_size
         self.norm = config.instance_norm
-        self.inp = nn.Conv1d(config.input_dim, c, 1)
+        inputs = config.input_dim
+        self.envelope: torch.Tensor | None
+        if config.content_input != "envelope":
+            self.envelope = None
+        else:
+            import torchaudio
+
+            if config.envelope_coefficients > config.input_dim:
+                raise ValueError(f"model.envelope_coefficients = {config.envelope_coefficients} is more than the {config.input_dim} mel bands")
+            # (n_mels, coefficients): the orthonormal DCT-II, as for MFCCs; not saved (rebuilt from the config)
+            dct = torchaudio.functional.create_dct(config.envelope_coefficients, config.input_dim, "ortho")
+            self.register_buffer("envelope", dct, persistent=False)
+            inputs = config.envelope_coefficients
+        self.inp = nn.Conv1d(inputs, c, 1)
         self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
                                    for _ in range(config.blocks))
         self.mean = nn.Conv1d(c, config.content_dim, 1)
@@ -97,6 +115,8 @@ class ContentEncoder(nn.Module):
         return instance_norm(x, mask) if self.norm else _mask_out(x, mask)
 
     def forward(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.envelope is not None:
+            mel = torch.einsum("bmt,mc->bct", mel, self.envelope)
         h = _mask_out(self.inp(mel), mask)
         for conv1, conv2 in self.convs:
             y = F.relu(self._n(conv1(h), mask))
