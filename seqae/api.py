@@ -186,8 +186,14 @@ def evaluate(
     if manifest:
         options["manifest"] = manifest
     result.update(family.evaluate(model, recipe, prepared, **options))
+    # per-item records (voice conversion: one per conversion, with the speaker it was labelled as) go to
+    # their own file, not into the figures
+    records = result.pop("records", None)
     if write:
         checkpoint.atomic_write(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+        if records is not None:
+            checkpoint.atomic_write(run_dir / "eval_records.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+            result["records_file"] = str(run_dir / "eval_records.jsonl")
     return result
 
 

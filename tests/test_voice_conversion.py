@@ -265,6 +265,12 @@ def test_adain_trains_evaluates_and_converts(adain_run, corpus, tmp_path):
     assert result["seen_mcd_source_to_target_db"] > 0
     # the tone-and-formant speakers are easy for the classifier on real speech
     assert result["speaker_classifier_accuracy_real"] > 0.9
+    records = [json.loads(line) for line in (adain_run / "eval_records.jsonl").read_text().splitlines()]
+    assert "records" not in result and result["records_file"].endswith("eval_records.jsonl")
+    assert len(records) == result["seen_conversions"] + result["unseen_conversions"]
+    seen = [r for r in records if r["seen"]]
+    assert np.mean([r["labelled_as"] == r["target_speaker"] for r in seen]) == pytest.approx(result["seen_labelled_target"])
+    assert all(r["source_speaker"] != r["target_speaker"] and len(r["references"]) == 1 for r in records)
     out = tmp_path / "out.wav"
     assert main(["convert", str(adain_run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
                  "--target", str(unseen.parent / "new_2.wav"), "-o", str(out)]) == 0

@@ -278,6 +278,7 @@ def evaluate_conversion(
     rows: dict[bool, dict[str, list]] = {True: {}, False: {}}
     phone_real: list[float] = []
     phone_converted: list[float] = []
+    records: list[dict[str, Any]] = []  # one per conversion: returned under "records" (seqae eval writes them to a file)
     for conv in tqdm(plan, desc="converting", leave=False, disable=len(plan) < 20):
         src = utterances[conv.source]
         with torch.no_grad():
@@ -290,6 +291,9 @@ def evaluate_conversion(
         converted = denormalise(converted_norm)
         row = rows[conv.seen]
         predicted = classifier.predict(converted)
+        records.append({"seen": conv.seen, "source": str(src.audio), "source_speaker": src.speaker,
+                        "target_speaker": conv.target_speaker, "references": [str(utterances[r].audio) for r in conv.references],
+                        "labelled_as": str(predicted)})
         row.setdefault("target", []).append(predicted == conv.target_speaker)
         row.setdefault("source", []).append(predicted == src.speaker)
         twin = parallel.get((conv.target_speaker, src.text))
@@ -320,4 +324,5 @@ def evaluate_conversion(
         result["phone_accuracy_real"] = sum(phone_real) / frames
         result["phone_accuracy_converted"] = sum(phone_converted) / frames
         result["phone_accuracy_ratio"] = result["phone_accuracy_converted"] / max(result["phone_accuracy_real"], 1e-12)
+    result["records"] = records
     return result
