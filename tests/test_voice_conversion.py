@@ -260,7 +260,8 @@ def test_adain_trains_evaluates_and_converts(adain_run, corpus, tmp_path):
     assert result["seen_speakers"] == 4 and result["unseen_speakers"] == 1
     for key in ("speaker_classifier_accuracy_real", "seen_labelled_target", "seen_labelled_source", "unseen_labelled_target",
                 "phone_accuracy_real", "phone_accuracy_converted", "speaker_from_content_mean_std",
-                "speaker_from_content_frames", "speaker_from_speaker_code", "seen_mcd_below_source_share"):
+                "speaker_from_content_frames", "speaker_from_speaker_code", "seen_mcd_below_source_share",
+                "resynthesis_labelled_source"):
         assert 0.0 <= result[key] <= 1.0, key
     assert result["seen_mcd_source_to_target_db"] > 0
     # the tone-and-formant speakers are easy for the classifier on real speech

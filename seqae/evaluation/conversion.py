@@ -15,7 +15,9 @@ reference, and is scored by
 - content: the phone probe's accuracy on converted frames (labelled with the source's alignment;
   conversion keeps the timing) against its accuracy on the real source frames;
 - disentanglement: speaker identification from the content code pooled over time (mean and standard
-  deviation per channel), from single content-code frames (a harder test), and from the speaker code.
+  deviation per channel), from single content-code frames (a harder test), and from the speaker code;
+- resynthesis: the share of the seen conversions' sources, put back into their own voice, that the
+  speaker classifier labels as their speaker (what conversion can reach with this decoder).
 """
 
 from __future__ import annotations
@@ -307,6 +309,26 @@ def evaluate_conversion(
                 phone_real.append(phone_probe.accuracy(x_real, y_real) * len(y_real))
                 phone_converted.append(phone_probe.accuracy(x_conv, y_real) * len(y_real))
                 row.setdefault("phone_frames", []).append(len(y_real))
+    # the same judge on resynthesis: each seen conversion's source in its own voice (adain: the speaker
+    # code of another utterance of its speaker), the ceiling that conversion can reach with this decoder
+    own: list[bool] = []
+    own_rng = np.random.default_rng([config.seed, 2])
+    for conv in plan:
+        src = utterances[conv.source]
+        if not conv.seen:
+            continue
+        with torch.no_grad():
+            if adain:
+                refs = [i for i in convert_idx.tolist() if utterances[i].speaker == src.speaker and utterances[i].text != src.text and i != conv.source]
+                if not refs:
+                    continue
+                code = model.target_code([torch.from_numpy(normalised[refs[own_rng.integers(len(refs))]]).to(device)])
+            else:
+                code = model.target_code(speaker=src.speaker)
+            resynthesised = model.convert(torch.from_numpy(normalised[conv.source])[None].to(device), code)[0].cpu().numpy()
+        own.append(classifier.predict(denormalise(resynthesised)) == src.speaker)
+    if own:
+        result["resynthesis_labelled_source"] = float(np.mean(own))
     for seen, row in rows.items():
         group = "seen" if seen else "unseen"
         if not row:
