@@ -298,7 +298,7 @@ def test_adversarial_variant_alternates_and_converts_to_training_speakers(corpus
     assert {"adversary_loss", "adversary_accuracy", "model_l1", "model_confusion"} <= records[-1].keys()
     result = seqae.evaluate(run)
     assert "unseen_labelled_target" not in result and "unseen_note" in result
-    assert 0.0 <= result["seen_labelled_target"] <= 1.0
+    assert 0.0 <= result["seen_labelled_target"] <= 1.0 and 0.0 <= result["resynthesis_labelled_source"] <= 1.0
     out = tmp_path / "adv.wav"
     assert main(["convert", str(run), "--source", str(train.parent / "low_0.wav"), "--target-speaker", "high", "-o", str(out)]) == 0
     assert np.abs(soundfile.read(str(out))[0]).max() > 0.01

@@ -16,8 +16,8 @@ reference, and is scored by
   conversion keeps the timing) against its accuracy on the real source frames;
 - disentanglement: speaker identification from the content code pooled over time (mean and standard
   deviation per channel), from single content-code frames (a harder test), and from the speaker code;
-- resynthesis: the share of the seen conversions' sources, put back into their own voice, that the
-  speaker classifier labels as their speaker (what conversion can reach with this decoder).
+- resynthesis: the share of the seen conversions' sources by training speakers, put back into their own
+  voice, that the speaker classifier labels as their speaker (what conversion can reach with this decoder).
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ def evaluate_conversion(
     own_rng = np.random.default_rng([config.seed, 2])
     for conv in plan:
         src = utterances[conv.source]
-        if not conv.seen:
+        if not conv.seen or src.speaker not in seen_speakers:  # training speakers' own voices only
             continue
         with torch.no_grad():
             if adain:
