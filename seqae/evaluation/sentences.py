@@ -99,7 +99,7 @@ def similarity_task(embed: Embedder, items) -> dict[str, float]:
     return {"spearman": float(spearmanr(cosine, scores).statistic), "pearson": float(pearsonr(cosine, scores).statistic)}
 
 
-def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[str], candidates: int, seed: int) -> dict[str, float]:
+def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[str], candidates: int) -> dict[str, float]:
     """Rank each query's true next sentence among ``candidates`` (it and ``candidates - 1`` distractors
     drawn at random from ``pool``) by cosine similarity of the embeddings; recall@1 and mean reciprocal
     rank.
@@ -107,12 +107,10 @@ def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[
     The figures are the exact expectations over the random draw of distractors, not one draw: if ``h`` of
     a query's ``M`` allowed pool sentences score above its true next sentence, the number of them among
     ``m = candidates - 1`` distractors is hypergeometric, so recall@1 = P(none drawn) and the reciprocal
-    rank is E[1 / (1 + drawn)]. Only the choice of queries is left to chance. ``seed`` is unused (kept for
-    the signature).
+    rank is E[1 / (1 + drawn)]. Only the choice of queries is left to chance.
     """
     from scipy.stats import hypergeom
 
-    del seed
     q = embed(queries)
     n = embed(nexts)
     p = embed(pool)
@@ -140,5 +138,5 @@ def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEva
     result = {}
     if held_out["probe_labels"] is not None:
         result["book_accuracy"] = probe_accuracy(embed(held_out["probe_sentences"]), held_out["probe_labels"], config.folds, config.seed)
-    result.update({f"next_{k}": v for k, v in retrieval(embed, held_out["queries"], held_out["nexts"], held_out["pool"], config.candidates, config.seed).items()})
+    result.update({f"next_{k}": v for k, v in retrieval(embed, held_out["queries"], held_out["nexts"], held_out["pool"], config.candidates).items()})
     return result
