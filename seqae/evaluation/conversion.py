@@ -281,15 +281,19 @@ def evaluate_conversion(
     phone_real: list[float] = []
     phone_converted: list[float] = []
     records: list[dict[str, Any]] = []  # one per conversion: returned under "records" (seqae eval writes them to a file)
+
+    @torch.no_grad()
+    def voice(source: int, speaker: str, references: list[int]) -> np.ndarray:
+        """Utterance ``source`` in the voice of ``speaker`` (adain: the mean code of ``references``); normalised mel."""
+        if adain:
+            target = model.target_code([torch.from_numpy(normalised[r]).to(device) for r in references])
+        else:
+            target = model.target_code(speaker=speaker)
+        return model.convert(torch.from_numpy(normalised[source])[None].to(device), target)[0].cpu().numpy()
+
     for conv in tqdm(plan, desc="converting", leave=False, disable=len(plan) < 20):
         src = utterances[conv.source]
-        with torch.no_grad():
-            x = torch.from_numpy(normalised[conv.source])[None].to(device)
-            if adain:
-                target = model.target_code([torch.from_numpy(normalised[r]).to(device) for r in conv.references])
-            else:
-                target = model.target_code(speaker=conv.target_speaker)
-            converted_norm = model.convert(x, target)[0].cpu().numpy()
+        converted_norm = voice(conv.source, conv.target_speaker, conv.references)
         converted = denormalise(converted_norm)
         row = rows[conv.seen]
         predicted = classifier.predict(converted)
@@ -313,20 +317,20 @@ def evaluate_conversion(
     # code of another utterance of its speaker), the ceiling that conversion can reach with this decoder
     own: list[bool] = []
     own_rng = np.random.default_rng([config.seed, 2])
+    by_speaker: dict[str, list[int]] = {}
+    for i in convert_idx.tolist():
+        by_speaker.setdefault(utterances[i].speaker, []).append(i)
     for conv in plan:
         src = utterances[conv.source]
         if not conv.seen or src.speaker not in seen_speakers:  # training speakers' own voices only
             continue
-        with torch.no_grad():
-            if adain:
-                refs = [i for i in convert_idx.tolist() if utterances[i].speaker == src.speaker and utterances[i].text != src.text and i != conv.source]
-                if not refs:
-                    continue
-                code = model.target_code([torch.from_numpy(normalised[refs[own_rng.integers(len(refs))]]).to(device)])
-            else:
-                code = model.target_code(speaker=src.speaker)
-            resynthesised = model.convert(torch.from_numpy(normalised[conv.source])[None].to(device), code)[0].cpu().numpy()
-        own.append(classifier.predict(denormalise(resynthesised)) == src.speaker)
+        refs = []
+        if adain:
+            refs = [i for i in by_speaker[src.speaker] if utterances[i].text != src.text and i != conv.source]
+            if not refs:
+                continue
+            refs = [refs[own_rng.integers(len(refs))]]
+        own.append(classifier.predict(denormalise(voice(conv.source, src.speaker, refs))) == src.speaker)
     if own:
         result["resynthesis_labelled_source"] = float(np.mean(own))
     for seen, row in rows.items():
