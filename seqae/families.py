@@ -576,9 +576,9 @@ def prepare_voice_conversion(recipe: Recipe) -> Prepared:
     train_mels, test_mels = train_and_test_mels(config, train_utts, test_utts)
     index = {n: i for i, n in enumerate(names)}
     train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
-                            config.mel_mean, config.mel_std, f"{config.source} (train)")
+                            config.mel_mean, config.mel_std, f"{config.source} (train)", config.reference_windows)
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
-                           config.mel_mean, config.mel_std, f"{config.test_source or config.source} (test)")
+                           config.mel_mean, config.mel_std, f"{config.test_source or config.source} (test)", config.reference_windows)
     return Prepared(train, test, {"train": train_utts, "test": test_utts})
 
 

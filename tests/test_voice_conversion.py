@@ -196,6 +196,27 @@ def test_speaker_loss_classifies_the_reference_speaker_vector():
         VoiceConversion(VoiceConversionConfig(input_dim=10, channels=8, blocks=1, speaker_loss_weight=0.1))
 
 
+def test_statistics_pooling_gives_the_speaker_vector_each_channels_spread_over_real_frames():
+    from seqae.models.voice_conversion import SpeakerEncoder
+
+    torch.manual_seed(0)
+    encoder = SpeakerEncoder(VoiceConversionConfig(input_dim=6, channels=8, blocks=2, speaker_dim=5, speaker_pooling="mean_std"))
+    assert encoder.out.in_features == 16
+    mel = torch.randn(2, 6, 20)
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    mask[1, 12:] = False
+    code = encoder(mel, mask)
+    assert code.shape == (2, 5)
+    # padding changes nothing: the second utterance alone, cut to its 12 real frames
+    assert torch.allclose(code[1], encoder(mel[1:, :, :12])[0], atol=1e-5)
+    # the pooled statistics are each channel's mean and (population) standard deviation over time
+    h = torch.relu(encoder.inp(mel[:1, :, :12]))
+    for conv in encoder.convs:
+        h = h + torch.relu(conv(h))
+    stats = torch.cat([h.mean(2), h.std(2, unbiased=False)], dim=1)
+    assert torch.allclose(encoder(mel[:1, :, :12]), encoder.out(stats), atol=1e-4)
+
+
 def test_kl_weight_ramps_over_training_steps():
     model = VoiceConversion(VoiceConversionConfig(input_dim=8, channels=8, blocks=1, content_dim=2, speaker_dim=2,
                                                   kl_weight=0.2, kl_anneal_steps=4)).train()
@@ -221,6 +242,35 @@ def test_references_come_from_another_utterance_of_the_same_speaker_and_change_w
     halves = [source.collate(part) for part in np.array_split(batch, 2)]
     assert torch.equal(whole["ref"], torch.cat([h["ref"] for h in halves]))
     assert torch.equal(whole["speaker"], torch.cat([h["speaker"] for h in halves]))
+
+
+def test_several_reference_windows_come_from_different_other_utterances_laid_end_to_end():
+    mels = [torch.randn(4, n) for n in (40, 40, 40, 40, 40, 12)]
+    source = SpeakerSegments(mels, [0, 0, 0, 0, 1, 1], 16, 0.0, 1.0, "t", reference_windows=3)
+    one = SpeakerSegments(mels, [0, 0, 0, 0, 1, 1], 16, 0.0, 1.0, "t")
+    n = len(source)
+    for index in range(2 * n):
+        refs = source.references(index)
+        window = index % n
+        assert len(refs) == 3 and refs[0] == one.reference(index)  # the first window is the one-window draw
+        assert all(source.window_speaker[r] == source.window_speaker[window] for r in refs)
+        assert all(source.window_utt[r] != source.window_utt[window] for r in refs)
+        if source.window_speaker[window] == 0:  # three other utterances: one window of each
+            assert len({int(source.window_utt[r]) for r in refs}) == 3
+        else:  # one other utterance: its windows (utterance 5 has one, repeated; utterance 4 has four)
+            assert len({int(source.window_utt[r]) for r in refs}) == 1
+            assert len(set(refs)) == (1 if source.window_utt[window] == 4 else 3)
+    (batch,) = source.epoch_batches(0, 0, n)[:1]
+    out = source.collate(batch)
+    assert out["ref"].shape == (n, 4, 48) and out["ref_mask"].shape == (n, 48)
+    for row, index in enumerate(batch):
+        for j, r in enumerate(source.references(int(index))):
+            piece = one.collate(np.array([r]))
+            assert torch.equal(out["ref"][row, :, 16 * j : 16 * (j + 1)], piece["x"][0])
+            assert torch.equal(out["ref_mask"][row, 16 * j : 16 * (j + 1)], piece["mask"][0])
+    assert not out["ref_mask"].all()  # the 12-frame utterance's window is padded
+    with pytest.raises(ValueError, match="reference_windows"):
+        SpeakerSegments(mels, [0, 0, 0, 0, 1, 1], 16, 0.0, 1.0, "t", reference_windows=0)
 
 
 def test_dtw_finds_the_cheapest_monotone_path():

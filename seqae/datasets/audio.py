@@ -154,6 +154,9 @@ class AudioDataConfig:
     split_seed: int = 0
     segment_frames: int = 64  # log-mel families: training windows of this many frames, half-overlapping
     segment_samples: int = 20480  # waveform families (cpc): training windows of this many samples
+    # voice conversion: each training reference (for the speaker code) is this many windows of other
+    # utterances of the speaker, laid end to end (1: one window, as long as the segment)
+    reference_windows: int = 1
     mel_mean: float = 0.0  # normalisation of the log-mel values; 0 and 0 compute them from the training files
     mel_std: float = 0.0
     # the mel front end (seqae.audio.MelConfig)
@@ -177,6 +180,8 @@ class AudioDataConfig:
             raise ConfigError(f"{where}: data.mel_std must be > 0 (or leave mel_mean and mel_std at 0 to compute them)")
         if self.segment_frames < 4:
             raise ConfigError(f"{where}: data.segment_frames must be at least 4")
+        if self.reference_windows < 1:
+            raise ConfigError(f"{where}: data.reference_windows must be at least 1, got {self.reference_windows}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"{where}: data.test_fraction must be in (0, 1)")
 
@@ -334,17 +339,23 @@ def build_wave_splits(config: AudioDataConfig, min_samples: int) -> tuple[WaveSe
 
 
 class SpeakerSegments(MelSegments):
-    """:class:`MelSegments` with each window's speaker and a reference: a window of *another* utterance
-    of the same speaker (the same utterance only when the speaker has no other).
+    """:class:`MelSegments` with each window's speaker and a reference: ``reference_windows`` windows of
+    *other* utterances of the same speaker (the same utterance only when the speaker has no other),
+    from different utterances where the speaker has enough, laid end to end.
 
-    Batches add ``"speaker"`` ``(batch,)`` and ``"ref"``/``"ref_mask"`` shaped like ``"x"``/``"mask"``.
+    Batches add ``"speaker"`` ``(batch,)`` and ``"ref"``/``"ref_mask"`` ``(batch, n_mels,
+    reference_windows * segment_frames)``/``(batch, reference_windows * segment_frames)``.
     The reference is drawn afresh every epoch yet stays a pure function of (epoch, window): the epoch
     rides along in the indices that :meth:`epoch_batches` hands out (``epoch * len(self) + window``), so
     resumed and data-parallel runs draw the same references as a single uninterrupted one.
     """
 
-    def __init__(self, mels: list[torch.Tensor], speakers: list[int], segment_frames: int, mean: float, std: float, name: str):
+    def __init__(self, mels: list[torch.Tensor], speakers: list[int], segment_frames: int, mean: float, std: float, name: str,
+                 reference_windows: int = 1):
         super().__init__(mels, segment_frames, mean, std, name)
+        if reference_windows < 1:
+            raise ValueError(f"reference_windows must be at least 1, got {reference_windows}")
+        self.reference_windows = reference_windows
         self.utterance_speaker = np.asarray(speakers, dtype=np.int64)
         window_utt = np.array([u for u, _ in self.windows], dtype=np.int64)
         self.window_speaker = self.utterance_speaker[window_utt] if len(window_utt) else window_utt
@@ -354,18 +365,38 @@ class SpeakerSegments(MelSegments):
     def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
         return [b + epoch * len(self) for b in super().epoch_batches(epoch, seed, batch_size)]
 
-    def reference(self, index: int) -> int:
+    def references(self, index: int) -> list[int]:
+        """The reference windows for ``index`` (``epoch * len(self) + window``)."""
         n = len(self)
         window, draw = index % n, index // n
         pool = self.by_speaker[int(self.window_speaker[window])]
         others = pool[self.window_utt[pool] != self.window_utt[window]]
         choices = others if len(others) else pool
-        return int(choices[np.random.default_rng([draw, window]).integers(len(choices))])
+        first = int(choices[np.random.default_rng([draw, window]).integers(len(choices))])
+        if self.reference_windows == 1:
+            return [first]
+        # the one-window draw first; then the other candidates in a random order (their own stream),
+        # one window of each utterance not yet used before any second window of one (then repeats)
+        fresh, rest, used = [], [], {int(self.window_utt[first])}
+        for w in choices[np.random.default_rng([draw, window, 1]).permutation(len(choices))].tolist():
+            if w == first:
+                continue
+            (rest if int(self.window_utt[w]) in used else fresh).append(w)
+            used.add(int(self.window_utt[w]))
+        ranked = [first] + fresh + rest
+        return [int(ranked[i % len(ranked)]) for i in range(self.reference_windows)]
+
+    def reference(self, index: int) -> int:
+        """The first reference window for ``index``."""
+        return self.references(index)[0]
 
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         indices = np.asarray(indices, dtype=np.int64)
         windows = indices % len(self)
         batch = super().collate(windows)
-        ref = super().collate(np.array([self.reference(int(i)) for i in indices], dtype=np.int64))
-        batch.update(ref=ref["x"], ref_mask=ref["mask"], speaker=torch.from_numpy(self.window_speaker[windows]))
+        refs = np.array([self.references(int(i)) for i in indices], dtype=np.int64)  # (batch, reference_windows)
+        ref = super().collate(refs.reshape(-1))
+        b, k = refs.shape
+        x = ref["x"].view(b, k, ref["x"].shape[1], self.segment).permute(0, 2, 1, 3).reshape(b, ref["x"].shape[1], k * self.segment)
+        batch.update(ref=x, ref_mask=ref["mask"].view(b, k * self.segment), speaker=torch.from_numpy(self.window_speaker[windows]))
         return batch

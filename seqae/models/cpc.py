@@ -41,9 +41,12 @@ class CPCConfig:
     # "sequence", one set per utterance shared by all its time steps (the same distribution, drawn from
     # the same frames, at a fraction of the gather and scoring cost: about 1.45x faster steps on the CPU)
     negative_draws: str = choice("frame", "frame", "sequence")
-    # normalisation of each encoder frame over its channels: "layer" (no parameters), "layer_affine"
-    # (with a learned scale and shift per channel, the "channel norm" of later CPC code), or "none"
-    encoder_norm: str = choice("layer", "layer", "layer_affine", "none")
+    # normalisation in the encoder. Once, on each output frame over its channels: "layer" (no
+    # parameters), "layer_affine" (a learned scale and shift per channel), or "none" (the paper).
+    # After every convolution, before its ReLU: "channel" (each frame over its channels, with a learned
+    # scale and shift: the channel norm of Riviere et al. 2020's CPC code), or "batch" (BatchNorm1d:
+    # statistics of the batch in training, running ones at inference)
+    encoder_norm: str = choice("layer", "layer", "layer_affine", "none", "channel", "batch")
 
     def validate(self, where: str) -> None:
         if len(self.strides) != len(self.kernels) or not self.strides:
@@ -67,23 +70,40 @@ class CPCConfig:
         return field_
 
 
+class ChannelNorm(nn.Module):
+    """Each frame of ``(batch, channels, frames)`` normalised over its channels, then scaled and shifted
+    per channel (a LayerNorm over the channel axis of a convolution's output)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
 class WaveEncoder(nn.Module):
     """Waveform ``(batch, samples)`` -> frames ``(batch, frames, channels)``, frames =
-    (samples - receptive_field) // hop + 1. ReLU after every convolution; then each frame normalised
-    over its channels (``encoder_norm``: a LayerNorm without or with affine parameters, or none)."""
+    (samples - receptive_field) // hop + 1. ReLU after every convolution. ``encoder_norm``: each output
+    frame normalised over its channels (a LayerNorm without or with affine parameters) or not at all; or
+    a normalisation after every convolution (channel norm or batch norm) and none at the end."""
 
     def __init__(self, config: CPCConfig):
         super().__init__()
-        layers = []
+        layers: list[nn.Module] = []
         in_ch = 1
+        per_layer = {"channel": ChannelNorm, "batch": nn.BatchNorm1d}.get(config.encoder_norm)
         for k, s in zip(config.kernels, config.strides):
-            layers += [nn.Conv1d(in_ch, config.channels, k, stride=s, padding=0), nn.ReLU()]
+            layers.append(nn.Conv1d(in_ch, config.channels, k, stride=s, padding=0))
+            if per_layer is not None:
+                layers.append(per_layer(config.channels))
+            layers.append(nn.ReLU())
             in_ch = config.channels
         self.net = nn.Sequential(*layers)
-        if config.encoder_norm == "none":
-            self.norm = nn.Identity()
-        else:
+        if config.encoder_norm in ("layer", "layer_affine"):
             self.norm = nn.LayerNorm(config.channels, elementwise_affine=config.encoder_norm == "layer_affine")
+        else:
+            self.norm = nn.Identity()
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.norm(self.net(wave[:, None, :]).transpose(1, 2))

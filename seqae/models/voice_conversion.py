@@ -50,6 +50,9 @@ class VoiceConversionConfig:
     kernel_size: int = 5
     content_dim: int = 64
     speaker_dim: int = 128
+    # how the speaker encoder pools its frames into one vector: "mean", or "mean_std" (the mean and the
+    # standard deviation of each channel over time, the statistics pooling of x-vector speaker encoders)
+    speaker_pooling: str = choice("mean", "mean", "mean_std")
     instance_norm: bool = True  # in the content encoder and on the content code (false: an ablation)
     # what the content encoder sees: "mel", the whole log-mel; or "envelope", its first
     # envelope_coefficients DCT coefficients along the mel axis (a cepstrum: the spectral envelope, where
@@ -128,20 +131,26 @@ class ContentEncoder(nn.Module):
 
 
 class SpeakerEncoder(nn.Module):
-    """Mel ``(B, n_mels, T)`` -> one speaker vector ``(B, speaker_dim)`` (mean over the real frames)."""
+    """Mel ``(B, n_mels, T)`` -> one speaker vector ``(B, speaker_dim)`` (pooled over the real frames:
+    each channel's mean, or its mean and standard deviation)."""
 
     def __init__(self, config: VoiceConversionConfig):
         super().__init__()
         c, k = config.channels, config.kernel_size
         self.inp = nn.Conv1d(config.input_dim, c, 1)
         self.convs = nn.ModuleList(nn.Conv1d(c, c, k, padding=k // 2) for _ in range(config.blocks))
-        self.out = nn.Linear(c, config.speaker_dim)
+        self.with_std = config.speaker_pooling == "mean_std"
+        self.out = nn.Linear(2 * c if self.with_std else c, config.speaker_dim)
 
     def forward(self, mel: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = F.relu(_mask_out(self.inp(mel), mask))
         for conv in self.convs:
             h = h + F.relu(_mask_out(conv(h), mask))
-        return self.out(masked_mean(h, mask))
+        mean = masked_mean(h, mask)
+        if not self.with_std:
+            return self.out(mean)
+        spread = (masked_mean(h.pow(2), mask) - mean.pow(2)).clamp_min(1e-6).sqrt()
+        return self.out(torch.cat([mean, spread], dim=1))
 
 
 class Decoder(nn.Module):
