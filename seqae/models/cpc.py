@@ -43,10 +43,9 @@ class CPCConfig:
     negative_draws: str = choice("frame", "frame", "sequence")
     # normalisation in the encoder. Once, on each output frame over its channels: "layer" (no
     # parameters), "layer_affine" (a learned scale and shift per channel), or "none" (the paper).
-    # After every convolution, before its ReLU: "channel" (each frame over its channels, with a learned
-    # scale and shift: the channel norm of Riviere et al. 2020's CPC code), or "batch" (BatchNorm1d:
-    # statistics of the batch in training, running ones at inference)
-    encoder_norm: str = choice("layer", "layer", "layer_affine", "none", "channel", "batch")
+    # Or "batch": BatchNorm1d after every convolution, before its ReLU (statistics of the batch in
+    # training, running ones at inference), and none at the end.
+    encoder_norm: str = choice("layer", "layer", "layer_affine", "none", "batch")
 
     def validate(self, where: str) -> None:
         if len(self.strides) != len(self.kernels) or not self.strides:
@@ -70,33 +69,20 @@ class CPCConfig:
         return field_
 
 
-class ChannelNorm(nn.Module):
-    """Each frame of ``(batch, channels, frames)`` normalised over its channels, then scaled and shifted
-    per channel (a LayerNorm over the channel axis of a convolution's output)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
-
-
 class WaveEncoder(nn.Module):
     """Waveform ``(batch, samples)`` -> frames ``(batch, frames, channels)``, frames =
     (samples - receptive_field) // hop + 1. ReLU after every convolution. ``encoder_norm``: each output
     frame normalised over its channels (a LayerNorm without or with affine parameters) or not at all; or
-    a normalisation after every convolution (channel norm or batch norm) and none at the end."""
+    a batch norm after every convolution and none at the end."""
 
     def __init__(self, config: CPCConfig):
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = 1
-        per_layer = {"channel": ChannelNorm, "batch": nn.BatchNorm1d}.get(config.encoder_norm)
         for k, s in zip(config.kernels, config.strides):
             layers.append(nn.Conv1d(in_ch, config.channels, k, stride=s, padding=0))
-            if per_layer is not None:
-                layers.append(per_layer(config.channels))
+            if config.encoder_norm == "batch":
+                layers.append(nn.BatchNorm1d(config.channels))
             layers.append(nn.ReLU())
             in_ch = config.channels
         self.net = nn.Sequential(*layers)
