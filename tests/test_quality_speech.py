@@ -48,5 +48,6 @@ def test_cpc_probes_beat_single_frame_log_mel(tmp_path):
     corpus("speech", 12, 2, 250)
     run = seqae.train(ROOT / "recipes" / "cpc_speech.toml", out=tmp_path / "run")
     r = seqae.evaluate(run, manifest=str(ROOT / "data" / "speech" / "test.jsonl"))
+    print(f"CPC run {run}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if "accuracy" in k))
     assert r["phone_accuracy_cpc"] > r["phone_accuracy_cpc_random"]
     assert r["phone_accuracy_cpc"] > r["phone_accuracy_logmel"]
