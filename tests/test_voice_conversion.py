@@ -231,11 +231,11 @@ def test_references_come_from_another_utterance_of_the_same_speaker_and_change_w
     source = SpeakerSegments(mels, [0, 0, 1, 1, 1], 16, 0.0, 1.0, "t")
     n = len(source)
     for index in range(3 * n):
-        ref = source.reference(index)
+        ref = source.references(index)[0]
         window = index % n
         assert source.window_speaker[ref] == source.window_speaker[window]
         assert source.window_utt[ref] != source.window_utt[window]
-    assert [source.reference(i) for i in range(n)] != [source.reference(i + n) for i in range(n)]
+    assert [source.references(i)[0] for i in range(n)] != [source.references(i + n)[0] for i in range(n)]
     # a batch collated whole or in shards (data-parallel ranks) gets the same references
     (batch,) = source.epoch_batches(1, 0, n)[:1]
     whole = source.collate(batch)
@@ -252,7 +252,7 @@ def test_several_reference_windows_come_from_different_other_utterances_laid_end
     for index in range(2 * n):
         refs = source.references(index)
         window = index % n
-        assert len(refs) == 3 and refs[0] == one.reference(index)  # the first window is the one-window draw
+        assert len(refs) == 3 and refs[0] == one.references(index)[0]  # the first window is the one-window draw
         assert all(source.window_speaker[r] == source.window_speaker[window] for r in refs)
         assert all(source.window_utt[r] != source.window_utt[window] for r in refs)
         if source.window_speaker[window] == 0:  # three other utterances: one window of each

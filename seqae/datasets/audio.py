@@ -384,11 +384,7 @@ class SpeakerSegments(MelSegments):
             (rest if int(self.window_utt[w]) in used else fresh).append(w)
             used.add(int(self.window_utt[w]))
         ranked = [first] + fresh + rest
-        return [int(ranked[i % len(ranked)]) for i in range(self.reference_windows)]
-
-    def reference(self, index: int) -> int:
-        """The first reference window for ``index``."""
-        return self.references(index)[0]
+        return [ranked[i % len(ranked)] for i in range(self.reference_windows)]
 
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         indices = np.asarray(indices, dtype=np.int64)
@@ -397,6 +393,7 @@ class SpeakerSegments(MelSegments):
         refs = np.array([self.references(int(i)) for i in indices], dtype=np.int64)  # (batch, reference_windows)
         ref = super().collate(refs.reshape(-1))
         b, k = refs.shape
-        x = ref["x"].view(b, k, ref["x"].shape[1], self.segment).permute(0, 2, 1, 3).reshape(b, ref["x"].shape[1], k * self.segment)
+        n_mels = ref["x"].shape[1]
+        x = ref["x"].view(b, k, n_mels, self.segment).permute(0, 2, 1, 3).reshape(b, n_mels, k * self.segment)
         batch.update(ref=x, ref_mask=ref["mask"].view(b, k * self.segment), speaker=torch.from_numpy(self.window_speaker[windows]))
         return batch
