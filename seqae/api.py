@@ -236,7 +236,7 @@ def convert(
     import soundfile
 
     from seqae import plots
-    from seqae.audio import LogMel
+    from seqae.audio import LogMel, move_pitch, pitch_contour, track_pitch
     from seqae.datasets.audio import ONE_PIECE_SECONDS, read_audio
     from seqae.datasets.base import DataError
     from seqae.vocoder import get_vocoder
@@ -249,6 +249,7 @@ def convert(
     data = recipe.data
     front_end = LogMel(data.mel())
     min_frames = 10
+    pitch: list[tuple[torch.Tensor, float]] = []  # model.pitch: each file's contour and level, the source's first
 
     def mel_of(path, role: str) -> torch.Tensor:
         wave = read_audio(path, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
@@ -259,6 +260,8 @@ def convert(
         if mel.shape[1] < min_frames:
             raise DataError(f"{path}: {mel.shape[1] * data.hop_length / data.sample_rate * 1000:.0f} ms of audio; "
                             f"conversion needs at least {min_frames * data.hop_length / data.sample_rate * 1000:.0f} ms")
+        if model.config.pitch:
+            pitch.append(pitch_contour(*track_pitch(wave, data.mel())))
         return mel
 
     source_mel = mel_of(source, "speech")
@@ -279,7 +282,10 @@ def convert(
                 raise ConfigError("give at least one --target utterance of the target speaker")
             target_mels = [mel_of(t, "voice") for t in targets]
             code = model.target_code([data.normalise(m).to(device) for m in target_mels])
-        converted = data.denormalise(model.convert(data.normalise(source_mel).to(device)[None], code)[0].cpu())
+        contour = None
+        if model.config.pitch:  # the source's pitch contour at the mean level of the target utterances
+            contour = move_pitch(pitch[0][0], pitch[0][1], [level for _, level in pitch[1:]])[None].to(device)
+        converted = data.denormalise(model.convert(data.normalise(source_mel).to(device)[None], code, contour)[0].cpu())
     wave = get_vocoder(vocoder, data.mel(), n_iter=recipe.eval.griffin_lim_iters)(converted)
     buffer = io.BytesIO()
     soundfile.write(buffer, wave.numpy(), data.sample_rate, format="WAV", subtype="PCM_16")

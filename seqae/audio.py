@@ -3,9 +3,12 @@ every model that uses it, so training, encoding and vocoding can never disagree 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
@@ -71,3 +74,76 @@ class LogMel(nn.Module):
             wave = wave[None]
         with torch.autocast(device_type=wave.device.type, enabled=False):
             return torch.log(self.mel(wave.float()).clamp_min(self.config.log_floor))
+
+
+@dataclass
+class PitchConfig:
+    """Fundamental-frequency tracking (YIN) settings; the frames are the log-mel's (``hop_length``)."""
+
+    window: int = 640  # samples per difference-function window (40 ms at 16 kHz: two periods of 50 Hz)
+    f_min: float = 60.0
+    f_max: float = 500.0
+    threshold: float = 0.3  # a frame is voiced where YIN's normalised difference dips below this
+
+
+def track_pitch(wave: torch.Tensor, mel: MelConfig, config: PitchConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """YIN (de Cheveigne and Kawahara 2002) on a waveform ``(samples,)``, one estimate per log-mel frame.
+
+    Returns ``(octaves, voiced)``, both ``(frames,)`` with frames = samples // hop_length + 1 as for
+    :class:`LogMel` (centred windows): ``log2(f0 / 100 Hz)`` (float, meaningful where voiced) and the
+    voicing decision (bool). The difference function comes from one grouped convolution (every frame's
+    window against the lags that follow it), so a 3 s utterance takes a few milliseconds.
+    """
+    config = config or PitchConfig()
+    wave = wave.reshape(-1).float()
+    rate, hop, w = mel.sample_rate, mel.hop_length, config.window
+    max_lag = int(math.ceil(rate / config.f_min))
+    min_lag = max(2, int(math.floor(rate / config.f_max)))
+    frames = wave.shape[0] // hop + 1
+    padded = F.pad(wave[None, None], (w // 2, w // 2 + max_lag + hop), mode="constant")[0, 0]
+    chunks = padded.unfold(0, w + max_lag, hop)[:frames]  # (frames, w + max_lag)
+    x = chunks[:, :w]
+    # d(tau) = sum x_j^2 + sum x_{j+tau}^2 - 2 sum x_j x_{j+tau}, tau = 0..max_lag
+    cross = F.conv1d(chunks[None], x[:, None, :], groups=frames)[0]  # (frames, max_lag + 1)
+    squares = F.pad(chunks.pow(2).cumsum(1), (1, 0))
+    energy = squares[:, w : w + max_lag + 1] - squares[:, : max_lag + 1]  # sum over the window shifted by tau
+    diff = (energy[:, :1] + energy - 2 * cross).clamp_min(0)[:, 1:]  # tau = 1..max_lag
+    taus = torch.arange(1, max_lag + 1, dtype=diff.dtype)
+    cmnd = diff * taus / diff.cumsum(1).clamp_min(1e-12)  # cumulative-mean normalised difference
+    inner = cmnd[:, min_lag - 1 : max_lag - 1]  # tau = min_lag .. max_lag - 1 (a neighbour on each side)
+    left, right = cmnd[:, min_lag - 2 : max_lag - 2], cmnd[:, min_lag : max_lag]
+    dips = (inner < config.threshold) & (inner <= left) & (inner <= right)
+    voiced = dips.any(1) & (energy[:, 0] > 1e-6 * w)
+    first = dips.float().argmax(1)  # the first dip below the threshold (the shortest period: no octave errors down)
+    rows = torch.arange(frames)
+    a, b, c = left[rows, first], inner[rows, first], right[rows, first]
+    shift = (0.5 * (a - c) / (a - 2 * b + c).clamp_min(1e-12)).clamp(-1, 1)  # parabolic interpolation
+    period = (first + min_lag).to(diff.dtype) + shift
+    return torch.log2(rate / period / 100.0), voiced
+
+
+def pitch_contour(octaves: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """A continuous contour ``(frames,)`` (unvoiced stretches filled by linear interpolation between
+    their voiced neighbours, held at the ends) and the utterance's pitch level: the median over voiced
+    frames, in octaves re 100 Hz; NaN (and a contour of zeros) where no frame is voiced (whisper)."""
+    if not bool(voiced.any()):
+        return torch.zeros_like(octaves), float("nan")
+    at = torch.nonzero(voiced).flatten().double()
+    values = octaves[voiced].double()
+    contour = torch.from_numpy(np.interp(np.arange(octaves.shape[0]), at.numpy(), values.numpy())).to(octaves.dtype)
+    return contour, float(np.median(values.numpy()))
+
+
+def move_pitch(contour: torch.Tensor, source_level: float, target_levels: float | list[float]) -> torch.Tensor:
+    """The source's contour moved to the target's pitch level (a shift in octaves): the mean level of
+    the target's reference utterances. NaN levels (unvoiced utterances) cannot be moved to or from: an
+    unvoiced source gets a flat contour at the target's level, and a target with no voiced reference
+    leaves the source's contour where it is."""
+    levels = [target_levels] if isinstance(target_levels, float) else list(target_levels)
+    voiced = [v for v in levels if not math.isnan(v)]
+    if not voiced:
+        return contour
+    target = sum(voiced) / len(voiced)
+    if math.isnan(source_level):
+        return torch.full_like(contour, target)
+    return contour + (target - source_level)

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 from seqae.config import ConfigError, Recipe
+from seqae.audio import move_pitch
 from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
-from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels
+from seqae.datasets.audio import (ONE_PIECE_SECONDS, AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels,
+                                  log_mels_and_pitch)
 from seqae.datasets.base import BatchSource, DataError
 from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_autoencoder, evaluate_vae, evaluate_vqvae
 from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -573,12 +575,16 @@ def prepare_voice_conversion(recipe: Recipe) -> Prepared:
     test_utts = [u for u in test_utts if u.speaker in names]  # the evaluation loss: training speakers only
     if not test_utts:
         raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
-    train_mels, test_mels = train_and_test_mels(config, train_utts, test_utts)
+    if recipe.model.pitch:
+        train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts, pitch=True)
+    else:
+        (train_mels, test_mels), train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts), None, None
     index = {n: i for i, n in enumerate(names)}
     train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
-                            config.mel_mean, config.mel_std, f"{config.source} (train)", config.reference_windows)
+                            config.mel_mean, config.mel_std, f"{config.source} (train)", config.reference_windows, train_pitch)
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
-                           config.mel_mean, config.mel_std, f"{config.test_source or config.source} (test)", config.reference_windows)
+                           config.mel_mean, config.mel_std, f"{config.test_source or config.source} (test)", config.reference_windows,
+                           test_pitch)
     return Prepared(train, test, {"train": train_utts, "test": test_utts})
 
 
@@ -588,12 +594,16 @@ def evaluate_voice_conversion(model: nn.Module, recipe: Recipe, prepared: Prepar
     paths = resolve_manifests(recipe, manifest)
     utterances = manifest_utterances(paths)
     data = recipe.data
-    mels = [m.numpy() for m in log_mels(utterances, data.mel(), "log-mel (evaluation)")]
+    pitch = None
+    if model.config.pitch:
+        mels, pitch = log_mels_and_pitch(utterances, data.mel(), "log-mel and pitch (evaluation)")
+    else:
+        mels = log_mels(utterances, data.mel(), "log-mel (evaluation)")
     model.eval()
     result: dict[str, Any] = {"manifest": ", ".join(map(str, paths)), "utterances": len(utterances), "method": model.config.method}
     result.update(evaluate_conversion(
-        utterances, mels, data.normalise, data.denormalise,
-        model, data.hop_length / data.sample_rate, recipe.eval,
+        utterances, [m.numpy() for m in mels], data.normalise, data.denormalise,
+        model, data.hop_length / data.sample_rate, recipe.eval, pitch,
     ))
     return result
 
@@ -612,14 +622,20 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
     picked = []
     for name in speakers:  # up to 6 utterances of each speaker, for the map
         picked += [u for u in utterances if u.speaker == name][:6]
-    mels = [data.normalise(m) for m in log_mels(picked, data.mel(), "log-mel")]
+    pitch = None
+    if model.config.pitch:
+        mels, pitch = log_mels_and_pitch(picked, data.mel(), "log-mel and pitch")
+    else:
+        mels = log_mels(picked, data.mel(), "log-mel")
+    mels = [data.normalise(m) for m in mels]
     source = mels[0]
     target_index = next(i for i, u in enumerate(picked) if u.speaker != picked[0].speaker and (model.config.method == "adain" or u.speaker in model.config.speakers))
     if model.config.method == "adain":
         target = model.target_code([mels[target_index].to(device)])
     else:
         target = model.target_code(speaker=picked[target_index].speaker)
-    converted = model.convert(source[None].to(device), target)[0].cpu()
+    contour = None if pitch is None else move_pitch(pitch[0][0], pitch[0][1], [pitch[target_index][1]])[None].to(device)
+    converted = model.convert(source[None].to(device), target, contour)[0].cpu()
     hop = data.hop_length / data.sample_rate
     paths = [plots.spectrograms(
         [data.denormalise(m).numpy() for m in (source, mels[target_index], converted)],

@@ -445,3 +445,79 @@ def test_envelope_input_keeps_the_spectral_envelope_and_drops_the_harmonic_rippl
     assert mean.shape == (2, 4, 7)
     with pytest.raises(ValueError, match="more than the 40 mel bands"):
         VoiceConversion(VoiceConversionConfig(input_dim=40, content_input="envelope", envelope_coefficients=41, speakers=["a", "b"]))
+
+
+# -- pitch -------------------------------------------------------------------------------------------
+
+
+def test_yin_finds_the_pitch_of_harmonic_tones_and_calls_noise_unvoiced():
+    from seqae.audio import MelConfig, track_pitch
+
+    rng = np.random.default_rng(1)
+    mel = MelConfig(sample_rate=RATE)
+    for f0 in (90.0, 137.0, 220.0, 310.0):
+        wave = torch.from_numpy(0.3 * voiced(f0, PHONES["a"], 0.5, 0.5, rng)).float()
+        octaves, is_voiced = track_pitch(wave, mel)
+        assert octaves.shape == is_voiced.shape == (len(wave) // 160 + 1,)
+        inner = slice(5, -5)  # away from the zero padding at the ends
+        assert bool(is_voiced[inner].all()), f0
+        hz = 100 * 2 ** octaves[inner]
+        assert float((hz / f0 - 1).abs().max()) < 0.01, (f0, hz.min(), hz.max())  # within 1 %, no octave errors
+    noise = torch.from_numpy(0.1 * rng.standard_normal(RATE // 2)).float()
+    assert float(track_pitch(noise, mel)[1].float().mean()) < 0.05
+    assert not bool(track_pitch(torch.zeros(RATE // 4), mel)[1].any())  # silence
+
+
+def test_pitch_contour_fills_unvoiced_gaps_and_move_pitch_shifts_it_to_the_target_level():
+    from seqae.audio import move_pitch, pitch_contour
+
+    octaves = torch.tensor([9.0, 0.0, 9.0, 9.0, 1.0, 9.0])
+    contour, level = pitch_contour(octaves, torch.tensor([False, True, False, False, True, False]))
+    assert torch.allclose(contour, torch.tensor([0.0, 0.0, 1 / 3, 2 / 3, 1.0, 1.0]))
+    assert level == pytest.approx(0.5)
+    flat, none = pitch_contour(octaves, torch.zeros(6, dtype=torch.bool))  # whisper: no level
+    assert np.isnan(none) and not bool(flat.any())
+    assert torch.allclose(move_pitch(contour, 0.5, [1.0, 2.0]), contour + 1.0)  # to the references' mean level
+    assert torch.allclose(move_pitch(contour, 0.5, [float("nan"), 1.5]), contour + 1.0)  # unvoiced references ignored
+    assert torch.equal(move_pitch(contour, 0.5, [float("nan")]), contour)  # no level to move to: unchanged
+    assert torch.equal(move_pitch(flat, none, 0.75), torch.full((6,), 0.75))  # an unvoiced source: flat at the target's
+
+
+def test_training_batches_carry_each_windows_contour_at_its_references_level():
+    mels = [torch.randn(4, 10) for _ in range(4)]
+    contours = [torch.linspace(0, 1, 10) + k for k in range(4)]
+    pitch = [(c, float(c.median())) for c in contours]
+    data = SpeakerSegments(mels, [0, 0, 1, 1], 6, 0.0, 1.0, "t", pitch=pitch)
+    batch = data.collate(np.arange(len(data)))
+    for row, window in enumerate(range(len(data))):
+        utt, start = data.windows[window]
+        ref_utt = data.windows[data.references(window)[0]][0]
+        expected = contours[utt][start : start + 6] - pitch[utt][1] + pitch[ref_utt][1]
+        assert torch.allclose(batch["pitch"][row], expected, atol=1e-6)
+    assert batch["pitch"].shape == (len(data), 6)
+    with pytest.raises(ValueError, match="as long as its log-mel"):
+        SpeakerSegments(mels, [0, 0, 1, 1], 6, 0.0, 1.0, "t", pitch=pitch[:3])
+
+
+def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, tmp_path):
+    train, unseen = corpus
+    text = TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(train)).replace("UNSEEN", str(unseen))
+    recipe = write_recipe(tmp_path, text.replace("adversary_hidden = 16", "adversary_hidden = 16\npitch = true"), "pitch.toml")
+    run = seqae.train(recipe, out=tmp_path / "run")
+    model = seqae.load(run)
+    assert model.decoder.inp.in_channels == 9  # content_dim + the contour
+    result = seqae.evaluate(run)
+    assert result["seen_conversions"] > 0 and 0.0 <= result["unseen_labelled_target"] <= 1.0
+    out = tmp_path / "out.wav"
+    assert main(["convert", str(run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
+                 "-o", str(out)]) == 0
+    assert np.isfinite(np.load(out.with_suffix(".npy"))).all()
+    assert "conversion.png" in {p.name for p in seqae.plot(run)}
+    mel = torch.zeros(1, 40, 20)
+    with pytest.raises(ValueError, match="pitch contour"):
+        model.convert(mel, torch.zeros(1, 16))
+    with pytest.raises(ValueError, match=r"expected \(batch, frames\)"):
+        model.convert(mel, torch.zeros(1, 16), torch.zeros(1, 19))
+    bad = write_recipe(tmp_path, text.replace('method = "adain"', 'method = "adversarial"\npitch = true'), "bad.toml")
+    with pytest.raises(seqae.config.ConfigError, match="model.pitch needs method"):
+        seqae.train(bad, out=tmp_path / "bad")

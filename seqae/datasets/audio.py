@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from seqae.audio import LogMel, MelConfig
+from seqae.audio import LogMel, MelConfig, move_pitch, pitch_contour, track_pitch
 from seqae.config import ConfigError, path_field
 from seqae.datasets.base import BatchSource, DataError
 
@@ -214,6 +214,19 @@ def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-me
         return [front_end(wave)[0] for wave in iter_audio(utterances, config.sample_rate, config.win_length, desc)]
 
 
+def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch"
+                       ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, float]]]:
+    """Each utterance's log-mel ``(n_mels, frames)`` and its pitch: the contour ``(frames,)`` and level
+    of :func:`seqae.audio.pitch_contour` (octaves re 100 Hz), from one reading of the audio."""
+    front_end = LogMel(config)
+    mels, pitch = [], []
+    with torch.no_grad():
+        for wave in iter_audio(utterances, config.sample_rate, config.win_length, desc):
+            mels.append(front_end(wave)[0])
+            pitch.append(pitch_contour(*track_pitch(wave, config)))
+    return mels, pitch
+
+
 class MelSegments(BatchSource):
     """Half-overlapping windows of ``segment_frames`` frames from normalised log-mels.
 
@@ -268,14 +281,21 @@ def split_utterances(utterances: list[Utterance], fraction: float, seed: int) ->
     return [utterances[i] for i in train], [utterances[i] for i in test]
 
 
-def train_and_test_mels(config: AudioDataConfig, train_utts: list[Utterance], test_utts: list[Utterance]):
-    """The log-mels of both splits; fills ``mel_mean``/``mel_std`` from the training files if unset."""
+def train_and_test_mels(config: AudioDataConfig, train_utts: list[Utterance], test_utts: list[Utterance], pitch: bool = False):
+    """The log-mels of both splits; fills ``mel_mean``/``mel_std`` from the training files if unset.
+    With ``pitch``, also each split's pitch (:func:`log_mels_and_pitch`): ``(train, test, train_pitch, test_pitch)``."""
     mel = config.mel()
-    train_mels = log_mels(train_utts, mel, "log-mel (train)")
-    test_mels = log_mels(test_utts, mel, "log-mel (test)")
+    if pitch:
+        train_mels, train_pitch = log_mels_and_pitch(train_utts, mel, "log-mel and pitch (train)")
+        test_mels, test_pitch = log_mels_and_pitch(test_utts, mel, "log-mel and pitch (test)")
+    else:
+        train_mels = log_mels(train_utts, mel, "log-mel (train)")
+        test_mels = log_mels(test_utts, mel, "log-mel (test)")
     if config.mel_mean == 0.0 and config.mel_std == 0.0:
         values = torch.cat([m.reshape(-1) for m in train_mels])
         config.mel_mean, config.mel_std = float(values.mean()), float(values.std().clamp_min(1e-5))
+    if pitch:
+        return train_mels, test_mels, train_pitch, test_pitch
     return train_mels, test_mels
 
 
@@ -351,10 +371,13 @@ class SpeakerSegments(MelSegments):
     """
 
     def __init__(self, mels: list[torch.Tensor], speakers: list[int], segment_frames: int, mean: float, std: float, name: str,
-                 reference_windows: int = 1):
+                 reference_windows: int = 1, pitch: list[tuple[torch.Tensor, float]] | None = None):
         super().__init__(mels, segment_frames, mean, std, name)
         if reference_windows < 1:
             raise ValueError(f"reference_windows must be at least 1, got {reference_windows}")
+        if pitch is not None and [c.shape[0] for c, _ in pitch] != [m.shape[1] for m in mels]:
+            raise ValueError("pitch: one (contour, level) per utterance, the contour as long as its log-mel")
+        self.pitch = pitch
         self.reference_windows = reference_windows
         self.utterance_speaker = np.asarray(speakers, dtype=np.int64)
         window_utt = np.array([u for u, _ in self.windows], dtype=np.int64)
@@ -396,4 +419,18 @@ class SpeakerSegments(MelSegments):
         n_mels = ref["x"].shape[1]
         x = ref["x"].view(b, k, n_mels, self.segment).permute(0, 2, 1, 3).reshape(b, n_mels, k * self.segment)
         batch.update(ref=x, ref_mask=ref["mask"].view(b, k * self.segment), speaker=torch.from_numpy(self.window_speaker[windows]))
+        if self.pitch is not None:
+            batch["pitch"] = self.pitch_rows(windows, refs)
         return batch
+
+    def pitch_rows(self, windows: np.ndarray, refs: np.ndarray) -> torch.Tensor:
+        """``(batch, segment_frames)``: each window's pitch contour moved to the level of its reference
+        utterances (their mean level; as at conversion, where it is the target's), zeros on padding."""
+        rows = torch.zeros(len(windows), self.segment)
+        for row, (window, ref_windows) in enumerate(zip(windows.tolist(), refs.tolist())):
+            utt, start = self.windows[window]
+            contour, level = self.pitch[utt]
+            levels = [self.pitch[self.windows[r][0]][1] for r in ref_windows]
+            piece = move_pitch(contour[start : start + self.segment], level, levels)
+            rows[row, : piece.shape[0]] = piece
+        return rows

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from seqae.audio import move_pitch
 from seqae.config import ConfigError, path_field
 from seqae.datasets.audio import Utterance
 from seqae.datasets.base import DataError
@@ -215,9 +216,11 @@ def evaluate_conversion(
     model,
     hop_s: float,
     config: ConversionEvalConfig,
+    pitch: list[tuple[torch.Tensor, float]] | None = None,
 ) -> dict[str, Any]:
     """Every figure of the module docstring. ``mels``: real log-mels ``(n_mels, frames)``; the model works
-    on ``normalise(mel)`` and its output goes back through ``denormalise``."""
+    on ``normalise(mel)`` and its output goes back through ``denormalise``. ``pitch``: each utterance's
+    contour and level (:func:`seqae.datasets.audio.log_mels_and_pitch`), for models trained with ``model.pitch``."""
     from tqdm import tqdm
 
     missing = [u.where for u in utterances if not u.speaker]
@@ -289,7 +292,10 @@ def evaluate_conversion(
             target = model.target_code([torch.from_numpy(normalised[r]).to(device) for r in references])
         else:
             target = model.target_code(speaker=speaker)
-        return model.convert(torch.from_numpy(normalised[source])[None].to(device), target)[0].cpu().numpy()
+        contour = None
+        if pitch is not None:
+            contour = move_pitch(pitch[source][0], pitch[source][1], [pitch[r][1] for r in references])[None].to(device)
+        return model.convert(torch.from_numpy(normalised[source])[None].to(device), target, contour)[0].cpu().numpy()
 
     for conv in tqdm(plan, desc="converting", leave=False, disable=len(plan) < 20):
         src = utterances[conv.source]

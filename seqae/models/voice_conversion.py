@@ -59,6 +59,9 @@ class VoiceConversionConfig:
     # the words are, without the harmonic ripple, where the source's pitch is)
     content_input: str = choice("mel", "mel", "envelope")
     envelope_coefficients: int = 20
+    # adain: the decoder also takes the source's pitch contour (YIN, octaves re 100 Hz, one value per frame),
+    # moved to the reference's pitch level, so the target's pitch level is given rather than inferred
+    pitch: bool = False
     variational: bool = True  # Gaussian content code with a KL term
     kl_weight: float = 0.1
     kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
@@ -75,6 +78,8 @@ class VoiceConversionConfig:
                 raise ConfigError(f"{where}: model.{name} must be positive, got {getattr(self, name)}")
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"{where}: model.kernel_size must be odd (frames stay aligned), got {self.kernel_size}")
+        if self.pitch and self.method != "adain":
+            raise ConfigError(f"{where}: model.pitch needs method = \"adain\" (the target's pitch level comes from its reference utterances)")
         if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight) < 0:
             raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps, adversary_weight and speaker_loss_weight must be >= 0")
 
@@ -154,12 +159,13 @@ class SpeakerEncoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Content ``(B, content_dim, T)`` and speaker ``(B, speaker_dim)`` -> mel ``(B, n_mels, T)``."""
+    """Content ``(B, content_dim, T)`` and speaker ``(B, speaker_dim)`` -> mel ``(B, n_mels, T)``; with
+    ``pitch``, the content carries one more channel, the pitch contour."""
 
     def __init__(self, config: VoiceConversionConfig):
         super().__init__()
         c, k = config.channels, config.kernel_size
-        self.inp = nn.Conv1d(config.content_dim, c, 1)
+        self.inp = nn.Conv1d(config.content_dim + int(config.pitch), c, 1)
         self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
                                    for _ in range(config.blocks))
         self.adains = nn.ModuleList(nn.ModuleList([AdaIN(c, config.speaker_dim), AdaIN(c, config.speaker_dim)])
@@ -253,14 +259,28 @@ class VoiceConversion(nn.Module):
             raise ValueError("give at least one reference utterance of the target speaker")
         return torch.cat([self.speaker_encoder(r[None]) for r in references]).mean(0, keepdim=True)
 
-    def convert(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Source mel ``(B, n_mels, T)`` in the voice of ``target`` ``(B or 1, speaker_dim)`` -> ``(B, n_mels, T)``."""
-        return self.decoder(self.content(source), target.expand(source.shape[0], -1))
+    def _with_pitch(self, content: torch.Tensor, pitch: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's input: the content code, and with ``model.pitch`` the contour ``(B, T)`` as one more channel."""
+        if not self.config.pitch:
+            return content
+        if pitch is None:
+            raise ValueError("this model was trained with model.pitch: give the source's pitch contour, moved to the target's level "
+                             "(seqae.audio.track_pitch, pitch_contour and move_pitch)")
+        if pitch.shape != (content.shape[0], content.shape[2]):
+            raise ValueError(f"pitch contour of shape {tuple(pitch.shape)}; expected (batch, frames) = {(content.shape[0], content.shape[2])}")
+        return torch.cat([content, pitch[:, None, :].to(content.dtype)], dim=1)
 
-    def reconstruct(self, mel: torch.Tensor, reference: torch.Tensor | None = None, speaker: torch.Tensor | None = None) -> torch.Tensor:
+    def convert(self, source: torch.Tensor, target: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """Source mel ``(B, n_mels, T)`` in the voice of ``target`` ``(B or 1, speaker_dim)`` -> ``(B, n_mels, T)``.
+        ``pitch`` ``(B, T)`` (models trained with ``model.pitch`` only): the source's contour moved to the
+        target's level (:func:`seqae.audio.move_pitch`)."""
+        return self.decoder(self._with_pitch(self.content(source), pitch), target.expand(source.shape[0], -1))
+
+    def reconstruct(self, mel: torch.Tensor, reference: torch.Tensor | None = None, speaker: torch.Tensor | None = None,
+                    pitch: torch.Tensor | None = None) -> torch.Tensor:
         """Mel from its own content and the speaker of ``reference`` (``adain``) or index ``speaker``."""
         code = self.speaker_table(speaker) if self.config.method == "adversarial" else self.speaker_encoder(mel if reference is None else reference)
-        return self.decoder(self.content(mel), code)
+        return self.decoder(self._with_pitch(self.content(mel), pitch), code)
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -271,7 +291,8 @@ class VoiceConversion(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         """``batch``: ``x`` ``(B, n_mels, T)`` and ``mask`` ``(B, T)``; ``ref``/``ref_mask`` (another
-        utterance of the same speaker, ``adain``); ``speaker`` ``(B,)`` indices into ``model.speakers``."""
+        utterance of the same speaker, ``adain``); ``speaker`` ``(B,)`` indices into ``model.speakers``;
+        ``pitch`` ``(B, T)`` with ``model.pitch`` (the segment's contour at the reference's level)."""
         x, mask = batch["x"], batch["mask"]
         if self.config.method == "adversarial" and self.phase == "adversary":
             with torch.no_grad():
@@ -290,7 +311,7 @@ class VoiceConversion(nn.Module):
             speaker = self.speaker_encoder(batch["ref"], batch["ref_mask"])
         else:
             speaker = self.speaker_table(batch["speaker"])
-        recon = self.decoder(_mask_out(content, mask), speaker, mask)
+        recon = self.decoder(self._with_pitch(_mask_out(content, mask), batch.get("pitch")), speaker, mask)
         frames = mask[:, None, :].to(x.dtype)
         denominator = frames.sum() * x.shape[1]
         l1 = ((recon - x).abs() * frames).sum() / denominator
