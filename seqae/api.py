@@ -260,7 +260,7 @@ def convert(
         if mel.shape[1] < min_frames:
             raise DataError(f"{path}: {mel.shape[1] * data.hop_length / data.sample_rate * 1000:.0f} ms of audio; "
                             f"conversion needs at least {min_frames * data.hop_length / data.sample_rate * 1000:.0f} ms")
-        if model.config.pitch:
+        if model.config.pitch != "none":
             pitch.append(pitch_contour(*track_pitch(wave, data.mel())))
         return mel
 
@@ -283,7 +283,7 @@ def convert(
             target_mels = [mel_of(t, "voice") for t in targets]
             code = model.target_code([data.normalise(m).to(device) for m in target_mels])
         contour = None
-        if model.config.pitch:  # the source's pitch contour at the mean level of the target utterances
+        if model.config.pitch != "none":  # the source's pitch contour at the mean level of the target utterances
             contour = move_pitch(pitch[0][0], pitch[0][1], [level for _, level in pitch[1:]])[None].to(device)
         converted = data.denormalise(model.convert(data.normalise(source_mel).to(device)[None], code, contour)[0].cpu())
     wave = get_vocoder(vocoder, data.mel(), n_iter=recipe.eval.griffin_lim_iters)(converted)

@@ -147,3 +147,30 @@ def move_pitch(contour: torch.Tensor, source_level: float, target_levels: float 
     if math.isnan(source_level):
         return torch.full_like(contour, target)
     return contour + (target - source_level)
+
+
+def harmonic_templates(mel: MelConfig, octaves: torch.Tensor) -> torch.Tensor:
+    """The log-mel of a flat harmonic series at each pitch of ``octaves`` ``(G,)`` (log2(f0 / 100 Hz)),
+    analysed with ``mel``'s own STFT window and filterbank: ``(G, n_mels)``.
+
+    Each harmonic is a windowed cosine; their power spectra add (phases left out), and the magnitude or
+    power goes through the mel filterbank as in :class:`LogMel`. This is the excitation's fine structure
+    (the harmonic ripple in the low bands and the density of harmonics per band higher up) without any
+    spectral envelope; each template is centred over its bands.
+    """
+    n = mel.n_fft
+    window_fn = torch.hann_window if mel.window == "hann" else torch.hamming_window
+    window = torch.zeros(n, dtype=torch.float64)
+    left = (n - mel.win_length) // 2
+    window[left : left + mel.win_length] = window_fn(mel.win_length, dtype=torch.float64)
+    t = torch.arange(n, dtype=torch.float64) / mel.sample_rate
+    top = mel.f_max or mel.sample_rate / 2
+    bank = torchaudio.functional.melscale_fbanks(n // 2 + 1, mel.f_min, top, mel.n_mels, mel.sample_rate).double()
+    rows = []
+    for f0 in (100.0 * 2.0 ** octaves.double()).tolist():
+        harmonics = torch.arange(1, int(mel.sample_rate / 2 / f0) + 1, dtype=torch.float64)[:, None] * f0
+        power = torch.fft.rfft(torch.cos(2 * math.pi * harmonics * t) * window).abs().pow(2).sum(0)
+        spectrum = power.sqrt() if mel.power == 1.0 else power.pow(mel.power / 2)
+        rows.append(torch.log((spectrum @ bank).clamp_min(mel.log_floor)))
+    templates = torch.stack(rows)
+    return (templates - templates.mean(1, keepdim=True)).float()

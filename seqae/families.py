@@ -575,7 +575,7 @@ def prepare_voice_conversion(recipe: Recipe) -> Prepared:
     test_utts = [u for u in test_utts if u.speaker in names]  # the evaluation loss: training speakers only
     if not test_utts:
         raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
-    if recipe.model.pitch:
+    if recipe.model.pitch != "none":
         train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts, pitch=True)
     else:
         (train_mels, test_mels), train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts), None, None
@@ -595,7 +595,7 @@ def evaluate_voice_conversion(model: nn.Module, recipe: Recipe, prepared: Prepar
     utterances = manifest_utterances(paths)
     data = recipe.data
     pitch = None
-    if model.config.pitch:
+    if model.config.pitch != "none":
         mels, pitch = log_mels_and_pitch(utterances, data.mel(), "log-mel and pitch (evaluation)")
     else:
         mels = log_mels(utterances, data.mel(), "log-mel (evaluation)")
@@ -623,7 +623,7 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
     for name in speakers:  # up to 6 utterances of each speaker, for the map
         picked += [u for u in utterances if u.speaker == name][:6]
     pitch = None
-    if model.config.pitch:
+    if model.config.pitch != "none":
         mels, pitch = log_mels_and_pitch(picked, data.mel(), "log-mel and pitch")
     else:
         mels = log_mels(picked, data.mel(), "log-mel")
@@ -688,7 +688,7 @@ FAMILIES: dict[str, Family] = {
     ),
     "voice_conversion": Family(
         "voice_conversion", VoiceConversionConfig, AudioDataConfig, ConversionEvalConfig,
-        prepare_voice_conversion, lambda r: VoiceConversion(r.model), evaluate_voice_conversion,
+        prepare_voice_conversion, lambda r: VoiceConversion(r.model, r.data.mel()), evaluate_voice_conversion,
         voice_conversion_figures, voice_conversion_codes, eval_needs_training_data=False, code_kinds=("content", "speaker"),
     ),
     "quick_thought": Family(

@@ -499,13 +499,14 @@ def test_training_batches_carry_each_windows_contour_at_its_references_level():
         SpeakerSegments(mels, [0, 0, 1, 1], 6, 0.0, 1.0, "t", pitch=pitch[:3])
 
 
-def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, tmp_path):
+@pytest.mark.parametrize("pitch, extra", [("contour", 1), ("harmonics", 40)])
+def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, tmp_path, pitch, extra):
     train, unseen = corpus
     text = TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(train)).replace("UNSEEN", str(unseen))
-    recipe = write_recipe(tmp_path, text.replace("adversary_hidden = 16", "adversary_hidden = 16\npitch = true"), "pitch.toml")
+    recipe = write_recipe(tmp_path, text.replace("adversary_hidden = 16", f"adversary_hidden = 16\npitch = \"{pitch}\""), "pitch.toml")
     run = seqae.train(recipe, out=tmp_path / "run")
     model = seqae.load(run)
-    assert model.decoder.inp.in_channels == 9  # content_dim + the contour
+    assert model.decoder.inp.in_channels == 8 + extra  # content_dim + the contour or its harmonic templates (n_mels)
     result = seqae.evaluate(run)
     assert result["seen_conversions"] > 0 and 0.0 <= result["unseen_labelled_target"] <= 1.0
     out = tmp_path / "out.wav"
@@ -518,6 +519,6 @@ def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, t
         model.convert(mel, torch.zeros(1, 16))
     with pytest.raises(ValueError, match=r"expected \(batch, frames\)"):
         model.convert(mel, torch.zeros(1, 16), torch.zeros(1, 19))
-    bad = write_recipe(tmp_path, text.replace('method = "adain"', 'method = "adversarial"\npitch = true'), "bad.toml")
+    bad = write_recipe(tmp_path, text.replace('method = "adain"', f'method = "adversarial"\npitch = "{pitch}"'), "bad.toml")
     with pytest.raises(seqae.config.ConfigError, match="model.pitch needs method"):
         seqae.train(bad, out=tmp_path / "bad")

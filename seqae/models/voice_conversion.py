@@ -27,12 +27,14 @@ the source's timing), speaker codes ``(batch, speaker_dim)``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqae.audio import MelConfig, harmonic_templates
 from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.norm import AdaIN, instance_norm, masked_mean
@@ -60,8 +62,12 @@ class VoiceConversionConfig:
     content_input: str = choice("mel", "mel", "envelope")
     envelope_coefficients: int = 20
     # adain: the decoder also takes the source's pitch contour (YIN, octaves re 100 Hz, one value per frame),
-    # moved to the reference's pitch level, so the target's pitch level is given rather than inferred
-    pitch: bool = False
+    # moved to the reference's pitch level, so the target's pitch level is given rather than inferred:
+    # "none"; "contour", as one more input channel; "harmonics", as the log-mel of a flat harmonic series
+    # at that pitch (seqae.audio.harmonic_templates), an input to the decoder and added to its output
+    # through a learned 1x1 convolution (the excitation's fine structure, which the spectral envelope
+    # from the content and speaker codes multiplies)
+    pitch: str = choice("none", "none", "contour", "harmonics")
     variational: bool = True  # Gaussian content code with a KL term
     kl_weight: float = 0.1
     kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
@@ -78,7 +84,7 @@ class VoiceConversionConfig:
                 raise ConfigError(f"{where}: model.{name} must be positive, got {getattr(self, name)}")
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"{where}: model.kernel_size must be odd (frames stay aligned), got {self.kernel_size}")
-        if self.pitch and self.method != "adain":
+        if self.pitch != "none" and self.method != "adain":
             raise ConfigError(f"{where}: model.pitch needs method = \"adain\" (the target's pitch level comes from its reference utterances)")
         if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight) < 0:
             raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps, adversary_weight and speaker_loss_weight must be >= 0")
@@ -165,7 +171,9 @@ class Decoder(nn.Module):
     def __init__(self, config: VoiceConversionConfig):
         super().__init__()
         c, k = config.channels, config.kernel_size
-        self.inp = nn.Conv1d(config.content_dim + int(config.pitch), c, 1)
+        extra = {"none": 0, "contour": 1, "harmonics": config.input_dim}[config.pitch]
+        self.inp = nn.Conv1d(config.content_dim + extra, c, 1)
+        self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1) if config.pitch == "harmonics" else None
         self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
                                    for _ in range(config.blocks))
         self.adains = nn.ModuleList(nn.ModuleList([AdaIN(c, config.speaker_dim), AdaIN(c, config.speaker_dim)])
@@ -178,7 +186,10 @@ class Decoder(nn.Module):
             y = F.relu(ada1(conv1(h), speaker, mask))
             y = F.relu(ada2(conv2(y), speaker, mask))
             h = h + y
-        return _mask_out(self.out(h), mask)
+        out = self.out(h)
+        if self.excitation is not None:  # the harmonic templates are the input's last n_mels channels
+            out = out + self.excitation(content[:, -out.shape[1] :])
+        return _mask_out(out, mask)
 
 
 class SpeakerClassifier(nn.Module):
@@ -197,11 +208,27 @@ class SpeakerClassifier(nn.Module):
         return self.out(masked_mean(h, mask))
 
 
+PITCH_STEP = 1.0 / 96  # octaves between neighbouring harmonic templates (an eighth of a semitone)
+
+
 class VoiceConversion(nn.Module):
-    def __init__(self, config: VoiceConversionConfig):
+    """``mel``: the run's mel settings, needed with ``pitch = "harmonics"`` (the templates are analysed
+    with them)."""
+
+    def __init__(self, config: VoiceConversionConfig, mel: MelConfig | None = None):
         super().__init__()
         if config.input_dim <= 0:
             raise ValueError("VoiceConversionConfig.input_dim must be set (the number of mel bands)")
+        self.templates: torch.Tensor | None
+        if config.pitch != "harmonics":
+            self.templates = None
+        else:
+            if mel is None or mel.n_mels != config.input_dim:
+                raise ValueError("pitch = \"harmonics\" needs the run's mel settings (with input_dim bands)")
+            # 40 to 1000 Hz; not saved (rebuilt from the mel settings, which are)
+            grid = torch.arange(math.log2(0.4), math.log2(10.0) + PITCH_STEP, PITCH_STEP)
+            self.register_buffer("templates", harmonic_templates(mel, grid), persistent=False)
+            self.template_start = float(grid[0])
         if (config.method == "adversarial" or config.speaker_loss_weight > 0) and len(config.speakers) < 2:
             raise ValueError("the adversarial method and the speaker loss need model.speakers: at least 2 training speakers")
         self.config = config
@@ -259,16 +286,27 @@ class VoiceConversion(nn.Module):
             raise ValueError("give at least one reference utterance of the target speaker")
         return torch.cat([self.speaker_encoder(r[None]) for r in references]).mean(0, keepdim=True)
 
+    def harmonics(self, pitch: torch.Tensor) -> torch.Tensor:
+        """Contour ``(B, T)`` (octaves re 100 Hz) -> harmonic templates ``(B, n_mels, T)``, interpolated
+        between the table's pitches (clamped to 40..1000 Hz)."""
+        position = ((pitch.float() - self.template_start) / PITCH_STEP).clamp(0, self.templates.shape[0] - 1)
+        low = position.floor().long().clamp(max=self.templates.shape[0] - 2)
+        weight = (position - low)[..., None]
+        rows = self.templates[low] * (1 - weight) + self.templates[low + 1] * weight  # (B, T, n_mels)
+        return rows.transpose(1, 2)
+
     def _with_pitch(self, content: torch.Tensor, pitch: torch.Tensor | None) -> torch.Tensor:
-        """The decoder's input: the content code, and with ``model.pitch`` the contour ``(B, T)`` as one more channel."""
-        if not self.config.pitch:
+        """The decoder's input: the content code, and with ``model.pitch`` the contour ``(B, T)`` as one
+        more channel or as harmonic templates (the last ``n_mels`` channels)."""
+        if self.config.pitch == "none":
             return content
         if pitch is None:
             raise ValueError("this model was trained with model.pitch: give the source's pitch contour, moved to the target's level "
                              "(seqae.audio.track_pitch, pitch_contour and move_pitch)")
         if pitch.shape != (content.shape[0], content.shape[2]):
             raise ValueError(f"pitch contour of shape {tuple(pitch.shape)}; expected (batch, frames) = {(content.shape[0], content.shape[2])}")
-        return torch.cat([content, pitch[:, None, :].to(content.dtype)], dim=1)
+        extra = self.harmonics(pitch) if self.config.pitch == "harmonics" else pitch[:, None, :]
+        return torch.cat([content, extra.to(content.dtype)], dim=1)
 
     def convert(self, source: torch.Tensor, target: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
         """Source mel ``(B, n_mels, T)`` in the voice of ``target`` ``(B or 1, speaker_dim)`` -> ``(B, n_mels, T)``.
