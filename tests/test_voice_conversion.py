@@ -522,3 +522,21 @@ def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, t
     bad = write_recipe(tmp_path, text.replace('method = "adain"', f'method = "adversarial"\npitch = "{pitch}"'), "bad.toml")
     with pytest.raises(seqae.config.ConfigError, match="model.pitch needs method"):
         seqae.train(bad, out=tmp_path / "bad")
+
+
+def test_harmonic_templates_match_the_log_mel_of_a_harmonic_tone_at_that_pitch():
+    from seqae.audio import LogMel, MelConfig, harmonic_templates
+
+    mel = MelConfig(sample_rate=RATE)
+    rng = np.random.default_rng(2)
+    for f0 in (110.0, 190.0):
+        t = np.arange(RATE // 2) / RATE
+        wave = sum(np.cos(2 * np.pi * h * f0 * t + rng.uniform(0, 2 * np.pi)) for h in range(1, int(RATE / 2 / f0)))
+        real = LogMel(mel)(torch.from_numpy(0.05 * wave).float())[0][:, 10:-10].mean(1)
+        octaves = torch.tensor([np.log2(f0 / 100), np.log2(f0 * 1.06 / 100)])
+        right, off = harmonic_templates(mel, octaves)
+        assert right.shape == (mel.n_mels,) and abs(float(right.mean())) < 1e-4  # centred
+        centred = real - real.mean()
+        error, error_off = float((right - centred).abs().mean()), float((off - centred).abs().mean())
+        assert error < 0.1, (f0, error)  # nats: the same ripple, band by band
+        assert error_off > 3 * error, (f0, error_off)  # 6 % off in pitch is clearly another template
