@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqae.config import ConfigError, Recipe
 from seqae.audio import move_pitch
+from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
 from seqae.datasets.audio import (ONE_PIECE_SECONDS, AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels,
                                   log_mels_and_pitch)
@@ -575,10 +575,7 @@ def prepare_voice_conversion(recipe: Recipe) -> Prepared:
     test_utts = [u for u in test_utts if u.speaker in names]  # the evaluation loss: training speakers only
     if not test_utts:
         raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
-    if recipe.model.pitch != "none":
-        train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts, pitch=True)
-    else:
-        (train_mels, test_mels), train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts), None, None
+    train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts, recipe.model.pitch != "none")
     index = {n: i for i, n in enumerate(names)}
     train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
                             config.mel_mean, config.mel_std, f"{config.source} (train)", config.reference_windows, train_pitch)
@@ -594,11 +591,7 @@ def evaluate_voice_conversion(model: nn.Module, recipe: Recipe, prepared: Prepar
     paths = resolve_manifests(recipe, manifest)
     utterances = manifest_utterances(paths)
     data = recipe.data
-    pitch = None
-    if model.config.pitch != "none":
-        mels, pitch = log_mels_and_pitch(utterances, data.mel(), "log-mel and pitch (evaluation)")
-    else:
-        mels = log_mels(utterances, data.mel(), "log-mel (evaluation)")
+    mels, pitch = log_mels_and_pitch(utterances, data.mel(), "log-mel (evaluation)", model.config.pitch != "none")
     model.eval()
     result: dict[str, Any] = {"manifest": ", ".join(map(str, paths)), "utterances": len(utterances), "method": model.config.method}
     result.update(evaluate_conversion(
@@ -622,11 +615,7 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
     picked = []
     for name in speakers:  # up to 6 utterances of each speaker, for the map
         picked += [u for u in utterances if u.speaker == name][:6]
-    pitch = None
-    if model.config.pitch != "none":
-        mels, pitch = log_mels_and_pitch(picked, data.mel(), "log-mel and pitch")
-    else:
-        mels = log_mels(picked, data.mel(), "log-mel")
+    mels, pitch = log_mels_and_pitch(picked, data.mel(), "log-mel", model.config.pitch != "none")
     mels = [data.normalise(m) for m in mels]
     source = mels[0]
     target_index = next(i for i, u in enumerate(picked) if u.speaker != picked[0].speaker and (model.config.method == "adain" or u.speaker in model.config.speakers))

@@ -209,22 +209,22 @@ def iter_audio(utterances: list[Utterance], sample_rate: int, min_samples: int, 
 
 def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel") -> list[torch.Tensor]:
     """Each utterance's log-mel ``(n_mels, frames)``."""
-    front_end = LogMel(config)
-    with torch.no_grad():
-        return [front_end(wave)[0] for wave in iter_audio(utterances, config.sample_rate, config.win_length, desc)]
+    return log_mels_and_pitch(utterances, config, desc, pitch=False)[0]
 
 
-def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch"
-                       ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, float]]]:
-    """Each utterance's log-mel ``(n_mels, frames)`` and its pitch: the contour ``(frames,)`` and level
-    of :func:`seqae.audio.pitch_contour` (octaves re 100 Hz), from one reading of the audio."""
+def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch", pitch: bool = True
+                       ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, float]] | None]:
+    """Each utterance's log-mel ``(n_mels, frames)`` and, with ``pitch``, its pitch: the contour
+    ``(frames,)`` and level of :func:`seqae.audio.pitch_contour` (octaves re 100 Hz), from one reading of
+    the audio; ``None`` in its place without."""
     front_end = LogMel(config)
-    mels, pitch = [], []
+    mels, pitches = [], []
     with torch.no_grad():
         for wave in iter_audio(utterances, config.sample_rate, config.win_length, desc):
             mels.append(front_end(wave)[0])
-            pitch.append(pitch_contour(*track_pitch(wave, config)))
-    return mels, pitch
+            if pitch:
+                pitches.append(pitch_contour(*track_pitch(wave, config)))
+    return mels, pitches if pitch else None
 
 
 class MelSegments(BatchSource):
@@ -282,27 +282,23 @@ def split_utterances(utterances: list[Utterance], fraction: float, seed: int) ->
 
 
 def train_and_test_mels(config: AudioDataConfig, train_utts: list[Utterance], test_utts: list[Utterance], pitch: bool = False):
-    """The log-mels of both splits; fills ``mel_mean``/``mel_std`` from the training files if unset.
-    With ``pitch``, also each split's pitch (:func:`log_mels_and_pitch`): ``(train, test, train_pitch, test_pitch)``."""
+    """The log-mels of both splits and, with ``pitch``, their pitch (:func:`log_mels_and_pitch`; else
+    ``None``): ``(train_mels, test_mels, train_pitch, test_pitch)``. Fills ``mel_mean``/``mel_std`` from
+    the training files if unset."""
     mel = config.mel()
-    if pitch:
-        train_mels, train_pitch = log_mels_and_pitch(train_utts, mel, "log-mel and pitch (train)")
-        test_mels, test_pitch = log_mels_and_pitch(test_utts, mel, "log-mel and pitch (test)")
-    else:
-        train_mels = log_mels(train_utts, mel, "log-mel (train)")
-        test_mels = log_mels(test_utts, mel, "log-mel (test)")
+    what = "log-mel and pitch" if pitch else "log-mel"
+    train_mels, train_pitch = log_mels_and_pitch(train_utts, mel, f"{what} (train)", pitch)
+    test_mels, test_pitch = log_mels_and_pitch(test_utts, mel, f"{what} (test)", pitch)
     if config.mel_mean == 0.0 and config.mel_std == 0.0:
         values = torch.cat([m.reshape(-1) for m in train_mels])
         config.mel_mean, config.mel_std = float(values.mean()), float(values.std().clamp_min(1e-5))
-    if pitch:
-        return train_mels, test_mels, train_pitch, test_pitch
-    return train_mels, test_mels
+    return train_mels, test_mels, train_pitch, test_pitch
 
 
 def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, dict]:
     """Train and test segment sources; fills ``mel_mean``/``mel_std`` from the training files if unset."""
     train_utts, test_utts = train_and_test_utterances(config)
-    train_mels, test_mels = train_and_test_mels(config, train_utts, test_utts)
+    train_mels, test_mels, _, _ = train_and_test_mels(config, train_utts, test_utts)
     train = MelSegments(train_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (train)")
     test = MelSegments(test_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (test)")
     return train, test, {"train": train_utts, "test": test_utts}
