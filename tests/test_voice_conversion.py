@@ -499,7 +499,7 @@ def test_training_batches_carry_each_windows_contour_at_its_references_level():
         SpeakerSegments(mels, [0, 0, 1, 1], 6, 0.0, 1.0, "t", pitch=pitch[:3])
 
 
-@pytest.mark.parametrize("pitch, extra", [("contour", 1), ("harmonics", 40)])
+@pytest.mark.parametrize("pitch, extra", [("contour", 1), ("harmonics", 40), ("source_filter", 40)])
 def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, tmp_path, pitch, extra):
     train, unseen = corpus
     text = TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(train)).replace("UNSEEN", str(unseen))
@@ -522,6 +522,35 @@ def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, t
     bad = write_recipe(tmp_path, text.replace('method = "adain"', f'method = "adversarial"\npitch = "{pitch}"'), "bad.toml")
     with pytest.raises(seqae.config.ConfigError, match="model.pitch needs method"):
         seqae.train(bad, out=tmp_path / "bad")
+
+
+def test_the_source_filter_decoder_draws_its_fine_structure_only_from_the_harmonic_templates():
+    from seqae.audio import MelConfig
+    from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
+
+    torch.manual_seed(0)
+    config = VoiceConversionConfig(input_dim=40, channels=16, blocks=1, content_dim=8, speaker_dim=16, pitch="source_filter",
+                                   envelope_coefficients=10)
+    model = VoiceConversion(config, MelConfig(sample_rate=RATE, n_mels=40)).eval()
+    for ada in model.decoder.adains.modules():  # AdaIN starts as plain instance normalisation: give it a say
+        if isinstance(ada, torch.nn.Linear):
+            torch.nn.init.normal_(ada.weight, std=0.3)
+    content = torch.randn(2, 8, 30)
+    rough = torch.eye(40) - model.decoder.smooth  # what the first 10 DCT coefficients along the mel axis leave out
+    with torch.no_grad():
+        for octaves in (0.0, 0.4):
+            x = model._with_pitch(content, torch.full((2, 30), octaves))
+            templates = torch.einsum("mn,bnt->bmt", rough, model.decoder.excitation(x[:, -40:]))
+            assert float(templates.abs().mean()) > 1e-3
+            outputs = [model.decoder(x, torch.randn(2, 16)) for _ in range(2)]
+            assert float((outputs[0] - outputs[1]).abs().mean()) > 1e-3  # the speaker code shapes the output ...
+            for out in outputs:  # ... but its fine structure is the templates', times a voicing gain in (0, 1) per frame
+                fine = torch.einsum("mn,bnt->bmt", rough, out)
+                gain = (fine * templates).sum(1) / templates.pow(2).sum(1)
+                assert torch.allclose(fine, gain[:, None] * templates, atol=1e-5)
+                assert bool(((gain > 0) & (gain < 1)).all())
+    with pytest.raises(ValueError, match="envelope_coefficients = 50"):
+        VoiceConversion(VoiceConversionConfig(input_dim=40, pitch="source_filter", envelope_coefficients=50), MelConfig(sample_rate=RATE, n_mels=40))
 
 
 def test_harmonic_templates_match_the_log_mel_of_a_harmonic_tone_at_that_pitch():

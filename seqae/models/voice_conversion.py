@@ -66,8 +66,12 @@ class VoiceConversionConfig:
     # "none"; "contour", as one more input channel; "harmonics", as the log-mel of a flat harmonic series
     # at that pitch (seqae.audio.harmonic_templates), an input to the decoder and added to its output
     # through a learned 1x1 convolution (the excitation's fine structure, which the spectral envelope
-    # from the content and speaker codes multiplies)
-    pitch: str = choice("none", "none", "contour", "harmonics")
+    # from the content and speaker codes multiplies); "source_filter", the same templates, but the
+    # decoder's own output is smoothed to its first envelope_coefficients DCT coefficients along the mel
+    # axis (a spectral envelope with no harmonic ripple) and the only fine structure is the templates'
+    # through the learned 1x1 convolution, scaled per frame by a voicing gain in (0, 1) that the decoder
+    # predicts: the speaker code then shapes the envelope and cannot move the pitch
+    pitch: str = choice("none", "none", "contour", "harmonics", "source_filter")
     variational: bool = True  # Gaussian content code with a KL term
     kl_weight: float = 0.1
     kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
@@ -171,14 +175,25 @@ class Decoder(nn.Module):
     def __init__(self, config: VoiceConversionConfig):
         super().__init__()
         c, k = config.channels, config.kernel_size
-        extra = {"none": 0, "contour": 1, "harmonics": config.input_dim}[config.pitch]
+        extra = {"none": 0, "contour": 1, "harmonics": config.input_dim, "source_filter": config.input_dim}[config.pitch]
         self.inp = nn.Conv1d(config.content_dim + extra, c, 1)
-        self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1) if config.pitch == "harmonics" else None
+        self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1) if extra == config.input_dim else None
+        self.smooth: torch.Tensor | None
+        if config.pitch != "source_filter":
+            self.smooth = None
+        else:
+            import torchaudio
+
+            if config.envelope_coefficients > config.input_dim:
+                raise ValueError(f"model.envelope_coefficients = {config.envelope_coefficients} is more than the {config.input_dim} mel bands")
+            dct = torchaudio.functional.create_dct(config.envelope_coefficients, config.input_dim, "ortho")  # (n_mels, K)
+            # (n_mels, n_mels): projection onto the first K cepstral coefficients; not saved (rebuilt from the config)
+            self.register_buffer("smooth", dct @ dct.T, persistent=False)
         self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
                                    for _ in range(config.blocks))
         self.adains = nn.ModuleList(nn.ModuleList([AdaIN(c, config.speaker_dim), AdaIN(c, config.speaker_dim)])
                                     for _ in range(config.blocks))
-        self.out = nn.Conv1d(c, config.input_dim, 1)
+        self.out = nn.Conv1d(c, config.input_dim + (self.smooth is not None), 1)  # source_filter: + the voicing gain
 
     def forward(self, content: torch.Tensor, speaker: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = _mask_out(self.inp(content), mask)
@@ -187,6 +202,11 @@ class Decoder(nn.Module):
             y = F.relu(ada2(conv2(y), speaker, mask))
             h = h + y
         out = self.out(h)
+        if self.smooth is not None:  # source_filter: a smooth envelope plus the gated harmonic templates
+            n_mels = self.smooth.shape[0]
+            envelope = torch.einsum("mn,bnt->bmt", self.smooth.to(out.dtype), out[:, :n_mels])
+            fine = self.excitation(content[:, -n_mels:])  # the harmonic templates are the input's last n_mels channels
+            return _mask_out(envelope + torch.sigmoid(out[:, n_mels:]) * fine, mask)
         if self.excitation is not None:  # the harmonic templates are the input's last n_mels channels
             out = out + self.excitation(content[:, -out.shape[1] :])
         return _mask_out(out, mask)
@@ -220,11 +240,11 @@ class VoiceConversion(nn.Module):
         if config.input_dim <= 0:
             raise ValueError("VoiceConversionConfig.input_dim must be set (the number of mel bands)")
         self.templates: torch.Tensor | None
-        if config.pitch != "harmonics":
+        if config.pitch not in ("harmonics", "source_filter"):
             self.templates = None
         else:
             if mel is None or mel.n_mels != config.input_dim:
-                raise ValueError("pitch = \"harmonics\" needs the run's mel settings (with input_dim bands)")
+                raise ValueError(f"pitch = \"{config.pitch}\" needs the run's mel settings (with input_dim bands)")
             # 40 to 1000 Hz; not saved (rebuilt from the mel settings, which are)
             grid = torch.arange(math.log2(0.4), math.log2(10.0) + PITCH_STEP, PITCH_STEP)
             self.register_buffer("templates", harmonic_templates(mel, grid), persistent=False)
@@ -305,7 +325,7 @@ class VoiceConversion(nn.Module):
                              "(seqae.audio.track_pitch, pitch_contour and move_pitch)")
         if pitch.shape != (content.shape[0], content.shape[2]):
             raise ValueError(f"pitch contour of shape {tuple(pitch.shape)}; expected (batch, frames) = {(content.shape[0], content.shape[2])}")
-        extra = self.harmonics(pitch) if self.config.pitch == "harmonics" else pitch[:, None, :]
+        extra = pitch[:, None, :] if self.config.pitch == "contour" else self.harmonics(pitch)
         return torch.cat([content, extra.to(content.dtype)], dim=1)
 
     def convert(self, source: torch.Tensor, target: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
