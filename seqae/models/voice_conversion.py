@@ -60,7 +60,7 @@ class VoiceConversionConfig:
     # envelope_coefficients DCT coefficients along the mel axis (a cepstrum: the spectral envelope, where
     # the words are, without the harmonic ripple, where the source's pitch is)
     content_input: str = choice("mel", "mel", "envelope")
-    envelope_coefficients: int = 20
+    envelope_coefficients: int = 20  # also the size of the decoder's envelope with pitch = "source_filter"
     # adain: the decoder also takes the source's pitch contour (YIN, octaves re 100 Hz, one value per frame),
     # moved to the reference's pitch level, so the target's pitch level is given rather than inferred:
     # "none"; "contour", as one more input channel; "harmonics", as the log-mel of a flat harmonic series
