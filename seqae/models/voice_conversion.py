@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+import torchaudio
 from torch import nn
 
 from seqae.audio import MelConfig, harmonic_templates
@@ -98,6 +99,14 @@ def _mask_out(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x if mask is None else x * mask[:, None, :].to(x.dtype)
 
 
+def envelope_dct(config: VoiceConversionConfig) -> torch.Tensor:
+    """``(n_mels, envelope_coefficients)``: the orthonormal DCT-II along the mel axis, as for MFCCs; its
+    first coefficients are the spectral envelope."""
+    if config.envelope_coefficients > config.input_dim:
+        raise ValueError(f"model.envelope_coefficients = {config.envelope_coefficients} is more than the {config.input_dim} mel bands")
+    return torchaudio.functional.create_dct(config.envelope_coefficients, config.input_dim, "ortho")
+
+
 class ContentEncoder(nn.Module):
     """Mel ``(B, n_mels, T)`` -> content mean and log-variance ``(B, content_dim, T)``."""
 
@@ -109,14 +118,8 @@ class ContentEncoder(nn.Module):
         self.envelope: torch.Tensor | None
         if config.content_input != "envelope":
             self.envelope = None
-        else:
-            import torchaudio
-
-            if config.envelope_coefficients > config.input_dim:
-                raise ValueError(f"model.envelope_coefficients = {config.envelope_coefficients} is more than the {config.input_dim} mel bands")
-            # (n_mels, coefficients): the orthonormal DCT-II, as for MFCCs; not saved (rebuilt from the config)
-            dct = torchaudio.functional.create_dct(config.envelope_coefficients, config.input_dim, "ortho")
-            self.register_buffer("envelope", dct, persistent=False)
+        else:  # not saved (rebuilt from the config)
+            self.register_buffer("envelope", envelope_dct(config), persistent=False)
             inputs = config.envelope_coefficients
         self.inp = nn.Conv1d(inputs, c, 1)
         self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
@@ -181,13 +184,8 @@ class Decoder(nn.Module):
         self.smooth: torch.Tensor | None
         if config.pitch != "source_filter":
             self.smooth = None
-        else:
-            import torchaudio
-
-            if config.envelope_coefficients > config.input_dim:
-                raise ValueError(f"model.envelope_coefficients = {config.envelope_coefficients} is more than the {config.input_dim} mel bands")
-            dct = torchaudio.functional.create_dct(config.envelope_coefficients, config.input_dim, "ortho")  # (n_mels, K)
-            # (n_mels, n_mels): projection onto the first K cepstral coefficients; not saved (rebuilt from the config)
+        else:  # (n_mels, n_mels): projection onto the first K cepstral coefficients; not saved (rebuilt from the config)
+            dct = envelope_dct(config)
             self.register_buffer("smooth", dct @ dct.T, persistent=False)
         self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
                                    for _ in range(config.blocks))
