@@ -536,6 +536,7 @@ def test_the_source_filter_decoder_draws_its_fine_structure_only_from_the_harmon
         if isinstance(ada, torch.nn.Linear):
             torch.nn.init.normal_(ada.weight, std=0.3)
     content = torch.randn(2, 8, 30)
+    assert model.decoder.excitation.weight.shape == (40, 1, 1)  # a gain per band: no mixing that could move the harmonics
     rough = torch.eye(40) - model.decoder.smooth  # what the first 10 DCT coefficients along the mel axis leave out
     with torch.no_grad():
         for octaves in (0.0, 0.4):

@@ -70,7 +70,7 @@ class VoiceConversionConfig:
     # from the content and speaker codes multiplies); "source_filter", the same templates, but the
     # decoder's own output is smoothed to its first envelope_coefficients DCT coefficients along the mel
     # axis (a spectral envelope with no harmonic ripple) and the only fine structure is the templates'
-    # through the learned 1x1 convolution, scaled per frame by a voicing gain in (0, 1) that the decoder
+    # with a learned gain per band, scaled per frame by a voicing gain in (0, 1) that the decoder
     # predicts: the speaker code then shapes the envelope and cannot move the pitch
     pitch: str = choice("none", "none", "contour", "harmonics", "source_filter")
     variational: bool = True  # Gaussian content code with a KL term
@@ -180,7 +180,13 @@ class Decoder(nn.Module):
         c, k = config.channels, config.kernel_size
         extra = {"none": 0, "contour": 1, "harmonics": config.input_dim, "source_filter": config.input_dim}[config.pitch]
         self.inp = nn.Conv1d(config.content_dim + extra, c, 1)
-        self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1) if extra == config.input_dim else None
+        self.excitation: nn.Conv1d | None = None
+        if config.pitch == "harmonics":  # a learned mixing of the templates' bands
+            self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1)
+        elif config.pitch == "source_filter":  # one gain per band: each band's ripple stays where the template puts it
+            self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1, groups=config.input_dim)
+            nn.init.constant_(self.excitation.weight, 0.25)  # about one nat in the normalised log-mel's units
+            nn.init.zeros_(self.excitation.bias)
         self.smooth: torch.Tensor | None
         if config.pitch != "source_filter":
             self.smooth = None
