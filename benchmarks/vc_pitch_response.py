@@ -36,8 +36,8 @@ class LevelFromMel:
 
     def __init__(self, mel, envelope: int = 20):
         self.grid = torch.arange(math.log2(0.5), math.log2(4.0), 1 / 96)  # 50 to 400 Hz: the voices' range, no higher
-        dct = torchaudio.functional.create_dct(mel.n_mels, mel.n_mels, "ortho")
-        self.rough = torch.eye(mel.n_mels) - dct[:, :envelope] @ dct[:, :envelope].T
+        dct = torchaudio.functional.create_dct(envelope, mel.n_mels, "ortho")  # (n_mels, envelope)
+        self.rough = torch.eye(mel.n_mels) - dct @ dct.T
         fine = harmonic_templates(mel, self.grid) @ self.rough
         self.templates = fine / fine.norm(dim=1, keepdim=True)
 

@@ -181,18 +181,17 @@ class Decoder(nn.Module):
         extra = {"none": 0, "contour": 1, "harmonics": config.input_dim, "source_filter": config.input_dim}[config.pitch]
         self.inp = nn.Conv1d(config.content_dim + extra, c, 1)
         self.excitation: nn.Conv1d | None = None
+        smooth = None
         if config.pitch == "harmonics":  # a learned mixing of the templates' bands
             self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1)
         elif config.pitch == "source_filter":  # one gain per band: each band's ripple stays where the template puts it
             self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1, groups=config.input_dim)
             nn.init.constant_(self.excitation.weight, 0.25)  # about one nat in the normalised log-mel's units
             nn.init.zeros_(self.excitation.bias)
-        self.smooth: torch.Tensor | None
-        if config.pitch != "source_filter":
-            self.smooth = None
-        else:  # (n_mels, n_mels): projection onto the first K cepstral coefficients; not saved (rebuilt from the config)
             dct = envelope_dct(config)
-            self.register_buffer("smooth", dct @ dct.T, persistent=False)
+            smooth = dct @ dct.T  # (n_mels, n_mels): projection onto the first K cepstral coefficients
+        self.smooth: torch.Tensor | None
+        self.register_buffer("smooth", smooth, persistent=False)  # not saved (rebuilt from the config)
         self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
                                    for _ in range(config.blocks))
         self.adains = nn.ModuleList(nn.ModuleList([AdaIN(c, config.speaker_dim), AdaIN(c, config.speaker_dim)])
@@ -206,13 +205,14 @@ class Decoder(nn.Module):
             y = F.relu(ada2(conv2(y), speaker, mask))
             h = h + y
         out = self.out(h)
-        if self.smooth is not None:  # source_filter: a smooth envelope plus the gated harmonic templates
-            n_mels = self.smooth.shape[0]
-            envelope = torch.einsum("mn,bnt->bmt", self.smooth.to(out.dtype), out[:, :n_mels])
+        if self.excitation is not None:
+            n_mels = self.excitation.in_channels
             fine = self.excitation(content[:, -n_mels:])  # the harmonic templates are the input's last n_mels channels
-            return _mask_out(envelope + torch.sigmoid(out[:, n_mels:]) * fine, mask)
-        if self.excitation is not None:  # the harmonic templates are the input's last n_mels channels
-            out = out + self.excitation(content[:, -out.shape[1] :])
+            if self.smooth is None:  # harmonics: added to the output
+                out = out + fine
+            else:  # source_filter: a smooth envelope plus the templates, gated per frame
+                envelope = torch.einsum("mn,bnt->bmt", self.smooth.to(out.dtype), out[:, :n_mels])
+                out = envelope + torch.sigmoid(out[:, n_mels:]) * fine
         return _mask_out(out, mask)
 
 
