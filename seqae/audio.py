@@ -174,3 +174,31 @@ def harmonic_templates(mel: MelConfig, octaves: torch.Tensor) -> torch.Tensor:
         rows.append(torch.log((spectrum @ bank).clamp_min(mel.log_floor)))
     templates = torch.stack(rows)
     return (templates - templates.mean(1, keepdim=True)).float()
+
+
+def mel_bands(mel: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each mel band's centre (the mean frequency of its filter) and width (its filter's area), in Hz,
+    as measured on the STFT's frequency bins: two ``(n_mels,)`` tensors."""
+    top = mel.f_max or mel.sample_rate / 2
+    freqs = torch.linspace(0, mel.sample_rate / 2, mel.n_fft // 2 + 1, dtype=torch.float64)
+    bank = torchaudio.functional.melscale_fbanks(mel.n_fft // 2 + 1, mel.f_min, top, mel.n_mels, mel.sample_rate).double()
+    area = bank.sum(0)
+    return (freqs @ bank) / area.clamp_min(1e-12), area * mel.sample_rate / mel.n_fft
+
+
+def pitch_adaptive_smoothers(mel: MelConfig, octaves: torch.Tensor) -> torch.Tensor:
+    """For each pitch of ``octaves`` ``(G,)`` (log2(f0 / 100 Hz)), the matrix ``(n_mels, n_mels)`` that
+    smooths a log-mel frame along frequency with a triangle of half-width f0 in Hz: ``(G, n_mels, n_mels)``,
+    rows summing to 1.
+
+    A triangle of half-width f0 has a zero at a ripple of period f0, so it removes the harmonic ripple of
+    that pitch from every band while keeping the spectral envelope at the finest resolution the harmonics
+    allow (the pitch-adaptive smoothing of STRAIGHT's and WORLD's envelope estimators). Each band counts
+    with its width in Hz, so the average is over frequency, not over bands; where the bands are wider apart
+    than f0 (the harmonics are not resolved there) a row is the band alone.
+    """
+    centres, widths = mel_bands(mel)
+    distance = (centres[None, :] - centres[:, None]).abs()  # (n_mels, n_mels)
+    f0 = 100.0 * 2.0 ** octaves.double()
+    weights = (1 - distance[None] / f0[:, None, None]).clamp_min(0) * widths[None, None, :]
+    return (weights / weights.sum(2, keepdim=True)).float()

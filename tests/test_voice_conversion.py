@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+import torchaudio
 
 import seqae
 from seqae.cli import main
@@ -499,11 +500,13 @@ def test_training_batches_carry_each_windows_contour_at_its_references_level():
         SpeakerSegments(mels, [0, 0, 1, 1], 6, 0.0, 1.0, "t", pitch=pitch[:3])
 
 
-@pytest.mark.parametrize("pitch, extra", [("contour", 1), ("harmonics", 40), ("source_filter", 40)])
-def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, tmp_path, pitch, extra):
+@pytest.mark.parametrize("pitch, extra, smoothing", [("contour", 1, "cepstral"), ("harmonics", 40, "cepstral"),
+                                                      ("source_filter", 40, "cepstral"), ("source_filter", 40, "pitch_adaptive")])
+def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, tmp_path, pitch, extra, smoothing):
     train, unseen = corpus
     text = TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(train)).replace("UNSEEN", str(unseen))
-    recipe = write_recipe(tmp_path, text.replace("adversary_hidden = 16", f"adversary_hidden = 16\npitch = \"{pitch}\""), "pitch.toml")
+    lines = f"adversary_hidden = 16\npitch = \"{pitch}\"\nenvelope_smoothing = \"{smoothing}\""
+    recipe = write_recipe(tmp_path, text.replace("adversary_hidden = 16", lines), "pitch.toml")
     run = seqae.train(recipe, out=tmp_path / "run")
     model = seqae.load(run)
     assert model.decoder.inp.in_channels == 8 + extra  # content_dim + the contour or its harmonic templates (n_mels)
@@ -552,6 +555,61 @@ def test_the_source_filter_decoder_draws_its_fine_structure_only_from_the_harmon
                 assert bool(((gain > 0) & (gain < 1)).all())
     with pytest.raises(ValueError, match="envelope_coefficients = 50"):
         VoiceConversion(VoiceConversionConfig(input_dim=40, pitch="source_filter", envelope_coefficients=50), MelConfig(sample_rate=RATE, n_mels=40))
+
+
+def test_pitch_adaptive_smoothing_removes_the_ripple_of_its_pitch_and_keeps_the_envelope():
+    from seqae.audio import MelConfig, harmonic_templates, mel_bands, pitch_adaptive_smoothers
+
+    mel = MelConfig(sample_rate=RATE)
+    dct = torchaudio.functional.create_dct(mel.n_mels, mel.n_mels, "ortho")
+    centres, _ = mel_bands(mel)
+    for f0 in (90.0, 130.0, 210.0):
+        octaves = torch.tensor([np.log2(f0 / 100), np.log2(f0 / 100) + 4 / 12])
+        smoother = pitch_adaptive_smoothers(mel, octaves[:1])[0]
+        assert smoother.shape == (80, 80) and bool((smoother >= 0).all())
+        assert torch.allclose(smoother.sum(1), torch.ones(80))
+        ripple = lambda v: float((v @ dct)[15:].norm())  # what lies beyond the first 15 cepstral coefficients
+        own, other = harmonic_templates(mel, octaves)
+        assert ripple(smoother @ own) < ripple(own) / 4, f0  # the ripple of this pitch is gone ...
+        assert ripple(smoother @ other) < ripple(other) / 2, f0  # ... and most of one 4 semitones higher
+        # a formant-like bump 400 Hz wide at 2.5 kHz, where bands are 90 Hz apart, is kept
+        envelope = torch.exp(-0.5 * ((centres - 2500) / 200) ** 2).float()
+        assert float((smoother @ envelope - envelope).abs().max()) < 0.1 * float(envelope.max()), f0
+        # where the neighbouring bands lie further than f0 away, the harmonics are not resolved: the band is left alone
+        gaps = centres.diff()
+        alone = torch.cat([gaps[:1], torch.minimum(gaps[1:], gaps[:-1]), gaps[-1:]]) >= f0
+        assert torch.allclose(smoother[alone], torch.eye(80)[alone])
+        assert bool(alone[-5:].all()), f0  # the top bands are 230-260 Hz apart
+
+
+def test_a_pitch_adaptive_decoder_smooths_each_frame_at_its_own_pitch():
+    from seqae.audio import MelConfig, pitch_adaptive_smoothers
+    from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
+
+    torch.manual_seed(0)
+    mel = MelConfig(sample_rate=RATE, n_mels=40)
+    config = VoiceConversionConfig(input_dim=40, channels=16, blocks=1, content_dim=8, speaker_dim=16, pitch="source_filter",
+                                   envelope_smoothing="pitch_adaptive")
+    model = VoiceConversion(config, mel).eval()
+    pitch = torch.tensor([[0.0, 0.5, 1.0], [-0.5, 0.25, 1.5]])
+    smoothing = model.smoothing(pitch)
+    assert smoothing.shape == (2, 3, 40, 40)
+    assert torch.allclose(smoothing[1, 2], pitch_adaptive_smoothers(mel, torch.tensor([1.5]))[0], atol=1e-6)  # on the table's grid
+    captured = []
+    model.decoder.out.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    source, speaker = torch.randn(2, 40, 3), torch.randn(1, 16)
+    with torch.no_grad():
+        out = model.convert(source, speaker, pitch)  # convert() gives each frame its own matrix
+        raw = captured[-1]  # (2, 41, 3): the envelope before smoothing, and the voicing gain's logit
+        fine = model.decoder.excitation(model.harmonics(pitch))
+        expected = torch.einsum("btmn,bnt->bmt", smoothing, raw[:, :40]) + torch.sigmoid(raw[:, 40:]) * fine
+        assert torch.allclose(out, expected, atol=1e-5)
+        other = model.decoder(model._with_pitch(model.content(source), pitch), speaker.expand(2, -1), smoothing=smoothing.flip(2))
+        assert float((other - out).abs().max()) > 1e-3  # another frame's matrix is another output
+        with pytest.raises(ValueError, match="smoothing matrix"):
+            model.decoder(model._with_pitch(model.content(source), pitch), speaker.expand(2, -1))
+    with pytest.raises(ValueError, match="needs pitch"):
+        VoiceConversion(VoiceConversionConfig(input_dim=40, pitch="harmonics", envelope_smoothing="pitch_adaptive"), mel)
 
 
 def test_harmonic_templates_match_the_log_mel_of_a_harmonic_tone_at_that_pitch():

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from seqae.audio import MelConfig, harmonic_templates
+from seqae.audio import MelConfig, harmonic_templates, pitch_adaptive_smoothers
 from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.norm import AdaIN, instance_norm, masked_mean
@@ -73,6 +73,12 @@ class VoiceConversionConfig:
     # with a learned gain per band, scaled per frame by a voicing gain in (0, 1) that the decoder
     # predicts: the speaker code then shapes the envelope and cannot move the pitch
     pitch: str = choice("none", "none", "contour", "harmonics", "source_filter")
+    # how pitch = "source_filter" smooths the decoder's envelope along the mel axis: "cepstral", its first
+    # envelope_coefficients DCT coefficients (one resolution for every band and every pitch); or
+    # "pitch_adaptive", a triangle of half-width f0 in Hz at each frame's pitch (the contour's), which
+    # removes the ripple of that pitch and keeps every finer detail the harmonics allow, in the high bands
+    # all of it (seqae.audio.pitch_adaptive_smoothers)
+    envelope_smoothing: str = choice("cepstral", "cepstral", "pitch_adaptive")
     variational: bool = True  # Gaussian content code with a KL term
     kl_weight: float = 0.1
     kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
@@ -91,6 +97,8 @@ class VoiceConversionConfig:
             raise ConfigError(f"{where}: model.kernel_size must be odd (frames stay aligned), got {self.kernel_size}")
         if self.pitch != "none" and self.method != "adain":
             raise ConfigError(f"{where}: model.pitch needs method = \"adain\" (the target's pitch level comes from its reference utterances)")
+        if self.envelope_smoothing != "cepstral" and self.pitch != "source_filter":
+            raise ConfigError(f"{where}: model.envelope_smoothing = \"{self.envelope_smoothing}\" needs model.pitch = \"source_filter\"")
         if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight) < 0:
             raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps, adversary_weight and speaker_loss_weight must be >= 0")
 
@@ -173,7 +181,9 @@ class SpeakerEncoder(nn.Module):
 
 class Decoder(nn.Module):
     """Content ``(B, content_dim, T)`` and speaker ``(B, speaker_dim)`` -> mel ``(B, n_mels, T)``; with
-    ``pitch``, the content carries one more channel, the pitch contour."""
+    ``pitch``, the content carries one more channel, the pitch contour, or the harmonic templates; with
+    ``envelope_smoothing = "pitch_adaptive"``, ``smoothing`` ``(B, T, n_mels, n_mels)`` holds each frame's
+    smoothing matrix."""
 
     def __init__(self, config: VoiceConversionConfig):
         super().__init__()
@@ -181,6 +191,7 @@ class Decoder(nn.Module):
         extra = {"none": 0, "contour": 1, "harmonics": config.input_dim, "source_filter": config.input_dim}[config.pitch]
         self.inp = nn.Conv1d(config.content_dim + extra, c, 1)
         self.excitation: nn.Conv1d | None = None
+        self.source_filter = config.pitch == "source_filter"
         smooth = None
         if config.pitch == "harmonics":  # a learned mixing of the templates' bands
             self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1)
@@ -188,17 +199,19 @@ class Decoder(nn.Module):
             self.excitation = nn.Conv1d(config.input_dim, config.input_dim, 1, groups=config.input_dim)
             nn.init.constant_(self.excitation.weight, 0.25)  # about one nat in the normalised log-mel's units
             nn.init.zeros_(self.excitation.bias)
-            dct = envelope_dct(config)
-            smooth = dct @ dct.T  # (n_mels, n_mels): projection onto the first K cepstral coefficients
+            if config.envelope_smoothing == "cepstral":
+                dct = envelope_dct(config)
+                smooth = dct @ dct.T  # (n_mels, n_mels): projection onto the first K cepstral coefficients
         self.smooth: torch.Tensor | None
         self.register_buffer("smooth", smooth, persistent=False)  # not saved (rebuilt from the config)
         self.convs = nn.ModuleList(nn.ModuleList([nn.Conv1d(c, c, k, padding=k // 2), nn.Conv1d(c, c, k, padding=k // 2)])
                                    for _ in range(config.blocks))
         self.adains = nn.ModuleList(nn.ModuleList([AdaIN(c, config.speaker_dim), AdaIN(c, config.speaker_dim)])
                                     for _ in range(config.blocks))
-        self.out = nn.Conv1d(c, config.input_dim + (self.smooth is not None), 1)  # source_filter: + the voicing gain
+        self.out = nn.Conv1d(c, config.input_dim + self.source_filter, 1)  # source_filter: + the voicing gain
 
-    def forward(self, content: torch.Tensor, speaker: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, content: torch.Tensor, speaker: torch.Tensor, mask: torch.Tensor | None = None,
+                smoothing: torch.Tensor | None = None) -> torch.Tensor:
         h = _mask_out(self.inp(content), mask)
         for (conv1, conv2), (ada1, ada2) in zip(self.convs, self.adains):
             y = F.relu(ada1(conv1(h), speaker, mask))
@@ -208,10 +221,15 @@ class Decoder(nn.Module):
         if self.excitation is not None:
             n_mels = self.excitation.in_channels
             fine = self.excitation(content[:, -n_mels:])  # the harmonic templates are the input's last n_mels channels
-            if self.smooth is None:  # harmonics: added to the output
+            if not self.source_filter:  # harmonics: added to the output
                 out = out + fine
             else:  # source_filter: a smooth envelope plus the templates, gated per frame
-                envelope = torch.einsum("mn,bnt->bmt", self.smooth.to(out.dtype), out[:, :n_mels])
+                if self.smooth is not None:
+                    envelope = torch.einsum("mn,bnt->bmt", self.smooth.to(out.dtype), out[:, :n_mels])
+                elif smoothing is None:
+                    raise ValueError("envelope_smoothing = \"pitch_adaptive\": give each frame's smoothing matrix (VoiceConversion.smoothing)")
+                else:
+                    envelope = torch.einsum("btmn,bnt->bmt", smoothing.to(out.dtype), out[:, :n_mels])
                 out = envelope + torch.sigmoid(out[:, n_mels:]) * fine
         return _mask_out(out, mask)
 
@@ -233,6 +251,7 @@ class SpeakerClassifier(nn.Module):
 
 
 PITCH_STEP = 1.0 / 96  # octaves between neighbouring harmonic templates (an eighth of a semitone)
+SMOOTHER_STEP = 1.0 / 48  # octaves between the pitch-adaptive smoothing matrices (each frame takes the nearest)
 
 
 class VoiceConversion(nn.Module):
@@ -244,6 +263,8 @@ class VoiceConversion(nn.Module):
         if config.input_dim <= 0:
             raise ValueError("VoiceConversionConfig.input_dim must be set (the number of mel bands)")
         self.templates: torch.Tensor | None
+        if config.envelope_smoothing != "cepstral" and config.pitch != "source_filter":
+            raise ValueError(f"envelope_smoothing = \"{config.envelope_smoothing}\" needs pitch = \"source_filter\"")
         if config.pitch not in ("harmonics", "source_filter"):
             self.templates = None
         else:
@@ -253,6 +274,13 @@ class VoiceConversion(nn.Module):
             grid = torch.arange(math.log2(0.4), math.log2(10.0) + PITCH_STEP, PITCH_STEP)
             self.register_buffer("templates", harmonic_templates(mel, grid), persistent=False)
             self.template_start = float(grid[0])
+        self.smoothers: torch.Tensor | None
+        if config.envelope_smoothing != "pitch_adaptive":
+            self.smoothers = None
+        else:  # (G, n_mels, n_mels), 40 to 1000 Hz on a grid through 100 Hz; not saved either
+            grid = torch.arange(math.floor(math.log2(0.4) / SMOOTHER_STEP), math.ceil(math.log2(10.0) / SMOOTHER_STEP) + 1) * SMOOTHER_STEP
+            self.register_buffer("smoothers", pitch_adaptive_smoothers(mel, grid), persistent=False)
+            self.smoother_start = float(grid[0])
         if (config.method == "adversarial" or config.speaker_loss_weight > 0) and len(config.speakers) < 2:
             raise ValueError("the adversarial method and the speaker loss need model.speakers: at least 2 training speakers")
         self.config = config
@@ -319,6 +347,19 @@ class VoiceConversion(nn.Module):
         rows = self.templates[low] * (1 - weight) + self.templates[low + 1] * weight  # (B, T, n_mels)
         return rows.transpose(1, 2)
 
+    def smoothing(self, pitch: torch.Tensor) -> torch.Tensor:
+        """Contour ``(B, T)`` -> each frame's pitch-adaptive smoothing matrix ``(B, T, n_mels, n_mels)``
+        (the nearest of the table's pitches, clamped to 40..1000 Hz)."""
+        index = ((pitch.float() - self.smoother_start) / SMOOTHER_STEP).round().clamp(0, self.smoothers.shape[0] - 1)
+        return self.smoothers[index.long()]
+
+    def _decode(self, content: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder on the content code ``(B, content_dim, T)`` with the pitch the model was trained with."""
+        inputs = self._with_pitch(content, pitch)
+        smoothing = None if self.smoothers is None else self.smoothing(pitch)
+        return self.decoder(inputs, speaker, mask, smoothing)
+
     def _with_pitch(self, content: torch.Tensor, pitch: torch.Tensor | None) -> torch.Tensor:
         """The decoder's input: the content code, and with ``model.pitch`` the contour ``(B, T)`` as one
         more channel or as harmonic templates (the last ``n_mels`` channels)."""
@@ -336,13 +377,13 @@ class VoiceConversion(nn.Module):
         """Source mel ``(B, n_mels, T)`` in the voice of ``target`` ``(B or 1, speaker_dim)`` -> ``(B, n_mels, T)``.
         ``pitch`` ``(B, T)`` (models trained with ``model.pitch`` only): the source's contour moved to the
         target's level (:func:`seqae.audio.move_pitch`)."""
-        return self.decoder(self._with_pitch(self.content(source), pitch), target.expand(source.shape[0], -1))
+        return self._decode(self.content(source), target.expand(source.shape[0], -1), pitch)
 
     def reconstruct(self, mel: torch.Tensor, reference: torch.Tensor | None = None, speaker: torch.Tensor | None = None,
                     pitch: torch.Tensor | None = None) -> torch.Tensor:
         """Mel from its own content and the speaker of ``reference`` (``adain``) or index ``speaker``."""
         code = self.speaker_table(speaker) if self.config.method == "adversarial" else self.speaker_encoder(mel if reference is None else reference)
-        return self.decoder(self._with_pitch(self.content(mel), pitch), code)
+        return self._decode(self.content(mel), code, pitch)
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -373,7 +414,7 @@ class VoiceConversion(nn.Module):
             speaker = self.speaker_encoder(batch["ref"], batch["ref_mask"])
         else:
             speaker = self.speaker_table(batch["speaker"])
-        recon = self.decoder(self._with_pitch(_mask_out(content, mask), batch.get("pitch")), speaker, mask)
+        recon = self._decode(_mask_out(content, mask), speaker, batch.get("pitch"), mask)
         frames = mask[:, None, :].to(x.dtype)
         denominator = frames.sum() * x.shape[1]
         l1 = ((recon - x).abs() * frames).sum() / denominator
