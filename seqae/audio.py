@@ -186,7 +186,7 @@ def mel_bands(mel: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return (freqs @ bank) / area.clamp_min(1e-12), area * mel.sample_rate / mel.n_fft
 
 
-def pitch_adaptive_smoothers(mel: MelConfig, octaves: torch.Tensor) -> torch.Tensor:
+def pitch_adaptive_smoothers(mel: MelConfig, octaves: torch.Tensor, min_width: float = 0.0) -> torch.Tensor:
     """For each pitch of ``octaves`` ``(G,)`` (log2(f0 / 100 Hz)), the matrix ``(n_mels, n_mels)`` that
     smooths a log-mel frame along frequency with a triangle of half-width f0 in Hz: ``(G, n_mels, n_mels)``,
     rows summing to 1.
@@ -195,10 +195,12 @@ def pitch_adaptive_smoothers(mel: MelConfig, octaves: torch.Tensor) -> torch.Ten
     that pitch from every band while keeping the spectral envelope at the finest resolution the harmonics
     allow (the pitch-adaptive smoothing of STRAIGHT's and WORLD's envelope estimators). Each band counts
     with its width in Hz, so the average is over frequency, not over bands; where the bands are wider apart
-    than f0 (the harmonics are not resolved there) a row is the band alone.
+    than f0 (the harmonics are not resolved there) a row is the band alone. ``min_width`` (Hz): the
+    half-width is never narrower than this, so every pitch below it is smoothed alike (a triangle of
+    half-width W leaves at most 5 % of the ripple of any pitch up to W).
     """
     centres, widths = mel_bands(mel)
     distance = (centres[None, :] - centres[:, None]).abs()  # (n_mels, n_mels)
-    f0 = 100.0 * 2.0 ** octaves.double()
+    f0 = (100.0 * 2.0 ** octaves.double()).clamp_min(min_width)
     weights = (1 - distance[None] / f0[:, None, None]).clamp_min(0) * widths[None, None, :]
     return (weights / weights.sum(2, keepdim=True)).float()

@@ -580,6 +580,18 @@ def test_pitch_adaptive_smoothing_removes_the_ripple_of_its_pitch_and_keeps_the_
         alone = torch.cat([gaps[:1], torch.minimum(gaps[1:], gaps[:-1]), gaps[-1:]]) >= f0
         assert torch.allclose(smoother[alone], torch.eye(80)[alone])
         assert bool(alone[-5:].all()), f0  # the top bands are 230-260 Hz apart
+    floored = pitch_adaptive_smoothers(mel, torch.tensor([np.log2(0.9), np.log2(2.1), np.log2(3.5)]), min_width=300.0)
+    assert torch.equal(floored[0], floored[1])  # below the floor every pitch is smoothed alike ...
+    assert torch.allclose(floored[0], pitch_adaptive_smoothers(mel, torch.tensor([np.log2(3.0)]))[0], atol=1e-6)  # ... as at 300 Hz
+    assert float((floored[2] - floored[0]).abs().max()) > 0.01  # and above it by its own pitch
+
+
+def test_envelope_smoothing_settings_are_checked():
+    with pytest.raises(seqae.config.ConfigError, match="r.toml: model.envelope_smoothing .* needs model.pitch"):
+        VoiceConversionConfig(pitch="harmonics", envelope_smoothing="pitch_adaptive").validate("r.toml")
+    with pytest.raises(seqae.config.ConfigError, match="r.toml: model.envelope_min_width must be >= 0"):
+        VoiceConversionConfig(pitch="source_filter", envelope_smoothing="pitch_adaptive", envelope_min_width=-1).validate("r.toml")
+    VoiceConversionConfig(pitch="source_filter", envelope_smoothing="pitch_adaptive", envelope_min_width=300).validate("r.toml")
 
 
 def test_a_pitch_adaptive_decoder_smooths_each_frame_at_its_own_pitch():

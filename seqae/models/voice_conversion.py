@@ -79,6 +79,9 @@ class VoiceConversionConfig:
     # removes the ripple of that pitch and keeps every finer detail the harmonics allow, in the high bands
     # all of it (seqae.audio.pitch_adaptive_smoothers)
     envelope_smoothing: str = choice("cepstral", "cepstral", "pitch_adaptive")
+    # pitch_adaptive: the triangle's half-width is never narrower than this (Hz); at the corpus's highest
+    # pitch, every frame is smoothed alike and the envelope cannot carry anything pitch-specific
+    envelope_min_width: float = 0.0
     variational: bool = True  # Gaussian content code with a KL term
     kl_weight: float = 0.1
     kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
@@ -97,6 +100,8 @@ class VoiceConversionConfig:
             raise ConfigError(f"{where}: model.kernel_size must be odd (frames stay aligned), got {self.kernel_size}")
         if self.pitch != "none" and self.method != "adain":
             raise ConfigError(f"{where}: model.pitch needs method = \"adain\" (the target's pitch level comes from its reference utterances)")
+        if self.envelope_min_width < 0:
+            raise ConfigError(f"{where}: model.envelope_min_width must be >= 0 (Hz), got {self.envelope_min_width}")
         if self.envelope_smoothing != "cepstral" and self.pitch != "source_filter":
             raise ConfigError(f"{where}: model.envelope_smoothing = \"{self.envelope_smoothing}\" needs model.pitch = \"source_filter\"")
         if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight) < 0:
@@ -279,7 +284,7 @@ class VoiceConversion(nn.Module):
             self.smoothers = None
         else:  # (G, n_mels, n_mels), 40 to 1000 Hz on a grid through 100 Hz; not saved either
             grid = torch.arange(math.floor(math.log2(0.4) / SMOOTHER_STEP), math.ceil(math.log2(10.0) / SMOOTHER_STEP) + 1) * SMOOTHER_STEP
-            self.register_buffer("smoothers", pitch_adaptive_smoothers(mel, grid), persistent=False)
+            self.register_buffer("smoothers", pitch_adaptive_smoothers(mel, grid, config.envelope_min_width), persistent=False)
             self.smoother_start = float(grid[0])
         if (config.method == "adversarial" or config.speaker_loss_weight > 0) and len(config.speakers) < 2:
             raise ValueError("the adversarial method and the speaker loss need model.speakers: at least 2 training speakers")
