@@ -149,6 +149,12 @@ def move_pitch(contour: torch.Tensor, source_level: float, target_levels: float 
     return contour + (target - source_level)
 
 
+def mel_filterbank(mel: MelConfig) -> torch.Tensor:
+    """``(n_fft // 2 + 1, n_mels)``, float64: the triangular filters :class:`LogMel` applies (torchaudio's)."""
+    top = mel.f_max or mel.sample_rate / 2
+    return torchaudio.functional.melscale_fbanks(mel.n_fft // 2 + 1, mel.f_min, top, mel.n_mels, mel.sample_rate).double()
+
+
 def harmonic_templates(mel: MelConfig, octaves: torch.Tensor) -> torch.Tensor:
     """The log-mel of a flat harmonic series at each pitch of ``octaves`` ``(G,)`` (log2(f0 / 100 Hz)),
     analysed with ``mel``'s own STFT window and filterbank: ``(G, n_mels)``.
@@ -164,8 +170,7 @@ def harmonic_templates(mel: MelConfig, octaves: torch.Tensor) -> torch.Tensor:
     left = (n - mel.win_length) // 2
     window[left : left + mel.win_length] = window_fn(mel.win_length, dtype=torch.float64)
     t = torch.arange(n, dtype=torch.float64) / mel.sample_rate
-    top = mel.f_max or mel.sample_rate / 2
-    bank = torchaudio.functional.melscale_fbanks(n // 2 + 1, mel.f_min, top, mel.n_mels, mel.sample_rate).double()
+    bank = mel_filterbank(mel)
     rows = []
     for f0 in (100.0 * 2.0 ** octaves.double()).tolist():
         harmonics = torch.arange(1, int(mel.sample_rate / 2 / f0) + 1, dtype=torch.float64)[:, None] * f0
@@ -179,9 +184,8 @@ def harmonic_templates(mel: MelConfig, octaves: torch.Tensor) -> torch.Tensor:
 def mel_bands(mel: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Each mel band's centre (the mean frequency of its filter) and width (its filter's area), in Hz,
     as measured on the STFT's frequency bins: two ``(n_mels,)`` tensors."""
-    top = mel.f_max or mel.sample_rate / 2
     freqs = torch.linspace(0, mel.sample_rate / 2, mel.n_fft // 2 + 1, dtype=torch.float64)
-    bank = torchaudio.functional.melscale_fbanks(mel.n_fft // 2 + 1, mel.f_min, top, mel.n_mels, mel.sample_rate).double()
+    bank = mel_filterbank(mel)
     area = bank.sum(0)
     return (freqs @ bank) / area.clamp_min(1e-12), area * mel.sample_rate / mel.n_fft
 
