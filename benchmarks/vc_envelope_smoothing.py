@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torchaudio
 
-from seqae.audio import MelConfig, pitch_adaptive_smoothers
+from seqae.audio import MelConfig, nearest_smoothers, pitch_adaptive_smoothers, smoother_grid
 from seqae.datasets.audio import log_mels_and_pitch, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +42,12 @@ def main():
         dct = torchaudio.functional.create_dct(k, mel.n_mels, "ortho")
         projection = dct @ dct.T
         report(f"cepstral, {k} coefficients", lambda x, contour, p=projection: p @ x)
-    step_octaves = 1.0 / 48
-    grid = torch.arange(-64, 224) * step_octaves  # 40 to about 2000 Hz
+    grid = smoother_grid(40.0, 2500.0)
     for width in args.min_width:
         table = pitch_adaptive_smoothers(mel, grid, width)
 
         def adaptive(x, contour, table=table):
-            index = ((contour - grid[0]) / step_octaves).round().long().clamp(0, len(grid) - 1)
-            return torch.einsum("tmn,nt->mt", table[index], x)
+            return torch.einsum("tmn,nt->mt", nearest_smoothers(table, float(grid[0]), contour), x)
 
         report("pitch-adaptive" + (f", at least {width:.0f} Hz" if width else ""), adaptive)
 

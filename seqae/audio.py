@@ -190,6 +190,25 @@ def mel_bands(mel: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return (freqs @ bank) / area.clamp_min(1e-12), area * mel.sample_rate / mel.n_fft
 
 
+SMOOTHER_STEP = 1.0 / 48  # octaves between neighbouring pitch-adaptive smoothing matrices
+
+
+def smoother_grid(low_hz: float, high_hz: float) -> torch.Tensor:
+    """The pitches of a table of :func:`pitch_adaptive_smoothers`: every ``SMOOTHER_STEP`` octaves through
+    100 Hz, covering ``low_hz`` to ``high_hz``, as log2(f0 / 100 Hz): ``(G,)``."""
+    low = math.floor(math.log2(low_hz / 100.0) / SMOOTHER_STEP)
+    high = math.ceil(math.log2(high_hz / 100.0) / SMOOTHER_STEP)
+    return torch.arange(low, high + 1) * SMOOTHER_STEP
+
+
+def nearest_smoothers(table: torch.Tensor, grid_start: float, contour: torch.Tensor) -> torch.Tensor:
+    """Each frame's matrix from a table ``(G, n_mels, n_mels)`` built on :func:`smoother_grid` (whose first
+    pitch is ``grid_start``): the nearest pitch to the contour ``(..., T)`` (log2(f0 / 100 Hz)), clamped
+    to the table's range: ``(..., T, n_mels, n_mels)``."""
+    index = ((contour.float() - grid_start) / SMOOTHER_STEP).round().clamp(0, table.shape[0] - 1)
+    return table[index.long()]
+
+
 def pitch_adaptive_smoothers(mel: MelConfig, octaves: torch.Tensor, min_width: float = 0.0) -> torch.Tensor:
     """For each pitch of ``octaves`` ``(G,)`` (log2(f0 / 100 Hz)), the matrix ``(n_mels, n_mels)`` that
     smooths a log-mel frame along frequency with a triangle of half-width f0 in Hz: ``(G, n_mels, n_mels)``,

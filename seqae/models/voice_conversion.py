@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from seqae.audio import MelConfig, harmonic_templates, pitch_adaptive_smoothers
+from seqae.audio import MelConfig, harmonic_templates, nearest_smoothers, pitch_adaptive_smoothers, smoother_grid
 from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.norm import AdaIN, instance_norm, masked_mean
@@ -256,7 +256,6 @@ class SpeakerClassifier(nn.Module):
 
 
 PITCH_STEP = 1.0 / 96  # octaves between neighbouring harmonic templates (an eighth of a semitone)
-SMOOTHER_STEP = 1.0 / 48  # octaves between the pitch-adaptive smoothing matrices (each frame takes the nearest)
 
 
 class VoiceConversion(nn.Module):
@@ -283,7 +282,7 @@ class VoiceConversion(nn.Module):
         if config.envelope_smoothing != "pitch_adaptive":
             self.smoothers = None
         else:  # (G, n_mels, n_mels), 40 to 1000 Hz on a grid through 100 Hz; not saved either
-            grid = torch.arange(math.floor(math.log2(0.4) / SMOOTHER_STEP), math.ceil(math.log2(10.0) / SMOOTHER_STEP) + 1) * SMOOTHER_STEP
+            grid = smoother_grid(40.0, 1000.0)
             self.register_buffer("smoothers", pitch_adaptive_smoothers(mel, grid, config.envelope_min_width), persistent=False)
             self.smoother_start = float(grid[0])
         if (config.method == "adversarial" or config.speaker_loss_weight > 0) and len(config.speakers) < 2:
@@ -355,8 +354,7 @@ class VoiceConversion(nn.Module):
     def smoothing(self, pitch: torch.Tensor) -> torch.Tensor:
         """Contour ``(B, T)`` -> each frame's pitch-adaptive smoothing matrix ``(B, T, n_mels, n_mels)``
         (the nearest of the table's pitches, clamped to 40..1000 Hz)."""
-        index = ((pitch.float() - self.smoother_start) / SMOOTHER_STEP).round().clamp(0, self.smoothers.shape[0] - 1)
-        return self.smoothers[index.long()]
+        return nearest_smoothers(self.smoothers, self.smoother_start, pitch)
 
     def _decode(self, content: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
