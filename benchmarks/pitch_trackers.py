@@ -89,7 +89,7 @@ def main():
             levels = {"yin": [], "torchaudio": []}
             for r in utts[:6]:
                 wave = read_audio(corpus.parent / r["audio"], RATE)
-                contour, level = pitch_contour(*track_pitch(wave, mel))
+                contour, level, _ = pitch_contour(*track_pitch(wave, mel))
                 if np.isnan(level):  # whisper
                     continue
                 levels["yin"].append(level)

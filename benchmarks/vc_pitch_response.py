@@ -11,7 +11,7 @@
 
 Runs trained without ``model.pitch`` have no contour to move.
 
-    .venv/bin/python benchmarks/vc_pitch_response.py RUN_DIR [--manifest data/vc/test.jsonl] [--utterances 20]
+    .venv/bin/python benchmarks/vc_pitch_response.py RUN_DIR [--manifest data/vc/test.jsonl] [--utterances 20] [--pitch-range target]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 import torchaudio
 
 import seqae
-from seqae.audio import LogMel, harmonic_templates, move_pitch, pitch_contour, track_pitch
+from seqae.audio import LogMel, harmonic_templates, pitch_contour, target_contour, track_pitch
 from seqae.datasets.audio import iter_audio, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,8 @@ def main():
     parser.add_argument("run")
     parser.add_argument("--manifest", default=str(ROOT / "data" / "vc" / "test.jsonl"))
     parser.add_argument("--utterances", type=int, default=20)
+    parser.add_argument("--pitch-range", choices=["target", "source"], default="target",
+                        help="scale the source's contour to the target's range (seqae's default) or keep the source's")
     args = parser.parse_args()
     model = seqae.load(args.run).eval()
     if model.config.pitch == "none":
@@ -76,7 +78,7 @@ def main():
             source, target = k, k + args.utterances
             mel = data.normalise(mels[source])[None]
             code = model.target_code([data.normalise(mels[target])])
-            contour = move_pitch(pitch[source][0], pitch[source][1], [pitch[target][1]])[None]
+            contour = target_contour(pitch[source], [pitch[target]], args.pitch_range)[None]
             base = data.denormalise(model.convert(mel, code, contour))
             for shift in changes:
                 moved = data.denormalise(model.convert(mel, code, contour + shift))

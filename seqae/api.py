@@ -222,9 +222,13 @@ def convert(
     target_speaker: str | None = None,
     device: str = "cpu",
     vocoder: str = "griffin_lim",
+    pitch_range: str | None = None,
 ) -> dict[str, Path]:
     """Voice conversion: the content of ``source`` in the voice of ``targets`` (one or more utterances
     of the target speaker; AdaIN-VC runs) or of the training speaker ``target_speaker`` (adversarial runs).
+    ``pitch_range`` (models trained with ``model.pitch``): ``"target"`` scales the source's pitch
+    contour to the target utterances' range as well as their level, ``"source"`` keeps the source's
+    range; default: the run's ``eval.pitch_range``.
 
     Writes ``out`` (.wav, through the vocoder with the mel settings saved with the model), the converted
     log-mel ``(n_mels, frames)`` as ``out`` with ``.npy``, and a figure of source, target and converted
@@ -236,12 +240,14 @@ def convert(
     import soundfile
 
     from seqae import plots
-    from seqae.audio import LogMel, move_pitch, pitch_contour, track_pitch
+    from seqae.audio import PITCH_RANGES, LogMel, PitchTrack, pitch_contour, target_contour, track_pitch
     from seqae.datasets.audio import ONE_PIECE_SECONDS, read_audio
     from seqae.datasets.base import DataError
     from seqae.vocoder import get_vocoder
 
     out = Path(out)
+    if pitch_range is not None and pitch_range not in PITCH_RANGES:
+        raise ConfigError(f"pitch_range {pitch_range!r}: expected one of {', '.join(PITCH_RANGES)}")
     if out.suffix.lower() != ".wav":
         raise ConfigError(f"{out}: the output must be a .wav file")
     model = load(run_dir, device=device, family="voice_conversion")
@@ -249,7 +255,7 @@ def convert(
     data = recipe.data
     front_end = LogMel(data.mel())
     min_frames = 10
-    pitch: list[tuple[torch.Tensor, float]] = []  # model.pitch: each file's contour and level, the source's first
+    pitch: list[PitchTrack] = []  # model.pitch: each file's pitch, the source's first
 
     def mel_of(path, role: str) -> torch.Tensor:
         wave = read_audio(path, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
@@ -283,8 +289,8 @@ def convert(
             target_mels = [mel_of(t, "voice") for t in targets]
             code = model.target_code([data.normalise(m).to(device) for m in target_mels])
         contour = None
-        if model.config.pitch != "none":  # the source's pitch contour at the mean level of the target utterances
-            contour = move_pitch(pitch[0][0], pitch[0][1], [level for _, level in pitch[1:]])[None].to(device)
+        if model.config.pitch != "none":  # the source's pitch contour at the target utterances' level (and range)
+            contour = target_contour(pitch[0], pitch[1:], pitch_range or recipe.eval.pitch_range)[None].to(device)
         converted = data.denormalise(model.convert(data.normalise(source_mel).to(device)[None], code, contour)[0].cpu())
     wave = get_vocoder(vocoder, data.mel(), n_iter=recipe.eval.griffin_lim_iters)(converted)
     buffer = io.BytesIO()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -122,23 +123,43 @@ def track_pitch(wave: torch.Tensor, mel: MelConfig, config: PitchConfig | None =
     return torch.log2(rate / period / 100.0), voiced
 
 
-def pitch_contour(octaves: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor, float]:
+class PitchTrack(NamedTuple):
+    """One utterance's pitch, from :func:`pitch_contour`; octaves re 100 Hz throughout."""
+
+    contour: torch.Tensor  # (frames,): continuous, unvoiced stretches filled
+    level: float  # median over voiced frames; NaN where none is voiced (whisper)
+    spread: float  # robust standard deviation over voiced frames (interquartile range / 1.349); NaN where none is voiced
+
+
+def pitch_contour(octaves: torch.Tensor, voiced: torch.Tensor) -> PitchTrack:
     """A continuous contour ``(frames,)`` (unvoiced stretches filled by linear interpolation between
-    their voiced neighbours, held at the ends) and the utterance's pitch level: the median over voiced
-    frames, in octaves re 100 Hz; NaN (and a contour of zeros) where no frame is voiced (whisper)."""
+    their voiced neighbours, held at the ends), the utterance's pitch level (the median over voiced
+    frames) and its spread (interquartile range of the voiced frames / 1.349: a standard deviation that
+    a few octave errors of the tracker do not move); NaN level and spread (and a contour of zeros) where
+    no frame is voiced (whisper)."""
     if not bool(voiced.any()):
-        return torch.zeros_like(octaves), float("nan")
+        return PitchTrack(torch.zeros_like(octaves), float("nan"), float("nan"))
     at = torch.nonzero(voiced).flatten().double()
-    values = octaves[voiced].double()
-    contour = torch.from_numpy(np.interp(np.arange(octaves.shape[0]), at.numpy(), values.numpy())).to(octaves.dtype)
-    return contour, float(np.median(values.numpy()))
+    values = octaves[voiced].double().numpy()
+    contour = torch.from_numpy(np.interp(np.arange(octaves.shape[0]), at.numpy(), values)).to(octaves.dtype)
+    upper, lower = np.percentile(values, [75, 25])
+    return PitchTrack(contour, float(np.median(values)), float((upper - lower) / 1.349))
 
 
-def move_pitch(contour: torch.Tensor, source_level: float, target_levels: float | list[float]) -> torch.Tensor:
+MAX_RANGE_RATIO = 4.0  # move_pitch scales a contour's excursions by at most this factor either way
+
+
+def move_pitch(contour: torch.Tensor, source_level: float, target_levels: float | list[float],
+               source_spread: float = float("nan"), target_spreads: Sequence[float] = ()) -> torch.Tensor:
     """The source's contour moved to the target's pitch level (a shift in octaves): the mean level of
     the target's reference utterances. NaN levels (unvoiced utterances) cannot be moved to or from: an
     unvoiced source gets a flat contour at the target's level, and a target with no voiced reference
-    leaves the source's contour where it is."""
+    leaves the source's contour where it is.
+
+    With spreads (the source's and the references', :class:`PitchTrack`), the contour's excursions
+    around the source's level are also scaled to the target's range, by the ratio of the references'
+    mean spread to the source's (the mean and variance conversion of log-F0), held within
+    [1 / MAX_RANGE_RATIO, MAX_RANGE_RATIO]; without a usable spread on either side only the level moves."""
     levels = [target_levels] if isinstance(target_levels, float) else list(target_levels)
     voiced = [v for v in levels if not math.isnan(v)]
     if not voiced:
@@ -146,7 +167,25 @@ def move_pitch(contour: torch.Tensor, source_level: float, target_levels: float 
     target = sum(voiced) / len(voiced)
     if math.isnan(source_level):
         return torch.full_like(contour, target)
-    return contour + (target - source_level)
+    spreads = [s for s in target_spreads if not math.isnan(s)]
+    if not spreads or math.isnan(source_spread) or source_spread <= 0:
+        return contour + (target - source_level)
+    ratio = min(max(sum(spreads) / len(spreads) / source_spread, 1 / MAX_RANGE_RATIO), MAX_RANGE_RATIO)
+    return (contour - source_level) * ratio + target
+
+
+PITCH_RANGES = ("target", "source")
+
+
+def target_contour(source: PitchTrack, targets: Sequence[PitchTrack], pitch_range: str = "target") -> torch.Tensor:
+    """The contour a conversion is decoded with: the source's, moved to the targets' level and, with
+    ``pitch_range = "target"``, scaled to their range (``"source"``: the source's range kept)
+    (:func:`move_pitch`)."""
+    if pitch_range not in PITCH_RANGES:
+        raise ValueError(f"pitch_range {pitch_range!r}: expected one of {PITCH_RANGES}")
+    if pitch_range == "source":
+        return move_pitch(source.contour, source.level, [t.level for t in targets])
+    return move_pitch(source.contour, source.level, [t.level for t in targets], source.spread, [t.spread for t in targets])
 
 
 def mel_filterbank(mel: MelConfig) -> torch.Tensor:

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an utterance of the target speaker (repeatable: their speaker codes are averaged)")
     p.add_argument("--target-speaker", help="adversarial runs: the name of a training speaker")
     p.add_argument("-o", "--output", required=True, help="output .wav (a .npy of the converted log-mel and a .png beside it)")
+    p.add_argument("--pitch-range", choices=["target", "source"],
+                   help="models trained with model.pitch: scale the source's pitch contour to the target's range (target) or keep "
+                        "the source's (source); default: the run's eval.pitch_range (target)")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("data", help="build data sets")
@@ -119,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     if args.command == "convert":
-        paths = api.convert(args.run_dir, args.source, args.target, args.output, args.target_speaker, device=args.device)
+        paths = api.convert(args.run_dir, args.source, args.target, args.output, args.target_speaker, device=args.device,
+                            pitch_range=args.pitch_range)
         for path in paths.values():
             print(path)
         return 0

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqae.audio import move_pitch
+from seqae.audio import target_contour
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
 from seqae.datasets.audio import (ONE_PIECE_SECONDS, AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels,
@@ -623,7 +623,7 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
         target = model.target_code([mels[target_index].to(device)])
     else:
         target = model.target_code(speaker=picked[target_index].speaker)
-    contour = None if pitch is None else move_pitch(pitch[0][0], pitch[0][1], [pitch[target_index][1]])[None].to(device)
+    contour = None if pitch is None else target_contour(pitch[0], [pitch[target_index]], recipe.eval.pitch_range)[None].to(device)
     converted = model.convert(source[None].to(device), target, contour)[0].cpu()
     hop = data.hop_length / data.sample_rate
     paths = [plots.spectrograms(

@@ -7,6 +7,7 @@ import torch
 import torchaudio
 
 import seqae
+from seqae.audio import PitchTrack
 from seqae.cli import main
 from seqae.datasets.audio import SpeakerSegments, Utterance
 from seqae.evaluation.conversion import dtw_path, mcd_dtw, mel_cepstrum, plan_conversions
@@ -473,21 +474,44 @@ def test_pitch_contour_fills_unvoiced_gaps_and_move_pitch_shifts_it_to_the_targe
     from seqae.audio import move_pitch, pitch_contour
 
     octaves = torch.tensor([9.0, 0.0, 9.0, 9.0, 1.0, 9.0])
-    contour, level = pitch_contour(octaves, torch.tensor([False, True, False, False, True, False]))
+    contour, level, spread = pitch_contour(octaves, torch.tensor([False, True, False, False, True, False]))
     assert torch.allclose(contour, torch.tensor([0.0, 0.0, 1 / 3, 2 / 3, 1.0, 1.0]))
     assert level == pytest.approx(0.5)
-    flat, none = pitch_contour(octaves, torch.zeros(6, dtype=torch.bool))  # whisper: no level
-    assert np.isnan(none) and not bool(flat.any())
+    assert spread == pytest.approx(0.5 / 1.349)  # interquartile range of the voiced frames (0, 1) / 1.349
+    flat, none, no_spread = pitch_contour(octaves, torch.zeros(6, dtype=torch.bool))  # whisper: no level
+    assert np.isnan(none) and np.isnan(no_spread) and not bool(flat.any())
     assert torch.allclose(move_pitch(contour, 0.5, [1.0, 2.0]), contour + 1.0)  # to the references' mean level
     assert torch.allclose(move_pitch(contour, 0.5, [float("nan"), 1.5]), contour + 1.0)  # unvoiced references ignored
     assert torch.equal(move_pitch(contour, 0.5, [float("nan")]), contour)  # no level to move to: unchanged
     assert torch.equal(move_pitch(flat, none, 0.75), torch.full((6,), 0.75))  # an unvoiced source: flat at the target's
 
 
+def test_move_pitch_scales_the_range_to_the_targets_and_target_contour_chooses():
+    from seqae.audio import MAX_RANGE_RATIO, PitchTrack, move_pitch, pitch_contour, target_contour
+
+    rng = np.random.default_rng(0)
+    source = pitch_contour(torch.from_numpy(rng.normal(0.0, 0.1, 400)), torch.ones(400, dtype=torch.bool))
+    target = pitch_contour(torch.from_numpy(rng.normal(1.0, 0.3, 400)), torch.ones(400, dtype=torch.bool))
+    assert source.spread == pytest.approx(0.1, rel=0.15) and target.spread == pytest.approx(0.3, rel=0.15)
+    moved = target_contour(source, [target])  # default: the target's level and range
+    assert float(np.median(moved.numpy())) == pytest.approx(target.level, abs=1e-6)  # the median maps to the target's level
+    assert float(moved.std() / source.contour.std()) == pytest.approx(target.spread / source.spread, rel=1e-6)
+    kept = target_contour(source, [target], "source")  # the source's range kept: a shift only
+    assert torch.allclose(kept, source.contour + (target.level - source.level))
+    # the ratio is held within [1/4, 4]; no usable spread on either side moves the level only
+    wide = PitchTrack(target.contour, 1.0, 100.0)
+    assert torch.allclose(target_contour(source, [wide]) - 1.0, (source.contour - source.level) * MAX_RANGE_RATIO)
+    whisper = PitchTrack(torch.zeros(400), float("nan"), float("nan"))
+    assert torch.allclose(target_contour(source, [whisper, target]), moved)  # unvoiced references ignored
+    assert torch.allclose(move_pitch(source.contour, source.level, [1.0], 0.0, [0.3]), source.contour + 1.0 - source.level)
+    with pytest.raises(ValueError, match="pitch_range"):
+        target_contour(source, [target], "both")
+
+
 def test_training_batches_carry_each_windows_contour_at_its_references_level():
     mels = [torch.randn(4, 10) for _ in range(4)]
     contours = [torch.linspace(0, 1, 10) + k for k in range(4)]
-    pitch = [(c, float(c.median())) for c in contours]
+    pitch = [PitchTrack(c, float(c.median()), 0.1) for c in contours]
     data = SpeakerSegments(mels, [0, 0, 1, 1], 6, 0.0, 1.0, "t", pitch=pitch)
     batch = data.collate(np.arange(len(data)))
     for row, window in enumerate(range(len(data))):
@@ -516,6 +540,10 @@ def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, t
     assert main(["convert", str(run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
                  "-o", str(out)]) == 0
     assert np.isfinite(np.load(out.with_suffix(".npy"))).all()
+    kept = tmp_path / "kept.wav"  # the source's pitch range kept
+    assert main(["convert", str(run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
+                 "-o", str(kept), "--pitch-range", "source"]) == 0
+    assert np.isfinite(np.load(kept.with_suffix(".npy"))).all()
     assert "conversion.png" in {p.name for p in seqae.plot(run)}
     mel = torch.zeros(1, 40, 20)
     with pytest.raises(ValueError, match="pitch contour"):

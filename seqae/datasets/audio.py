@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from seqae.audio import LogMel, MelConfig, move_pitch, pitch_contour, track_pitch
+from seqae.audio import LogMel, MelConfig, PitchTrack, move_pitch, pitch_contour, track_pitch
 from seqae.config import ConfigError, path_field
 from seqae.datasets.base import BatchSource, DataError
 
@@ -213,7 +213,7 @@ def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-me
 
 
 def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch", pitch: bool = True
-                       ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, float]] | None]:
+                       ) -> tuple[list[torch.Tensor], list[PitchTrack] | None]:
     """Each utterance's log-mel ``(n_mels, frames)`` and, with ``pitch``, its pitch: the contour
     ``(frames,)`` and level of :func:`seqae.audio.pitch_contour` (octaves re 100 Hz), from one reading of
     the audio; ``None`` in its place without."""
@@ -367,12 +367,12 @@ class SpeakerSegments(MelSegments):
     """
 
     def __init__(self, mels: list[torch.Tensor], speakers: list[int], segment_frames: int, mean: float, std: float, name: str,
-                 reference_windows: int = 1, pitch: list[tuple[torch.Tensor, float]] | None = None):
+                 reference_windows: int = 1, pitch: list[PitchTrack] | None = None):
         super().__init__(mels, segment_frames, mean, std, name)
         if reference_windows < 1:
             raise ValueError(f"reference_windows must be at least 1, got {reference_windows}")
-        if pitch is not None and [c.shape[0] for c, _ in pitch] != [m.shape[1] for m in mels]:
-            raise ValueError("pitch: one (contour, level) per utterance, the contour as long as its log-mel")
+        if pitch is not None and [p.contour.shape[0] for p in pitch] != [m.shape[1] for m in mels]:
+            raise ValueError("pitch: one PitchTrack per utterance, the contour as long as its log-mel")
         self.pitch = pitch
         self.reference_windows = reference_windows
         self.utterance_speaker = np.asarray(speakers, dtype=np.int64)
@@ -421,12 +421,13 @@ class SpeakerSegments(MelSegments):
 
     def pitch_rows(self, windows: np.ndarray, refs: np.ndarray) -> torch.Tensor:
         """``(batch, segment_frames)``: each window's pitch contour moved to the level of its reference
-        utterances (their mean level; as at conversion, where it is the target's), zeros on padding."""
+        utterances (their mean level; as at conversion, where it is the target's; the range is the window's
+        own, its speaker's, so it is not scaled), zeros on padding."""
         rows = torch.zeros(len(windows), self.segment)
         for row, (window, ref_windows) in enumerate(zip(windows.tolist(), refs.tolist())):
             utt, start = self.windows[window]
-            contour, level = self.pitch[utt]
-            levels = [self.pitch[self.windows[r][0]][1] for r in ref_windows]
-            piece = move_pitch(contour[start : start + self.segment], level, levels)
+            track = self.pitch[utt]
+            levels = [self.pitch[self.windows[r][0]].level for r in ref_windows]
+            piece = move_pitch(track.contour[start : start + self.segment], track.level, levels)
             rows[row, : piece.shape[0]] = piece
         return rows

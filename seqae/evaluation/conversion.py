@@ -30,8 +30,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from seqae.audio import move_pitch
-from seqae.config import ConfigError, path_field
+from seqae.audio import PitchTrack, target_contour
+from seqae.config import ConfigError, choice, path_field
 from seqae.datasets.audio import Utterance
 from seqae.datasets.base import DataError
 from seqae.evaluation.probes import frame_labels, split_by_sentence, stack_frames
@@ -49,6 +49,8 @@ class ConversionEvalConfig:
     max_train_frames: int = 40000  # frames the phone and frame-level speaker probes are fitted on
     max_iter: int = 500  # logistic-regression iterations
     griffin_lim_iters: int = 64  # seqae convert and the example WAVs of seqae plot
+    pitch_range: str = choice("target", "target", "source", doc="models with model.pitch: the source's contour moved to the "
+                              "target's level and scaled to its range (target) or with the source's range kept (source); also seqae convert's default")
     seed: int = 0
 
     def validate(self, where: str) -> None:
@@ -216,11 +218,11 @@ def evaluate_conversion(
     model,
     hop_s: float,
     config: ConversionEvalConfig,
-    pitch: list[tuple[torch.Tensor, float]] | None = None,
+    pitch: list[PitchTrack] | None = None,
 ) -> dict[str, Any]:
     """Every figure of the module docstring. ``mels``: real log-mels ``(n_mels, frames)``; the model works
     on ``normalise(mel)`` and its output goes back through ``denormalise``. ``pitch``: each utterance's
-    contour and level (:func:`seqae.datasets.audio.log_mels_and_pitch`), for models trained with ``model.pitch``."""
+    pitch (:func:`seqae.datasets.audio.log_mels_and_pitch`), for models trained with ``model.pitch``."""
     from tqdm import tqdm
 
     missing = [u.where for u in utterances if not u.speaker]
@@ -294,7 +296,7 @@ def evaluate_conversion(
             target = model.target_code(speaker=speaker)
         contour = None
         if pitch is not None:
-            contour = move_pitch(pitch[source][0], pitch[source][1], [pitch[r][1] for r in references])[None].to(device)
+            contour = target_contour(pitch[source], [pitch[r] for r in references], config.pitch_range)[None].to(device)
         return model.convert(torch.from_numpy(normalised[source])[None].to(device), target, contour)[0].cpu().numpy()
 
     for conv in tqdm(plan, desc="converting", leave=False, disable=len(plan) < 20):
