@@ -25,7 +25,7 @@ import torch
 import torchaudio
 
 import seqae
-from seqae.audio import LogMel, harmonic_templates, pitch_contour, target_contour, track_pitch
+from seqae.audio import PITCH_RANGES, LogMel, harmonic_templates, pitch_contour, target_contour, track_pitch
 from seqae.datasets.audio import iter_audio, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def main():
     parser.add_argument("run")
     parser.add_argument("--manifest", default=str(ROOT / "data" / "vc" / "test.jsonl"))
     parser.add_argument("--utterances", type=int, default=20)
-    parser.add_argument("--pitch-range", choices=["target", "source"], default="target",
+    parser.add_argument("--pitch-range", choices=PITCH_RANGES, default="target",
                         help="scale the source's contour to the target's range (seqae's default) or keep the source's")
     args = parser.parse_args()
     model = seqae.load(args.run).eval()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from seqae import api, checkpoint
+from seqae.audio import PITCH_RANGES
 from seqae.checkpoint import CheckpointError
 from seqae.config import ConfigError
 from seqae.datasets.base import DataError
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an utterance of the target speaker (repeatable: their speaker codes are averaged)")
     p.add_argument("--target-speaker", help="adversarial runs: the name of a training speaker")
     p.add_argument("-o", "--output", required=True, help="output .wav (a .npy of the converted log-mel and a .png beside it)")
-    p.add_argument("--pitch-range", choices=["target", "source"],
+    p.add_argument("--pitch-range", choices=PITCH_RANGES,
                    help="models trained with model.pitch: scale the source's pitch contour to the target's range (target) or keep "
                         "the source's (source); default: the run's eval.pitch_range (target)")
     p.add_argument("--device", default="cpu")

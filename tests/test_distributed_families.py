@@ -8,9 +8,9 @@ the same computation up to rounding. The weight tolerance allows for one effect 
 a following (instance) normalisation cancels, or a weight whose gradient an adversary holds near zero,
 has a gradient of pure rounding noise, which Adam scales up to full-size steps, so such parameters
 wander by up to lr per step in both runs alike: all but 1 % of the weights must agree closely, and
-every one within lr x steps; the same
-effect, with convolutions that round differently at half the batch on some CPUs, moves the voice-
-conversion losses apart by up to about 2e-4 (relative) after 8 steps, so losses agree to 1e-3. Where the
+every one within lr x steps. The same effect, with convolutions that round differently at half the
+batch on some CPUs, moves the voice-conversion losses apart by up to about 2e-4 (relative) after 8
+steps, so losses agree to 1e-3. Where the
 model samples (the VAE's and the Gaussian content code's noise, CPC's negatives), each process draws
 its own noise, so the runs differ by that noise only: the losses must agree closely instead.
 (The autoencoder's exact check is in test_distributed.py.)

@@ -214,9 +214,9 @@ def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-me
 
 def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch", pitch: bool = True
                        ) -> tuple[list[torch.Tensor], list[PitchTrack] | None]:
-    """Each utterance's log-mel ``(n_mels, frames)`` and, with ``pitch``, its pitch: the contour
-    ``(frames,)`` and level of :func:`seqae.audio.pitch_contour` (octaves re 100 Hz), from one reading of
-    the audio; ``None`` in its place without."""
+    """Each utterance's log-mel ``(n_mels, frames)`` and, with ``pitch``, its pitch: the
+    :class:`seqae.audio.PitchTrack` (contour ``(frames,)``, level and spread, octaves re 100 Hz) of
+    :func:`seqae.audio.pitch_contour`, from one reading of the audio; ``None`` in its place without."""
     front_end = LogMel(config)
     mels, pitches = [], []
     with torch.no_grad():

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from seqae.audio import PitchTrack, target_contour
+from seqae.audio import PITCH_RANGES, PitchTrack, target_contour
 from seqae.config import ConfigError, choice, path_field
 from seqae.datasets.audio import Utterance
 from seqae.datasets.base import DataError
@@ -49,7 +49,7 @@ class ConversionEvalConfig:
     max_train_frames: int = 40000  # frames the phone and frame-level speaker probes are fitted on
     max_iter: int = 500  # logistic-regression iterations
     griffin_lim_iters: int = 64  # seqae convert and the example WAVs of seqae plot
-    pitch_range: str = choice("target", "target", "source", doc="models with model.pitch: the source's contour moved to the "
+    pitch_range: str = choice("target", *PITCH_RANGES, doc="models with model.pitch: the source's contour moved to the "
                               "target's level and scaled to its range (target) or with the source's range kept (source); also seqae convert's default")
     seed: int = 0
 
