@@ -1,6 +1,8 @@
 """The pitch level (YIN, median over voiced frames; the median over a speaker's first utterances) of
 every speaker in voice-conversion manifests, and for each espeak-ng variant spoken at two pitch settings
-the distance between them in semitones. Speaker names are ``ACCENT_VARIANT_pPITCH_rRATE``.
+the distance between them in semitones; and the spread of pitch within an utterance (the PitchTrack
+spread, interquartile range / 1.349 of the voiced frames; each speaker's median) across speakers.
+Speaker names are ``ACCENT_VARIANT_pPITCH_rRATE``.
 
     .venv/bin/python benchmarks/vc_voice_levels.py [--manifest data/vc/test.jsonl data/vc/unseen_test.jsonl] [--per-speaker 4]
 """
@@ -30,9 +32,11 @@ def main():
             by_speaker[utt.speaker].append(utt)
     picked = [u for s in sorted(by_speaker) for u in by_speaker[s][: args.per_speaker]]
     config = MelConfig(sample_rate=16000)  # the voice-conversion recipes' rate; audio is resampled to it
-    levels = collections.defaultdict(list)
+    levels, spreads = collections.defaultdict(list), collections.defaultdict(list)
     for utt, wave in zip(picked, iter_audio(picked, config.sample_rate, config.win_length, "pitch")):
-        levels[utt.speaker].append(pitch_contour(*track_pitch(wave, config))[1])
+        track = pitch_contour(*track_pitch(wave, config))
+        levels[utt.speaker].append(track.level)
+        spreads[utt.speaker].append(track.spread)
     by_variant = collections.defaultdict(dict)
     for speaker, values in levels.items():
         values = [v for v in values if not np.isnan(v)]
@@ -45,6 +49,9 @@ def main():
             gaps.append(12 * abs(np.subtract(*speakers.values())))
     print(f"{len(gaps)} variants at two pitch settings: {np.median(gaps):.1f} semitones apart at the median "
           f"({min(gaps):.1f} to {max(gaps):.1f})")
+    spread = np.array([12 * np.median(v) for v in ([x for x in s if not np.isnan(x)] for s in spreads.values()) if v])
+    print(f"pitch spread within an utterance over {len(spread)} voiced speakers: median {np.median(spread):.1f} semitones, "
+          f"narrowest {spread.min():.1f}, widest tenth above {np.percentile(spread, 90):.1f}, widest {spread.max():.1f}")
 
 
 if __name__ == "__main__":
