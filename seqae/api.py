@@ -165,7 +165,8 @@ def evaluate(
     ``tasks``: task files for the sentence encoders (``label<TAB>sentence`` or
     ``score<TAB>sentence1<TAB>sentence2`` per line). ``manifest``: the audio families' evaluation manifest(s).
     ``overrides``: ``["eval.KEY=VALUE", ...]``, settings of the recipe's ``[eval]`` section for this
-    evaluation (the other sections are fixed by training).
+    evaluation (the other sections are fixed by training). Per-item records (voice conversion: one per
+    conversion) go to ``RUN_DIR/eval_records.jsonl``, or under ``"records"`` when ``write`` is False.
     """
     run_dir = Path(run_dir)
     model = load(run_dir, device=device)
@@ -194,6 +195,8 @@ def evaluate(
         if records is not None:
             checkpoint.atomic_write(run_dir / "eval_records.jsonl", "".join(json.dumps(r) + "\n" for r in records))
             result["records_file"] = str(run_dir / "eval_records.jsonl")
+    elif records is not None:
+        result["records"] = records
     return result
 
 

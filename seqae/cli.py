@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", action="append", default=[], metavar="FILE",
                    help="sentence encoders: a task file, label<TAB>sentence or score<TAB>s1<TAB>s2 per line (repeatable)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="eval.KEY=VALUE",
-                   help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.references=5 (repeatable)")
+                   help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.seen_references=5 (repeatable)")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("plot", help="training curves and the family's figures as PNG")

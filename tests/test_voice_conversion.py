@@ -293,6 +293,9 @@ def test_conversion_plans_draw_references_of_the_target_never_of_the_source_sent
     everything = np.arange(len(utterances))
     one = plan_conversions(utterances, everything, {"a", "b", "c"}, per_group=30, seed=0)
     three = plan_conversions(utterances, everything, {"a", "b", "c"}, per_group=30, seed=0, count=3)
+    mixed = plan_conversions(utterances, everything, {"a", "b", "c"}, per_group=30, seed=0, count=3, unseen_count=1)
+    # the seen conversions as with three references for all, the unseen as one-shot
+    assert [(c.source, c.references) for c in mixed] == [(c.source, (t if c.seen else o).references) for c, t, o in zip(mixed, three, one)]
     assert [c.seen for c in one].count(False) == 30 and all(c.target_speaker == "u" for c in one if not c.seen)
     for single, several in zip(one, three):
         assert len(single.references) == 1 and len(several.references) == 3 == len(set(several.references))
@@ -324,6 +327,12 @@ def test_adain_trains_evaluates_and_converts(adain_run, corpus, tmp_path):
     seen = [r for r in records if r["seen"]]
     assert np.mean([r["labelled_as"] == r["target_speaker"] for r in seen]) == pytest.approx(result["seen_labelled_target"])
     assert all(r["source_speaker"] != r["target_speaker"] and len(r["references"]) == 1 for r in records)
+    # more references for seen targets only: every seen conversion carries two, every unseen one
+    more = seqae.evaluate(adain_run, write=False, overrides=["eval.seen_references=2"])
+    assert (more["seen_references_per_conversion"], more["unseen_references_per_conversion"]) == (2, 1)
+    assert sorted({(r["seen"], len(r["references"])) for r in more["records"]}) == [(False, 1), (True, 2)]
+    with pytest.raises(seqae.config.ConfigError, match="eval.unseen_references must be positive"):
+        seqae.evaluate(adain_run, write=False, overrides=["eval.unseen_references=-1"])
     out = tmp_path / "out.wav"
     assert main(["convert", str(adain_run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
                  "--target", str(unseen.parent / "new_2.wav"), "-o", str(out)]) == 0

@@ -4,8 +4,9 @@ The manifest's sentences are split in two halves (:func:`seqae.evaluation.probes
 On the first half, real speech only: a speaker classifier (every speaker of the manifest, unseen ones
 included), a phone probe, and the disentanglement probes are fitted. The second half is converted:
 each conversion takes a source utterance, a target speaker other than the source's, and one other
-utterance of the target (one-shot; ``eval.references`` = n averages the speaker codes of n) as the
-reference, and is scored by
+utterance of the target as the reference (one-shot; ``eval.references`` = n averages the speaker codes,
+pitch levels and ranges of n; ``eval.seen_references`` and ``eval.unseen_references`` set it per
+group), and is scored by
 
 - speaker similarity: the share of converted utterances the speaker classifier (:class:`SpeakerJudge`)
   labels as the target, and as the source;
@@ -45,6 +46,8 @@ class ConversionEvalConfig:
     unseen_manifest: str = path_field("", doc="speakers held out of training (one-shot targets)")
     conversions: int = 200  # per group: seen targets, unseen targets
     references: int = 1  # utterances of the target whose speaker codes are averaged (1: one-shot)
+    seen_references: int = 0  # for seen targets only (0: eval.references)
+    unseen_references: int = 0  # for unseen targets only (0: eval.references)
     mcd_coefficients: int = 24
     max_train_frames: int = 40000  # frames the phone and frame-level speaker probes are fitted on
     max_iter: int = 500  # logistic-regression iterations
@@ -57,6 +60,9 @@ class ConversionEvalConfig:
         if self.conversions < 1 or self.mcd_coefficients < 1 or self.max_train_frames < 100 or self.references < 1:
             raise ConfigError(f"{where}: eval.conversions, eval.references and eval.mcd_coefficients must be positive, "
                               "eval.max_train_frames >= 100")
+        if self.seen_references < 0 or self.unseen_references < 0:
+            raise ConfigError(f"{where}: eval.seen_references and eval.unseen_references must be positive, or 0 for "
+                              "eval.references")
         if self.griffin_lim_iters < 1:
             raise ConfigError(f"{where}: eval.griffin_lim_iters must be positive")
 
@@ -180,9 +186,12 @@ class Conversion:
 
 
 def plan_conversions(utterances: list[Utterance], convert_idx: np.ndarray, seen_speakers: set[str],
-                     per_group: int, seed: int, count: int = 1) -> list[Conversion]:
+                     per_group: int, seed: int, count: int = 1, unseen_count: int | None = None) -> list[Conversion]:
     """Up to ``per_group`` conversions to seen and to unseen targets, from the conversion half; each with
-    up to ``count`` reference utterances of the target (never of the source's sentence)."""
+    up to ``count`` reference utterances of the target (``unseen_count`` for unseen targets; default
+    ``count``), never of the source's sentence. The sources, targets and first references do not depend
+    on the counts."""
+    counts = {True: count, False: count if unseen_count is None else unseen_count}
     rng = np.random.default_rng(seed)
     more = np.random.default_rng([seed, 1])  # extra references: their own stream, so the one-shot draws stay put
     by_speaker: dict[str, list[int]] = {}
@@ -205,7 +214,7 @@ def plan_conversions(utterances: list[Utterance], convert_idx: np.ndarray, seen_
             # the first reference is drawn as in the one-shot plan, so more references only add to it
             first = candidates[rng.integers(len(candidates))]
             rest = [i for i in candidates if i != first]
-            extra = more.permutation(rest)[: count - 1].tolist() if count > 1 else []
+            extra = more.permutation(rest)[: counts[seen] - 1].tolist() if counts[seen] > 1 else []
             plan.append(Conversion(source, [first, *extra], target, seen))
     return plan
 
@@ -276,8 +285,10 @@ def evaluate_conversion(
         result["speaker_from_speaker_code"] = probe.accuracy(np.stack([spk[i] for i in convert_idx]), labels[convert_idx])
 
     # conversions
-    plan = plan_conversions(utterances, convert_idx, seen_speakers, config.conversions, config.seed, config.references)
-    result["references_per_conversion"] = config.references
+    seen_count, unseen_count = config.seen_references or config.references, config.unseen_references or config.references
+    plan = plan_conversions(utterances, convert_idx, seen_speakers, config.conversions, config.seed, seen_count, unseen_count)
+    result["seen_references_per_conversion"] = seen_count
+    result["unseen_references_per_conversion"] = unseen_count
     if not adain:
         plan = [c for c in plan if c.seen]
         result["unseen_note"] = "the adversarial method converts to training speakers only"
