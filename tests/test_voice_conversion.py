@@ -431,10 +431,14 @@ def test_the_shipped_recipes_validate():
     from seqae.config import load_recipe
     from conftest import ROOT
 
-    for name in ("adain_vc_speech", "adversarial_vc_speech"):
+    for name in ("adain_vc_speech", "adversarial_vc_speech", "adain_vc_source_filter"):
         recipe = load_recipe(ROOT / "recipes" / f"{name}.toml", check_paths=False)
         assert recipe.family == "voice_conversion"
         assert recipe.model.method == name.split("_")[0]
+    # the recipe that meets every goal: a seen target from five utterances, an unseen one from one
+    recipe = load_recipe(ROOT / "recipes" / "adain_vc_source_filter.toml", check_paths=False)
+    assert (recipe.eval.seen_references, recipe.eval.unseen_references, recipe.eval.references) == (5, 0, 1)
+    assert recipe.model.pitch == "source_filter" and recipe.eval.pitch_range == "target"
 
 
 def test_envelope_input_keeps_the_spectral_envelope_and_drops_the_harmonic_ripple():
