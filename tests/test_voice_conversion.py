@@ -557,6 +557,8 @@ def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(corpus, t
     assert main(["convert", str(run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
                  "-o", str(kept), "--pitch-range", "source"]) == 0
     assert np.isfinite(np.load(kept.with_suffix(".npy"))).all()
+    # the flag reaches the decoder: keeping the source's range changes the converted mel
+    assert np.abs(np.load(kept.with_suffix(".npy")) - np.load(out.with_suffix(".npy"))).max() > 1e-4
     assert "conversion.png" in {p.name for p in seqae.plot(run)}
     mel = torch.zeros(1, 40, 20)
     with pytest.raises(ValueError, match="pitch contour"):
