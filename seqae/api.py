@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ from torch import nn
 
 from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
+from seqae.datasets.base import DataError
 from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_recipe, read_toml, recipe_from_dict
 from seqae.families import get_family
-from seqae.train import Trainer, seed_everything
+from seqae.train import Trainer, resolve_device, seed_everything
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
 RESUMABLE_CHANGES = {"train.steps", "train.device", "train.log_every", "train.checkpoint_every", "train.eval_every"}
@@ -52,7 +54,9 @@ def train(
     """Train a recipe into a run directory and return its path.
 
     ``out`` defaults to ``runs/<recipe name>``. A directory that already holds a run is never
-    overwritten: pass ``resume=True`` to continue it, or choose another ``out``.
+    overwritten: pass ``resume=True`` to continue it, or choose another ``out``. ``out`` must be a new
+    or empty folder or a seqae run; while training, the run directory is locked against a second
+    process (:class:`seqae.checkpoint.RunLock`).
     """
     source = Path(recipe.source) if isinstance(recipe, Recipe) else Path(recipe)
     recipe = resolve_recipe(recipe, overrides)
@@ -60,41 +64,78 @@ def train(
         recipe.train.device = device
     family = get_family(recipe.family, recipe.source)
     run_dir = Path(out) if out is not None else Path("runs") / source.stem
-    has_run = (run_dir / checkpoint.STATE_FILE).exists() or (run_dir / checkpoint.MODEL_FILE).exists()
-    if has_run and not resume:
-        raise CheckpointError(
-            f"{run_dir}: already holds a trained run; pass --resume to continue it, or choose another --out"
-        )
+    checkpoint.check_run_dir(run_dir, resume)  # a file, another's folder, a typo with --resume: before any work
     seed_everything(recipe.train.seed)
     prepared = family.prepare(recipe)
-    resolved = recipe.to_dict()
+    model = family.build_model(recipe)
+    main = is_main_process()
+    with checkpoint.RunLock(run_dir) if main else nullcontext():
+        has_run = checkpoint.check_run_dir(run_dir, resume)  # again, now that no other process can write it
+        if main:
+            if has_run:
+                check_resumable(run_dir, recipe, model, prepared)
+            write_run_files(run_dir, recipe, prepared)
+        trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test)
+        trainer.fit(resume=resume and has_run)
+    return run_dir
+
+
+def check_resumable(run_dir: Path, recipe: Recipe, model: nn.Module, prepared) -> None:
+    """Before anything in ``run_dir`` is written: the recipe may differ from the run's only in
+    :data:`RESUMABLE_CHANGES`, the data must be the data it was trained on, the checkpoint must be
+    whole, and ``train.steps`` must not end before the checkpoint's step."""
+    from seqae.models.base import training_plan
+
     config_path = run_dir / checkpoint.CONFIG_FILE
-    if resume and has_run and config_path.exists():
+    if config_path.exists():
         saved = read_toml(config_path)
-        changed = [k for k in config_differences(saved, resolved) if k not in RESUMABLE_CHANGES]
+        changed = [k for k in config_differences(saved, recipe.to_dict()) if k not in RESUMABLE_CHANGES]
         if changed:
             raise ConfigError(
                 f"{config_path}: the recipe differs from the run being resumed in {', '.join(changed)}; "
                 "resume with the same recipe, or train into another --out"
             )
-    if resume and has_run and is_main_process():
-        # a damaged checkpoint is reported here, before anything in the run directory is written
-        checkpoint.load_for_resume(run_dir, recipe.family)
-    model = family.build_model(recipe)
-    if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.atomic_write(config_path, dumps_toml(resolved))
-        for name, path in prepared.run_files.items():
-            data = Path(path).read_bytes()
-            if (run_dir / name).exists() and (run_dir / name).read_bytes() != data:
-                raise ConfigError(
-                    f"{run_dir / name}: the data now give a different {name} than the run was trained with "
-                    "(did the corpus change?); train into another --out"
-                )
-            checkpoint.atomic_write(run_dir / name, data)
-    trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test)
-    trainer.fit(resume=resume and has_run)
-    return run_dir
+    check_same_data(run_dir, prepared)
+    _, state = checkpoint.load_for_resume(run_dir, recipe.family)  # a damaged checkpoint is reported here
+    total = sum(stage.steps for stage in training_plan(model, recipe.train.steps))
+    if int(state["step"]) > total:
+        raise ConfigError(
+            f"{config_path}: the run is at step {state['step']}, but train.steps = {recipe.train.steps} ends at step {total}; "
+            "ask for more steps to continue it (nothing was changed)"
+        )
+
+
+def check_same_data(run_dir: Path, prepared) -> None:
+    """The data fingerprint recorded in ``run.json`` at training must match the data read now."""
+    record = checkpoint.read_run_file(run_dir) or {}
+    recorded, now = record.get("data_fingerprint"), getattr(prepared, "fingerprint", "")
+    if recorded and now and recorded != now:
+        raise DataError(
+            f"{prepared.data_name}: the data differ from those {run_dir} was trained on (the fingerprint in "
+            f"{run_dir / checkpoint.RUN_FILE} does not match), so its held-out split would not be the one it held out. "
+            "Restore the data, or train a new run"
+        )
+
+
+def write_run_files(run_dir: Path, recipe: Recipe, prepared) -> None:
+    """``run.json``, ``config.toml`` and the family's run files (``tokenizer.json``)."""
+    from seqae import __version__
+
+    record = checkpoint.read_run_file(run_dir)
+    if record is None:
+        checkpoint.write_run_file(run_dir, family=recipe.family, seqae_version=__version__,
+                                  data_fingerprint=getattr(prepared, "fingerprint", ""))
+    elif not record.get("data_fingerprint") and getattr(prepared, "fingerprint", ""):
+        checkpoint.write_run_file(run_dir, data_fingerprint=prepared.fingerprint)
+    checkpoint.atomic_write(run_dir / checkpoint.CONFIG_FILE, dumps_toml(recipe.to_dict()))
+    for name, path in prepared.run_files.items():
+        data = Path(path).read_bytes()
+        if (run_dir / name).exists() and (run_dir / name).read_bytes() != data:
+            raise ConfigError(
+                f"{run_dir / name}: the data now give a different {name} than the run was trained with "
+                "(did the corpus change?); train into another --out"
+            )
+        checkpoint.atomic_write(run_dir / name, data)
 
 
 def read_run_config(run_dir: Path) -> Recipe:
@@ -123,11 +164,28 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family:
         raise CheckpointError(
             f"{model_path}: weights of family '{meta.get('family')}', but {checkpoint.CONFIG_FILE} says '{recipe.family}'"
         )
+    target = resolve_device(str(device))
+    build = get_family(recipe.family).build_model
     try:
-        model = get_family(recipe.family).build_model(recipe)
+        with torch.device("meta"):  # the config's shapes, checked against the weights before anything is allocated
+            expected = build(recipe).state_dict()
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{run_dir / checkpoint.CONFIG_FILE}: cannot build the model: {err}") from None
-    expected = model.state_dict()
+    check_weights_match(run_dir, expected, tensors)
+    model = build(recipe)
+    model.load_state_dict(tensors)
+    family_entry = get_family(recipe.family)
+    if family_entry.on_load is not None:
+        family_entry.on_load(model, recipe, run_dir)
+    model.recipe = recipe
+    model.run_dir = run_dir
+    model.trained_steps = int(meta.get("step", 0))
+    return model.to(target).eval()
+
+
+def check_weights_match(run_dir: Path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+    """The tensor names and shapes of the weights file must be the model's (built from config.toml)."""
+    model_path = run_dir / checkpoint.MODEL_FILE
     problems = [f"'{k}' missing from the weights" for k in expected if k not in tensors]
     problems += [f"unexpected tensor '{k}'" for k in tensors if k not in expected]
     problems += [
@@ -140,20 +198,31 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family:
             f"{run_dir / checkpoint.CONFIG_FILE} does not match {model_path}: {'; '.join(problems[:3])}"
             + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         )
-    model.load_state_dict(tensors)
-    family_entry = get_family(recipe.family)
-    if family_entry.on_load is not None:
-        family_entry.on_load(model, recipe, run_dir)
-    model.recipe = recipe
-    model.run_dir = run_dir
-    model.trained_steps = int(meta.get("step", 0))
-    return model.to(device).eval()
 
 
-def prepared_for_evaluation(recipe: Recipe):
-    """The recipe's data for the family's evaluation and figures (None for families that read their own manifests)."""
+def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
+    """The recipe's data for the family's evaluation and figures (None for families that read their own
+    manifests), checked to be the data ``run_dir`` was trained on."""
     family = get_family(recipe.family)
-    return family.prepare(recipe) if family.eval_needs_training_data else None
+    if not family.eval_needs_training_data:
+        return None
+    prepared = family.prepare(recipe)
+    if run_dir is not None:
+        check_same_data(run_dir, prepared)
+    return prepared
+
+
+EVAL_OPTIONS = {"tasks": ("--task", "task files"), "manifest": ("--manifest", "evaluation manifests")}
+
+
+def check_eval_options(family, given: dict[str, Any]) -> None:
+    """An evaluation option the family does not take is an error, never silently ignored."""
+    for name, value in given.items():
+        if value and name not in family.eval_options:
+            flag, what = EVAL_OPTIONS[name]
+            takes = [EVAL_OPTIONS[o][0] for o in family.eval_options]
+            raise ConfigError(f"{flag}: a '{family.name}' run takes no {what}"
+                              + (f" (it takes {', '.join(takes)})" if takes else " (its evaluation uses the recipe's data)"))
 
 
 def evaluate(
@@ -171,6 +240,7 @@ def evaluate(
     run_dir = Path(run_dir)
     model = load(run_dir, device=device)
     recipe = model.recipe
+    check_eval_options(get_family(recipe.family), {"tasks": tasks, "manifest": manifest})
     if overrides:
         other = [text for text in overrides if not text.strip().startswith("eval.")]
         if other:
@@ -179,7 +249,7 @@ def evaluate(
         raw = apply_overrides(read_toml(config_path), overrides)
         recipe.eval = recipe_from_dict(raw, f"{config_path} with --set", base_dir=run_dir, check_paths=False).eval
     family = get_family(recipe.family)
-    prepared = prepared_for_evaluation(recipe)
+    prepared = prepared_for_evaluation(recipe, run_dir)
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
     if overrides:
         result["eval_overrides"] = list(overrides)
@@ -213,7 +283,7 @@ def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, d
     records = checkpoint.read_metrics(run_dir)
     if records:
         paths.append(plots.training_curves(records, out / "training_curves.png", title=f"{run_dir.name} ({recipe.family})"))
-    paths += family.figures(model, recipe, prepared_for_evaluation(recipe), out)
+    paths += family.figures(model, recipe, prepared_for_evaluation(recipe, run_dir), out)
     return paths
 
 

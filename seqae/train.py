@@ -230,8 +230,9 @@ class Trainer:
             "stage": stage_index,
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-            "rng": rng_per_rank[0],
-            "rng_per_rank": rng_per_rank,  # each process draws its own noise (seeded seed + rank)
+            # RNG states as tensors and lists (checkpoint.rng_to_storable), so the file loads with weights_only=True
+            "rng": checkpoint.rng_to_storable(rng_per_rank[0]),
+            "rng_per_rank": [checkpoint.rng_to_storable(r) for r in rng_per_rank],  # each process draws its own noise
             "finished": self.step >= self.total_steps,
             "total_steps": self.total_steps,
         }
@@ -276,9 +277,31 @@ class Trainer:
     # -- logging ---------------------------------------------------------------------------------
 
     def log(self, record: dict[str, Any]) -> None:
-        if self.dist.is_main:
-            with open(self.run_dir / checkpoint.METRICS_FILE, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+        """Append one line to ``metrics.jsonl`` whole or not at all (a full disk is a TrainingError)."""
+        if not self.dist.is_main:
+            return
+        path = self.run_dir / checkpoint.METRICS_FILE
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except OSError as err:
+            raise TrainingError(f"{path}: cannot open the metrics log ({err.strerror or err})") from None
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(28, "No space left on device")
+        except OSError as err:
+            try:
+                os.ftruncate(fd, size)  # no half line: the log stays readable
+            except OSError:
+                pass
+            last = checkpoint.checkpoint_step(self.run_dir)
+            kept = f"the checkpoint of step {last} is kept" if last else "no checkpoint was written yet"
+            raise TrainingError(f"{path}: could not append ({err.strerror or err}); training stopped, {kept}; "
+                                "free some space and continue with --resume") from None
+        finally:
+            os.close(fd)
 
     def average_across_ranks(self, values: dict[str, float]) -> dict[str, float]:
         if self.dist.world <= 1:
@@ -334,8 +357,10 @@ class Trainer:
                     f"{self.run_dir}: saved by {len(per_rank)} process(es), resumed with {self.dist.world}; "
                     "resume with the same number of processes"
                 )
-            set_rng_state(per_rank[self.dist.rank], self.device)
+            set_rng_state(checkpoint.rng_from_storable(per_rank[self.dist.rank]), self.device)
         if self.step >= self.total_steps:
+            if self.dist.is_main:
+                print(f"{self.run_dir}: already at step {self.step} of {self.total_steps}; nothing to train", file=sys.stderr)
             return {"step": self.step, "already_finished": True}
 
         module = self.ddp if self.ddp is not None else self.model
