@@ -112,10 +112,12 @@ class Recipe:
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a TOML file; a missing or malformed file is a :class:`ConfigError` naming it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: no such recipe file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a regular file; a recipe is a TOML file")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not part of the TOML
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte offset {err.start}); a recipe is a TOML file")
     try:
@@ -142,6 +144,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, value
 
 
+class CommandLineValue(str):
+    """A string given with ``--set`` (or ``overrides=``): if its key is a path field, a relative value is
+    taken from the current folder, not the recipe's; any other key keeps it as it is."""
+
+
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
     """Return a copy of ``raw`` with overrides applied (``{"train.steps": 10}`` or ``["train.steps=10"]``)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
@@ -158,9 +165,8 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str] |
     else:
         items = [parse_override(text) for text in overrides]
     for (section, name), value in items:
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute() and Path(value).expanduser().exists():
-            # a path typed on the command line is relative to the current folder, not the recipe's
-            value = str(Path(value).expanduser().resolve())
+        if isinstance(value, str):
+            value = CommandLineValue(value)  # a path among them is relative to the current folder (build_dataclass)
         target = out.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"override {section}.{name}: [{section}] is not a table")
@@ -239,7 +245,8 @@ def build_dataclass(
         if f.metadata.get("path") and value and value not in f.metadata.get("special", ()):
             resolved = Path(value).expanduser()
             if not resolved.is_absolute():
-                resolved = (base_dir / resolved).resolve()
+                base = Path.cwd() if isinstance(values[key], CommandLineValue) else base_dir
+                resolved = (base / resolved).resolve()
             if check_paths and not resolved.exists():
                 raise ConfigError(f"{where}: {section}.{key}: no such file or folder: {resolved}")
             value = str(resolved)
@@ -269,7 +276,7 @@ def check_type(value: Any, hint: Any, key: str, where: str) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: {key} must be a string, got {type(value).__name__} {value!r}")
-        return value
+        return str(value)
     raise TypeError(f"unsupported config type {hint} for {key}")  # a bug in a config class
 
 

@@ -17,7 +17,7 @@ from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
 from seqae.datasets.audio import (ONE_PIECE_SECONDS, AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels,
                                   log_mels_and_pitch)
-from seqae.datasets.base import BatchSource, DataError
+from seqae.datasets.base import BatchSource, DataError, fingerprint, read_text_lines, utterances_fingerprint
 from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_autoencoder, evaluate_vae, evaluate_vqvae
 from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
 from seqae.models.vae import VAE, VAEConfig
@@ -40,6 +40,8 @@ class Prepared:
     test: BatchSource
     extra: Any = None
     run_files: dict[str, Path] = field(default_factory=dict)  # copied into the run directory (tokenizer.json)
+    fingerprint: str = ""  # of the data read; recorded in run.json, checked on resume and evaluation
+    data_name: str = ""  # the data's file or folder, for messages
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Family:
     data_config_for: Callable[[Any], type] | None = None  # when [data] depends on [model] (vqvae: images or mel)
     on_load: Callable[[nn.Module, Recipe, Path], None] | None = None  # attach run files (the tokenizer)
     eval_needs_training_data: bool = True  # False: evaluate/figures get prepared=None (they read their own manifests)
+    eval_options: tuple[str, ...] = ()  # what evaluate takes beyond the recipe: "tasks" (--task), "manifest" (--manifest)
     code_kinds: tuple[str, ...] = ()  # the choices of `codes(..., kind=)`, the first the default (seqae codes --kind)
 
 
@@ -83,7 +86,8 @@ def prepare_arrays(recipe: Recipe) -> Prepared:
         raise ConfigError(
             f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but the data has {width} features"
         )
-    return Prepared(train, test, data)
+    labels = data.y if data.y is not None else "no labels"
+    return Prepared(train, test, data, fingerprint=fingerprint(data.x, labels), data_name=str(recipe.data.source))
 
 
 def prepare_vqvae(recipe: Recipe) -> Prepared:
@@ -93,7 +97,8 @@ def prepare_vqvae(recipe: Recipe) -> Prepared:
         if recipe.model.input_dim not in (0, n_mels):
             raise ConfigError(f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but data.n_mels = {n_mels}")
         recipe.model.input_dim = n_mels
-        return Prepared(train, test, utterances)
+        return Prepared(train, test, utterances, fingerprint=utterances_fingerprint(utterances["train"] + utterances["test"]),
+                        data_name=str(recipe.data.source))
     return prepare_images(recipe)
 
 
@@ -309,13 +314,20 @@ def prepare_text(recipe: Recipe) -> Prepared:
         train = SentenceTriples(corpus, train_idx, f"{name} (training chapters)")
         test = SentenceTriples(corpus, test_idx, f"{name} (held-out chapters)")
     extra = {"corpus": corpus, "test_idx": test_idx, "tokenizer": tokenizer}
-    return Prepared(train, test, extra, run_files={"tokenizer.json": corpus.folder / "tokenizer.json"})
+    return Prepared(train, test, extra, run_files={"tokenizer.json": corpus.folder / "tokenizer.json"},
+                    fingerprint=corpus.content_fingerprint, data_name=str(recipe.data.corpus))
 
 
 def attach_tokenizer(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
+    from seqae.checkpoint import CheckpointError
     from seqae.datasets.text import load_tokenizer
 
-    model.attach_tokenizer(load_tokenizer(run_dir / "tokenizer.json"), recipe.data.max_tokens)
+    path = run_dir / "tokenizer.json"
+    tokenizer = load_tokenizer(path)
+    if tokenizer.get_vocab_size() > recipe.model.vocab_size:
+        raise CheckpointError(f"{path}: a vocabulary of {tokenizer.get_vocab_size()} tokens, more than the model's "
+                              f"{recipe.model.vocab_size} (model.vocab_size); this is not the run's own tokenizer")
+    model.attach_tokenizer(tokenizer, recipe.data.max_tokens)
 
 
 def held_out_tasks(prepared: Prepared, config) -> dict[str, Any]:
@@ -332,9 +344,15 @@ def held_out_tasks(prepared: Prepared, config) -> dict[str, Any]:
     queries = np.sort(rng.choice(pairs, size=min(config.retrieval_queries, len(pairs)), replace=False))
     pool = np.sort(rng.choice(test_idx, size=min(5000, len(test_idx)), replace=False))
     if len(pool) < config.candidates:
-        raise DataError(f"{corpus.folder}: {len(pool)} held-out sentences, fewer than eval.candidates ({config.candidates})")
+        raise DataError(f"{prepared.data_name or corpus.folder}: {len(pool)} held-out sentences, fewer than "
+                        f"eval.candidates ({config.candidates}); lower eval.candidates or use a larger corpus")
     texts = dict(zip(np.concatenate([probe, queries, queries + 1, pool]).tolist(),
                      corpus.texts(np.concatenate([probe, queries, queries + 1, pool]))))
+    distinct = len({texts[i] for i in pool.tolist()})
+    if distinct < config.candidates + 1:  # distractors are never the query or its true next sentence
+        raise DataError(f"{prepared.data_name or corpus.folder}: the held-out chapters hold {distinct} distinct sentences, too "
+                        f"few for next-sentence retrieval among eval.candidates = {config.candidates}; lower "
+                        "eval.candidates or use a corpus with more varied text")
     return {
         "probe_sentences": [texts[i] for i in probe.tolist()],
         "probe_labels": labels,
@@ -400,15 +418,8 @@ def text_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
 
 @torch.no_grad()
 def text_embed(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
-    """One row per line of a UTF-8 text file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        lines = data.decode("utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (invalid byte at byte offset {err.start})") from None
+    """One row per line of a UTF-8 text file (lines end at ``\n`` only; see :func:`read_text_lines`)."""
+    lines = read_text_lines(path, "text file (one sentence per line)")
     if not lines:
         raise DataError(f"{path}: empty file; give one sentence per line")
     for number, line in enumerate(lines, start=1):
@@ -430,7 +441,8 @@ def prepare_cpc(recipe: Recipe) -> Prepared:
             f"{cfg.prediction_steps} frames ahead; use at least {cfg.receptive_field + cfg.hop * (cfg.prediction_steps + 1)}"
         )
     train, test, info = build_wave_splits(recipe.data, min_samples=cfg.receptive_field)
-    return Prepared(train, test, info)
+    return Prepared(train, test, info, fingerprint=utterances_fingerprint(info["train"] + info["test"]),
+                    data_name=str(recipe.data.source))
 
 
 def cpc_extractors(model: nn.Module, recipe: Recipe) -> dict:
@@ -582,7 +594,8 @@ def prepare_voice_conversion(recipe: Recipe) -> Prepared:
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
                            config.mel_mean, config.mel_std, f"{config.test_source or config.source} (test)", config.reference_windows,
                            test_pitch)
-    return Prepared(train, test, {"train": train_utts, "test": test_utts})
+    return Prepared(train, test, {"train": train_utts, "test": test_utts},
+                    fingerprint=utterances_fingerprint(train_utts + test_utts), data_name=str(config.source))
 
 
 def evaluate_voice_conversion(model: nn.Module, recipe: Recipe, prepared: Prepared | None, manifest=None, **options) -> dict[str, Any]:
@@ -674,19 +687,23 @@ FAMILIES: dict[str, Family] = {
     "cpc": Family(
         "cpc", CPCConfig, AudioDataConfig, ProbeEvalConfig,
         prepare_cpc, lambda r: CPC(r.model), evaluate_cpc, cpc_figures, cpc_codes, code_kinds=("c", "z"),
+        eval_options=("manifest",),
     ),
     "voice_conversion": Family(
         "voice_conversion", VoiceConversionConfig, AudioDataConfig, ConversionEvalConfig,
         prepare_voice_conversion, lambda r: VoiceConversion(r.model, r.data.mel()), evaluate_voice_conversion,
         voice_conversion_figures, voice_conversion_codes, eval_needs_training_data=False, code_kinds=("content", "speaker"),
+        eval_options=("manifest",),
     ),
     "quick_thought": Family(
         "quick_thought", QuickThoughtConfig, TextDataConfig, SentenceEvalConfig,
         prepare_text, lambda r: QuickThought(r.model), evaluate_text, text_figures, text_embed, on_load=attach_tokenizer,
+        eval_options=("tasks",),
     ),
     "skip_thought": Family(
         "skip_thought", SkipThoughtConfig, TextDataConfig, SentenceEvalConfig,
         prepare_text, lambda r: SkipThought(r.model), evaluate_text, text_figures, text_embed, on_load=attach_tokenizer,
+        eval_options=("tasks",),
     ),
 }
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from seqae.config import ConfigError, path_field
-from seqae.datasets.base import BatchSource, DataError
+from seqae.datasets.base import BatchSource, DataError, check_input_file
 
 DIGITS = "digits"
 
@@ -75,9 +75,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 def read_array_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``.npy``, ``.npz`` (keys ``x`` and optional ``y``; else the first array) or IDX."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    path = check_input_file(path)
     name = path.name.lower()
     try:
         if name.endswith(".npy"):
@@ -120,7 +118,15 @@ def as_feature_matrix(raw: np.ndarray, where: str, scale: float = 0.0) -> tuple[
             )
     if scale == 0.0:
         scale = 1.0 / 255.0 if raw.dtype == np.uint8 else 1.0
-    x = raw.reshape(raw.shape[0], -1).astype(np.float32) * np.float32(scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = raw.reshape(raw.shape[0], -1).astype(np.float32) * np.float32(scale)
+    bad = ~np.isfinite(x)
+    if bad.any():  # finite in float64, but beyond float32's range (about 3.4e38) once cast and scaled
+        first = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), raw.shape)
+        raise DataError(
+            f"{where}: {int(bad.sum())} values are too large for 32-bit floats (first at index {tuple(int(i) for i in first)}, "
+            f"{raw[first]!r}); rescale the data"
+        )
     return x, float(scale), tuple(raw.shape[1:])
 
 

@@ -21,7 +21,7 @@ import torch
 
 from seqae.audio import LogMel, MelConfig, PitchTrack, move_pitch, pitch_contour, track_pitch
 from seqae.config import ConfigError, path_field
-from seqae.datasets.base import BatchSource, DataError
+from seqae.datasets.base import BatchSource, DataError, check_input_file, read_text_lines
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -35,6 +35,9 @@ class Utterance:
     where: str = ""  # "manifest.jsonl:12", for error messages
 
 
+# Float samples beyond this are not audio (they would overflow the features); the nominal range is [-1, 1].
+MAX_SAMPLE = 1e6
+
 # Commands that take one audio file whole (codes, convert) refuse longer ones rather than run out of memory.
 ONE_PIECE_SECONDS = 600.0
 
@@ -47,9 +50,7 @@ def read_audio(path: str | Path, sample_rate: int, min_samples: int = 1, max_sec
     """
     import soundfile
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such audio file")
+    path = check_input_file(path, "audio file")
     if max_seconds is not None:
         try:
             info = soundfile.info(str(path))
@@ -68,6 +69,9 @@ def read_audio(path: str | Path, sample_rate: int, min_samples: int = 1, max_sec
         raise DataError(f"{path}: the audio file is empty")
     if not np.isfinite(data).all():
         raise DataError(f"{path}: the audio holds NaN or infinite samples")
+    peak = float(np.abs(data).max())
+    if peak > MAX_SAMPLE:
+        raise DataError(f"{path}: samples reach {peak:.3g}, far outside the [-1, 1] of audio; rescale the file")
     wave = torch.from_numpy(data.mean(axis=1))  # stereo and more: mixed down
     if rate != sample_rate:
         import torchaudio
@@ -84,13 +88,10 @@ def read_audio(path: str | Path, sample_rate: int, min_samples: int = 1, max_sec
 def read_manifest(path: str | Path) -> list[Utterance]:
     """Read a JSON Lines manifest; every problem names the file and the line."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 (byte offset {err.start})") from None
+    lines = read_text_lines(path, "manifest")
     base = path.parent
     utterances = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -132,6 +133,8 @@ def parse_phones(raw, where: str) -> list[tuple[float, float, str]]:
 def list_utterances(source: str | Path) -> list[Utterance]:
     """A manifest (``.jsonl``) or a folder of audio files."""
     source = Path(source)
+    if source.exists() and not source.is_dir():
+        check_input_file(source, "manifest or audio file")
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:

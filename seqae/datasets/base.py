@@ -10,6 +10,47 @@ class DataError(ValueError):
     """Input data that cannot be used; the message names the file (and line or key)."""
 
 
+def check_input_file(path, what: str = "file") -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it is a regular file; else a DataError naming it. A FIFO,
+    a device such as ``/dev/zero`` or a socket could block or never end, so only regular files are read."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such {what}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a {what}")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file (a FIFO, device or socket); give a {what} on disk")
+    return path
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` split at ``\n`` only (a ``\r`` before it is dropped): one line per row, whatever other
+    characters (U+2028, form feed, U+0085, U+001E) a line holds. A final newline ends the last line."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_text_lines(path, what: str = "text file") -> list[str]:
+    """The lines of a UTF-8 text file (:func:`split_lines`; a byte-order mark is dropped). A missing or
+    irregular file, or bytes that are not UTF-8, are a DataError naming the file (and the line)."""
+    path = check_input_file(path, what)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (invalid byte at byte offset {err.start}); "
+                        "convert it with e.g. iconv -f latin1 -t utf-8") from None
+    return split_lines(text.removeprefix("\ufeff"))
+
+
 class BatchSource:
     """A finite data set that the Trainer turns into global batches.
 
@@ -48,3 +89,33 @@ class BatchSource:
         """Index arrays covering every example once, in order (for evaluation)."""
         n = len(self)
         return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def fingerprint(*parts) -> str:
+    """A short content hash of byte strings, arrays and plain values (the data a run was trained on)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, bytes):
+            h.update(part)
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:24]
+
+
+def utterances_fingerprint(utterances) -> str:
+    """The fingerprint of an audio file list: each file's name, folder, size, speaker and text."""
+    rows = []
+    for u in utterances:
+        try:
+            size = u.audio.stat().st_size
+        except OSError:
+            size = -1
+        rows.append([u.audio.parent.name, u.audio.name, size, u.speaker, u.text, len(u.phones)])
+    return fingerprint(rows)

@@ -183,6 +183,22 @@ def corpus_sentences(corpus: str | Path, n: int, seed: int, min_words: int = 4, 
     return [pool[i] for i in sorted(rng.choice(len(pool), size=n, replace=False))]
 
 
+def check_settings(speakers: int, utterances: int, sample_rate: int, test_sentences: float, test_speakers: int) -> None:
+    """The corpus settings, checked before anything is written (each problem names its option)."""
+    if speakers < 1:
+        raise DataError(f"--speakers {speakers}: need at least 1 training speaker")
+    if utterances < 2:
+        raise DataError(f"--utterances {utterances}: need at least 2 sentences (some are held out)")
+    if test_speakers < 0:
+        raise DataError(f"--unseen-speakers {test_speakers}: must be 0 or more")
+    if not 8000 <= sample_rate <= 192000:
+        raise DataError(f"--sample-rate {sample_rate}: use a rate between 8000 and 192000 Hz (e.g. 16000)")
+    if not 0.0 < test_sentences < 1.0:
+        raise DataError(f"--test-fraction {test_sentences}: must be between 0 and 1 (the share of sentences held out)")
+    if int(round(test_sentences * utterances)) >= utterances:
+        raise DataError(f"--test-fraction {test_sentences}: holds out every one of the {utterances} sentences; lower it")
+
+
 def synthesise_corpus(
     out: str | Path,
     speakers: int,
@@ -203,8 +219,7 @@ def synthesise_corpus(
     from tqdm import tqdm
 
     out = Path(out)
-    if speakers < 1 or utterances < 2:
-        raise DataError("--speakers must be >= 1 and --utterances >= 2")
+    check_settings(speakers, utterances, sample_rate, test_sentences, test_speakers)
     engine = Espeak()
     sentences = corpus_sentences(corpus, utterances, seed)
     all_voices = voices(speakers + test_speakers, seed, distinct_timbres)

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import re
+import tempfile
+import zlib
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +87,8 @@ def corpus_files(source: str | Path) -> list[Path]:
     source = Path(source)
     if source.is_file():
         return [source]
+    if source.exists() and not source.is_dir():
+        raise DataError(f"{source}: not a regular file (a FIFO, device or socket); give a text file or a folder of them")
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and (p.name.endswith(".txt") or p.name.endswith(".txt.gz")))
         if not files:
@@ -137,8 +141,8 @@ def iter_paragraphs(path: Path, max_chars: int) -> Iterator[tuple[int, str]]:
                 elif lines:
                     yield first, "".join(lines)
                     lines, size = [], 0
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot read ({err}); is it a damaged .gz file?") from None
     if lines:
         yield first, "".join(lines)
 
@@ -196,7 +200,7 @@ def corpus_fingerprint(files: list[Path], config: TextDataConfig) -> str:
         h.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     settings = [config.tokenizer, config.vocab_size, config.lowercase, config.max_tokens, config.max_sentence_chars, config.test_every]
     h.update(json.dumps(settings).encode())
-    h.update(b"seqae-text-cache-2")
+    h.update(b"seqae-text-cache-3")
     return h.hexdigest()[:20]
 
 
@@ -251,6 +255,7 @@ class TokenisedCorpus:
     documents: np.ndarray  # (sentences,) int32
     segments: np.ndarray  # (sentences,) int32
     document_names: list[str]
+    content_fingerprint: str = ""  # of the sentences, their documents and chapters (what the split depends on)
 
     def __len__(self) -> int:
         return len(self.documents)
@@ -284,59 +289,22 @@ def tokenise_corpus(config: TextDataConfig, quiet: bool = False) -> TokenisedCor
         np.load(folder / "documents.npy", mmap_mode="r"),
         np.load(folder / "segments.npy", mmap_mode="r"),
         meta["documents"],
+        meta.get("content_sha256", "")[:24],
     )
 
 
 def build_cache(files: list[Path], config: TextDataConfig, folder: Path, quiet: bool) -> None:
+    """Tokenise ``files`` into ``folder`` (built in a temporary folder beside it and renamed); a full or
+    read-only disk is a DataError naming the cache folder."""
     import shutil
-    import sys
-    import tempfile
 
-    from tqdm import tqdm
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
     try:
-        show = not quiet and sys.stderr.isatty()
-        # pass 1: the vocabulary (streamed from the files)
-        tokenizer = train_tokenizer((s.text for s in iter_sentences(files, config.max_sentence_chars)), config)
-        tokenizer.save(str(work / "tokenizer.json"))
-        # pass 2: token ids appended to a file, a chunk at a time; the per-sentence arrays are compact
-        # (8 + 4 + 4 bytes a sentence), so memory stays bounded whatever the corpus size
-        offsets, documents, segments = array("q", [0]), array("i"), array("i")
-        count = 0
-        bar = tqdm(desc="tokenising", unit=" sentences", disable=not show)
-        with open(work / "tokens.bin", "wb") as tok_fh, open(work / "sentences.jsonl", "w", encoding="utf-8") as txt_fh:
-            chunk: list[Sentence] = []
-
-            def flush():
-                nonlocal count
-                ids = encode_batch(tokenizer, [s.text for s in chunk], config.max_tokens)
-                for s, sentence_ids in zip(chunk, ids):
-                    tok_fh.write(np.asarray(sentence_ids, dtype=np.int32).tobytes())
-                    offsets.append(offsets[-1] + len(sentence_ids))
-                    documents.append(s.document)
-                    segments.append(s.segment)
-                    txt_fh.write(json.dumps(s.text) + "\n")
-                count += len(chunk)
-                bar.update(len(chunk))
-                chunk.clear()
-
-            for sentence in iter_sentences(files, config.max_sentence_chars):
-                chunk.append(sentence)
-                if len(chunk) >= 10000:
-                    flush()
-            flush()
-        bar.close()
-        if count == 0:
-            raise DataError(f"{config.corpus}: no sentences found (empty corpus?)")
-        total = offsets[-1]
-        np.save(work / "offsets.npy", np.frombuffer(offsets, dtype=np.int64))
-        np.save(work / "documents.npy", np.frombuffer(documents, dtype=np.int32))
-        np.save(work / "segments.npy", np.frombuffer(segments, dtype=np.int32))
-        names = [str(p.name).removesuffix(".gz").removesuffix(".txt") for p in files]
-        (work / "meta.json").write_text(json.dumps({"documents": names, "sentences": count, "tokens": total}))
-        (work / "done").write_text("")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    except OSError as err:
+        raise cache_error(folder, err) from None
+    try:
+        write_cache(files, config, work, quiet)
         if (folder / "done").exists():
             return  # another process finished the same cache first; keep its copy (it may be in use)
         if folder.exists():
@@ -346,9 +314,70 @@ def build_cache(files: list[Path], config: TextDataConfig, folder: Path, quiet: 
         except OSError:
             if not (folder / "done").exists():
                 raise
+    except OSError as err:
+        raise cache_error(folder, err) from None
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def cache_error(folder: Path, err: OSError) -> DataError:
+    return DataError(f"{folder}: could not write the tokenised corpus cache ({err.strerror or err}); free some space, or "
+                     "point $SEQAE_CACHE (or data.cache_dir) at another disk")
+
+
+def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bool) -> None:
+    """The cache's files in ``work``: tokenizer, token ids, per-sentence arrays, texts and meta."""
+    import sys
+
+    from tqdm import tqdm
+
+    show = not quiet and sys.stderr.isatty()
+    # pass 1: the vocabulary (streamed from the files)
+    tokenizer = train_tokenizer((s.text for s in iter_sentences(files, config.max_sentence_chars)), config)
+    try:
+        tokenizer.save(str(work / "tokenizer.json"))
+    except Exception as err:  # tokenizers raises its own exception type for I/O errors
+        raise OSError(str(err)) from None
+    # pass 2: token ids appended to a file, a chunk at a time; the per-sentence arrays are compact
+    # (8 + 4 + 4 bytes a sentence), so memory stays bounded whatever the corpus size
+    offsets, documents, segments = array("q", [0]), array("i"), array("i")
+    content = hashlib.sha256()  # the sentences with their documents and chapters: what a held-out split depends on
+    count = 0
+    bar = tqdm(desc="tokenising", unit=" sentences", disable=not show)
+    with open(work / "tokens.bin", "wb") as tok_fh, open(work / "sentences.jsonl", "w", encoding="utf-8") as txt_fh:
+        chunk: list[Sentence] = []
+
+        def flush():
+            nonlocal count
+            ids = encode_batch(tokenizer, [s.text for s in chunk], config.max_tokens)
+            for s, sentence_ids in zip(chunk, ids):
+                tok_fh.write(np.asarray(sentence_ids, dtype=np.int32).tobytes())
+                offsets.append(offsets[-1] + len(sentence_ids))
+                documents.append(s.document)
+                segments.append(s.segment)
+                txt_fh.write(json.dumps(s.text) + "\n")
+                content.update(f"{s.document}|{s.segment}|{s.text}\n".encode("utf-8"))
+            count += len(chunk)
+            bar.update(len(chunk))
+            chunk.clear()
+
+        for sentence in iter_sentences(files, config.max_sentence_chars):
+            chunk.append(sentence)
+            if len(chunk) >= 10000:
+                flush()
+        flush()
+    bar.close()
+    if count == 0:
+        raise DataError(f"{config.corpus}: no sentences found (empty corpus?)")
+    total = offsets[-1]
+    np.save(work / "offsets.npy", np.frombuffer(offsets, dtype=np.int64))
+    np.save(work / "documents.npy", np.frombuffer(documents, dtype=np.int32))
+    np.save(work / "segments.npy", np.frombuffer(segments, dtype=np.int32))
+    names = [str(p.name).removesuffix(".gz").removesuffix(".txt") for p in files]
+    meta = {"documents": names, "sentences": count, "tokens": total, "content_sha256": content.hexdigest()}
+    (work / "meta.json").write_text(json.dumps(meta))
+    (work / "done").write_text("")
 
 
 def held_out(corpus: TokenisedCorpus, every: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from seqae.config import ConfigError
-from seqae.datasets.base import DataError
+from seqae.datasets.base import DataError, read_text_lines
 
 Embedder = Callable[[list[str]], np.ndarray]
 
@@ -33,39 +33,65 @@ class SentenceEvalConfig:
 def read_task(path: str | Path) -> tuple[str, list]:
     """Read a task file: ``label<TAB>sentence`` (classification) or ``score<TAB>s1<TAB>s2`` (similarity).
 
-    Returns ``("classification", [(label, sentence)])`` or ``("similarity", [(score, s1, s2)])``; a
-    malformed line is an error naming the file and the line.
+    Lines end at ``\n`` only (:func:`~seqae.datasets.base.read_text_lines`). Returns
+    ``("classification", [(label, sentence)])`` or ``("similarity", [(score, s1, s2)])``. A malformed
+    line (a missing field, a score that is not a finite number, a fractional class label) is an error
+    naming the file and the line; so is a task too small to evaluate (a class with one example, fewer
+    than three scored pairs, scores that are all equal).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such task file")
-    try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 (byte offset {err.start})") from None
+    lines = read_text_lines(path, "task file")
     rows = [(i, line.split("\t")) for i, line in enumerate(lines, start=1) if line.strip()]
     if not rows:
         raise DataError(f"{path}: the task file is empty")
     kind = "similarity" if len(rows[0][1]) == 3 else "classification"
-    items: list = []
-    for number, fields in rows:
-        if kind == "classification":
-            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
-                raise DataError(f"{path}:{number}: expected label<TAB>sentence (a classification file, from line 1), got {len(fields)} field(s)")
-            items.append((fields[0].strip(), fields[1].strip()))
-        else:
-            if len(fields) != 3:
-                raise DataError(f"{path}:{number}: expected score<TAB>sentence1<TAB>sentence2 (a similarity file, from line 1)")
-            try:
-                score = float(fields[0])
-            except ValueError:
-                raise DataError(f"{path}:{number}: the score {fields[0]!r} is not a number") from None
-            items.append((score, fields[1].strip(), fields[2].strip()))
     if kind == "classification":
-        labels = {label for label, _ in items}
-        if len(labels) < 2:
-            raise DataError(f"{path}: a classification task needs at least 2 labels, found {len(labels)}")
+        items = [classification_row(path, number, fields) for number, fields in rows]
+        check_classification(path, items)
+        return kind, items
+    items = [similarity_row(path, number, fields) for number, fields in rows]
+    if len(items) < 3:
+        raise DataError(f"{path}: {len(items)} scored pair(s); a similarity task needs at least 3 to correlate")
+    if len({score for score, _, _ in items}) < 2:
+        raise DataError(f"{path}: every pair has the same score; a correlation with the scores is undefined")
     return kind, items
+
+
+def classification_row(path: Path, number: int, fields: list[str]) -> tuple[str, str]:
+    if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+        raise DataError(f"{path}:{number}: expected label<TAB>sentence (a classification file, from line 1), "
+                        f"got {len(fields)} field(s)")
+    label = fields[0].strip()
+    try:
+        value = float(label)
+    except ValueError:
+        value = None
+    if value is not None and not float(value).is_integer():
+        raise DataError(f"{path}:{number}: the label {label!r} is a fractional number; a classification file takes class "
+                        "labels (names or integers); for scores write score<TAB>sentence1<TAB>sentence2")
+    return label, fields[1].strip()
+
+
+def similarity_row(path: Path, number: int, fields: list[str]) -> tuple[float, str, str]:
+    if len(fields) != 3 or not fields[1].strip() or not fields[2].strip():
+        raise DataError(f"{path}:{number}: expected score<TAB>sentence1<TAB>sentence2 (a similarity file, from line 1)")
+    try:
+        score = float(fields[0])
+    except ValueError:
+        raise DataError(f"{path}:{number}: the score {fields[0]!r} is not a number") from None
+    if not np.isfinite(score):
+        raise DataError(f"{path}:{number}: the score {fields[0].strip()!r} is not a finite number")
+    return score, fields[1].strip(), fields[2].strip()
+
+
+def check_classification(path: Path, items: list[tuple[str, str]]) -> None:
+    labels, counts = np.unique([label for label, _ in items], return_counts=True)
+    if len(labels) < 2:
+        raise DataError(f"{path}: a classification task needs at least 2 labels, found {len(labels)}")
+    if counts.min() < 2:
+        rare = str(labels[counts.argmin()])
+        raise DataError(f"{path}: the label {rare!r} has {int(counts.min())} example; cross-validation needs at least 2 of "
+                        "every label")
 
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> float:
