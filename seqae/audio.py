@@ -3,6 +3,7 @@ every model that uses it, so training, encoding and vocoding can never disagree 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import NamedTuple, Sequence
@@ -188,12 +189,26 @@ def target_contour(source: PitchTrack, targets: Sequence[PitchTrack], pitch_rang
     return move_pitch(source.contour, source.level, [t.level for t in targets], source.spread, [t.spread for t in targets])
 
 
+def on_cpu(fn):
+    """Compute a constant table on the CPU, whatever the default device (models are also built on the
+    meta device, to check a run's shapes before anything is allocated; their tables are data, not shapes)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.device("cpu"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@on_cpu
 def mel_filterbank(mel: MelConfig) -> torch.Tensor:
     """``(n_fft // 2 + 1, n_mels)``, float64: the triangular filters :class:`LogMel` applies (torchaudio's)."""
     top = mel.f_max or mel.sample_rate / 2
     return torchaudio.functional.melscale_fbanks(mel.n_fft // 2 + 1, mel.f_min, top, mel.n_mels, mel.sample_rate).double()
 
 
+@on_cpu
 def harmonic_templates(mel: MelConfig, octaves: torch.Tensor) -> torch.Tensor:
     """The log-mel of a flat harmonic series at each pitch of ``octaves`` ``(G,)`` (log2(f0 / 100 Hz)),
     analysed with ``mel``'s own STFT window and filterbank: ``(G, n_mels)``.
@@ -232,6 +247,7 @@ def mel_bands(mel: MelConfig) -> tuple[torch.Tensor, torch.Tensor]:
 SMOOTHER_STEP = 1.0 / 48  # octaves between neighbouring pitch-adaptive smoothing matrices
 
 
+@on_cpu
 def smoother_grid(low_hz: float, high_hz: float) -> torch.Tensor:
     """The pitches of a table of :func:`pitch_adaptive_smoothers`: every ``SMOOTHER_STEP`` octaves through
     100 Hz, covering ``low_hz`` to ``high_hz``, as log2(f0 / 100 Hz): ``(G,)``."""
@@ -248,6 +264,7 @@ def nearest_smoothers(table: torch.Tensor, grid_start: float, contour: torch.Ten
     return table[index.long()]
 
 
+@on_cpu
 def pitch_adaptive_smoothers(mel: MelConfig, octaves: torch.Tensor, min_width: float = 0.0) -> torch.Tensor:
     """For each pitch of ``octaves`` ``(G,)`` (log2(f0 / 100 Hz)), the matrix ``(n_mels, n_mels)`` that
     smooths a log-mel frame along frequency with a triangle of half-width f0 in Hz: ``(G, n_mels, n_mels)``,

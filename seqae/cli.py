@@ -123,23 +123,16 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     if args.command == "convert":
+        check_output(args.output)
         paths = api.convert(args.run_dir, args.source, args.target, args.output, args.target_speaker, device=args.device,
                             pitch_range=args.pitch_range)
         for path in paths.values():
             print(path)
         return 0
     if args.command == "data":
-        from seqae.datasets.speech_synth import synthesise_corpus
-
-        out = Path(args.out)
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"{out}: not empty; choose a new --out (nothing is overwritten)")
-        paths = synthesise_corpus(out, args.speakers, args.utterances, args.corpus, args.seed, args.sample_rate,
-                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres)
-        for name, path in paths.items():
-            print(path)
-        return 0
+        return make_speech_data(args)
     if args.command in ("codes", "score", "embed"):
+        check_output(args.output)
         model = api.load(args.run_dir, device=args.device)
         family = get_family(model.recipe.family)
         if (args.command == "embed") != hasattr(model, "embed"):
@@ -151,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "codes" and args.output.endswith(".npz") and getattr(model.config, "input", "") == "mel":
             from seqae.families import mel_codes_by_file
 
-            by_file = mel_codes_by_file(model, model.recipe, Path(args.input))
+            by_file = {k: check_finite(v, k) for k, v in mel_codes_by_file(model, model.recipe, Path(args.input)).items()}
             buffer = io.BytesIO()
             np.savez(buffer, **by_file)
             checkpoint.atomic_write(Path(args.output), buffer.getvalue())
@@ -163,11 +156,53 @@ def run(args: argparse.Namespace) -> int:
             if args.kind not in kinds:
                 raise ConfigError(f"--kind {args.kind}: a '{family.name}' run has " + (f"the kinds {', '.join(kinds)}" if kinds else "no code kinds"))
             extra = {"kind": args.kind}
-        array = fn(model, model.recipe, Path(args.input), **extra)
+        array = check_finite(fn(model, model.recipe, Path(args.input), **extra), args.input)
         save_npy(Path(args.output), array)
         print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)
         return 0
     raise AssertionError(args.command)
+
+
+def make_speech_data(args: argparse.Namespace) -> int:
+    """``seqae data speech``: the settings are checked before the folder is made; a folder this command
+    made is removed again if synthesis fails, so nothing half-made is left."""
+    import shutil
+
+    from seqae.datasets.speech_synth import check_settings, synthesise_corpus
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out}: exists and is not an empty folder; choose a new --out (nothing is overwritten)")
+    check_settings(args.speakers, args.utterances, args.sample_rate, args.test_fraction, args.unseen_speakers)
+    created = not out.exists()
+    try:
+        paths = synthesise_corpus(out, args.speakers, args.utterances, args.corpus, args.seed, args.sample_rate,
+                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    for path in paths.values():
+        print(path)
+    return 0
+
+
+def check_output(path: str) -> Path:
+    """An output file: not a folder, in a folder that exists (checked before any work)."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; give an output file name (e.g. -o {out / 'out.npy'})")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out}: the folder {out.parent} does not exist; create it first")
+    return out
+
+
+def check_finite(array: np.ndarray, source: str) -> np.ndarray:
+    """Outputs that are not finite are never written: the input was far outside what the model saw."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise DataError(f"{source}: the model's output holds NaN or infinite values; the input's values are far outside "
+                        "the range it was trained on")
+    return array
 
 
 def main(argv: list[str] | None = None) -> int:

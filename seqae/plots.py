@@ -13,9 +13,22 @@ import numpy as np  # noqa: E402
 
 
 def save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    """Render ``fig`` and replace ``path`` atomically (a full disk leaves the old figure, and names the file)."""
+    import io
+
+    from seqae.checkpoint import CheckpointError, atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        plt.close(fig)
+        raise CheckpointError(f"{path.parent}: cannot create the folder for figures ({err.strerror or err})") from None
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    atomic_write(path, buffer.getvalue())
     return path
 
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from seqae.audio import MelConfig, harmonic_templates, nearest_smoothers, pitch_adaptive_smoothers, smoother_grid
+from seqae.audio import MelConfig, harmonic_templates, on_cpu, nearest_smoothers, pitch_adaptive_smoothers, smoother_grid
 from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.norm import AdaIN, instance_norm, masked_mean
@@ -112,6 +112,7 @@ def _mask_out(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x if mask is None else x * mask[:, None, :].to(x.dtype)
 
 
+@on_cpu
 def envelope_dct(config: VoiceConversionConfig) -> torch.Tensor:
     """``(n_mels, envelope_coefficients)``: the orthonormal DCT-II along the mel axis, as for MFCCs; its
     first coefficients are the spectral envelope."""
@@ -275,7 +276,7 @@ class VoiceConversion(nn.Module):
             if mel is None or mel.n_mels != config.input_dim:
                 raise ValueError(f"pitch = \"{config.pitch}\" needs the run's mel settings (with input_dim bands)")
             # 40 to 1000 Hz; not saved (rebuilt from the mel settings, which are)
-            grid = torch.arange(math.log2(0.4), math.log2(10.0) + PITCH_STEP, PITCH_STEP)
+            grid = torch.arange(math.log2(0.4), math.log2(10.0) + PITCH_STEP, PITCH_STEP, device="cpu")
             self.register_buffer("templates", harmonic_templates(mel, grid), persistent=False)
             self.template_start = float(grid[0])
         self.smoothers: torch.Tensor | None
