@@ -62,3 +62,32 @@ def book_corpus(folder: Path, chapters: int = 6, sentences: int = 40) -> Path:
             parts.append(" ".join(lines))
         (folder / f"book{book}.txt").write_text("\n\n".join(parts) + "\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    """Tiny trained runs (2 steps) of an array, a sentence, a speech and a voice-conversion family, with
+    their data, shared by the hostile-input and run-directory suites."""
+    import seqae
+    from test_cpc import TINY_CPC, synthetic_corpus
+    from test_sentence_encoders import TINY_QT
+    from test_voice_conversion import TINY_VC, parallel_corpus
+
+    root = tmp_path_factory.mktemp("hostile")
+    corpus = book_corpus(root / "corpus")
+    speech = root / "speech"
+    speech.mkdir()
+    manifest = synthetic_corpus(speech)
+    vc = root / "vc_data"
+    vc.mkdir()
+    vc_train, vc_unseen = parallel_corpus(vc)
+    short = "steps = 2"
+    recipes = {
+        "ae": TINY_AE.replace("steps = 40", short),
+        "qt": TINY_QT.replace("CORPUS", str(corpus)).replace("steps = 12", short),
+        "cpc": TINY_CPC.replace("MANIFEST", str(manifest)).replace("steps = 8", short),
+        "vc": TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(vc_train)).replace("UNSEEN", str(vc_unseen)).replace("steps = 12", short),
+    }
+    out = {name: seqae.train(write_recipe(root, text, f"{name}.toml"), out=root / name) for name, text in recipes.items()}
+    out.update(corpus=corpus, speech=speech, manifest=manifest, wav=speech / "low_0.wav", vc_wav=vc / "low_0.wav", root=root)
+    return out

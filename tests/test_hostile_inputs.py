@@ -11,35 +11,11 @@ import soundfile
 import seqae
 from seqae.cli import main
 
-from conftest import TINY_AE, book_corpus, write_recipe
-from test_cpc import TINY_CPC, synthetic_corpus
+from conftest import TINY_AE, write_recipe
+from test_cpc import TINY_CPC
 from test_sentence_encoders import TINY_QT
-from test_voice_conversion import TINY_VC, parallel_corpus
 
 SENTINEL = b"an earlier result that must survive"
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Tiny trained runs of an array, a sentence, a speech and a voice-conversion family."""
-    root = tmp_path_factory.mktemp("hostile")
-    corpus = book_corpus(root / "corpus")
-    speech = root / "speech"
-    speech.mkdir()
-    manifest = synthetic_corpus(speech)
-    vc = root / "vc"
-    vc.mkdir()
-    vc_train, vc_unseen = parallel_corpus(vc)
-    short = "steps = 2"
-    recipes = {
-        "ae": TINY_AE.replace("steps = 40", short),
-        "qt": TINY_QT.replace("CORPUS", str(corpus)).replace("steps = 12", short),
-        "cpc": TINY_CPC.replace("MANIFEST", str(manifest)).replace("steps = 8", short),
-        "vc": TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(vc_train)).replace("UNSEEN", str(vc_unseen)).replace("steps = 12", short),
-    }
-    out = {name: seqae.train(write_recipe(root, text, f"{name}.toml"), out=root / name) for name, text in recipes.items()}
-    out.update(corpus=corpus, speech=speech, manifest=manifest, wav=speech / "low_0.wav", vc_wav=vc / "low_0.wav", root=root)
-    return out
 
 
 # -- hostile files -----------------------------------------------------------------------------------
