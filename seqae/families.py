@@ -305,6 +305,7 @@ def prepare_text(recipe: Recipe) -> Prepared:
             f"{recipe.data.corpus}: {len(corpus)} sentences in too few chapters to hold every "
             f"{recipe.data.test_every}th out; lower data.test_every"
         )
+    report_uncovered_documents(corpus, mask, recipe.data.corpus)
     name = Path(recipe.data.corpus).name
     if recipe.family == "quick_thought":
         runs = recipe.data.runs_per_batch
@@ -316,6 +317,23 @@ def prepare_text(recipe: Recipe) -> Prepared:
     extra = {"corpus": corpus, "test_idx": test_idx, "tokenizer": tokenizer}
     return Prepared(train, test, extra, run_files={"tokenizer.json": corpus.folder / "tokenizer.json"},
                     fingerprint=corpus.content_fingerprint, data_name=str(recipe.data.corpus))
+
+
+def report_uncovered_documents(corpus, mask: np.ndarray, source: str) -> list[str]:
+    """Name (on stderr) every document none of whose sentences is held out: the held-out tasks and the
+    embedding map do not cover it, which is usually a book whose chapter headings were not recognised."""
+    import sys
+
+    documents = np.asarray(corpus.documents)
+    held = np.bincount(documents[mask], minlength=len(corpus.document_names))
+    total = np.bincount(documents, minlength=len(corpus.document_names))
+    uncovered = [name for name, h, t in zip(corpus.document_names, held, total) if h == 0 and t > 0]
+    for name in uncovered:
+        chapters = len(np.unique(np.asarray(corpus.segments)[documents == corpus.document_names.index(name)]))
+        print(f"{source}: note: none of the {total[corpus.document_names.index(name)]:,} sentences of '{name}' is held out "
+              f"({chapters} chapter(s) found; chapters start at headings such as 'Chapter 1' or 'CHAPTER IV. Title'); "
+              "the held-out tasks and the embedding map do not cover it", file=sys.stderr)
+    return uncovered
 
 
 def attach_tokenizer(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:

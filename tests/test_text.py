@@ -33,13 +33,33 @@ def test_line_breaks_inside_a_paragraph_are_spaces():
         "It was a truth universally acknowledged.", "A second one."]
 
 
-@pytest.mark.parametrize("heading", ["Chapter 1", "CHAPTER IV", "VOLUME I", "Chapter 12.", "CHAPTER XLII"])
+@pytest.mark.parametrize("heading", [
+    "Chapter 1", "CHAPTER IV", "VOLUME I", "Chapter 12.", "CHAPTER XLII", "Chapter the First",
+    # titled headings, as in Moby-Dick (some wrap onto a second line)
+    "CHAPTER 1. Loomings.", "CHAPTER 135. The Chase.—Third Day.",
+    "CHAPTER 56. Of the Less Erroneous Pictures of Whales, and the True\nPictures of Whaling Scenes.",
+])
 def test_chapter_headings_are_breaks(heading):
     assert is_heading(heading)
 
 
-def test_ordinary_paragraphs_are_not_headings():
-    assert not is_heading("Chapter one of her life was over, she thought, and another had begun.")
+@pytest.mark.parametrize("paragraph", [
+    "Chapter one of her life was over, she thought, and another had begun.",
+    "Chapter 1 was a bore, she said.", "Part of the reason was plain.",
+])
+def test_ordinary_paragraphs_are_not_headings(paragraph):
+    assert not is_heading(paragraph)
+
+
+def test_a_book_with_titled_chapter_headings_is_split_into_chapters(tmp_path):
+    """Moby-Dick's "CHAPTER 1. Loomings." headings once made the whole book one chapter, so none of it
+    was ever held out and its headings became training sentences."""
+    chapters = [f"CHAPTER {c + 1}. The Title Of Part {c + 1}.\n\n" + " ".join(f"Line {c}-{i} here." for i in range(5))
+                for c in range(3)]
+    (tmp_path / "whale.txt").write_text("\n\n".join(chapters) + "\n", encoding="utf-8")
+    sentences = list(iter_sentences([tmp_path / "whale.txt"], 5000))
+    assert len(sentences) == 15 and not any("Title" in s.text for s in sentences)
+    assert len({s.segment for s in sentences}) == 3
 
 
 @settings(max_examples=200, deadline=None)
@@ -187,3 +207,20 @@ def test_a_batch_of_mixed_lengths_runs_in_groups_with_the_same_result():
         torch.testing.assert_close(together, one_by_one, msg=readout)
         together.sum().backward()
         assert encoder.embedding.weight.grad is not None
+
+
+def test_a_document_with_no_held_out_sentence_is_reported(tmp_path, capsys):
+    """A book whose headings are not recognised is one chapter; if that chapter is not held out, the
+    held-out tasks silently skip the whole book. It is named on stderr."""
+    from seqae.datasets.text import held_out
+    from seqae.families import report_uncovered_documents
+
+    (tmp_path / "corpus").mkdir()
+    write_book(tmp_path / "corpus" / "chaptered.txt", 10, 5)
+    (tmp_path / "corpus" / "plain.txt").write_text(" ".join(f"Plain line {i} here." for i in range(30)) + "\n")
+    corpus = tokenise_corpus(TextDataConfig(corpus=str(tmp_path / "corpus"), vocab_size=100, cache_dir=str(tmp_path / "c")),
+                             quiet=True)
+    mask = held_out(corpus, 10)
+    assert report_uncovered_documents(corpus, mask, "CORPUS") == ["plain"]
+    err = capsys.readouterr().err
+    assert "none of the 30 sentences of 'plain' is held out (1 chapter(s) found" in err and "chaptered" not in err

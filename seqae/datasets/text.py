@@ -38,7 +38,11 @@ ABBREVIATIONS = {
     "nov", "dec",
 }
 HEADING = re.compile(
-    r"^\s*(chapter|volume|book|part|letter)\s+([0-9]+|[ivxlcdm]+|the\s+\w+|\w+)\b[^a-z]{0,40}$", re.IGNORECASE
+    r"^\s*(chapter|volume|book|part|letter)\s+(?:"
+    r"(?:[0-9]+|[ivxlcdm]+)\b(?:\s*[.:\u2014-]\s*\S.{0,100})?"  # "CHAPTER 1. Loomings." (a number, then a title)
+    r"|(?:[0-9]+|[ivxlcdm]+|the\s+\w+|\w+)\b[^a-z]{0,40}"  # "Chapter the First", "VOLUME I", "Letter 4"
+    r")$",
+    re.IGNORECASE,
 )
 # a candidate end: . ! or ? (or an ellipsis), then closing quotes/brackets, then space
 SENTENCE_END = re.compile(r"([.!?]+)([\"'”’)\]]*)(\s+)")
@@ -48,7 +52,7 @@ OPENERS = "\"'“‘([_"
 def is_heading(paragraph: str) -> bool:
     """Chapter and volume headings, which separate sentences rather than being sentences."""
     text = " ".join(paragraph.split())
-    return len(text) < 60 and bool(HEADING.match(text))
+    return len(text) < 120 and bool(HEADING.match(text))
 
 
 def split_sentences(paragraph: str) -> list[str]:
@@ -200,7 +204,7 @@ def corpus_fingerprint(files: list[Path], config: TextDataConfig) -> str:
         h.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     settings = [config.tokenizer, config.vocab_size, config.lowercase, config.max_tokens, config.max_sentence_chars, config.test_every]
     h.update(json.dumps(settings).encode())
-    h.update(b"seqae-text-cache-3")
+    h.update(b"seqae-text-cache-4")
     return h.hexdigest()[:20]
 
 
