@@ -212,7 +212,8 @@ def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
     return prepared
 
 
-EVAL_OPTIONS = {"tasks": ("--task", "task files"), "manifest": ("--manifest", "evaluation manifests")}
+EVAL_OPTIONS = {"tasks": ("--task", "task files"), "manifest": ("--manifest", "evaluation manifests"),
+                "senteval": ("--senteval", "SentEval data folder"), "senteval_tasks": ("--tasks", "SentEval tasks")}
 
 
 def check_eval_options(family, given: dict[str, Any]) -> None:
@@ -228,11 +229,14 @@ def check_eval_options(family, given: dict[str, Any]) -> None:
 def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
     manifest: str | list[str] | None = None, overrides: list[str] | None = None,
+    senteval: str | os.PathLike | None = None, senteval_tasks: str | list[str] | None = None,
 ) -> dict[str, Any]:
     """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``.
 
     ``tasks``: task files for the sentence encoders (``label<TAB>sentence`` or
-    ``score<TAB>sentence1<TAB>sentence2`` per line). ``manifest``: the audio families' evaluation manifest(s).
+    ``score<TAB>sentence1<TAB>sentence2`` or ``label<TAB>sentence1<TAB>sentence2`` per line).
+    ``senteval``: the ``data/downstream`` folder of SentEval's download script; ``senteval_tasks``: which
+    of its tasks ("MR,CR,STSBenchmark" or a list; default every task found there). ``manifest``: the audio families' evaluation manifest(s).
     ``overrides``: ``["eval.KEY=VALUE", ...]``, settings of the recipe's ``[eval]`` section for this
     evaluation (the other sections are fixed by training). Per-item records (voice conversion: one per
     conversion) go to ``RUN_DIR/eval_records.jsonl``, or under ``"records"`` when ``write`` is False.
@@ -240,7 +244,8 @@ def evaluate(
     run_dir = Path(run_dir)
     model = load(run_dir, device=device)
     recipe = model.recipe
-    check_eval_options(get_family(recipe.family), {"tasks": tasks, "manifest": manifest})
+    check_eval_options(get_family(recipe.family), {"tasks": tasks, "manifest": manifest, "senteval": senteval,
+                                                   "senteval_tasks": senteval_tasks})
     if overrides:
         other = [text for text in overrides if not text.strip().startswith("eval.")]
         if other:
@@ -253,9 +258,9 @@ def evaluate(
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
     if overrides:
         result["eval_overrides"] = list(overrides)
-    options: dict[str, Any] = {"tasks": tasks} if tasks else {}
-    if manifest:
-        options["manifest"] = manifest
+    given = {"tasks": tasks, "manifest": manifest, "senteval": str(senteval) if senteval else None,
+             "senteval_tasks": senteval_tasks}
+    options: dict[str, Any] = {key: value for key, value in given.items() if value}
     result.update(family.evaluate(model, recipe, prepared, **options))
     # per-item records (voice conversion: one per conversion, with the speaker it was labelled as) go to
     # their own file, not into the figures

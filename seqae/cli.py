@@ -40,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio families: a .jsonl manifest to evaluate on (repeatable; voice conversion: speakers "
                         "the model was not trained on are the unseen targets)")
     p.add_argument("--task", action="append", default=[], metavar="FILE",
-                   help="sentence encoders: a task file, label<TAB>sentence or score<TAB>s1<TAB>s2 per line (repeatable)")
+                   help="sentence encoders: a task file, label<TAB>sentence, score<TAB>s1<TAB>s2 or label<TAB>s1<TAB>s2 "
+                        "per line (repeatable)")
+    p.add_argument("--senteval", metavar="DIR",
+                   help="sentence encoders: SentEval's data folder (data/downstream of its download script)")
+    p.add_argument("--tasks", dest="senteval_tasks", metavar="LIST",
+                   help="SentEval tasks, e.g. MR,CR,SUBJ,MPQA,SST2,TREC,MRPC,SICKRelatedness,SICKEntailment,"
+                        "STS12,...,STS16,STSBenchmark (default: every task found in --senteval)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="eval.KEY=VALUE",
                    help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.seen_references=5 (repeatable)")
     p.add_argument("--device", default="cpu")
@@ -107,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "eval":
         result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None,
-                              overrides=args.overrides or None)
+                              overrides=args.overrides or None, senteval=args.senteval, senteval_tasks=args.senteval_tasks)
+        table = result.pop("senteval_table", None)
         if args.json:
             # NaN and infinity are not JSON: they are written as null
             clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
@@ -117,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             for key, value in result.items():
                 shown = f"{value:.6g}" if isinstance(value, float) else value
                 print(f"{key:<{width}}  {shown}")
+            if table:
+                print("\n" + table)
         return 0
     if args.command == "plot":
         for path in api.plot(args.run_dir, args.out, device=args.device):

@@ -393,12 +393,19 @@ def bag_of_words(model: nn.Module):
     return embed
 
 
-def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: list[str] | None = None, **options) -> dict[str, Any]:
-    """Built-in held-out tasks and user task files for the trained encoder, the same encoder untrained,
-    and bags of words (mean of the trained, and of the untrained, token embeddings)."""
-    from seqae.evaluation.sentences import builtin_tasks, classification_task, read_task, similarity_task
+def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: list[str] | None = None,
+                  senteval: str | None = None, senteval_tasks: list[str] | str | None = None, **options) -> dict[str, Any]:
+    """Built-in held-out tasks, user task files and SentEval's tasks (``senteval``: SentEval's
+    ``data/downstream`` folder; ``senteval_tasks``: their names, default all there are) for the trained
+    encoder, the same encoder untrained, and bags of words (mean of the trained, and of the untrained,
+    token embeddings)."""
+    from seqae.evaluation import senteval as se
+    from seqae.evaluation.sentences import builtin_tasks, read_task, user_task
 
     parsed = [(Path(t), *read_task(t)) for t in tasks or []]  # bad task files fail before any work
+    if senteval_tasks and not senteval:
+        raise ConfigError("--tasks names SentEval tasks; give their folder with --senteval DIR")
+    benchmark = se.load_tasks(senteval, se.parse_task_names(senteval_tasks)) if senteval else []
     model.eval()
     torch.manual_seed(recipe.eval.seed)
     untrained = get_family(recipe.family).build_model(recipe).eval()
@@ -416,9 +423,13 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
         for key, value in builtin_tasks(embed, held, recipe.eval).items():
             result[f"{key}_{name}"] = value
         for path, kind, items in parsed:
-            task = classification_task(embed, items, folds=10, seed=recipe.eval.seed) if kind == "classification" else similarity_task(embed, items)
-            for key, value in task.items():
+            for key, value in user_task(embed, kind, items, recipe.eval.seed).items():
                 result[f"{path.stem}_{key}_{name}"] = value
+        for task in benchmark:
+            for key, value in se.run_task(embed, task, recipe.eval.seed).items():
+                result[f"senteval_{task.name}_{key}_{name}"] = value
+    if benchmark:
+        result["senteval_table"] = se.table(result, [t.name for t in benchmark], list(embedders))
     return result
 
 
@@ -716,12 +727,12 @@ FAMILIES: dict[str, Family] = {
     "quick_thought": Family(
         "quick_thought", QuickThoughtConfig, TextDataConfig, SentenceEvalConfig,
         prepare_text, lambda r: QuickThought(r.model), evaluate_text, text_figures, text_embed, on_load=attach_tokenizer,
-        eval_options=("tasks",),
+        eval_options=("tasks", "senteval", "senteval_tasks"),
     ),
     "skip_thought": Family(
         "skip_thought", SkipThoughtConfig, TextDataConfig, SentenceEvalConfig,
         prepare_text, lambda r: SkipThought(r.model), evaluate_text, text_figures, text_embed, on_load=attach_tokenizer,
-        eval_options=("tasks",),
+        eval_options=("tasks", "senteval", "senteval_tasks"),
     ),
 }
 

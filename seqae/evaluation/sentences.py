@@ -31,30 +31,51 @@ class SentenceEvalConfig:
 
 
 def read_task(path: str | Path) -> tuple[str, list]:
-    """Read a task file: ``label<TAB>sentence`` (classification) or ``score<TAB>s1<TAB>s2`` (similarity).
+    """Read a task file: ``label<TAB>sentence`` (classification), ``score<TAB>s1<TAB>s2`` (similarity)
+    or ``label<TAB>s1<TAB>s2`` (pair classification, e.g. paraphrase or entailment).
 
+    Three fields make a similarity file when every first field is a number and a pair-classification
+    file when the first fields are names (write integer pair labels as names, e.g. ``yes``/``no``).
     Lines end at ``\n`` only (:func:`~seqae.datasets.base.read_text_lines`). Returns
-    ``("classification", [(label, sentence)])`` or ``("similarity", [(score, s1, s2)])``. A malformed
-    line (a missing field, a score that is not a finite number, a fractional class label) is an error
-    naming the file and the line; so is a task too small to evaluate (a class with one example, fewer
-    than three scored pairs, scores that are all equal).
+    ``("classification", [(label, sentence)])``, ``("similarity", [(score, s1, s2)])`` or
+    ``("pairs", [(label, s1, s2)])``. A malformed line (a missing field, a score that is not a finite
+    number, a fractional class label) is an error naming the file and the line; so is a task too small
+    to evaluate (a class with one example, fewer than three scored pairs, scores that are all equal).
     """
     path = Path(path)
     lines = read_text_lines(path, "task file")
     rows = [(i, line.split("\t")) for i, line in enumerate(lines, start=1) if line.strip()]
     if not rows:
         raise DataError(f"{path}: the task file is empty")
-    kind = "similarity" if len(rows[0][1]) == 3 else "classification"
-    if kind == "classification":
+    if len(rows[0][1]) == 2:
         items = [classification_row(path, number, fields) for number, fields in rows]
         check_classification(path, items)
-        return kind, items
+        return "classification", items
+    if len(rows[0][1]) == 3 and not all(is_number(fields[0]) for _, fields in rows if len(fields) == 3):
+        items = [pair_row(path, number, fields) for number, fields in rows]
+        check_classification(path, [(label, a) for label, a, _ in items])
+        return "pairs", items
     items = [similarity_row(path, number, fields) for number, fields in rows]
     if len(items) < 3:
         raise DataError(f"{path}: {len(items)} scored pair(s); a similarity task needs at least 3 to correlate")
     if len({score for score, _, _ in items}) < 2:
         raise DataError(f"{path}: every pair has the same score; a correlation with the scores is undefined")
-    return kind, items
+    return "similarity", items
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def pair_row(path: Path, number: int, fields: list[str]) -> tuple[str, str, str]:
+    if len(fields) != 3 or not all(f.strip() for f in fields):
+        raise DataError(f"{path}:{number}: expected label<TAB>sentence1<TAB>sentence2 (a pair-classification file, "
+                        f"from line 1), got {len(fields)} field(s)")
+    return fields[0].strip(), fields[1].strip(), fields[2].strip()
 
 
 def classification_row(path: Path, number: int, fields: list[str]) -> tuple[str, str]:
@@ -113,6 +134,24 @@ def classification_task(embed: Embedder, items, folds: int = 10, seed: int = 0) 
     classes = {c: i for i, c in enumerate(sorted(set(labels_text)))}
     labels = np.array([classes[c] for c in labels_text])
     return {"accuracy": probe_accuracy(embed([s for _, s in items]), labels, folds, seed)}
+
+
+def pair_classification_task(embed: Embedder, items, folds: int = 10, seed: int = 0) -> dict[str, float]:
+    """Cross-validated logistic regression on SentEval's pair features ``[|u-v|; u*v]``."""
+    labels_text = [label for label, _, _ in items]
+    classes = {c: i for i, c in enumerate(sorted(set(labels_text)))}
+    a, b = embed([s for _, s, _ in items]), embed([s for _, _, s in items])
+    features = np.concatenate([np.abs(a - b), a * b], axis=1)
+    return {"accuracy": probe_accuracy(features, np.array([classes[c] for c in labels_text]), folds, seed)}
+
+
+def user_task(embed: Embedder, kind: str, items, seed: int = 0) -> dict[str, float]:
+    """The figures of one task file read by :func:`read_task`."""
+    if kind == "classification":
+        return classification_task(embed, items, folds=10, seed=seed)
+    if kind == "pairs":
+        return pair_classification_task(embed, items, folds=10, seed=seed)
+    return similarity_task(embed, items)
 
 
 def similarity_task(embed: Embedder, items) -> dict[str, float]:
