@@ -46,7 +46,7 @@ def test_quick_thought_loss_is_the_softmax_over_the_batch_without_self():
     pairs = [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)]
     expected = -sum(logp[i, j] for i, j in pairs) / len(pairs)
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert model.encode(tokens, lengths).shape == (4, 24)
+    assert model.encode_tokens(tokens, lengths).shape == (4, 24)
 
 
 def test_skip_thought_loss_ignores_padding():
@@ -183,3 +183,35 @@ def test_retrieval_figures_are_the_expectation_over_distractor_draws():
     assert np.mean(np.array(ranks) == 1) == pytest.approx(0.5, abs=0.02)
     angles["n"] = 0.05  # nothing scores above the true next: rank 1 whatever is drawn
     assert retrieval(embed, ["q"], ["n"], pool, candidates=3) == {"recall_at_1": 1.0, "mrr": 1.0}
+
+
+def test_encode_follows_sentence_transformers(runs):
+    """``encode`` with sentence-transformers' arguments: input order kept, one string gives one vector,
+    normalisation, tensors, an empty list, and MTEB's keyword arguments accepted."""
+    model = seqae.load(runs["qt"])
+    sentences = ["The ship and the sea.", "A letter.", "", "A much longer sentence about the ship and a letter to my sister."]
+    rows = model.encode(sentences)
+    assert rows.shape == (4, model.embedding_dim) and rows.dtype == np.float32
+    assert np.allclose(rows, model.embed(sentences), atol=1e-6)
+    assert np.allclose(model.encode(sentences, batch_size=1), rows, atol=1e-5)  # batching and sorting keep the order
+    assert np.allclose(model.encode(sentences[1]), rows[1], atol=1e-6) and model.encode(sentences[1]).shape == (model.embedding_dim,)
+    unit = model.encode(sentences, normalize_embeddings=True)
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(unit, rows / np.linalg.norm(rows, axis=1, keepdims=True), atol=1e-6)
+    tensor = model.encode(sentences, convert_to_tensor=True, device="cpu")
+    assert isinstance(tensor, torch.Tensor) and torch.allclose(tensor, torch.from_numpy(rows), atol=1e-6)
+    assert model.encode([]).shape == (0, model.embedding_dim)
+    assert model.encode(sentences, task_name="STSBenchmark", prompt_type=None).shape == rows.shape  # MTEB's protocol
+    with pytest.raises(TypeError, match="unexpected keyword argument.*precision"):
+        model.encode(sentences, precision="int8")
+    with pytest.raises(TypeError, match="sentence 1 is a int"):
+        model.encode(["a", 3])
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        model.encode(sentences, batch_size=0)
+
+
+def test_normalising_a_zero_embedding_leaves_it_zero(runs, monkeypatch):
+    model = seqae.load(runs["qt"])
+    monkeypatch.setattr(model, "encode_tokens", lambda tokens, lengths: torch.zeros(len(lengths), model.embedding_dim))
+    out = model.encode(["a", "b"], normalize_embeddings=True)
+    assert np.isfinite(out).all() and not out.any()

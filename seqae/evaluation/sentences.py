@@ -34,8 +34,8 @@ def read_task(path: str | Path) -> tuple[str, list]:
     """Read a task file: ``label<TAB>sentence`` (classification), ``score<TAB>s1<TAB>s2`` (similarity)
     or ``label<TAB>s1<TAB>s2`` (pair classification, e.g. paraphrase or entailment).
 
-    Three fields make a similarity file when every first field is a number and a pair-classification
-    file when the first fields are names (write integer pair labels as names, e.g. ``yes``/``no``).
+    Three fields make a similarity file when the first line's first field is a number, and a
+    pair-classification file when it is a name (write pair labels as names, e.g. ``yes``/``no``, not 0/1).
     Lines end at ``\n`` only (:func:`~seqae.datasets.base.read_text_lines`). Returns
     ``("classification", [(label, sentence)])``, ``("similarity", [(score, s1, s2)])`` or
     ``("pairs", [(label, s1, s2)])``. A malformed line (a missing field, a score that is not a finite
@@ -51,7 +51,7 @@ def read_task(path: str | Path) -> tuple[str, list]:
         items = [classification_row(path, number, fields) for number, fields in rows]
         check_classification(path, items)
         return "classification", items
-    if len(rows[0][1]) == 3 and not all(is_number(fields[0]) for _, fields in rows if len(fields) == 3):
+    if len(rows[0][1]) == 3 and not is_number(rows[0][1][0]):
         items = [pair_row(path, number, fields) for number, fields in rows]
         check_classification(path, [(label, a) for label, a, _ in items])
         return "pairs", items

@@ -33,7 +33,7 @@ class QuickThought(SentenceEmbedder):
     Loss (paper eq. 2, with the batch as the candidate set): for each sentence i, a softmax over
     f(s_i) . g(s_j), j != i (self excluded with -inf), and the negative log-probability of each true
     neighbour j (0 < |i - j| <= context, same segment), averaged over the neighbour pairs.
-    ``encode``: ``[f(s); g(s)]``, ``(B, 2 * encoder dim)``.
+    ``encode_tokens``: ``[f(s); g(s)]``, ``(B, 2 * encoder dim)``; ``encode(sentences)``: the same from strings.
     """
 
     def __init__(self, config: QuickThoughtConfig):
@@ -43,7 +43,7 @@ class QuickThought(SentenceEmbedder):
         self.g = build_encoder(config)
         self.embedding_dim = 2 * self.f.out_dim
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.f(tokens, lengths), self.g(tokens, lengths)], dim=-1)
 
     def token_embeddings(self) -> torch.Tensor:

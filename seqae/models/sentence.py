@@ -39,8 +39,9 @@ def build_encoder(config: SentenceEncoderConfig) -> RecurrentEncoder:
 
 
 class SentenceEmbedder(nn.Module):
-    """Mixin: ``embed(sentences)`` for a model with ``encode(tokens, lengths)`` and a tokenizer attached
-    by :func:`seqae.load` (or :meth:`attach_tokenizer`)."""
+    """Mixin: ``encode(sentences)`` (sentence-transformers' API) and ``embed(sentences)`` for a model with
+    ``encode_tokens(tokens, lengths)`` and a tokenizer attached by :func:`seqae.load` (or
+    :meth:`attach_tokenizer`)."""
 
     tokenizer = None
     max_tokens = 48
@@ -55,27 +56,79 @@ class SentenceEmbedder(nn.Module):
 
     @torch.no_grad()
     def embed(self, sentences: list[str], batch_size: int = 256) -> np.ndarray:
-        """Sentence embeddings ``(len(sentences), dim)`` as float32, in the input order.
+        """Sentence embeddings ``(len(sentences), dim)`` as float32, in the input order: the short form of
+        :meth:`encode`.
 
         Sentences are tokenised with the run's ``tokenizer.json`` (truncated to ``max_tokens``) and
         encoded in batches of similar length.
         """
+        if isinstance(sentences, str):
+            raise TypeError("embed takes a list of sentences, not one string")
+        return self.encode_sentences(list(sentences), batch_size, show_progress_bar=False)
+
+    def encode(self, sentences, batch_size: int = 32, normalize_embeddings: bool = False,
+               show_progress_bar: bool | None = None, convert_to_tensor: bool = False, device=None,
+               convert_to_numpy: bool = True, **kwargs):
+        """Sentence embeddings, with sentence-transformers' ``SentenceTransformer.encode`` meaning for each
+        argument (and MTEB's encoder protocol: ``task_name``, ``prompt_type``, ``prompt_name`` and
+        ``prompt`` are accepted and have no effect, since the model takes no prompts).
+
+        - ``sentences``: a list of strings -> ``(n, dim)``; one string -> ``(dim,)``. An empty list gives
+          an array of shape ``(0, dim)``.
+        - ``batch_size``: sentences per forward pass (sorted by length first; the output keeps the input
+          order).
+        - ``normalize_embeddings``: scale each row to unit L2 norm (a zero row stays zero).
+        - ``show_progress_bar``: None shows a bar when stderr is a terminal and there is more than one batch.
+        - ``convert_to_tensor``: a ``torch.Tensor`` on the model's device instead of a numpy array.
+        - ``device``: move the model there first (it stays there, as in sentence-transformers).
+
+        Token ids go through :meth:`encode_tokens` (``tokens`` ``(batch, time)``, ``lengths`` ``(batch,)``
+        -> ``(batch, dim)``).
+        """
+        if isinstance(sentences, torch.Tensor):
+            raise TypeError("encode takes sentences (strings); for token ids call encode_tokens(tokens, lengths)")
+        unknown = set(kwargs) - {"task_name", "prompt_type", "prompt_name", "prompt"}
+        if unknown:
+            raise TypeError(f"encode() got unexpected keyword argument(s) {', '.join(sorted(unknown))}")
+        single = isinstance(sentences, str)
+        if device is not None:
+            self.to(device)
+        rows = self.encode_sentences([sentences] if single else list(sentences), batch_size, show_progress_bar)
+        if normalize_embeddings:
+            norms = np.linalg.norm(rows, axis=1, keepdims=True)
+            rows = rows / np.maximum(norms, 1e-12)
+        out = rows[0] if single else rows
+        if convert_to_tensor or not convert_to_numpy:
+            return torch.from_numpy(np.ascontiguousarray(out)).to(next(self.parameters()).device)
+        return out
+
+    def encode_sentences(self, sentences: list[str], batch_size: int, show_progress_bar: bool | None) -> np.ndarray:
+        """``(len(sentences), dim)`` float32 embeddings in the input order."""
+        import sys
+
+        from tqdm import tqdm
+
         from seqae.datasets.text import encode_batch, pad_batch
 
         if self.tokenizer is None:
             raise ValueError("no tokenizer attached; load the model with seqae.load(run_dir)")
-        if isinstance(sentences, str):
-            raise TypeError("embed takes a list of sentences, not one string")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        bad = next((i for i, s in enumerate(sentences) if not isinstance(s, str)), None)
+        if bad is not None:
+            raise TypeError(f"sentence {bad} is a {type(sentences[bad]).__name__}, not a string")
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        ids = encode_batch(self.tokenizer, list(sentences), self.max_tokens)
+        ids = encode_batch(self.tokenizer, sentences, self.max_tokens)
         order = np.argsort([len(s) for s in ids], kind="stable")
         out = np.zeros((len(ids), self.embedding_dim), dtype=np.float32)
+        starts = range(0, len(ids), batch_size)
+        show = sys.stderr.isatty() and len(starts) > 1 if show_progress_bar is None else show_progress_bar
         with torch.inference_mode():  # no autograd graph: faster, and nothing kept for a backward pass
-            for start in range(0, len(ids), batch_size):
+            for start in tqdm(starts, desc="encoding", unit=" batches", disable=not show):
                 rows = order[start : start + batch_size]
                 tokens, lengths = pad_batch([np.asarray(ids[i]) for i in rows])
-                out[rows] = self.encode(tokens.to(device), lengths).float().cpu().numpy()
+                out[rows] = self.encode_tokens(tokens.to(device), lengths).float().cpu().numpy()
         self.train(was_training)
         return out

@@ -72,7 +72,7 @@ class ConditionalDecoder(nn.Module):
 
 
 class SkipThought(SentenceEmbedder):
-    """``forward(batch)`` takes (previous, current, next) triples; ``encode``: ``(B, encoder dim)``."""
+    """``forward(batch)`` takes (previous, current, next) triples; ``encode_tokens``: ``(B, encoder dim)``."""
 
     def __init__(self, config: SkipThoughtConfig):
         super().__init__()
@@ -83,7 +83,7 @@ class SkipThought(SentenceEmbedder):
         self.decode_next = ConditionalDecoder(self.encoder.embedding, self.encoder.out_dim, hidden, config.tie_embeddings)
         self.embedding_dim = self.encoder.out_dim
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.encoder(tokens, lengths)
 
     def token_embeddings(self) -> torch.Tensor:

@@ -1,0 +1,107 @@
+"""What makes sentence-encoder training transfer: train one recipe under several settings, evaluate
+each run on the built-in held-out tasks (and on a user's task files or SentEval folder, when given),
+and record trained minus untrained for every figure, with the passes over the training sentences.
+
+Every variant is a list of ``--set`` overrides; each run is appended to ``--out/study.jsonl`` as soon as
+it is evaluated, so a study can be stopped and continued (finished variants are skipped), and
+``--out/study.png`` plots each built-in figure's gain over the untrained encoder against passes.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/sentence_study.py --out runs/study \
+        --variant "steps400:train.steps=400" --variant "steps1600:train.steps=1600" \
+        [--recipe recipes/quick_thought_austen.toml] [--task my_task.tsv] [--senteval DIR --tasks MR,STS12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ("book_accuracy", "next_recall_at_1", "next_mrr")
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, sets = text.partition(":")
+    return name, [s for s in sets.split(",") if s.strip()]
+
+
+def passes(run_dir: Path, result: dict) -> float:
+    """Training sentences seen / training sentences in the corpus (one quick-thought batch = batch_size)."""
+    from seqae.config import load_recipe
+
+    recipe = load_recipe(run_dir / "config.toml", check_paths=False)
+    train_sentences = result.get("train_sentences")
+    return recipe.train.steps * recipe.train.batch_size / train_sentences if train_sentences else float("nan")
+
+
+def run_variant(name: str, overrides: list[str], args) -> dict:
+    import seqae
+    from seqae.families import get_family
+
+    run_dir = Path(args.out) / name
+    start = time.time()
+    seqae.train(args.recipe, out=run_dir, overrides=overrides, resume=(run_dir / "run.json").exists())
+    seconds = time.time() - start
+    result = seqae.evaluate(run_dir, tasks=args.task or None, senteval=args.senteval, senteval_tasks=args.tasks)
+    model = seqae.load(run_dir)
+    prepared = get_family(model.recipe.family).prepare(model.recipe)
+    record = {"variant": name, "overrides": overrides, "train_seconds": round(seconds, 1),
+              "train_sentences": len(prepared.train), **{k: v for k, v in result.items() if not isinstance(v, str)}}
+    record["passes"] = passes(run_dir, record)
+    for figure in FIGURES:
+        if f"{figure}_trained" in record:
+            record[f"{figure}_gain"] = record[f"{figure}_trained"] - record[f"{figure}_untrained"]
+            record[f"{figure}_gain_over_bow"] = record[f"{figure}_trained"] - record[f"{figure}_bow_trained"]
+    return record
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(FIGURES), figsize=(4.2 * len(FIGURES), 3.4))
+    for ax, figure in zip(axes, FIGURES):
+        for r in records:
+            if f"{figure}_gain" in r:
+                ax.scatter(r["passes"], r[f"{figure}_gain"])
+                ax.annotate(r["variant"], (r["passes"], r[f"{figure}_gain"]), fontsize=7)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xlabel="passes over the training sentences", ylabel="trained - untrained", title=figure)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "quick_thought_austen.toml"))
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--variant", action="append", required=True, metavar="NAME:KEY=VALUE,KEY=VALUE")
+    parser.add_argument("--task", action="append", default=[])
+    parser.add_argument("--senteval")
+    parser.add_argument("--tasks")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "study.jsonl"
+    done = {json.loads(line)["variant"] for line in log.read_text().splitlines()} if log.exists() else set()
+    for text in args.variant:
+        name, overrides = parse_variant(text)
+        if name in done:
+            continue
+        record = run_variant(name, overrides, args)
+        with open(log, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        print(json.dumps({k: record[k] for k in record if k.endswith("_gain") or k in ("variant", "passes", "train_seconds")}),
+              file=sys.stderr)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    plot(records, out / "study.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
