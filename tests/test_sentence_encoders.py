@@ -1,4 +1,6 @@
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from seqae.datasets.base import DataError
 from seqae.evaluation.sentences import read_task, retrieval
 from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
 from seqae.models.skip_thought import SkipThought, SkipThoughtConfig
+from seqae.nn.encoders import BagOfNgramsEncoder, TransformerSentenceEncoder
 
 from conftest import book_corpus, write_recipe
 
@@ -215,3 +218,55 @@ def test_normalising_a_zero_embedding_leaves_it_zero(runs, monkeypatch):
     monkeypatch.setattr(model, "encode_tokens", lambda tokens, lengths: torch.zeros(len(lengths), model.embedding_dim))
     out = model.encode(["a", "b"], normalize_embeddings=True)
     assert np.isfinite(out).all() and not out.any()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TransformerSentenceEncoder(50, 8, 16, layers=2, heads=2, readout="mean"),
+    lambda: TransformerSentenceEncoder(50, 8, 16, layers=2, heads=2, readout="max"),
+    lambda: TransformerSentenceEncoder(50, 8, 16, layers=2, heads=2, readout="cls"),
+    lambda: BagOfNgramsEncoder(50, 8, ngrams=3, buckets=97),
+], ids=["transformer-mean", "transformer-max", "transformer-cls", "bag-of-3grams"])
+def test_the_other_encoders_ignore_padding_and_batch_companions(make):
+    from seqae.datasets.text import pad_batch
+
+    torch.manual_seed(0)
+    encoder = make().eval()
+    tokens, lengths = pad_batch([np.array([5, 6, 7]), np.array([8, 9, 10, 11, 12, 13]), np.array([], dtype=np.int64)])
+    both = encoder(tokens, lengths)
+    torch.testing.assert_close(both[:1], encoder(tokens[:1, :3], lengths[:1]))
+    assert both.shape == (3, 8) and torch.isfinite(both).all()
+    assert not torch.allclose(both[0], both[1])
+
+
+def test_a_bag_of_ngrams_is_the_mean_of_its_token_and_ngram_rows():
+    encoder = BagOfNgramsEncoder(50, 4, ngrams=2, buckets=97)
+    out = encoder(torch.tensor([[5, 6, 7]]), torch.tensor([3]))
+    rows = [encoder.embedding.weight[t] for t in (5, 6, 7)]
+    rows += [encoder.ngram_embedding.weight[(a * 50 + b) % 97] for a, b in ((5, 6), (6, 7))]
+    torch.testing.assert_close(out[0], torch.stack(rows).mean(0))
+
+
+@pytest.mark.parametrize("family", ["quick_thought", "skip_thought"])
+@pytest.mark.parametrize("encoder", ["transformer", "bag"])
+def test_every_encoder_trains_for_both_families_chosen_in_the_recipe(tmp_path, corpus_dir, family, encoder):
+    extra = 'readout = "cls"\nheads = 2\nlayers = 1\n' if encoder == "transformer" else "ngram_buckets = 500\n"
+    text = TINY_QT.replace("CORPUS", str(corpus_dir)).replace("quick_thought", family)
+    text = text.replace("hidden = 24\n", f"hidden = 24\nencoder = \"{encoder}\"\n{extra}")
+    run = seqae.train(write_recipe(tmp_path, text), out=tmp_path / "run")
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in lines if r.get("stage") == "main" and "loss" in r]
+    assert losses[-1] < losses[0]
+    model = seqae.load(run)
+    assert model.recipe.model.encoder == encoder
+    assert model.encode(["The ship.", "A letter to my sister."]).shape == (2, model.embedding_dim)
+
+
+def test_encoder_options_that_do_not_fit_are_named(tmp_path, corpus_dir):
+    from seqae.config import ConfigError
+
+    base = TINY_QT.replace("CORPUS", str(corpus_dir))
+    for extra, named in (('encoder = "transformer"\nreadout = "last"\n', "reads out mean, max or cls"),
+                         ('readout = "cls"\n', 'needs model.encoder = "transformer"'),
+                         ('encoder = "transformer"\nreadout = "mean"\nheads = 5\n', "a multiple of model.heads")):
+        with pytest.raises(ConfigError, match=named):
+            seqae.train(write_recipe(tmp_path, base.replace("hidden = 24\n", "hidden = 24\n" + extra)), out=tmp_path / "r")

@@ -9,7 +9,10 @@ import torch
 from torch import nn
 
 from seqae.config import ConfigError, choice
-from seqae.nn.encoders import READOUTS, RecurrentEncoder
+from seqae.nn.encoders import READOUTS, BagOfNgramsEncoder, RecurrentEncoder, TransformerSentenceEncoder
+
+
+ENCODERS = ("recurrent", "transformer", "bag")
 
 
 @dataclass
@@ -17,23 +20,46 @@ class SentenceEncoderConfig:
     """Encoder fields shared by ``[model]`` of skip_thought and quick_thought."""
 
     vocab_size: int = 0  # 0: the tokenizer's
+    encoder: str = choice("recurrent", *ENCODERS)  # a GRU/LSTM (cell), a Transformer, or a bag of n-grams
     embed_dim: int = 256
-    hidden: int = 512
+    hidden: int = 512  # recurrent: the state size; transformer: the feed-forward width; bag: unused
     bidirectional: bool = False
-    readout: str = choice("last", *READOUTS)  # last hidden state (the papers), or mean/max over states
+    readout: str = choice("last", *READOUTS, "cls")  # recurrent: last (the papers), mean, max; transformer: mean, max, cls
     cell: str = choice("gru", "gru", "lstm")
     dropout: float = 0.0  # share of the encoder's word-embedding units zeroed in training
+    layers: int = 2  # transformer layers
+    heads: int = 4  # transformer attention heads (embed_dim must be a multiple)
+    ngrams: int = 2  # bag: tokens and their n-grams up to this n
+    ngram_buckets: int = 50_000  # bag: rows of the hashed n-gram table
 
     def validate(self, where: str) -> None:
         if self.embed_dim <= 0 or self.hidden <= 0 or self.vocab_size < 0:
             raise ConfigError(f"{where}: model.embed_dim and model.hidden must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{where}: model.dropout must be in [0, 1), got {self.dropout}")
+        if self.encoder == "recurrent" and self.readout == "cls":
+            raise ConfigError(f"{where}: model.readout = \"cls\" needs model.encoder = \"transformer\"; a recurrent "
+                              "encoder reads out last, mean or max")
+        if self.encoder == "transformer":
+            if self.readout == "last":
+                raise ConfigError(f"{where}: a Transformer encoder reads out mean, max or cls (model.readout), not last")
+            if self.layers < 1 or self.heads < 1 or self.embed_dim % self.heads:
+                raise ConfigError(f"{where}: model.layers and model.heads must be positive and model.embed_dim "
+                                  f"({self.embed_dim}) a multiple of model.heads ({self.heads})")
+        if self.encoder == "bag" and (self.ngrams < 1 or self.ngram_buckets < 1):
+            raise ConfigError(f"{where}: model.ngrams and model.ngram_buckets must be positive")
 
 
-def build_encoder(config: SentenceEncoderConfig) -> RecurrentEncoder:
+def build_encoder(config: SentenceEncoderConfig, max_tokens: int = 512) -> nn.Module:
+    """The sentence encoder the config names: token ids ``(batch, time)`` and ``lengths`` ``(batch,)`` ->
+    ``(batch, out_dim)``, with its word embeddings at ``.embedding``."""
     if config.vocab_size <= 0:
         raise ValueError("vocab_size must be set (from the tokenizer)")
+    if config.encoder == "transformer":
+        return TransformerSentenceEncoder(config.vocab_size, config.embed_dim, config.hidden, config.layers, config.heads,
+                                          config.readout, max_len=max_tokens, dropout=config.dropout)
+    if config.encoder == "bag":
+        return BagOfNgramsEncoder(config.vocab_size, config.embed_dim, config.ngrams, config.ngram_buckets)
     return RecurrentEncoder(config.vocab_size, config.embed_dim, config.hidden, config.bidirectional, config.readout, config.cell,
                             dropout=config.dropout)
 

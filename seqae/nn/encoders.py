@@ -184,3 +184,90 @@ class RecurrentEncoder(nn.Module):
         if self.readout == "mean":
             return (states * mask[..., None]).sum(1) / lengths.to(states.device)[:, None].clamp_min(1)
         return states.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
+
+
+def real_token_mask(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``(batch, time)`` True at the real (not padding) positions."""
+    return torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None]
+
+
+class TransformerSentenceEncoder(nn.Module):
+    """Token ids ``(batch, time)`` with ``lengths`` ``(batch,)`` -> sentence vectors ``(batch, embed_dim)``.
+
+    Word embeddings plus learned positions, ``layers`` pre-norm Transformer encoder layers of width
+    ``embed_dim`` (``heads`` attention heads, feed-forward width ``hidden``), padding masked out of the
+    attention. Read-outs: ``mean`` or ``max`` over the real tokens' states, or ``cls``: the state of a
+    learned vector put before every sentence (BERT's [CLS]). ``out_dim = embed_dim``.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, layers: int = 2, heads: int = 4,
+                 readout: str = "mean", max_len: int = 512, pad_id: int = 0, dropout: float = 0.0):
+        super().__init__()
+        if readout not in ("mean", "max", "cls"):
+            raise ValueError(f"a Transformer encoder's readout is mean, max or cls, got {readout!r}")
+        if embed_dim % heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of heads ({heads})")
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.positions = nn.Parameter(torch.randn(max_len + 1, embed_dim) * 0.02)
+        self.cls = nn.Parameter(torch.randn(embed_dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(embed_dim, heads, hidden, dropout=dropout, batch_first=True, norm_first=True,
+                                           activation="gelu")
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.readout = readout
+        self.max_len = max_len
+        self.out_dim = embed_dim
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
+            raise ValueError(f"expected tokens (batch, time) and lengths (batch,), got {tuple(tokens.shape)} and {tuple(lengths.shape)}")
+        if tokens.shape[1] > self.max_len:
+            raise ValueError(f"{tokens.shape[1]} tokens, more than the encoder's {self.max_len} positions")
+        width = max(1, int(lengths.max())) if lengths.numel() else 1
+        tokens = tokens[:, :width]
+        mask = real_token_mask(tokens, lengths)
+        x = self.embedding(tokens)
+        x = torch.cat([self.cls.expand(x.shape[0], 1, -1), x], dim=1) + self.positions[: width + 1]
+        keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # the [CLS] position is always real
+        states = self.norm(self.layers(x, src_key_padding_mask=~keep))
+        if self.readout == "cls":
+            return states[:, 0]
+        states, weights = states[:, 1:], mask[..., None]
+        if self.readout == "mean":
+            return (states * weights).sum(1) / lengths.to(states.device)[:, None].clamp_min(1)
+        empty = (lengths.to(states.device) == 0)[:, None]
+        return states.masked_fill(~weights, float("-inf")).max(dim=1).values.masked_fill(empty, 0.0)
+
+
+class BagOfNgramsEncoder(nn.Module):
+    """Token ids ``(batch, time)`` with ``lengths`` ``(batch,)`` -> the mean of the embeddings of the
+    sentence's tokens and of its token n-grams (2 to ``ngrams``), ``(batch, embed_dim)``; n-grams are
+    hashed into ``buckets`` rows of a second table (as FastSent and Sent2Vec). ``out_dim = embed_dim``.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, ngrams: int = 2, buckets: int = 50_000, pad_id: int = 0):
+        super().__init__()
+        if ngrams < 1 or buckets < 1:
+            raise ValueError(f"ngrams and buckets must be positive, got {ngrams} and {buckets}")
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.ngram_embedding = nn.Embedding(buckets, embed_dim) if ngrams > 1 else None
+        self.ngrams, self.buckets, self.vocab_size = ngrams, buckets, vocab_size
+        self.out_dim = embed_dim
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
+            raise ValueError(f"expected tokens (batch, time) and lengths (batch,), got {tuple(tokens.shape)} and {tuple(lengths.shape)}")
+        lengths = lengths.to(tokens.device)
+        mask = real_token_mask(tokens, lengths)
+        total = (self.embedding(tokens) * mask[..., None]).sum(1)
+        count = lengths.clamp_min(0).float()
+        for n in range(2, self.ngrams + 1):
+            if tokens.shape[1] < n:
+                break
+            ids = torch.zeros_like(tokens[:, : tokens.shape[1] - n + 1])
+            for k in range(n):  # a polynomial hash of the n token ids, taken modulo the table size
+                ids = (ids * self.vocab_size + tokens[:, k : tokens.shape[1] - n + 1 + k]) % self.buckets
+            real = mask[:, n - 1 :]
+            total = total + (self.ngram_embedding(ids) * real[..., None]).sum(1)
+            count = count + real.sum(1)
+        return total / count.clamp_min(1)[:, None]
