@@ -371,9 +371,14 @@ def held_out_tasks(prepared: Prepared, config) -> dict[str, Any]:
         raise DataError(f"{prepared.data_name or corpus.folder}: the held-out chapters hold {distinct} distinct sentences, too "
                         f"few for next-sentence retrieval among eval.candidates = {config.candidates}; lower "
                         "eval.candidates or use a corpus with more varied text")
+    authors = np.array([name.split("-", 1)[0] for name in corpus.document_names])  # "austen-emma" -> "austen"
+    author_labels = authors[documents[probe]] if labels is not None else None
+    if author_labels is not None and not 1 < len(np.unique(author_labels)) < len(np.unique(labels)):
+        author_labels = None  # one author, or one document an author: the book task already says it
     return {
         "probe_sentences": [texts[i] for i in probe.tolist()],
         "probe_labels": labels,
+        "probe_authors": author_labels,
         "queries": [texts[i] for i in queries.tolist()],
         "nexts": [texts[i + 1] for i in queries.tolist()],
         "pool": [texts[i] for i in pool.tolist()],

@@ -185,7 +185,32 @@ def test_retrieval_figures_are_the_expectation_over_distractor_draws():
     ranks = [1 + ("a" in rng.choice(["a", "b", "c", "d"], 2, replace=False)) for _ in range(20000)]
     assert np.mean(np.array(ranks) == 1) == pytest.approx(0.5, abs=0.02)
     angles["n"] = 0.05  # nothing scores above the true next: rank 1 whatever is drawn
-    assert retrieval(embed, ["q"], ["n"], pool, candidates=3) == {"recall_at_1": 1.0, "mrr": 1.0}
+    certain = retrieval(embed, ["q"], ["n"], pool, candidates=3)
+    assert (certain["recall_at_1"], certain["mrr"]) == (1.0, 1.0)
+    # the standard errors are over queries: two queries, one certain and one at 0.5
+    two = retrieval(embed, ["q", "q"], ["n", "b"], pool + ["n"], candidates=3)
+    per_query = [1.0, retrieval(embed, ["q"], ["b"], pool + ["n"], candidates=3)["recall_at_1"]]
+    assert two["recall_at_1_se"] == pytest.approx(np.std(per_query, ddof=1) / np.sqrt(2))
+
+
+def test_sentence_order_and_author_tasks_on_encoders_that_know_and_do_not_know_order():
+    """An encoder whose vector says where a sentence stands in the book orders pairs perfectly; one that
+    sees only the words is at chance."""
+    from seqae.evaluation.sentences import SentenceEvalConfig, builtin_tasks
+
+    texts = [f"s{i}" for i in range(400)]
+    positional = lambda items: np.array([[int(t[1:]) / 400.0, 1.0] for t in items])  # noqa: E731
+    rng = np.random.default_rng(0)
+    table = {t: rng.normal(size=4) for t in texts}
+    blind = lambda items: np.array([table[t] for t in items])  # noqa: E731
+    held = {"probe_sentences": texts, "probe_labels": np.arange(400) // 100, "probe_authors": np.arange(400) // 200,
+            "queries": texts[:200], "nexts": texts[200:], "pool": texts}  # each "next" stands 200 places later
+    config = SentenceEvalConfig(candidates=20)
+    knows = builtin_tasks(positional, held, config)
+    assert knows["order_accuracy"] > 0.95 and knows["author_accuracy"] > 0.95 and knows["book_accuracy"] > 0.9
+    guesses = builtin_tasks(blind, held, config)
+    assert abs(guesses["order_accuracy"] - 0.5) < 3 * guesses["order_accuracy_se"] + 0.02
+    assert 0 < guesses["order_accuracy_se"] < 0.05
 
 
 def test_encode_follows_sentence_transformers(runs):

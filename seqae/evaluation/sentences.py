@@ -117,8 +117,15 @@ def check_classification(path: Path, items: list[tuple[str, str]]) -> None:
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> float:
     """Cross-validated accuracy of logistic regression on standardised frozen features."""
+    return probe_predictions(features, labels, folds, seed)["accuracy"]
+
+
+def probe_predictions(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> dict[str, float]:
+    """Cross-validated logistic regression on standardised frozen features: ``accuracy`` (every item
+    predicted once, by the fold that did not train on it) and its standard error ``accuracy_se``
+    (``std(correct) / sqrt(n)``)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -126,7 +133,18 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: i
     folds = max(2, min(folds, int(counts.min())))
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return float(cross_val_score(clf, features, labels, cv=cv).mean())
+    correct = (cross_val_predict(clf, features, labels, cv=cv) == labels).astype(float)
+    return {"accuracy": float(correct.mean()), "accuracy_se": float(correct.std(ddof=1) / np.sqrt(len(correct)))}
+
+
+def sentence_order(embed: Embedder, firsts: list[str], seconds: list[str], folds: int, seed: int) -> dict[str, float]:
+    """Which of two consecutive sentences comes first: half the pairs (chosen at random) are swapped, and
+    a logistic regression on ``[u; v; |u-v|; u*v]`` says whether they were (chance 0.5)."""
+    rng = np.random.default_rng(seed)
+    swap = rng.random(len(firsts)) < 0.5
+    a, b = embed(firsts), embed(seconds)
+    u, v = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
+    return probe_predictions(np.concatenate([u, v, np.abs(u - v), u * v], axis=1), swap.astype(int), folds, seed)
 
 
 def classification_task(embed: Embedder, items, folds: int = 10, seed: int = 0) -> dict[str, float]:
@@ -195,13 +213,29 @@ def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[
         probs = hypergeom(total, higher, m).pmf(x)
         recall.append(float(probs[0]))
         reciprocal.append(float((probs / (1 + x)).sum()))
-    return {"recall_at_1": float(np.mean(recall)), "mrr": float(np.mean(reciprocal))}
+    se = lambda values: float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")  # noqa: E731
+    return {"recall_at_1": float(np.mean(recall)), "mrr": float(np.mean(reciprocal)),
+            "recall_at_1_se": se(recall), "mrr_se": se(reciprocal)}
 
 
 def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEvalConfig) -> dict[str, float]:
-    """``held_out``: ``probe_sentences``/``probe_labels`` and ``queries``/``nexts``/``pool``."""
+    """The built-in tasks on held-out chapters, each with its standard error (``*_se``).
+
+    ``held_out``: ``probe_sentences`` with ``probe_labels`` (their document; None for one document) and
+    ``probe_authors`` (None unless there are at least two authors and fewer authors than documents);
+    ``queries``/``nexts``/``pool``. Figures: ``book_accuracy`` (which document, a linear probe),
+    ``author_accuracy``, ``next_recall_at_1``/``next_mrr`` (the true next sentence among
+    ``config.candidates``), ``order_accuracy`` (which of two consecutive sentences comes first).
+    """
     result = {}
-    if held_out["probe_labels"] is not None:
-        result["book_accuracy"] = probe_accuracy(embed(held_out["probe_sentences"]), held_out["probe_labels"], config.folds, config.seed)
+    probe = embed(held_out["probe_sentences"]) if held_out["probe_labels"] is not None else None
+    if probe is not None:
+        found = probe_predictions(probe, held_out["probe_labels"], config.folds, config.seed)
+        result.update(book_accuracy=found["accuracy"], book_accuracy_se=found["accuracy_se"])
+    if probe is not None and held_out.get("probe_authors") is not None:
+        found = probe_predictions(probe, held_out["probe_authors"], config.folds, config.seed)
+        result.update(author_accuracy=found["accuracy"], author_accuracy_se=found["accuracy_se"])
     result.update({f"next_{k}": v for k, v in retrieval(embed, held_out["queries"], held_out["nexts"], held_out["pool"], config.candidates).items()})
+    order = sentence_order(embed, held_out["queries"], held_out["nexts"], config.folds, config.seed)
+    result.update(order_accuracy=order["accuracy"], order_accuracy_se=order["accuracy_se"])
     return result
