@@ -295,3 +295,21 @@ def test_encoder_options_that_do_not_fit_are_named(tmp_path, corpus_dir):
                          ('encoder = "transformer"\nreadout = "mean"\nheads = 5\n', "a multiple of model.heads")):
         with pytest.raises(ConfigError, match=named):
             seqae.train(write_recipe(tmp_path, base.replace("hidden = 24\n", "hidden = 24\n" + extra)), out=tmp_path / "r")
+
+
+@pytest.mark.parametrize("encoder", ["recurrent", "transformer", "bag"])
+def test_embed_init_scales_the_initial_word_embeddings_only(encoder):
+    """torch draws word embeddings from N(0, 1), so Adam's steps of about lr move them by a few per cent
+    in a short run; ``embed_init`` sets their scale (the same draw, scaled: 1.0 reproduces older runs)."""
+    from seqae.models.sentence import SentenceEncoderConfig, build_encoder
+
+    readout = "mean" if encoder != "recurrent" else "last"
+    torch.manual_seed(0)
+    plain = build_encoder(SentenceEncoderConfig(vocab_size=300, encoder=encoder, readout=readout))
+    torch.manual_seed(0)
+    small = build_encoder(SentenceEncoderConfig(vocab_size=300, encoder=encoder, readout=readout, embed_init=0.1))
+    torch.testing.assert_close(small.embedding.weight, 0.1 * plain.embedding.weight)
+    assert abs(plain.embedding.weight[1:].std().item() - 1.0) < 0.02 and not small.embedding.weight[0].any()
+    others = [n for n, _ in plain.named_parameters() if "embedding" not in n]
+    for name in others:
+        torch.testing.assert_close(dict(small.named_parameters())[name], dict(plain.named_parameters())[name])

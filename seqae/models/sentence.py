@@ -27,6 +27,7 @@ class SentenceEncoderConfig:
     readout: str = choice("last", *READOUTS, "cls")  # recurrent: last (the papers), mean, max; transformer: mean, max, cls
     cell: str = choice("gru", "gru", "lstm")
     dropout: float = 0.0  # share of the encoder's word-embedding units zeroed in training
+    embed_init: float = 1.0  # standard deviation of the initial word embeddings (torch's default: 1.0)
     layers: int = 2  # transformer layers
     heads: int = 4  # transformer attention heads (embed_dim must be a multiple)
     ngrams: int = 2  # bag: tokens and their n-grams up to this n
@@ -37,6 +38,8 @@ class SentenceEncoderConfig:
             raise ConfigError(f"{where}: model.embed_dim and model.hidden must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{where}: model.dropout must be in [0, 1), got {self.dropout}")
+        if not self.embed_init > 0.0:
+            raise ConfigError(f"{where}: model.embed_init must be positive, got {self.embed_init}")
         if self.encoder == "recurrent" and self.readout == "cls":
             raise ConfigError(f"{where}: model.readout = \"cls\" needs model.encoder = \"transformer\"; a recurrent "
                               "encoder reads out last, mean or max")
@@ -52,16 +55,24 @@ class SentenceEncoderConfig:
 
 def build_encoder(config: SentenceEncoderConfig, max_tokens: int = 512) -> nn.Module:
     """The sentence encoder the config names: token ids ``(batch, time)`` and ``lengths`` ``(batch,)`` ->
-    ``(batch, out_dim)``, with its word embeddings at ``.embedding``."""
+    ``(batch, out_dim)``, with its word embeddings at ``.embedding`` drawn from N(0, ``embed_init``²)
+    (the padding row stays zero)."""
     if config.vocab_size <= 0:
         raise ValueError("vocab_size must be set (from the tokenizer)")
     if config.encoder == "transformer":
-        return TransformerSentenceEncoder(config.vocab_size, config.embed_dim, config.hidden, config.layers, config.heads,
-                                          config.readout, max_len=max_tokens, dropout=config.dropout)
-    if config.encoder == "bag":
-        return BagOfNgramsEncoder(config.vocab_size, config.embed_dim, config.ngrams, config.ngram_buckets)
-    return RecurrentEncoder(config.vocab_size, config.embed_dim, config.hidden, config.bidirectional, config.readout, config.cell,
-                            dropout=config.dropout)
+        encoder = TransformerSentenceEncoder(config.vocab_size, config.embed_dim, config.hidden, config.layers, config.heads,
+                                             config.readout, max_len=max_tokens, dropout=config.dropout)
+    elif config.encoder == "bag":
+        encoder = BagOfNgramsEncoder(config.vocab_size, config.embed_dim, config.ngrams, config.ngram_buckets)
+    else:
+        encoder = RecurrentEncoder(config.vocab_size, config.embed_dim, config.hidden, config.bidirectional, config.readout,
+                                   config.cell, dropout=config.dropout)
+    if config.embed_init != 1.0:  # torch's own draw is N(0, 1): the same numbers as before when unchanged
+        with torch.no_grad():
+            encoder.embedding.weight.mul_(config.embed_init)
+            if getattr(encoder, "ngram_embedding", None) is not None:
+                encoder.ngram_embedding.weight.mul_(config.embed_init)
+    return encoder
 
 
 class SentenceEmbedder(nn.Module):
