@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ("book_accuracy", "next_recall_at_1", "next_mrr")
+FIGURES = ("book_accuracy", "author_accuracy", "next_recall_at_1", "next_mrr", "order_accuracy")
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -59,19 +59,29 @@ def run_variant(name: str, overrides: list[str], args) -> dict:
 
 
 def plot(records: list[dict], path: Path) -> None:
+    """Each built-in figure's gain over the untrained encoder (with two standard errors) against passes
+    over the training sentences (top row) and against the number of training sentences (bottom row)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(FIGURES), figsize=(4.2 * len(FIGURES), 3.4))
-    for ax, figure in zip(axes, FIGURES):
-        for r in records:
-            if f"{figure}_gain" in r:
-                ax.scatter(r["passes"], r[f"{figure}_gain"])
-                ax.annotate(r["variant"], (r["passes"], r[f"{figure}_gain"]), fontsize=7)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set(xlabel="passes over the training sentences", ylabel="trained - untrained", title=figure)
+    figures = [f for f in FIGURES if any(f"{f}_gain" in r for r in records)]
+    fig, axes = plt.subplots(2, len(figures), figsize=(3.6 * len(figures), 6.4), squeeze=False)
+    for column, figure in enumerate(figures):
+        for row, (x_key, label) in enumerate((("passes", "passes over the training sentences"),
+                                              ("train_sentences", "training sentences"))):
+            ax = axes[row][column]
+            for r in records:
+                if f"{figure}_gain" not in r:
+                    continue
+                se = (r.get(f"{figure}_se_trained", 0.0) ** 2 + r.get(f"{figure}_se_untrained", 0.0) ** 2) ** 0.5
+                ax.errorbar(r[x_key], r[f"{figure}_gain"], yerr=2 * se, fmt="o", capsize=3)
+                ax.annotate(r["variant"], (r[x_key], r[f"{figure}_gain"]), fontsize=6)
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.set(xlabel=label, ylabel="trained - untrained", title=figure)
+            if row == 1:
+                ax.set_xscale("log")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -211,6 +211,13 @@ def test_sentence_order_and_author_tasks_on_encoders_that_know_and_do_not_know_o
     guesses = builtin_tasks(blind, held, config)
     assert abs(guesses["order_accuracy"] - 0.5) < 3 * guesses["order_accuracy_se"] + 0.02
     assert 0 < guesses["order_accuracy_se"] < 0.05
+    # overlapping consecutive pairs (a, b), (b, c), ...: only pairs sharing no sentence are kept, so a
+    # probe that recognises sentences is at chance, not below it
+    wide_table = {t: rng.normal(size=64) for t in texts}  # wide enough for the probe to recognise sentences
+    wide = lambda items: np.array([wide_table[t] for t in items])  # noqa: E731
+    chain = builtin_tasks(wide, {**held, "queries": texts[:-1], "nexts": texts[1:]}, config)  # 0.42 without the rule
+    assert chain["order_pairs"] == 200
+    assert abs(chain["order_accuracy"] - 0.5) < 3 * chain["order_accuracy_se"] + 0.02
 
 
 def test_encode_follows_sentence_transformers(runs):

@@ -139,12 +139,24 @@ def probe_predictions(features: np.ndarray, labels: np.ndarray, folds: int, seed
 
 def sentence_order(embed: Embedder, firsts: list[str], seconds: list[str], folds: int, seed: int) -> dict[str, float]:
     """Which of two consecutive sentences comes first: half the pairs (chosen at random) are swapped, and
-    a logistic regression on ``[u; v; |u-v|; u*v]`` says whether they were (chance 0.5)."""
+    a logistic regression on ``[u; v; |u-v|; u*v]`` says whether they were (chance 0.5).
+
+    Only pairs that share no sentence with an earlier pair are used: consecutive pairs (a, b) and (b, c)
+    put ``b`` in opposite places, so a probe that recognises sentences would be wrong on one for having
+    seen the other (below chance), whatever the encoder knows about order.
+    """
+    seen: set[str] = set()
+    kept = []
+    for a, b in zip(firsts, seconds):
+        if a not in seen and b not in seen and a != b:
+            kept.append((a, b))
+            seen.update((a, b))
     rng = np.random.default_rng(seed)
-    swap = rng.random(len(firsts)) < 0.5
-    a, b = embed(firsts), embed(seconds)
+    swap = rng.random(len(kept)) < 0.5
+    a, b = embed([p for p, _ in kept]), embed([q for _, q in kept])
     u, v = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
-    return probe_predictions(np.concatenate([u, v, np.abs(u - v), u * v], axis=1), swap.astype(int), folds, seed)
+    result = probe_predictions(np.concatenate([u, v, np.abs(u - v), u * v], axis=1), swap.astype(int), folds, seed)
+    return {**result, "pairs": len(kept)}
 
 
 def classification_task(embed: Embedder, items, folds: int = 10, seed: int = 0) -> dict[str, float]:
@@ -237,5 +249,5 @@ def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEva
         result.update(author_accuracy=found["accuracy"], author_accuracy_se=found["accuracy_se"])
     result.update({f"next_{k}": v for k, v in retrieval(embed, held_out["queries"], held_out["nexts"], held_out["pool"], config.candidates).items()})
     order = sentence_order(embed, held_out["queries"], held_out["nexts"], config.folds, config.seed)
-    result.update(order_accuracy=order["accuracy"], order_accuracy_se=order["accuracy_se"])
+    result.update(order_accuracy=order["accuracy"], order_accuracy_se=order["accuracy_se"], order_pairs=order["pairs"])
     return result
