@@ -75,7 +75,9 @@ def plot(records: list[dict], path: Path) -> None:
             for r in records:
                 if f"{figure}_gain" not in r:
                     continue
-                se = (r.get(f"{figure}_se_trained", 0.0) ** 2 + r.get(f"{figure}_se_untrained", 0.0) ** 2) ** 0.5
+                se = r.get(f"{figure}_gain_over_untrained_se")  # paired, on the same items
+                if se is None:  # runs evaluated before paired errors: the unpaired error
+                    se = (r.get(f"{figure}_se_trained", 0.0) ** 2 + r.get(f"{figure}_se_untrained", 0.0) ** 2) ** 0.5
                 ax.errorbar(r[x_key], r[f"{figure}_gain"], yerr=2 * se, fmt="o", capsize=3)
                 ax.annotate(r["variant"], (r[x_key], r[f"{figure}_gain"]), fontsize=6)
             ax.axhline(0, color="grey", lw=0.8)

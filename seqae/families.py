@@ -405,7 +405,7 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
     encoder, the same encoder untrained, and bags of words (mean of the trained, and of the untrained,
     token embeddings)."""
     from seqae.evaluation import senteval as se
-    from seqae.evaluation.sentences import builtin_tasks, read_task, user_task
+    from seqae.evaluation.sentences import builtin_tasks, paired_gains, read_task, user_task
 
     parsed = [(Path(t), *read_task(t)) for t in tasks or []]  # bad task files fail before any work
     if senteval_tasks and not senteval:
@@ -424,8 +424,9 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
     held = held_out_tasks(prepared, recipe.eval)
     result: dict[str, Any] = {"held_out_sentences": len(prepared.extra["test_idx"]), "retrieval_queries": len(held["queries"]),
                               "embedding_dim": model.embedding_dim}
+    per_item: dict[str, dict[str, np.ndarray]] = {name: {} for name in embedders}
     for name, embed in embedders.items():
-        for key, value in builtin_tasks(embed, held, recipe.eval).items():
+        for key, value in builtin_tasks(embed, held, recipe.eval, per_item[name]).items():
             result[f"{key}_{name}"] = value
         for path, kind, items in parsed:
             for key, value in user_task(embed, kind, items, recipe.eval.seed).items():
@@ -433,6 +434,8 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
         for task in benchmark:
             for key, value in se.run_task(embed, task, recipe.eval.seed).items():
                 result[f"senteval_{task.name}_{key}_{name}"] = value
+    # the trained encoder against the untrained one and its bag of words, on the same items (paired)
+    result.update(paired_gains(per_item, "trained", ["untrained", "bow_trained"]))
     if benchmark:
         result["senteval_table"] = se.table(result, [t.name for t in benchmark], list(embedders))
     return result

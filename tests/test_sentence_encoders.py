@@ -129,6 +129,12 @@ def test_train_embed_and_evaluate_end_to_end(tmp_path, corpus_dir, family):
         assert 0.0 < result[f"next_mrr_{name}"] <= 1.0
         assert 0.0 <= result[f"cls_accuracy_{name}"] <= 1.0
         assert -1.0 <= result[f"sim_spearman_{name}"] <= 1.0
+        assert 0.0 <= result[f"order_accuracy_{name}"] <= 1.0 and result[f"order_accuracy_se_{name}"] > 0
+    for figure in ("book_accuracy", "next_recall_at_1", "next_mrr", "order_accuracy"):
+        for other in ("untrained", "bow_trained"):
+            gain = result[f"{figure}_gain_over_{other}"]
+            assert gain == pytest.approx(result[f"{figure}_trained"] - result[f"{figure}_{other}"], abs=1e-9)
+            assert result[f"{figure}_gain_over_{other}_se"] >= 0
     (tmp_path / "in.txt").write_text("The whale.\nA dance in the rain.\n")
     assert main(["embed", str(run), "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "emb.npy")]) == 0
     assert np.load(tmp_path / "emb.npy").shape == (2, model.embedding_dim)
@@ -320,3 +326,17 @@ def test_embed_init_scales_the_initial_word_embeddings_only(encoder):
     others = [n for n, _ in plain.named_parameters() if "embedding" not in n]
     for name in others:
         torch.testing.assert_close(dict(small.named_parameters())[name], dict(plain.named_parameters())[name])
+
+
+def test_gains_are_paired_over_the_same_items():
+    from seqae.evaluation.sentences import paired_gains
+
+    trained = np.array([1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    untrained = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    gains = paired_gains({"trained": {"book_accuracy": trained}, "untrained": {"book_accuracy": untrained}}, "trained", ["untrained"])
+    diff = trained - untrained
+    assert gains["book_accuracy_gain_over_untrained"] == pytest.approx(2 / 6)
+    assert gains["book_accuracy_gain_over_untrained_se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(6))
+    # the paired error is smaller than the unpaired one when the items agree
+    unpaired = np.sqrt(trained.var(ddof=1) / 6 + untrained.var(ddof=1) / 6)
+    assert gains["book_accuracy_gain_over_untrained_se"] < unpaired

@@ -123,7 +123,7 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: i
 def probe_predictions(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> dict[str, float]:
     """Cross-validated logistic regression on standardised frozen features: ``accuracy`` (every item
     predicted once, by the fold that did not train on it) and its standard error ``accuracy_se``
-    (``std(correct) / sqrt(n)``)."""
+    (``std(correct) / sqrt(n)``); ``correct``: the per-item 0/1 array."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -134,7 +134,8 @@ def probe_predictions(features: np.ndarray, labels: np.ndarray, folds: int, seed
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     correct = (cross_val_predict(clf, features, labels, cv=cv) == labels).astype(float)
-    return {"accuracy": float(correct.mean()), "accuracy_se": float(correct.std(ddof=1) / np.sqrt(len(correct)))}
+    return {"accuracy": float(correct.mean()), "accuracy_se": float(correct.std(ddof=1) / np.sqrt(len(correct))),
+            "correct": correct}
 
 
 def sentence_order(embed: Embedder, firsts: list[str], seconds: list[str], folds: int, seed: int) -> dict[str, float]:
@@ -194,7 +195,8 @@ def similarity_task(embed: Embedder, items) -> dict[str, float]:
     return {"spearman": float(spearmanr(cosine, scores).statistic), "pearson": float(pearsonr(cosine, scores).statistic)}
 
 
-def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[str], candidates: int) -> dict[str, float]:
+def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[str], candidates: int,
+              per_query: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """Rank each query's true next sentence among ``candidates`` (it and ``candidates - 1`` distractors
     drawn at random from ``pool``) by cosine similarity of the embeddings; recall@1 and mean reciprocal
     rank.
@@ -202,7 +204,8 @@ def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[
     The figures are the exact expectations over the random draw of distractors, not one draw: if ``h`` of
     a query's ``M`` allowed pool sentences score above its true next sentence, the number of them among
     ``m = candidates - 1`` distractors is hypergeometric, so recall@1 = P(none drawn) and the reciprocal
-    rank is E[1 / (1 + drawn)]. Only the choice of queries is left to chance.
+    rank is E[1 / (1 + drawn)]. Only the choice of queries is left to chance. ``per_query``, when given,
+    receives the per-query arrays (``recall_at_1``, ``mrr``).
     """
     from scipy.stats import hypergeom
 
@@ -225,12 +228,15 @@ def retrieval(embed: Embedder, queries: list[str], nexts: list[str], pool: list[
         probs = hypergeom(total, higher, m).pmf(x)
         recall.append(float(probs[0]))
         reciprocal.append(float((probs / (1 + x)).sum()))
+    if per_query is not None:
+        per_query.update(recall_at_1=np.array(recall), mrr=np.array(reciprocal))
     se = lambda values: float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")  # noqa: E731
     return {"recall_at_1": float(np.mean(recall)), "mrr": float(np.mean(reciprocal)),
             "recall_at_1_se": se(recall), "mrr_se": se(reciprocal)}
 
 
-def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEvalConfig) -> dict[str, float]:
+def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEvalConfig,
+                  items: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """The built-in tasks on held-out chapters, each with its standard error (``*_se``).
 
     ``held_out``: ``probe_sentences`` with ``probe_labels`` (their document; None for one document) and
@@ -238,16 +244,35 @@ def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEva
     ``queries``/``nexts``/``pool``. Figures: ``book_accuracy`` (which document, a linear probe),
     ``author_accuracy``, ``next_recall_at_1``/``next_mrr`` (the true next sentence among
     ``config.candidates``), ``order_accuracy`` (which of two consecutive sentences comes first).
+    ``items``, when given, receives each figure's per-item values (for paired comparisons of encoders).
     """
     result = {}
+    items = {} if items is None else items
     probe = embed(held_out["probe_sentences"]) if held_out["probe_labels"] is not None else None
-    if probe is not None:
-        found = probe_predictions(probe, held_out["probe_labels"], config.folds, config.seed)
-        result.update(book_accuracy=found["accuracy"], book_accuracy_se=found["accuracy_se"])
-    if probe is not None and held_out.get("probe_authors") is not None:
-        found = probe_predictions(probe, held_out["probe_authors"], config.folds, config.seed)
-        result.update(author_accuracy=found["accuracy"], author_accuracy_se=found["accuracy_se"])
-    result.update({f"next_{k}": v for k, v in retrieval(embed, held_out["queries"], held_out["nexts"], held_out["pool"], config.candidates).items()})
+    tasks = [("book_accuracy", "probe_labels"), ("author_accuracy", "probe_authors")]
+    for name, labels in tasks:
+        if probe is not None and held_out.get(labels) is not None:
+            found = probe_predictions(probe, held_out[labels], config.folds, config.seed)
+            result.update({name: found["accuracy"], f"{name}_se": found["accuracy_se"]})
+            items[name] = found["correct"]
+    per_query: dict[str, np.ndarray] = {}
+    found = retrieval(embed, held_out["queries"], held_out["nexts"], held_out["pool"], config.candidates, per_query)
+    result.update({f"next_{k}": v for k, v in found.items()})
+    items.update({f"next_{k}": v for k, v in per_query.items()})
     order = sentence_order(embed, held_out["queries"], held_out["nexts"], config.folds, config.seed)
     result.update(order_accuracy=order["accuracy"], order_accuracy_se=order["accuracy_se"], order_pairs=order["pairs"])
+    items["order_accuracy"] = order["correct"]
+    return result
+
+
+def paired_gains(items: dict[str, dict[str, np.ndarray]], base: str, others: list[str]) -> dict[str, float]:
+    """``{figure}_gain_over_{other}`` (``base`` minus ``other``, on the same items) and its paired
+    standard error ``{figure}_gain_over_{other}_se`` for every figure both embedders have."""
+    result = {}
+    for other in others:
+        for figure, values in items[base].items():
+            if figure in items.get(other, {}) and len(values) > 1:
+                diff = values - items[other][figure]
+                result[f"{figure}_gain_over_{other}"] = float(diff.mean())
+                result[f"{figure}_gain_over_{other}_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
     return result
