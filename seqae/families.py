@@ -379,6 +379,8 @@ def held_out_tasks(prepared: Prepared, config) -> dict[str, Any]:
         "probe_sentences": [texts[i] for i in probe.tolist()],
         "probe_labels": labels,
         "probe_authors": author_labels,
+        "probe_groups": segments[probe],
+        "query_groups": segments[queries],
         "queries": [texts[i] for i in queries.tolist()],
         "nexts": [texts[i + 1] for i in queries.tolist()],
         "pool": [texts[i] for i in pool.tolist()],

@@ -340,3 +340,19 @@ def test_gains_are_paired_over_the_same_items():
     # the paired error is smaller than the unpaired one when the items agree
     unpaired = np.sqrt(trained.var(ddof=1) / 6 + untrained.var(ddof=1) / 6)
     assert gains["book_accuracy_gain_over_untrained_se"] < unpaired
+
+
+def test_probes_are_tested_on_chapters_they_never_saw():
+    """Sentences that carry only their chapter's identity (no sign of the book): folds that mix a
+    chapter's sentences let the probe name the book from the chapter's other sentences; chapter-grouped
+    folds do not, so the figure is at chance."""
+    from seqae.evaluation.sentences import probe_predictions
+
+    rng = np.random.default_rng(0)
+    chapters = np.repeat(np.arange(20), 30)
+    books = chapters % 2
+    features = rng.normal(size=(20, 32))[chapters] + 0.1 * rng.normal(size=(600, 32))
+    mixed = probe_predictions(features, books, 5, 0)
+    grouped = probe_predictions(features, books, 5, 0, groups=chapters)
+    assert mixed["accuracy"] > 0.95
+    assert abs(grouped["accuracy"] - 0.5) < 0.2

@@ -120,43 +120,57 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: i
     return probe_predictions(features, labels, folds, seed)["accuracy"]
 
 
-def probe_predictions(features: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> dict[str, float]:
+def probe_predictions(features: np.ndarray, labels: np.ndarray, folds: int, seed: int,
+                      groups: np.ndarray | None = None) -> dict[str, float]:
     """Cross-validated logistic regression on standardised frozen features: ``accuracy`` (every item
     predicted once, by the fold that did not train on it) and its standard error ``accuracy_se``
-    (``std(correct) / sqrt(n)``); ``correct``: the per-item 0/1 array."""
+    (``std(correct) / sqrt(n)``); ``correct``: the per-item 0/1 array.
+
+    ``groups`` (e.g. the chapter of each item) keep a group's items in one fold, so that the probe is
+    tested on chapters it never saw, not on the neighbours of sentences it was fitted on.
+    """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     counts = np.unique(labels, return_counts=True)[1]
     folds = max(2, min(folds, int(counts.min())))
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    correct = (cross_val_predict(clf, features, labels, cv=cv) == labels).astype(float)
+    if groups is not None and len(np.unique(groups)) >= 2:
+        cv = StratifiedGroupKFold(n_splits=min(folds, len(np.unique(groups))), shuffle=True, random_state=seed)
+        predicted = cross_val_predict(clf, features, labels, cv=cv, groups=groups)
+    else:
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        predicted = cross_val_predict(clf, features, labels, cv=cv)
+    correct = (predicted == labels).astype(float)
     return {"accuracy": float(correct.mean()), "accuracy_se": float(correct.std(ddof=1) / np.sqrt(len(correct))),
             "correct": correct}
 
 
-def sentence_order(embed: Embedder, firsts: list[str], seconds: list[str], folds: int, seed: int) -> dict[str, float]:
+def sentence_order(embed: Embedder, firsts: list[str], seconds: list[str], folds: int, seed: int,
+                   groups: np.ndarray | None = None) -> dict[str, float]:
     """Which of two consecutive sentences comes first: half the pairs (chosen at random) are swapped, and
     a logistic regression on ``[u; v; |u-v|; u*v]`` says whether they were (chance 0.5).
 
-    Only pairs that share no sentence with an earlier pair are used: consecutive pairs (a, b) and (b, c)
-    put ``b`` in opposite places, so a probe that recognises sentences would be wrong on one for having
-    seen the other (below chance), whatever the encoder knows about order.
+    A probe that recognises sentences, or their neighbours, learns nothing about order but is wrong on
+    purpose: pairs (a, b) and (b, c) put ``b`` in opposite places (below chance, 0.42 measured). So only
+    pairs that share no sentence are used, and ``groups`` (the pairs' chapters) keep a chapter's pairs in
+    one fold.
     """
     seen: set[str] = set()
     kept = []
-    for a, b in zip(firsts, seconds):
+    for k, (a, b) in enumerate(zip(firsts, seconds)):
         if a not in seen and b not in seen and a != b:
-            kept.append((a, b))
+            kept.append(k)
             seen.update((a, b))
     rng = np.random.default_rng(seed)
     swap = rng.random(len(kept)) < 0.5
-    a, b = embed([p for p, _ in kept]), embed([q for _, q in kept])
+    a, b = embed([firsts[k] for k in kept]), embed([seconds[k] for k in kept])
     u, v = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
-    result = probe_predictions(np.concatenate([u, v, np.abs(u - v), u * v], axis=1), swap.astype(int), folds, seed)
+    features = np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
+    kept_groups = None if groups is None else np.asarray(groups)[kept]
+    result = probe_predictions(features, swap.astype(int), folds, seed, kept_groups)
     return {**result, "pairs": len(kept)}
 
 
@@ -241,7 +255,8 @@ def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEva
 
     ``held_out``: ``probe_sentences`` with ``probe_labels`` (their document; None for one document) and
     ``probe_authors`` (None unless there are at least two authors and fewer authors than documents);
-    ``queries``/``nexts``/``pool``. Figures: ``book_accuracy`` (which document, a linear probe),
+    ``queries``/``nexts``/``pool``; ``probe_groups`` and ``query_groups`` (their chapters: the probes are
+    cross-validated across chapters, never within one). Figures: ``book_accuracy`` (which document, a linear probe),
     ``author_accuracy``, ``next_recall_at_1``/``next_mrr`` (the true next sentence among
     ``config.candidates``), ``order_accuracy`` (which of two consecutive sentences comes first).
     ``items``, when given, receives each figure's per-item values (for paired comparisons of encoders).
@@ -252,14 +267,14 @@ def builtin_tasks(embed: Embedder, held_out: dict[str, Any], config: SentenceEva
     tasks = [("book_accuracy", "probe_labels"), ("author_accuracy", "probe_authors")]
     for name, labels in tasks:
         if probe is not None and held_out.get(labels) is not None:
-            found = probe_predictions(probe, held_out[labels], config.folds, config.seed)
+            found = probe_predictions(probe, held_out[labels], config.folds, config.seed, held_out.get("probe_groups"))
             result.update({name: found["accuracy"], f"{name}_se": found["accuracy_se"]})
             items[name] = found["correct"]
     per_query: dict[str, np.ndarray] = {}
     found = retrieval(embed, held_out["queries"], held_out["nexts"], held_out["pool"], config.candidates, per_query)
     result.update({f"next_{k}": v for k, v in found.items()})
     items.update({f"next_{k}": v for k, v in per_query.items()})
-    order = sentence_order(embed, held_out["queries"], held_out["nexts"], config.folds, config.seed)
+    order = sentence_order(embed, held_out["queries"], held_out["nexts"], config.folds, config.seed, held_out.get("query_groups"))
     result.update(order_accuracy=order["accuracy"], order_accuracy_se=order["accuracy_se"], order_pairs=order["pairs"])
     items["order_accuracy"] = order["correct"]
     return result
