@@ -1,8 +1,12 @@
-"""End-to-end quality runs of the sentence encoders on the bundled Austen corpus (slow: about 40 CPU
-minutes; ``python -m pytest -m slow -s tests/test_quality_sentences.py``).
+"""End-to-end quality runs of the sentence encoders (slow; ``python -m pytest -m slow -s
+tests/test_quality_sentences.py``).
 
-The goal: every trained encoder beats its untrained self on every built-in task (held-out chapters;
-the retrieval figures are exact expectations over the distractor draw, over all 917 held-out pairs).
+The goal for the default recipe (``quick_thought_books``, the seven bundled novels): on every built-in
+task the trained encoder is above the same encoder untrained and above the bag of its own trained token
+embeddings by at least two standard errors of the difference. The errors are paired (the same held-out
+sentences, pairs and queries for both encoders) and computed by ``seqae.evaluate`` in this run. The
+sentence-order task is the exception, measured and reported but not claimed: quick-thought's objective
+is symmetric in time and its encoders do not learn which of two sentences comes first (docs/RESULTS.md).
 """
 
 import pytest
@@ -12,6 +16,8 @@ import seqae
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
+
+CLAIMED = ["book_accuracy", "author_accuracy", "next_recall_at_1", "next_mrr"]
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +34,17 @@ def results(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("recipe", ["quick_thought_austen", "skip_thought_austen"])
-@pytest.mark.parametrize("task", ["book_accuracy", "next_recall_at_1", "next_mrr"])
-def test_trained_encoder_beats_its_untrained_self(results, recipe, task):
-    result = results(recipe)
-    assert result[f"{task}_trained"] > result[f"{task}_untrained"], task
+@pytest.mark.parametrize("other", ["untrained", "bow_trained"])
+@pytest.mark.parametrize("task", CLAIMED)
+def test_default_recipe_beats_its_untrained_self_and_its_bag_of_words_by_two_standard_errors(results, task, other):
+    result = results("quick_thought_books")
+    gain, se = result[f"{task}_gain_over_{other}"], result[f"{task}_gain_over_{other}_se"]
+    assert gain == pytest.approx(result[f"{task}_trained"] - result[f"{task}_{other}"], abs=1e-9)
+    assert 0 < se < 0.05
+    assert gain > 2 * se, f"{task}: trained - {other} = {gain:.4f}, two standard errors = {2 * se:.4f}"
 
 
-def test_quick_thought_mean_readout_has_the_best_figures_of_the_trained_encoders(results):
-    qt, st = results("quick_thought_austen"), results("skip_thought_austen")
-    for task in ("book_accuracy", "next_recall_at_1", "next_mrr"):
-        assert qt[f"{task}_trained"] > st[f"{task}_trained"], task
-    assert qt["book_accuracy_trained"] > 0.773 + 0.03  # well above the majority class
-
-
-def test_quick_thought_ranks_next_sentences_better_than_the_bag_of_words(results):
-    qt = results("quick_thought_austen")
-    assert qt["next_mrr_trained"] > qt["next_mrr_bow_trained"] + 0.005  # 0.111 vs 0.100 (README)
+def test_the_default_recipe_covers_all_seven_books_and_both_authors(results):
+    result = results("quick_thought_books")
+    assert result["book_accuracy_trained"] > 1 / 7 + 0.2  # 7-way, chapter-grouped folds
+    assert "author_accuracy_trained" in result and result["order_pairs_trained"] > 1000
