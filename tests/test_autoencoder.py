@@ -40,6 +40,12 @@ def test_gaussian_noise_corrupts_only_in_training():
     x = torch.rand(2000, 12)
     noisy = model.corrupt(x)
     assert (noisy - x).std().item() == pytest.approx(0.3, rel=0.05)
+    clean_loss = torch.nn.functional.mse_loss(model.decode(model.encode(x)), x).item()
+    model.eval()  # evaluation encodes the clean input: the same loss every call, the clean one
+    first, second = model({"x": x}).loss.item(), model({"x": x}).loss.item()
+    assert first == second == pytest.approx(clean_loss, rel=1e-6)
+    model.train()  # training encodes a fresh corruption each call
+    assert model({"x": x}).loss.item() != model({"x": x}).loss.item()
 
 
 def test_masking_noise_drops_the_asked_share():

@@ -44,6 +44,13 @@ def test_default_recipe_beats_its_untrained_self_and_its_bag_of_words_by_two_sta
     assert gain > 2 * se, f"{task}: trained - {other} = {gain:.4f}, two standard errors = {2 * se:.4f}"
 
 
+@pytest.mark.parametrize("task", ["book_accuracy", "next_recall_at_1", "next_mrr"])
+def test_skip_thought_beats_its_untrained_self_by_two_standard_errors(results, task):
+    result = results("skip_thought_austen")
+    gain, se = result[f"{task}_gain_over_untrained"], result[f"{task}_gain_over_untrained_se"]
+    assert gain > 2 * se, f"{task}: trained - untrained = {gain:.4f}, two standard errors = {2 * se:.4f}"
+
+
 def test_the_default_recipe_covers_all_seven_books_and_both_authors(results):
     result = results("quick_thought_books")
     assert result["book_accuracy_trained"] > 1 / 7 + 0.2  # 7-way, chapter-grouped folds

@@ -415,7 +415,7 @@ def test_convert_rejects_bad_audio_and_other_runs_by_name(adain_run, corpus, tmp
     assert "'autoencoder' run" in capsys.readouterr().err
 
 
-def test_a_manifest_without_speakers_is_an_error_naming_the_line(tmp_path, corpus):
+def test_a_manifest_without_speakers_is_an_error_naming_the_line(tmp_path, corpus, capsys):
     train, _ = corpus
     lines = train.read_text().splitlines()
     record = json.loads(lines[3])
@@ -425,6 +425,8 @@ def test_a_manifest_without_speakers_is_an_error_naming_the_line(tmp_path, corpu
     bad.write_text("\n".join(lines) + "\n")
     recipe = write_recipe(tmp_path, TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(bad)).replace("UNSEEN", str(bad)))
     assert main(["train", str(recipe), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:4" in err and "speaker" in err and "Traceback" not in err, err
 
 
 def test_the_shipped_recipes_validate():
