@@ -170,6 +170,8 @@ class CPC(nn.Module):
             logits = torch.cat([positive, negative], dim=-1)  # the true future is class 0
             target = torch.zeros(logits.shape[:2], dtype=torch.long, device=logits.device)
             losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)))
-            metrics[f"accuracy_k{k}"] = (logits.argmax(-1) == 0).float().mean().detach()
+            # correct only when the true future scores strictly above every negative: a tie (a collapsed
+            # encoder scores everything 0) is not a hit, as argmax == 0 would count it
+            metrics[f"accuracy_k{k}"] = (positive.squeeze(-1) > negative.max(-1).values).float().mean().detach()
         loss = torch.stack(losses).mean()
         return ModelOutput(loss, metrics)

@@ -81,6 +81,10 @@ class QuickThought(SentenceEmbedder):
             return ModelOutput(scores.sum() * 0.0, {"accuracy": 0.0})
         loss = distributed_mean(-(log_probs.masked_fill(~target, 0.0)).sum(), n_pairs)
         has_target = target.any(dim=1)
-        hits = target.gather(1, log_probs.argmax(dim=1, keepdim=True)).squeeze(1)
+        # a hit: a true neighbour scores strictly above every other candidate (ties, as from a collapsed
+        # encoder that scores everything alike, are misses rather than whatever argmax picks first)
+        best_target = log_probs.masked_fill(~target, float("-inf")).max(dim=1).values
+        best_other = log_probs.masked_fill(target | self_mask, float("-inf")).max(dim=1).values
+        hits = best_target > best_other
         accuracy = hits[has_target].float().mean() if has_target.any() else scores.new_zeros(())
         return ModelOutput(loss, {"accuracy": accuracy.detach()})

@@ -1,0 +1,205 @@
+"""The quality tier: for every family a short training (fixed seed, one thread) whose figure is checked
+against a baseline measured in the same test, with a threshold the short run clears by a clear margin
+and a broken model cannot. Each check says which regression it catches; each has a deliberate breakage
+(``BREAKAGES``) that the negative tests apply to show the check turns red.
+
+The figures of the short runs, their thresholds and breakages are tabled in the README's testing section.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+
+import seqae
+from seqae.datasets.arrays import build_splits
+
+from conftest import ROOT, book_corpus, write_recipe
+
+pytestmark = pytest.mark.quality
+
+
+def digits_split(recipe):
+    train, test, _ = build_splits(recipe.data)
+    return train.x.numpy(), test.x.numpy()
+
+
+def constant_image_elbo(train_x: np.ndarray, test_x: np.ndarray) -> float:
+    """The ELBO of the trivial model: every pixel Bernoulli with the training mean, no latent (KL 0)."""
+    p = np.clip(train_x.mean(0), 1e-4, 1 - 1e-4)
+    return float((test_x * np.log(p) + (1 - test_x) * np.log(1 - p)).sum(1).mean())
+
+
+def mean_predictor_mse(train_x: np.ndarray, test_x: np.ndarray) -> float:
+    return float(((test_x - train_x.mean(0)) ** 2).mean())
+
+
+def train_and_evaluate(tmp_path, recipe, overrides, **evaluate):
+    torch.manual_seed(0)
+    run = seqae.train(recipe, out=tmp_path / "run", overrides=overrides)
+    return run, seqae.evaluate(run, write=False, **evaluate)
+
+
+# -- the checks: each raises AssertionError when the figure misses its threshold ------------------------
+
+
+def check_autoencoder(tmp_path):
+    """Catches: an autoencoder that stops learning a useful code (MSE no better than linear PCA of the
+    same width). Short run: 300 steps of recipes/ae_digits.toml."""
+    _, result = train_and_evaluate(tmp_path, ROOT / "recipes" / "ae_digits.toml",
+                                   {"train.steps": 300, "train.eval_every": 0, "train.warmup_steps": 30})
+    assert result["test_mse"] < 0.85 * result["pca_mse"], result
+    return {"figure": result["test_mse"], "baseline": result["pca_mse"]}
+
+
+def check_vae(tmp_path):
+    """Catches: a VAE whose latent carries nothing (ELBO no better than one constant image's) or whose
+    ELBO is mis-computed. Short run: 2500 steps of recipes/vae_digits.toml (about 30 s)."""
+    from seqae.config import load_recipe
+
+    recipe = ROOT / "recipes" / "vae_digits.toml"
+    _, result = train_and_evaluate(tmp_path, recipe, {"train.steps": 2500, "train.eval_every": 0, "train.warmup_steps": 30,
+                                                      "model.kl_warmup_steps": 300, "train.log_every": 100})
+    baseline = constant_image_elbo(*digits_split(load_recipe(recipe)))
+    assert result["test_elbo"] > baseline + 2.0, (result["test_elbo"], baseline)
+    return {"figure": result["test_elbo"], "baseline": baseline}
+
+
+def check_vqvae(tmp_path):
+    """Catches: codebook collapse (perplexity near 1) and a VQ-VAE that reconstructs no better than the
+    mean image. Short run: 800 steps of recipes/vqvae_digits.toml (64 codes)."""
+    from seqae.config import load_recipe
+
+    recipe = ROOT / "recipes" / "vqvae_digits.toml"
+    _, result = train_and_evaluate(tmp_path, recipe, {"train.steps": 800, "train.eval_every": 0, "train.warmup_steps": 30,
+                                                      "train.log_every": 100})
+    baseline = mean_predictor_mse(*digits_split(load_recipe(recipe)))
+    assert result["perplexity"] > 16, result
+    assert result["test_mse"] < 0.6 * baseline, (result["test_mse"], baseline)
+    return {"figure": result["perplexity"], "baseline": 1.0, "mse": result["test_mse"], "mse_baseline": baseline}
+
+
+def check_gumbel(tmp_path):
+    """Catches: a Gumbel latent that collapses onto one code (ELBO of a constant image, -27 on the digits).
+    Short run: 800 steps of recipes/gumbel_vae_digits.toml."""
+    from seqae.config import load_recipe
+
+    recipe = ROOT / "recipes" / "gumbel_vae_digits.toml"
+    _, result = train_and_evaluate(tmp_path, recipe, {"train.steps": 800, "train.eval_every": 0, "train.warmup_steps": 30,
+                                                      "train.log_every": 100})
+    baseline = constant_image_elbo(*digits_split(load_recipe(recipe)))
+    assert result["test_elbo"] > baseline + 1.5, (result["test_elbo"], baseline)
+    assert result["perplexity"] > 16, result
+    return {"figure": result["test_elbo"], "baseline": baseline}
+
+
+def last_evaluation(run) -> dict:
+    import json
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if "eval_loss" in r][-1]
+
+
+def check_quick_thought(tmp_path):
+    """Catches: quick-thought's encoders no longer telling a sentence's neighbours from the rest of the
+    batch (held-out in-batch accuracy at chance; a hit needs a neighbour strictly above every other
+    candidate, so a collapsed encoder scores 0). Short run: a small encoder (GRU 128) on the bundled
+    Austen novels, 300 steps of batches of 64 (4 runs of 16 consecutive sentences): about 0.06 against a
+    chance of 0.03, so the threshold is 1.5 x chance."""
+    runs, batch = 4, 64
+    run = seqae.train(ROOT / "recipes" / "quick_thought_austen.toml", out=tmp_path / "run", overrides={
+        "model.embed_dim": 64, "model.hidden": 128, "data.vocab_size": 2000, "train.steps": 300, "train.batch_size": batch,
+        "train.lr": 3e-3, "train.warmup_steps": 20, "train.eval_every": 300, "train.log_every": 50,
+        "train.checkpoint_every": 300})
+    accuracy = last_evaluation(run)["eval_accuracy"]
+    length = batch // runs  # each row's targets: its one or two neighbours in its run
+    chance = (2 * length - 2) / length / (batch - 1)
+    assert accuracy > 1.5 * chance, (accuracy, chance)
+    return {"figure": accuracy, "baseline": chance}
+
+
+def check_cpc(tmp_path):
+    """Catches: CPC no longer predicting the future frame (InfoNCE accuracy at k = 1 near
+    1 / (negatives + 1); a tie with a negative is a miss). Short run: 150 steps at lr 3e-3 on three synthetic
+    tone-chord 'phones' of two speakers (about 0.68 against a chance of 0.11)."""
+    from test_cpc import TINY_CPC, synthetic_corpus
+
+    manifest = synthetic_corpus(tmp_path)
+    text = (TINY_CPC.replace("MANIFEST", str(manifest)).replace("steps = 8", "steps = 150").replace("lr = 1e-3", "lr = 3e-3")
+            .replace("checkpoint_every = 8", "checkpoint_every = 150"))
+    torch.manual_seed(0)
+    run = seqae.train(write_recipe(tmp_path, text), out=tmp_path / "run")
+    result = seqae.evaluate(run, write=False, manifest=str(manifest))
+    chance = 1 / (8 + 1)  # TINY_CPC: 8 negatives
+    assert result["test_accuracy_k1"] > 4 * chance, (result["test_accuracy_k1"], chance)
+    return {"figure": result["test_accuracy_k1"], "baseline": chance}
+
+
+CHECKS = {"autoencoder": check_autoencoder, "vae": check_vae, "vqvae": check_vqvae, "gumbel": check_gumbel,
+          "quick_thought": check_quick_thought, "cpc": check_cpc}
+
+
+@contextlib.contextmanager
+def zero_array_codes(monkeypatch):
+    """The encoder's output multiplied by zero: the code says nothing about the input."""
+    from seqae.models.autoencoder import Autoencoder
+    from seqae.models.vae import VAE
+    from seqae.nn.encoders import ConvEncoder
+
+    original_ae, original_vae, original_conv = Autoencoder.encode, VAE.encode, ConvEncoder.forward
+    monkeypatch.setattr(Autoencoder, "encode", lambda self, x: original_ae(self, x) * 0)
+    monkeypatch.setattr(VAE, "encode", lambda self, x: tuple(t * 0 for t in original_vae(self, x)))
+    monkeypatch.setattr(ConvEncoder, "forward", lambda self, x: original_conv(self, x) * 0)  # the VQ-VAE's encoder
+    yield
+
+
+@contextlib.contextmanager
+def zero_sentence_vectors(monkeypatch):
+    """Every sentence encoded as zeros: all candidates score alike."""
+    from seqae.nn.encoders import RecurrentEncoder
+
+    original = RecurrentEncoder.forward
+    monkeypatch.setattr(RecurrentEncoder, "forward", lambda self, tokens, lengths: original(self, tokens, lengths) * 0)
+    yield
+
+
+@contextlib.contextmanager
+def zero_cpc_context(monkeypatch):
+    """The context network's output zeroed (a forward hook on every CPC model built): the predictions
+    know nothing of the past."""
+    from seqae.models.cpc import CPC
+
+    original = CPC.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.context.register_forward_hook(lambda module, inputs, output: (output[0] * 0, *output[1:]))
+
+    monkeypatch.setattr(CPC, "__init__", init)
+    yield
+
+
+BREAKAGES = {
+    "autoencoder": zero_array_codes,
+    "vae": zero_array_codes,
+    "vqvae": zero_array_codes,
+    "gumbel": zero_array_codes,
+    "quick_thought": zero_sentence_vectors,
+    "cpc": zero_cpc_context,
+}
+
+
+@pytest.mark.parametrize("family", list(CHECKS))
+def test_a_short_run_clears_its_baseline(family, tmp_path):
+    figures = CHECKS[family](tmp_path)
+    print(f"\n{family}: {figures}")
+
+
+@pytest.mark.parametrize("family", list(BREAKAGES))
+def test_the_check_fails_when_the_model_is_broken(family, tmp_path, monkeypatch):
+    with BREAKAGES[family](monkeypatch):
+        with pytest.raises(AssertionError):
+            CHECKS[family](tmp_path)
