@@ -11,16 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+import tomllib
 
 SECTIONS = ("model", "data", "train", "eval")
 
