@@ -1,6 +1,9 @@
 """What makes sentence-encoder training transfer: train one recipe under several settings, evaluate
 each run on the built-in held-out tasks (and on a user's task files or SentEval folder, when given),
 and record trained minus untrained for every figure, with the passes over the training sentences.
+``--reevaluate`` evaluates the finished runs again (after the evaluation changed); ``--table`` prints
+the study as a markdown table (each figure: trained; gain over untrained and over the bag of words,
+each ± two paired standard errors).
 
 Every variant is a list of ``--set`` overrides; each run is appended to ``--out/study.jsonl`` as soon as
 it is evaluated, so a study can be stopped and continued (finished variants are skipped), and
@@ -37,14 +40,10 @@ def passes(run_dir: Path, result: dict) -> float:
     return recipe.train.steps * recipe.train.batch_size / train_sentences if train_sentences else float("nan")
 
 
-def run_variant(name: str, overrides: list[str], args) -> dict:
+def evaluate_record(name: str, overrides: list[str], run_dir: Path, seconds: float, args) -> dict:
     import seqae
     from seqae.families import get_family
 
-    run_dir = Path(args.out) / name
-    start = time.time()
-    seqae.train(args.recipe, out=run_dir, overrides=overrides, resume=(run_dir / "run.json").exists())
-    seconds = time.time() - start
     result = seqae.evaluate(run_dir, tasks=args.task or None, senteval=args.senteval, senteval_tasks=args.tasks)
     model = seqae.load(run_dir)
     prepared = get_family(model.recipe.family).prepare(model.recipe)
@@ -54,8 +53,39 @@ def run_variant(name: str, overrides: list[str], args) -> dict:
     for figure in FIGURES:
         if f"{figure}_trained" in record:
             record[f"{figure}_gain"] = record[f"{figure}_trained"] - record[f"{figure}_untrained"]
-            record[f"{figure}_gain_over_bow"] = record[f"{figure}_trained"] - record[f"{figure}_bow_trained"]
     return record
+
+
+def run_variant(name: str, overrides: list[str], args) -> dict:
+    import seqae
+
+    run_dir = Path(args.out) / name
+    start = time.time()
+    seqae.train(args.recipe, out=run_dir, overrides=overrides, resume=(run_dir / "run.json").exists())
+    return evaluate_record(name, overrides, run_dir, time.time() - start, args)
+
+
+def markdown_table(records: list[dict]) -> str:
+    """One row per run: each built-in figure as trained (gain over untrained ± 2 paired standard errors;
+    gain over the bag of words ± 2 SE)."""
+    figures = [f for f in FIGURES if any(f"{f}_trained" in r for r in records)]
+    lines = ["| run | training sentences | passes | minutes | " + " | ".join(figures) + " |",
+             "|---|---|---|---|" + "---|" * len(figures)]
+    for r in records:
+        cells = []
+        for f in figures:
+            if f"{f}_trained" not in r:
+                cells.append("")
+                continue
+            parts = [f"{r[f + '_trained']:.3f}"]
+            for other in ("untrained", "bow_trained"):
+                gain, se = r.get(f"{f}_gain_over_{other}"), r.get(f"{f}_gain_over_{other}_se")
+                if gain is not None:
+                    parts.append(f"{gain:+.3f}±{2 * se:.3f}")
+            cells.append(" / ".join(parts))
+        lines.append(f"| {r['variant']} | {r['train_sentences']:,} | {r['passes']:.1f} | {r['train_seconds'] / 60:.1f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -92,15 +122,25 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "quick_thought_austen.toml"))
     parser.add_argument("--out", required=True)
-    parser.add_argument("--variant", action="append", required=True, metavar="NAME:KEY=VALUE,KEY=VALUE")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,KEY=VALUE")
     parser.add_argument("--task", action="append", default=[])
     parser.add_argument("--senteval")
     parser.add_argument("--tasks")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="evaluate every finished run of the study again (after the evaluation changed)")
+    parser.add_argument("--table", action="store_true", help="print the study as a markdown table")
+    parser.add_argument("--with", dest="others", action="append", default=[], metavar="OUT",
+                        help="another study folder whose runs join this one's table and figure (e.g. another corpus)")
+    parser.add_argument("--figure", help="where to write the figure (default: OUT/study.png)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "study.jsonl"
-    done = {json.loads(line)["variant"] for line in log.read_text().splitlines()} if log.exists() else set()
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    if args.reevaluate:
+        records = [evaluate_record(r["variant"], r["overrides"], out / r["variant"], r["train_seconds"], args) for r in records]
+        log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    done = {r["variant"] for r in records}
     for text in args.variant:
         name, overrides = parse_variant(text)
         if name in done:
@@ -108,12 +148,16 @@ def main(argv=None) -> int:
         record = run_variant(name, overrides, args)
         with open(log, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        records.append(record)
         print(json.dumps({k: record[k] for k in record if k.endswith("_gain") or k in ("variant", "passes", "train_seconds")}),
               file=sys.stderr)
-    records = [json.loads(line) for line in log.read_text().splitlines()]
-    plot(records, out / "study.png")
+    for other in args.others:
+        records += [json.loads(line) for line in (Path(other) / "study.jsonl").read_text().splitlines()]
+    if records:
+        plot(records, Path(args.figure) if args.figure else out / "study.png")
+    if args.table:
+        print(markdown_table(records))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
