@@ -275,6 +275,21 @@ def evaluate(
     return result
 
 
+def search(model_or_run, queries: list[str], corpus: list[str], top_k: int = 5, device: str = "cpu",
+           batch_size: int = 256) -> list[list[dict]]:
+    """Semantic search with a sentence encoder (a loaded model or its run directory): for each query the
+    ``top_k`` sentences of ``corpus`` with the highest cosine similarity, best first, as
+    ``{"corpus_id": index into corpus, "score": cosine}`` (sentence-transformers' contract)."""
+    from seqae.retrieval import semantic_search
+
+    model = load(model_or_run, device=device) if isinstance(model_or_run, (str, os.PathLike)) else model_or_run
+    if not hasattr(model, "encode_sentences"):
+        raise ConfigError(f"a '{model.recipe.family}' run is not a sentence encoder; search takes a quick_thought or "
+                          "skip_thought run")
+    return semantic_search(model.encode(list(queries), batch_size=batch_size), model.encode(list(corpus), batch_size=batch_size),
+                           top_k=top_k)
+
+
 def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, device: str = "cpu") -> list[Path]:
     """Training curves and the family's own figures as PNG files (default: ``RUN_DIR/plots``)."""
     from seqae import plots

@@ -68,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "the source's (source); default: the run's eval.pitch_range (target)")
     p.add_argument("--device", default="cpu")
 
+    p = sub.add_parser("search", help="sentence encoders: the sentences of a collection nearest to each query")
+    p.add_argument("run_dir")
+    p.add_argument("--corpus", required=True, metavar="FILE", help="the collection, one sentence per line")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--query", action="append", metavar="TEXT", help="a query sentence (repeatable)")
+    query.add_argument("--queries", metavar="FILE", help="query sentences, one per line")
+    p.add_argument("-k", "--top-k", type=int, default=5, help="results per query (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per query on stdout")
+    p.add_argument("--device", default="cpu")
+
     p = sub.add_parser("data", help="build data sets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("speech", help="synthesise a multi-speaker speech corpus with phone alignments (espeak-ng)")
@@ -169,7 +179,30 @@ def run(args: argparse.Namespace) -> int:
         save_npy(Path(args.output), array)
         print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)
         return 0
+    if args.command == "search":
+        return search(args)
     raise AssertionError(args.command)
+
+
+def search(args: argparse.Namespace) -> int:
+    from seqae.datasets.base import read_text_lines
+
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k {args.top_k}: give a positive number of results")
+    corpus = read_text_lines(args.corpus, "corpus file (one sentence per line)")
+    queries = args.query if args.query else read_text_lines(args.queries, "query file (one sentence per line)")
+    if not corpus or not queries:
+        raise ConfigError(f"{args.corpus if not corpus else args.queries}: no sentences to search")
+    results = api.search(args.run_dir, queries, corpus, top_k=args.top_k, device=args.device)
+    for query, hits in zip(queries, results):
+        if args.json:
+            print(json.dumps({"query": query, "hits": [{**h, "line": h["corpus_id"] + 1, "sentence": corpus[h["corpus_id"]]}
+                                                        for h in hits]}))
+            continue
+        print(f"query: {query}")
+        for rank, hit in enumerate(hits, start=1):
+            print(f"  {rank:>3}  {hit['score']:.4f}  line {hit['corpus_id'] + 1}: {corpus[hit['corpus_id']]}")
+    return 0
 
 
 def make_speech_data(args: argparse.Namespace) -> int:
