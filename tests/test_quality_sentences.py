@@ -44,7 +44,9 @@ def test_default_recipe_beats_its_untrained_self_and_its_bag_of_words_by_two_sta
     assert gain > 2 * se, f"{task}: trained - {other} = {gain:.4f}, two standard errors = {2 * se:.4f}"
 
 
-@pytest.mark.parametrize("task", ["book_accuracy", "next_recall_at_1", "next_mrr"])
+# skip-thought's recall@1 gain is not claimed: +0.0023 with a paired standard error of 0.0017 in the run
+# of 2026-12-03 (docs/RESULTS.md); its book and MRR gains were 2.4 and 3.9 standard errors
+@pytest.mark.parametrize("task", ["book_accuracy", "next_mrr"])
 def test_skip_thought_beats_its_untrained_self_by_two_standard_errors(results, task):
     result = results("skip_thought_austen")
     gain, se = result[f"{task}_gain_over_untrained"], result[f"{task}_gain_over_untrained_se"]
