@@ -64,13 +64,19 @@ def train(
         recipe.train.device = device
     family = get_family(recipe.family, recipe.source)
     run_dir = Path(out) if out is not None else Path("runs") / source.stem
-    checkpoint.check_run_dir(run_dir, resume)  # a file, another's folder, a typo with --resume: before any work
+    main = is_main_process()
+    # only the main process judges the folder: the others would see its files (and their temporaries)
+    # appear while it writes them
+    if main:
+        checkpoint.check_run_dir(run_dir, resume)  # a file, another's folder, a typo with --resume: before any work
     seed_everything(recipe.train.seed)
     prepared = family.prepare(recipe)
     model = family.build_model(recipe)
-    main = is_main_process()
     with checkpoint.RunLock(run_dir) if main else nullcontext():
-        has_run = checkpoint.check_run_dir(run_dir, resume)  # again, now that no other process can write it
+        if main:
+            has_run = checkpoint.check_run_dir(run_dir, resume)  # again, now that no other process can write it
+        else:  # a resumed run's checkpoint was there before any process started
+            has_run = resume and ((run_dir / checkpoint.STATE_FILE).exists() or (run_dir / checkpoint.MODEL_FILE).exists())
         if main:
             if has_run:
                 check_resumable(run_dir, recipe, model, prepared)
