@@ -44,6 +44,24 @@ def write_recipe(tmp_path: Path, text: str, name: str = "recipe.toml") -> Path:
     return path
 
 
+def run_cli(argv, capsys):
+    """``seqae`` in this process: (exit status, stderr)."""
+    from seqae.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def expect_error(argv, capsys, *named):
+    """A clear error: exit status 1, ``seqae: error:`` with every text in ``named`` and no traceback."""
+    code, err = run_cli(argv, capsys)
+    assert code == 1, err
+    assert err.startswith("seqae: error:") and "Traceback" not in err, err
+    for text in named:
+        assert str(text) in err, (text, err)
+    return err
+
+
 WORDS = "the a ship sea whale captain house sister letter ball dance walk rain garden horse money".split()
 
 

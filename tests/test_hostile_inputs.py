@@ -9,9 +9,8 @@ import pytest
 import soundfile
 
 import seqae
-from seqae.cli import main
 
-from conftest import TINY_AE, write_recipe
+from conftest import TINY_AE, expect_error, run_cli, write_recipe
 from test_cpc import TINY_CPC
 from test_sentence_encoders import TINY_QT
 
@@ -100,20 +99,6 @@ def recipe_file(kind, folder):
 
 
 # -- the suite ---------------------------------------------------------------------------------------
-
-
-def run_cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
-def expect_error(argv, capsys, *named):
-    code, err = run_cli(argv, capsys)
-    assert code == 1, err
-    assert err.startswith("seqae: error:") and "Traceback" not in err
-    for text in named:
-        assert text in err, (text, err)
-    return err
 
 
 @pytest.mark.parametrize("kind", ["empty", "binary", "latin1", "long_line"])

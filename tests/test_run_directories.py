@@ -25,24 +25,10 @@ from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
 from seqae.cli import main
 
-from conftest import ROOT, TINY_AE, book_corpus, write_recipe
+from conftest import ROOT, TINY_AE, book_corpus, expect_error, run_cli, write_recipe
 from test_sentence_encoders import TINY_QT
 
 SENTINEL = b"the user's own file, which must survive"
-
-
-def run_cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
-def expect_error(argv, capsys, *named):
-    code, err = run_cli(argv, capsys)
-    assert code == 1, err
-    assert err.startswith("seqae: error:") and "Traceback" not in err, err
-    for text in named:
-        assert str(text) in err, (text, err)
-    return err
 
 
 def seqae_cli(args, cwd, env_extra=None, preexec_fn=None, timeout=300):
