@@ -8,7 +8,7 @@ import pytest
 
 from seqae.cli import main
 
-from conftest import ROOT
+from tiny import ROOT, seqae_cli
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +22,8 @@ def run_dir(tmp_path_factory):
     return tmp / "run"
 
 
-def seqae_cmd(*args, cwd=None):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "seqae.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
-
-
 def test_eval_json_is_one_object_on_stdout(run_dir):
-    proc = seqae_cmd("eval", str(run_dir), "--json")
+    proc = seqae_cli(["eval", run_dir, "--json"])
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert proc.stdout.count("\n") == 1

@@ -1,8 +1,6 @@
-import json
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 import torch.nn.functional as F
 
@@ -11,7 +9,7 @@ from seqae.datasets.audio import Utterance
 from seqae.evaluation.probes import frame_labels, split_by_sentence, stack_frames
 from seqae.models.cpc import CPC, CPCConfig
 
-from conftest import write_recipe
+from tiny import TINY_CPC, synthetic_corpus, write_recipe
 
 
 def make(**kw):
@@ -126,52 +124,6 @@ def test_probe_split_never_shares_a_sentence():
     train, test = split_by_sentence(utts, 0)
     assert not {utts[i].text for i in train} & {utts[i].text for i in test}
     assert len(train) + len(test) == 8
-
-
-def synthetic_corpus(folder):
-    """Two 'speakers' (base pitch) saying sequences of three 'phones' (tone chords), with alignments."""
-    rng = np.random.default_rng(0)
-    rate = 16000
-    phones = {"a": 1.0, "e": 1.5, "o": 2.25}
-    lines = []
-    for speaker, base in (("low", 150.0), ("high", 260.0)):
-        for u in range(6):
-            t0, wave, alignment = 0.0, [], []
-            for _ in range(12):
-                name = rng.choice(list(phones))
-                n = int(rate * 0.08)
-                t = np.arange(n) / rate
-                wave.append(0.3 * np.sin(2 * np.pi * base * phones[name] * t) + 0.01 * rng.standard_normal(n))
-                alignment.append([round(t0, 4), round(t0 + 0.08, 4), name])
-                t0 += 0.08
-            path = folder / f"{speaker}_{u}.wav"
-            soundfile.write(str(path), np.concatenate(wave).astype(np.float32), rate)
-            lines.append(json.dumps({"audio": path.name, "speaker": speaker, "text": f"sentence {u}", "phones": alignment}))
-    (folder / "all.jsonl").write_text("\n".join(lines) + "\n")
-    return folder / "all.jsonl"
-
-
-TINY_CPC = """
-[model]
-family = "cpc"
-channels = 16
-context_dim = 16
-prediction_steps = 3
-negatives = 8
-
-[data]
-source = "MANIFEST"
-test_fraction = 0.25
-segment_samples = 4000
-
-[train]
-steps = 8
-batch_size = 8
-lr = 1e-3
-warmup_steps = 2
-log_every = 4
-checkpoint_every = 8
-"""
 
 
 def test_cpc_trains_and_its_probes_report_every_baseline(tmp_path):

@@ -17,20 +17,11 @@ from safetensors.torch import load_file
 import seqae
 from seqae import checkpoint
 
-from conftest import ROOT
+from tiny import ROOT, seqae_cli
 
 # denoising noise makes the run depend on the RNG too, which a resume must restore exactly
 OVERRIDES = ["--set", "train.steps=40", "--set", "train.checkpoint_every=10", "--set", "train.log_every=5",
              "--set", "model.noise=\"gaussian\"", "--set", "model.noise_level=0.2"]
-
-
-def seqae_cli(args, cwd, fault=None, timeout=300, preexec_fn=None):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    env.pop("SEQAE_FAULT", None)
-    if fault:
-        env["SEQAE_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "seqae.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=preexec_fn)
 
 
 def weights(run):
@@ -64,7 +55,7 @@ def uninterrupted(tmp_path_factory):
 def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_weights(uninterrupted, tmp_path, fault, kept_step):
     recipe, expected = uninterrupted
     run = tmp_path / "run"
-    proc = seqae_cli(["train", str(recipe), "--out", str(run), *OVERRIDES], tmp_path, fault=fault)
+    proc = seqae_cli(["train", str(recipe), "--out", str(run), *OVERRIDES], tmp_path, env_extra={"SEQAE_FAULT": fault})
     assert proc.returncode == -signal.SIGKILL
     # never a corrupt run directory: the last complete checkpoint loads (after rolling an interrupted commit forward)
     tensors, state = checkpoint.load_for_resume(run, "autoencoder")
@@ -78,9 +69,9 @@ def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_weights(uninterrup
 def test_killed_twice_still_ends_with_the_same_weights(uninterrupted, tmp_path):
     recipe, expected = uninterrupted
     run = tmp_path / "run"
-    assert seqae_cli(["train", str(recipe), "--out", str(run), *OVERRIDES], tmp_path, fault="step:13").returncode == -9
+    assert seqae_cli(["train", str(recipe), "--out", str(run), *OVERRIDES], tmp_path, env_extra={"SEQAE_FAULT": "step:13"}).returncode == -9
     assert seqae_cli(["train", str(recipe), "--out", str(run), "--resume", *OVERRIDES], tmp_path,
-                     fault="checkpoint_written:30").returncode == -9
+                     env_extra={"SEQAE_FAULT": "checkpoint_written:30"}).returncode == -9
     assert seqae_cli(["train", str(recipe), "--out", str(run), "--resume", *OVERRIDES], tmp_path).returncode == 0
     assert_same_weights(weights(run), expected)
 

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import soundfile
 
-import seqae
 
-from conftest import TINY_AE, expect_error, run_cli, write_recipe
-from test_cpc import TINY_CPC
-from test_sentence_encoders import TINY_QT
+from conftest import expect_error, run_cli
+from tiny import TINY_AE, TINY_CPC, TINY_QT, write_recipe
 
 SENTINEL = b"an earlier result that must survive"
 

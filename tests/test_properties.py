@@ -3,6 +3,7 @@ objects or raises its own error naming the file (and line or key), never anythin
 
 import dataclasses
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from seqae.families import FAMILIES
 
 FOLDER = Path(tempfile.mkdtemp(prefix="seqae-properties-"))
 soundfile.write(str(FOLDER / "a.wav"), np.zeros(1600, np.float32), 16000)
+
+
+def teardown_module():
+    shutil.rmtree(FOLDER, ignore_errors=True)
+
 
 numbers = st.one_of(st.integers(-5, 5), st.floats(-1.0, 3.0), st.sampled_from([float("nan"), float("inf"), -float("inf")]))
 phone = st.one_of(st.tuples(numbers, numbers, st.text(max_size=3)).map(list), st.text(max_size=4), st.integers())

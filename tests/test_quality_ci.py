@@ -17,7 +17,7 @@ import torch
 import seqae
 from seqae.datasets.arrays import build_splits
 
-from conftest import ROOT, book_corpus, write_recipe
+from tiny import ROOT, TINY_CPC, synthetic_corpus, tiny_vc_recipe, write_recipe
 
 pytestmark = pytest.mark.quality
 
@@ -125,8 +125,6 @@ def check_cpc(tmp_path):
     """Catches: CPC no longer predicting the future frame (InfoNCE accuracy at k = 1 near
     1 / (negatives + 1); a tie with a negative is a miss). Short run: 150 steps at lr 3e-3 on three synthetic
     tone-chord 'phones' of two speakers (about 0.68 against a chance of 0.11)."""
-    from test_cpc import TINY_CPC, synthetic_corpus
-
     manifest = synthetic_corpus(tmp_path)
     text = (TINY_CPC.replace("MANIFEST", str(manifest)).replace("steps = 8", "steps = 150").replace("lr = 1e-3", "lr = 3e-3")
             .replace("checkpoint_every = 8", "checkpoint_every = 150"))
@@ -138,8 +136,80 @@ def check_cpc(tmp_path):
     return {"figure": result["test_accuracy_k1"], "baseline": chance}
 
 
+def check_skip_thought(tmp_path):
+    """Catches: skip-thought's decoders no longer reading the sentence vector (they fall back to a language
+    model of the neighbours). The figure: on held-out triples, the neighbours' per-token NLL when each
+    decoder is given another sentence's vector (the batch rolled by half) minus the NLL given the right
+    one; a decoder that ignores the vector scores 0. Short run: GRU 128 on the bundled Austen novels,
+    300 steps of 64 (about 0.018 nats per token, 7 standard errors over the held-out batches); the
+    threshold: above 0.006 and above 3 standard errors."""
+    from seqae.api import prepared_for_evaluation, read_run_config
+
+    torch.manual_seed(0)
+    run = seqae.train(ROOT / "recipes" / "skip_thought_austen.toml", out=tmp_path / "run", overrides={
+        "model.embed_dim": 64, "model.hidden": 128, "data.vocab_size": 2000, "train.steps": 300, "train.batch_size": 64,
+        "train.lr": 3e-3, "train.warmup_steps": 20, "train.eval_every": 0, "train.log_every": 50, "train.checkpoint_every": 300})
+    model = seqae.load(run).eval()
+    test = prepared_for_evaluation(read_run_config(run), run).test
+    gains = []
+    with torch.no_grad():
+        for indices in test.epoch_batches(0, 12345, 64):
+            batch = test.collate(indices)
+            vectors = model.encode_tokens(batch["tokens"], batch["lengths"])
+            nll = {}
+            for name, given in (("right", vectors), ("other", vectors.roll(len(vectors) // 2, dims=0))):
+                prev, n_prev = model.decode_prev(given, batch["prev_tokens"], batch["prev_lengths"])
+                nxt, n_next = model.decode_next(given, batch["next_tokens"], batch["next_lengths"])
+                nll[name] = float(prev + nxt) / float(n_prev + n_next)
+            gains.append(nll["other"] - nll["right"])
+    gain, se = float(np.mean(gains)), float(np.std(gains, ddof=1) / np.sqrt(len(gains)))
+    assert gain > 0.006 and gain > 3 * se, (gain, se)
+    return {"figure": gain, "se": se, "baseline": 0.0, "batches": len(gains)}
+
+
+def check_voice_conversion(tmp_path):
+    """Catches: AdaIN-VC no longer converting: the converted log-mel is compared with what the target
+    speaker really said (the tiny corpus is parallel: every speaker says every sentence with the same
+    timing). The figure: mean L1 of converted-to-target log-mel over every (source, target, sentence) of
+    four training speakers, the target given by another of its sentences, against the source-to-target L1
+    (what returning the source unchanged scores). Short run: 1000 steps of the tiny AdaIN-VC (about
+    15 s; ratio about 0.39); threshold 0.6 x source-to-target."""
+    import soundfile
+
+    from seqae.audio import LogMel
+    from tiny import parallel_corpus
+
+    (tmp_path / "corpus").mkdir()
+    corpus = parallel_corpus(tmp_path / "corpus")
+    recipe = tiny_vc_recipe(tmp_path, corpus)
+    recipe.write_text(recipe.read_text().replace("steps = 12", "steps = 1000").replace("checkpoint_every = 12", "checkpoint_every = 1000")
+                      .replace("kl_anneal_steps = 10", "kl_anneal_steps = 50"))
+    torch.manual_seed(0)
+    model = seqae.load(seqae.train(recipe, out=tmp_path / "run")).eval()
+    data, folder = model.recipe.data, corpus[0].parent
+    front_end = LogMel(data.mel())
+    speakers, sentences = ["low", "mid", "high", "bright"], 6
+    mels = {(s, k): front_end(torch.from_numpy(soundfile.read(str(folder / f"{s}_{k}.wav"), dtype="float32")[0])[None])[0]
+            for s in speakers for k in range(sentences)}
+    converted_l1, source_l1 = [], []
+    with torch.no_grad():
+        for k in range(sentences):
+            for source in speakers:
+                for target in speakers:
+                    if source == target:
+                        continue
+                    code = model.target_code([data.normalise(mels[target, (k + 1) % sentences])])
+                    converted = data.denormalise(model.convert(data.normalise(mels[source, k])[None], code)[0])
+                    converted_l1.append(float((converted - mels[target, k]).abs().mean()))
+                    source_l1.append(float((mels[source, k] - mels[target, k]).abs().mean()))
+    figure, baseline = float(np.mean(converted_l1)), float(np.mean(source_l1))
+    assert figure < 0.6 * baseline, (figure, baseline)
+    return {"figure": figure, "baseline": baseline, "ratio": figure / baseline}
+
+
 CHECKS = {"autoencoder": check_autoencoder, "vae": check_vae, "vqvae": check_vqvae, "gumbel": check_gumbel,
-          "quick_thought": check_quick_thought, "cpc": check_cpc}
+          "quick_thought": check_quick_thought, "skip_thought": check_skip_thought, "cpc": check_cpc,
+          "voice_conversion": check_voice_conversion}
 
 
 @contextlib.contextmanager
@@ -182,13 +252,25 @@ def zero_cpc_context(monkeypatch):
     yield
 
 
+@contextlib.contextmanager
+def zero_speaker_code(monkeypatch):
+    """The speaker encoder's output multiplied by zero: the decoder never learns whose voice to draw."""
+    from seqae.models.voice_conversion import SpeakerEncoder
+
+    original = SpeakerEncoder.forward
+    monkeypatch.setattr(SpeakerEncoder, "forward", lambda self, *args, **kwargs: original(self, *args, **kwargs) * 0)
+    yield
+
+
 BREAKAGES = {
     "autoencoder": zero_array_codes,
     "vae": zero_array_codes,
     "vqvae": zero_array_codes,
     "gumbel": zero_array_codes,
     "quick_thought": zero_sentence_vectors,
+    "skip_thought": zero_sentence_vectors,
     "cpc": zero_cpc_context,
+    "voice_conversion": zero_speaker_code,
 }
 
 

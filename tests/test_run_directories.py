@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,18 +24,10 @@ from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
 from seqae.cli import main
 
-from conftest import ROOT, TINY_AE, book_corpus, expect_error, run_cli, write_recipe
-from test_sentence_encoders import TINY_QT
+from conftest import expect_error, run_cli
+from tiny import ROOT, TINY_AE, TINY_QT, book_corpus, seqae_cli, write_recipe
 
 SENTINEL = b"the user's own file, which must survive"
-
-
-def seqae_cli(args, cwd, env_extra=None, preexec_fn=None, timeout=300):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    env.pop("SEQAE_FAULT", None)
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "seqae.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def file_size_limit(limit):

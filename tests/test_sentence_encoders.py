@@ -14,7 +14,7 @@ from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
 from seqae.models.skip_thought import SkipThought, SkipThoughtConfig
 from seqae.nn.encoders import BagOfNgramsEncoder, TransformerSentenceEncoder
 
-from conftest import book_corpus, write_recipe
+from tiny import TINY_QT, book_corpus, write_recipe
 
 
 def tiny_qt(**kw):
@@ -85,32 +85,6 @@ def test_skip_thought_decoder_nll_is_the_sum_over_sentences_in_a_mixed_batch():
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):
     return book_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-TINY_QT = """
-[model]
-family = "quick_thought"
-embed_dim = 16
-hidden = 24
-
-[data]
-corpus = "CORPUS"
-vocab_size = 100
-test_every = 3
-
-[train]
-steps = 12
-batch_size = 32
-lr = 3e-3
-warmup_steps = 2
-log_every = 4
-checkpoint_every = 12
-
-[eval]
-probe_sentences = 100
-retrieval_queries = 40
-candidates = 20
-"""
 
 
 @pytest.mark.parametrize("family", ["quick_thought", "skip_thought"])

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-import seqae
 from seqae.cli import main
 from seqae.datasets.base import DataError
 from seqae.evaluation import senteval as se
