@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from machine import matmul_flops  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]

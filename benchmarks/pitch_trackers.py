@@ -104,14 +104,21 @@ def main():
         result["corpus_voices"] = len(voice_level["yin"])
         result["corpus_pitch_pairs"] = len(pairs)
         for name in voice_level:
-            result[f"pairs_ordered_{name}"] = float(np.mean([voice_level[name][a] < voice_level[name][b] for a, b in pairs])) if pairs else float("nan")
+            result[f"pairs_ordered_{name}"] = (
+                float(np.mean([voice_level[name][a] < voice_level[name][b] for a, b in pairs])) if pairs else float("nan")
+            )
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    print(f"harmonic tones, 80-400 Hz ({result['tones']}): gross pitch error YIN {result['gross_error_yin']:.1%}, "
-          f"torchaudio {result['gross_error_torchaudio']:.1%}")
-    print(f"speed: YIN {result['ms_per_audio_second_yin']:.1f} ms per second of audio, torchaudio "
-          f"{result['ms_per_audio_second_torchaudio']:.1f} ms ({result['ms_per_audio_second_torchaudio'] / result['ms_per_audio_second_yin']:.1f}x)")
+    print(
+        f"harmonic tones, 80-400 Hz ({result['tones']}): gross pitch error YIN {result['gross_error_yin']:.1%}, "
+        f"torchaudio {result['gross_error_torchaudio']:.1%}"
+    )
+    print(
+        f"speed: YIN {result['ms_per_audio_second_yin']:.1f} ms per second of audio, torchaudio "
+        f"{result['ms_per_audio_second_torchaudio']:.1f} ms "
+        f"({result['ms_per_audio_second_torchaudio'] / result['ms_per_audio_second_yin']:.1f}x)"
+    )
     if "corpus_voices" in result:
         print(f"{args.corpus}: {result['corpus_pitch_pairs']} pairs of one espeak-ng variant at two pitch settings "
               f"({result['corpus_voices']} voiced voices), the higher setting given the higher level: "

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from machine import matmul_flops  # benchmarks/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]

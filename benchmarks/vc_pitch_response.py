@@ -86,8 +86,10 @@ def main():
             if not (math.isnan(pitch[source][1]) or math.isnan(pitch[target][1])):
                 errors["converted"].append(level_of(base[0], tracks[source][1]) - pitch[target][1])
                 errors["real target"].append(level_of(mels[target], tracks[target][1]) - pitch[target][1])
-    print(f"{args.run}: {args.utterances} conversions of {args.manifest}; mean absolute change of the converted log-mel "
-          f"(nats per bin) with the contour moved by -0.5 octave: {np.mean(changes[-0.5]):.3f}, by +0.5 octave: {np.mean(changes[0.5]):.3f}")
+    print(
+        f"{args.run}: {args.utterances} conversions of {args.manifest}; mean absolute change of the converted log-mel "
+        f"(nats per bin) with the contour moved by -0.5 octave: {np.mean(changes[-0.5]):.3f}, by +0.5 octave: {np.mean(changes[0.5]):.3f}"
+    )
     for name, error in errors.items():
         semitones = 12 * np.abs(np.array(error))
         print(f"pitch level of the {name} log-mel against the target's (YIN) level, {len(semitones)} voiced pairs: median "

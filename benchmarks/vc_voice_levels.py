@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", nargs="+", default=[str(ROOT / "data" / "vc" / "test.jsonl"), str(ROOT / "data" / "vc" / "unseen_test.jsonl")])
+    parser.add_argument(
+        "--manifest", nargs="+", default=[str(ROOT / "data" / "vc" / "test.jsonl"), str(ROOT / "data" / "vc" / "unseen_test.jsonl")]
+    )
     parser.add_argument("--per-speaker", type=int, default=4)
     args = parser.parse_args()
     by_speaker = collections.defaultdict(list)
@@ -44,7 +46,7 @@ def main():
             by_variant[speaker.rsplit("_", 3)[1]][speaker] = float(np.median(values))
     gaps = []
     for variant, speakers in sorted(by_variant.items()):
-        print(variant, "  ".join(f"{s}: {1200 * l:+.0f} cents re 100 Hz" for s, l in sorted(speakers.items())))
+        print(variant, "  ".join(f"{s}: {1200 * level:+.0f} cents re 100 Hz" for s, level in sorted(speakers.items())))
         if len(speakers) == 2:
             gaps.append(12 * abs(np.subtract(*speakers.values())))
     print(f"{len(gaps)} variants at two pitch settings: {np.median(gaps):.1f} semitones apart at the median "

@@ -103,7 +103,9 @@ def run(args):
             "codebook_usage_held_out": usage(codes, args.k),
         }
     result["time_ratio_peer_over_seqae"] = result["vector-quantize-pytorch"]["ms_per_step_median"] / result["seqae"]["ms_per_step_median"]
-    result["usage_seqae_minus_peer"] = result["seqae"]["codebook_usage_held_out"] - result["vector-quantize-pytorch"]["codebook_usage_held_out"]
+    result["usage_seqae_minus_peer"] = (
+        result["seqae"]["codebook_usage_held_out"] - result["vector-quantize-pytorch"]["codebook_usage_held_out"]
+    )
     result["same_codes_given_same_codebook"] = same_codes_check(models, held_out)
     return result
 

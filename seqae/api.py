@@ -13,8 +13,8 @@ from torch import nn
 
 from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
-from seqae.datasets.base import DataError
 from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_recipe, read_toml, recipe_from_dict
+from seqae.datasets.base import DataError
 from seqae.families import get_family
 from seqae.train import Trainer, resolve_device, seed_everything
 
@@ -379,7 +379,9 @@ def convert(
                     f"(one of: {', '.join(model.config.speakers[:8])}{', ...' if len(model.config.speakers) > 8 else ''})"
                 )
             if target_speaker not in model.config.speakers:
-                raise ConfigError(f"{run_dir}: --target-speaker {target_speaker!r} is not one of its {len(model.config.speakers)} training speakers")
+                raise ConfigError(
+                    f"{run_dir}: --target-speaker {target_speaker!r} is not one of its {len(model.config.speakers)} training speakers"
+                )
             target_mels = []
             code = model.target_code(speaker=target_speaker)
         else:

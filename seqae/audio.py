@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ class MelConfig:
     log_floor: float = 1e-5  # log(max(mel, log_floor))
 
     @classmethod
-    def from_object(cls, obj) -> "MelConfig":
+    def from_object(cls, obj) -> MelConfig:
         """Take the mel fields from any config object that has them (a ``[data]`` section, say)."""
         return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
 

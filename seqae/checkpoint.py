@@ -28,11 +28,11 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
@@ -234,7 +234,7 @@ def numpy_array_globals() -> list:
     allowed = [np.ndarray, np.dtype, type(np.dtype(np.uint32))]
     for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
         try:
-            allowed.append(getattr(__import__(module, fromlist=["_reconstruct"]), "_reconstruct"))
+            allowed.append(__import__(module, fromlist=["_reconstruct"])._reconstruct)
         except (ImportError, AttributeError):
             pass
     return allowed
@@ -442,7 +442,7 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.fd: int | None = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         import fcntl
 
         try:

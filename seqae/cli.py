@@ -173,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "codes" and args.kind is not None:
             kinds = family.code_kinds
             if args.kind not in kinds:
-                raise ConfigError(f"--kind {args.kind}: a '{family.name}' run has " + (f"the kinds {', '.join(kinds)}" if kinds else "no code kinds"))
+                raise ConfigError(
+                    f"--kind {args.kind}: a '{family.name}' run has " + (f"the kinds {', '.join(kinds)}" if kinds else "no code kinds")
+                )
             extra = {"kind": args.kind}
         array = check_finite(fn(model, model.recipe, Path(args.input), **extra), args.input)
         save_npy(Path(args.output), array)

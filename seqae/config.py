@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 SECTIONS = ("model", "data", "train", "eval")
 
@@ -115,7 +114,7 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not part of the TOML
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte offset {err.start}); a recipe is a TOML file")
+        raise ConfigError(f"{path}: not UTF-8 text (byte offset {err.start}); a recipe is a TOML file") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

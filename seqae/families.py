@@ -4,9 +4,10 @@ evaluation, figures and codes. The Trainer and the command line go through this 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,21 +16,28 @@ from torch import nn
 from seqae.audio import target_contour
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig, ArraySource, build_splits, read_input
-from seqae.datasets.audio import (ONE_PIECE_SECONDS, AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels,
-                                  log_mels_and_pitch)
+from seqae.datasets.audio import (
+    ONE_PIECE_SECONDS,
+    AudioDataConfig,
+    MelSegments,
+    build_mel_splits,
+    list_utterances,
+    log_mels,
+    log_mels_and_pitch,
+)
 from seqae.datasets.base import BatchSource, DataError, fingerprint, read_text_lines, utterances_fingerprint
+from seqae.datasets.text import TextDataConfig
 from seqae.evaluation.arrays import ArrayEvalConfig, corrupt_like, evaluate_autoencoder, evaluate_vae, evaluate_vqvae
+from seqae.evaluation.conversion import ConversionEvalConfig
+from seqae.evaluation.probes import ProbeEvalConfig
+from seqae.evaluation.sentences import SentenceEvalConfig
 from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
-from seqae.models.vae import VAE, VAEConfig
-from seqae.models.vqvae import VQVAE, VQVAEConfig
+from seqae.models.cpc import CPC, CPCConfig
 from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
 from seqae.models.skip_thought import SkipThought, SkipThoughtConfig
-from seqae.datasets.text import TextDataConfig
-from seqae.evaluation.sentences import SentenceEvalConfig
-from seqae.evaluation.probes import ProbeEvalConfig
-from seqae.models.cpc import CPC, CPCConfig
+from seqae.models.vae import VAE, VAEConfig
 from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
-from seqae.evaluation.conversion import ConversionEvalConfig
+from seqae.models.vqvae import VQVAE, VQVAEConfig
 
 
 @dataclass
@@ -170,7 +178,12 @@ def evaluate_mel_vqvae(model: nn.Module, test: MelSegments) -> dict[str, Any]:
         squared += float((model.reconstruct(x) - x).pow(2).sum())
         count += x.numel()
         usage.update(model.codes(x))
-    return {"test_utterances": len(test.mels), "test_frames": count // model.config.input_dim, "test_mse": squared / count, **usage.result()}
+    return {
+        "test_utterances": len(test.mels),
+        "test_frames": count // model.config.input_dim,
+        "test_mse": squared / count,
+        **usage.result(),
+    }
 
 
 @torch.no_grad()
@@ -463,7 +476,8 @@ def text_embed(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
         raise DataError(f"{path}: empty file; give one sentence per line")
     for number, line in enumerate(lines, start=1):
         if len(line) > recipe.data.max_sentence_chars:
-            raise DataError(f"{path}:{number}: a line of {len(line):,} characters, more than data.max_sentence_chars ({recipe.data.max_sentence_chars:,})")
+            raise DataError(f"{path}:{number}: a line of {len(line):,} characters, more than "
+                            f"data.max_sentence_chars ({recipe.data.max_sentence_chars:,})")
     return model.embed(lines)
 
 
@@ -573,15 +587,25 @@ def cpc_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: P
     first = utts[0]
     wave = read_waves([first], recipe.data.sample_rate, model.config.receptive_field)[0].astype(np.float32) / 32768.0
     mel = LogMel(MelConfig(sample_rate=recipe.data.sample_rate, hop_length=160))(torch.from_numpy(wave))[0].numpy()
-    paths = [plots.mel_with_phones(mel, first.phones, 160 / recipe.data.sample_rate, out_dir / "mel_phones.png", title=first.text or first.audio.name)]
+    title = first.text or first.audio.name
+    paths = [plots.mel_with_phones(mel, first.phones, 160 / recipe.data.sample_rate, out_dir / "mel_phones.png", title=title)]
     accuracy = infonce_accuracy(model, prepared.test)
     ks = sorted(int(k.split("_k")[1]) for k in accuracy)
-    paths.append(plots.bars(ks, [accuracy[f"test_accuracy_k{k}"] for k in ks], out_dir / "infonce_accuracy.png",
-                            xlabel="prediction step k (10 ms frames ahead)", ylabel="InfoNCE accuracy", title="test split"))
+    paths.append(
+        plots.bars(
+            ks,
+            [accuracy[f"test_accuracy_k{k}"] for k in ks],
+            out_dir / "infonce_accuracy.png",
+            xlabel="prediction step k (10 ms frames ahead)",
+            ylabel="InfoNCE accuracy",
+            title="test split",
+        )
+    )
     # utterance-mean context features by speaker
     by_speaker = utts[:: max(1, len(utts) // 400)]  # spread over every speaker of the list
     waves = read_waves(by_speaker, recipe.data.sample_rate, model.config.receptive_field)
-    feats = np.stack([model.features(torch.from_numpy(w.astype(np.float32) / 32768.0)[None].to(device))[0].mean(0).cpu().numpy() for w in waves])
+    feats = np.stack([model.features(torch.from_numpy(w.astype(np.float32) / 32768.0)[None].to(device))[0].mean(0).cpu().numpy()
+                      for w in waves])
     names = sorted({u.speaker for u in by_speaker})
     labels = np.array([names.index(u.speaker) for u in by_speaker])
     paths.append(plots.code_map(feats, labels, out_dir / "speaker_map.png", title="utterance-mean CPC context by speaker", names=names))
@@ -670,7 +694,8 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
     mels, pitch = log_mels_and_pitch(picked, data.mel(), "log-mel", model.config.pitch != "none")
     mels = [data.normalise(m) for m in mels]
     source = mels[0]
-    target_index = next(i for i, u in enumerate(picked) if u.speaker != picked[0].speaker and (model.config.method == "adain" or u.speaker in model.config.speakers))
+    target_index = next(i for i, u in enumerate(picked)
+                        if u.speaker != picked[0].speaker and (model.config.method == "adain" or u.speaker in model.config.speakers))
     if model.config.method == "adain":
         target = model.target_code([mels[target_index].to(device)])
     else:
@@ -694,8 +719,8 @@ def voice_conversion_figures(model: nn.Module, recipe: Recipe, prepared: Prepare
 @torch.no_grad()
 def voice_conversion_codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "content") -> np.ndarray:
     """Codes of one audio file: the content code ``(frames, content_dim)`` or the speaker code ``(speaker_dim,)``."""
-    from seqae.datasets.audio import read_audio
     from seqae.audio import LogMel
+    from seqae.datasets.audio import read_audio
 
     if kind not in ("content", "speaker"):
         raise ConfigError(f"--kind {kind}: a voice_conversion run has the codes 'content' and 'speaker'")

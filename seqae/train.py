@@ -29,9 +29,9 @@ from torch import nn
 from tqdm import tqdm
 
 from seqae import checkpoint
-from seqae.faults import failpoint
 from seqae.config import TrainConfig
 from seqae.datasets.base import BatchSource
+from seqae.faults import failpoint
 from seqae.models.base import Stage, training_plan
 
 

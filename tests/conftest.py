@@ -72,7 +72,10 @@ def runs(tmp_path_factory):
         "ae": TINY_AE.replace("steps = 40", short),
         "qt": TINY_QT.replace("CORPUS", str(corpus)).replace("steps = 12", short),
         "cpc": TINY_CPC.replace("MANIFEST", str(manifest)).replace("steps = 8", short),
-        "vc": TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(vc_train)).replace("UNSEEN", str(vc_unseen)).replace("steps = 12", short),
+        "vc": TINY_VC.replace("METHOD", "adain")
+        .replace("TRAIN", str(vc_train))
+        .replace("UNSEEN", str(vc_unseen))
+        .replace("steps = 12", short),
     }
     out = {name: seqae.train(write_recipe(root, text, f"{name}.toml"), out=root / name) for name, text in recipes.items()}
     out.update(corpus=corpus, speech=speech, manifest=manifest, wav=speech / "low_0.wav", vc_wav=vc / "low_0.wav", root=root)

@@ -28,7 +28,9 @@ def test_tied_decoder_uses_the_encoders_transposed_weights():
     names = {n for n, _ in model.named_parameters()}
     assert not any(n.startswith("decoder.") for n in names)  # only decoder biases
     z = torch.randn(4, 3)
-    expected = torch.sigmoid(torch.sigmoid(z @ model.encoder[1].weight + model.decoder_bias[1]) @ model.encoder[0].weight + model.decoder_bias[0])
+    expected = torch.sigmoid(
+        torch.sigmoid(z @ model.encoder[1].weight + model.decoder_bias[1]) @ model.encoder[0].weight + model.decoder_bias[0]
+    )
     torch.testing.assert_close(model.decode(z), expected)
     # a gradient through the decoder alone reaches the encoder's weights
     model.decode(z).sum().backward()

@@ -55,7 +55,9 @@ def test_config_that_disagrees_with_the_weights_is_reported(trained, tmp_path):
     run = copy_run(trained, tmp_path / "run")
     text = (run / "config.toml").read_text().replace("hidden = [32, 8]", "hidden = [32, 16]")
     (run / "config.toml").write_text(text)
-    with pytest.raises(CheckpointError, match=r"config\.toml does not match .*model\.safetensors.*shape \(8, 32\) in the weights but \(16, 32\)"):
+    with pytest.raises(
+        CheckpointError, match=r"config\.toml does not match .*model\.safetensors.*shape \(8, 32\) in the weights but \(16, 32\)"
+    ):
         seqae.load(run)
 
 

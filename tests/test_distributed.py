@@ -23,7 +23,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_recipe,
     overrides = ["--set", "train.steps=12", "--set", "train.checkpoint_every=6", "--set", "train.log_every=3"]
     proc = torchrun(["train", str(tiny_recipe), "--out", str(tmp_path / "ddp"), *overrides], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    single = seqae.train(tiny_recipe, out=tmp_path / "single", overrides={"train.steps": 12, "train.checkpoint_every": 6, "train.log_every": 3})
+    single = seqae.train(
+        tiny_recipe, out=tmp_path / "single", overrides={"train.steps": 12, "train.checkpoint_every": 6, "train.log_every": 3}
+    )
 
     a, b = load_file(single / "model.safetensors"), load_file(tmp_path / "ddp" / "model.safetensors")
     assert a.keys() == b.keys()

@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 import seqae
 from seqae.checkpoint import read_metrics
 
-from tiny import TINY_CPC, TINY_QT, TINY_VC, book_corpus, parallel_corpus, synthetic_corpus, write_recipe
 from test_distributed import torchrun
+from tiny import TINY_CPC, TINY_QT, TINY_VC, book_corpus, parallel_corpus, synthetic_corpus, write_recipe
 
 TRAIN = "\n[train]\nsteps = 10\nbatch_size = 16\nlr = 2e-3\nwarmup_steps = 2\nlog_every = 5\ncheckpoint_every = 10\n"
 VAE = '[model]\nfamily = "vae"\nhidden = [32]\nlatent_dim = 4\n[data]\nsource = "digits"\n' + TRAIN

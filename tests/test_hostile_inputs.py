@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile
 
-
 from conftest import expect_error, run_cli
 from tiny import TINY_AE, TINY_CPC, TINY_QT, write_recipe
 

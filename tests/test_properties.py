@@ -29,9 +29,16 @@ numbers = st.one_of(st.integers(-5, 5), st.floats(-1.0, 3.0), st.sampled_from([f
 phone = st.one_of(st.tuples(numbers, numbers, st.text(max_size=3)).map(list), st.text(max_size=4), st.integers())
 record = st.fixed_dictionaries(
     {"audio": st.one_of(st.just("a.wav"), st.just("missing.wav"), st.just(str(FOLDER / "a.wav")), st.integers(), st.none())},
-    optional={"speaker": st.one_of(st.text(max_size=5), st.integers()), "text": st.text(max_size=10),
-              "phones": st.one_of(st.lists(phone, max_size=4), st.lists(st.tuples(numbers, numbers, st.text(max_size=2)).map(list), max_size=3),
-                                  st.text(max_size=3), st.integers())},
+    optional={
+        "speaker": st.one_of(st.text(max_size=5), st.integers()),
+        "text": st.text(max_size=10),
+        "phones": st.one_of(
+            st.lists(phone, max_size=4),
+            st.lists(st.tuples(numbers, numbers, st.text(max_size=2)).map(list), max_size=3),
+            st.text(max_size=3),
+            st.integers(),
+        ),
+    },
 )
 line = st.one_of(record.map(json.dumps), st.text(max_size=20), st.just(""), st.lists(st.integers(), max_size=3).map(json.dumps))
 

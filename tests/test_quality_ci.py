@@ -177,6 +177,7 @@ def check_voice_conversion(tmp_path):
     import soundfile
 
     from seqae.audio import LogMel
+
     from tiny import parallel_corpus
 
     (tmp_path / "corpus").mkdir()

@@ -38,7 +38,7 @@ def lexicon_embed(sentences):
 def write_senteval(root, n=60, seed=0):
     """Every task of SentEval's data/downstream folder, tiny, in its own files and formats."""
     rng = np.random.default_rng(seed)
-    for name, (folder, files) in se.CV_TASKS.items():
+    for folder, files in se.CV_TASKS.values():
         (root / folder).mkdir(parents=True)
         for words, filename in zip((POSITIVE, NEGATIVE), files):
             (root / folder / filename).write_text("".join(sentence(rng, words) + "\n" for _ in range(n)), encoding="latin-1")
@@ -67,7 +67,7 @@ def write_senteval(root, n=60, seed=0):
             b = a if same == 2 else sentence(rng, POSITIVE if same else NEGATIVE)
             lines.append(f"{i}\t{a}\t{b}\t{1 + 2 * same}\t{['CONTRADICTION', 'NEUTRAL', 'ENTAILMENT'][same]}")
         (root / "SICK" / filename).write_text("\n".join(lines) + "\n")
-    for year, folder in se.STS_YEARS.items():
+    for folder in se.STS_YEARS.values():
         (root / folder).mkdir(parents=True)
         for subset in ("headlines", "images"):
             pairs, scores = sts_pairs(rng, n)

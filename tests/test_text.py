@@ -9,8 +9,14 @@ from hypothesis import strategies as st
 from seqae.config import ConfigError
 from seqae.datasets.base import DataError
 from seqae.datasets.text import (
-    ContiguousSentences, SentenceTriples, TextDataConfig, is_heading, iter_sentences, pad_batch,
-    split_sentences, tokenise_corpus,
+    ContiguousSentences,
+    SentenceTriples,
+    TextDataConfig,
+    is_heading,
+    iter_sentences,
+    pad_batch,
+    split_sentences,
+    tokenise_corpus,
 )
 from seqae.nn.encoders import RecurrentEncoder
 

@@ -12,7 +12,6 @@ from seqae.config import TrainConfig
 from seqae.train import TrainingError, lr_factor
 
 
-
 def losses(run_dir):
     return [(r["step"], r["loss"]) for r in read_metrics(run_dir) if "loss" in r]
 

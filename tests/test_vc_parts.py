@@ -11,7 +11,6 @@ from seqae.evaluation.conversion import dtw_path, mcd_dtw, mel_cepstrum, plan_co
 from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
 from seqae.nn.norm import AdaIN, instance_norm
 
-
 # -- parts -----------------------------------------------------------------------------------------
 
 
@@ -204,7 +203,11 @@ def test_conversion_plans_draw_references_of_the_target_never_of_the_source_sent
     for single, several in zip(one, three):
         assert len(single.references) == 1 and len(several.references) == 3 == len(set(several.references))
         # the one-shot plan's draws are kept: the same source, target and first reference
-        assert (single.source, single.target_speaker, single.references[0]) == (several.source, several.target_speaker, several.references[0])
+        assert (single.source, single.target_speaker, single.references[0]) == (
+            several.source,
+            several.target_speaker,
+            several.references[0],
+        )
         for r in several.references:
             assert utterances[r].speaker == several.target_speaker != utterances[several.source].speaker
             assert utterances[r].text != utterances[several.source].text

@@ -15,6 +15,7 @@ from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
 
 from tiny import PHONES, RATE, TINY_VC, voiced, write_recipe
 
+
 def test_envelope_input_keeps_the_spectral_envelope_and_drops_the_harmonic_ripple():
     import torchaudio
 
@@ -171,7 +172,9 @@ def test_the_source_filter_decoder_draws_its_fine_structure_only_from_the_harmon
                 assert torch.allclose(fine, gain[:, None] * templates, atol=1e-5)
                 assert bool(((gain > 0) & (gain < 1)).all())
     with pytest.raises(ValueError, match="envelope_coefficients = 50"):
-        VoiceConversion(VoiceConversionConfig(input_dim=40, pitch="source_filter", envelope_coefficients=50), MelConfig(sample_rate=RATE, n_mels=40))
+        VoiceConversion(
+            VoiceConversionConfig(input_dim=40, pitch="source_filter", envelope_coefficients=50), MelConfig(sample_rate=RATE, n_mels=40)
+        )
 
 
 def test_pitch_adaptive_smoothing_removes_the_ripple_of_its_pitch_and_keeps_the_envelope():
@@ -185,7 +188,10 @@ def test_pitch_adaptive_smoothing_removes_the_ripple_of_its_pitch_and_keeps_the_
         smoother = pitch_adaptive_smoothers(mel, octaves[:1])[0]
         assert smoother.shape == (80, 80) and bool((smoother >= 0).all())
         assert torch.allclose(smoother.sum(1), torch.ones(80))
-        ripple = lambda v: float((v @ dct)[15:].norm())  # what lies beyond the first 15 cepstral coefficients
+
+        def ripple(v):  # what lies beyond the first 15 cepstral coefficients
+            return float((v @ dct)[15:].norm())
+
         own, other = harmonic_templates(mel, octaves)
         assert ripple(smoother @ own) < ripple(own) / 4, f0  # the ripple of this pitch is gone ...
         assert ripple(smoother @ other) < ripple(other) / 2, f0  # ... and most of one 4 semitones higher

@@ -145,6 +145,7 @@ def test_a_manifest_without_speakers_is_an_error_naming_the_line(tmp_path, vc_co
 
 def test_the_shipped_recipes_validate():
     from seqae.config import load_recipe
+
     from conftest import ROOT
 
     for name in ("adain_vc_speech", "adversarial_vc_speech", "adain_vc_source_filter"):

@@ -16,9 +16,9 @@ import re
 import tempfile
 import zlib
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -361,7 +361,7 @@ def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bo
                 documents.append(s.document)
                 segments.append(s.segment)
                 txt_fh.write(json.dumps(s.text) + "\n")
-                content.update(f"{s.document}|{s.segment}|{s.text}\n".encode("utf-8"))
+                content.update(f"{s.document}|{s.segment}|{s.text}\n".encode())
             count += len(chunk)
             bar.update(len(chunk))
             chunk.clear()

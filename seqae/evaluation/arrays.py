@@ -57,7 +57,9 @@ def corrupt_like(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_autoencoder(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, train_y, config: ArrayEvalConfig, excluded: list[int]) -> dict[str, Any]:
+def evaluate_autoencoder(
+    model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, train_y, config: ArrayEvalConfig, excluded: list[int]
+) -> dict[str, Any]:
     model.eval()
     device = next(model.parameters()).device
     x = torch.from_numpy(test_x)
@@ -112,7 +114,9 @@ def anomaly_figures(model: nn.Module, x: torch.Tensor, test_y, excluded: list[in
 
 
 @torch.no_grad()
-def evaluate_vae(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, config: ArrayEvalConfig, excluded: list[int]) -> dict[str, Any]:
+def evaluate_vae(
+    model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, config: ArrayEvalConfig, excluded: list[int]
+) -> dict[str, Any]:
     model.eval()
     device = next(model.parameters()).device
     x = torch.from_numpy(test_x)

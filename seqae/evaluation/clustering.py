@@ -39,7 +39,9 @@ def clustering_metrics(
     }
 
 
-def kmeans_baseline(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, k: int, seed: int = 0) -> dict[str, float]:
+def kmeans_baseline(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, k: int, seed: int = 0
+) -> dict[str, float]:
     """The same figures for k-means on the raw input with ``k`` clusters."""
     from sklearn.cluster import KMeans
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +53,12 @@ class ConversionEvalConfig:
     max_train_frames: int = 40000  # frames the phone and frame-level speaker probes are fitted on
     max_iter: int = 500  # logistic-regression iterations
     griffin_lim_iters: int = 64  # seqae convert and the example WAVs of seqae plot
-    pitch_range: str = choice("target", *PITCH_RANGES, doc="models with model.pitch: the source's contour moved to the "
-                              "target's level and scaled to its range (target) or with the source's range kept (source); also seqae convert's default")
+    pitch_range: str = choice(
+        "target",
+        *PITCH_RANGES,
+        doc="models with model.pitch: the source's contour moved to the "
+        "target's level and scaled to its range (target) or with the source's range kept (source); also seqae convert's default",
+    )
     seed: int = 0
 
     def validate(self, where: str) -> None:
@@ -275,7 +280,8 @@ def evaluate_conversion(
     result["speaker_from_content_mean_std"] = probe.accuracy(np.stack([pooled[i] for i in convert_idx]), labels[convert_idx])
     fx, fy = subsample(np.concatenate([codes[i].T for i in fit_idx]), np.concatenate([[labels[i]] * codes[i].shape[1] for i in fit_idx]),
                        config.max_train_frames, rng)
-    tx, ty = subsample(np.concatenate([codes[i].T for i in convert_idx]), np.concatenate([[labels[i]] * codes[i].shape[1] for i in convert_idx]),
+    frame_labels = np.concatenate([[labels[i]] * codes[i].shape[1] for i in convert_idx])
+    tx, ty = subsample(np.concatenate([codes[i].T for i in convert_idx]), frame_labels,
                        config.max_train_frames, rng)
     result["speaker_from_content_frames"] = Probe(fx, fy, config.max_iter).accuracy(tx, ty)
     if adain:

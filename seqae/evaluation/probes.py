@@ -7,8 +7,8 @@ every speaker appears on both sides).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def probe(
             frames.append(feats)
             labels.append(frame_labels(utt, len(feats), first_centre, hop) if has_phones else None)
         if has_phones:
-            def gather(indices):
+            def gather(indices, frames=frames, labels=labels):
                 xs, ys = [], []
                 for i in indices:
                     keep = [t for t, label in enumerate(labels[i]) if label is not None]
@@ -126,5 +126,7 @@ def probe(
         if len(set(speakers)) > 1:
             means_arr = np.stack(means)
             spk = np.array(speakers)
-            result[f"speaker_accuracy_{name}"] = fit_probe(means_arr[train_idx], spk[train_idx], means_arr[test_idx], spk[test_idx], config.max_iter)
+            result[f"speaker_accuracy_{name}"] = fit_probe(
+                means_arr[train_idx], spk[train_idx], means_arr[test_idx], spk[test_idx], config.max_iter
+            )
     return result

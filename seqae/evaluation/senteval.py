@@ -33,9 +33,9 @@ A task whose files are absent is skipped with a note; a malformed line is an err
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from seqae.config import ConfigError
 from seqae.models.base import ModelOutput
-from seqae.nn.distributed import ddp_active, distributed_mean, gather_rows
 from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
+from seqae.nn.distributed import ddp_active, distributed_mean, gather_rows
 
 
 @dataclass

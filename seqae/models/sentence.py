@@ -11,7 +11,6 @@ from torch import nn
 from seqae.config import ConfigError, choice
 from seqae.nn.encoders import READOUTS, BagOfNgramsEncoder, RecurrentEncoder, TransformerSentenceEncoder
 
-
 ENCODERS = ("recurrent", "transformer", "bag")
 
 

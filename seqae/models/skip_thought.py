@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqae.models.base import ModelOutput
-from seqae.nn.distributed import distributed_mean
 from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
+from seqae.nn.distributed import distributed_mean
 from seqae.nn.encoders import length_groups
 
 

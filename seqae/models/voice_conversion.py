@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from seqae.audio import MelConfig, harmonic_templates, on_cpu, nearest_smoothers, pitch_adaptive_smoothers, smoother_grid
+from seqae.audio import MelConfig, harmonic_templates, nearest_smoothers, on_cpu, pitch_adaptive_smoothers, smoother_grid
 from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.norm import AdaIN, instance_norm, masked_mean
@@ -99,7 +99,9 @@ class VoiceConversionConfig:
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"{where}: model.kernel_size must be odd (frames stay aligned), got {self.kernel_size}")
         if self.pitch != "none" and self.method != "adain":
-            raise ConfigError(f"{where}: model.pitch needs method = \"adain\" (the target's pitch level comes from its reference utterances)")
+            raise ConfigError(
+                f'{where}: model.pitch needs method = "adain" (the target\'s pitch level comes from its reference utterances)'
+            )
         if self.envelope_min_width < 0:
             raise ConfigError(f"{where}: model.envelope_min_width must be >= 0 (Hz), got {self.envelope_min_width}")
         if self.envelope_smoothing != "cepstral" and self.pitch != "source_filter":
@@ -233,7 +235,8 @@ class Decoder(nn.Module):
                 if self.smooth is not None:
                     envelope = torch.einsum("mn,bnt->bmt", self.smooth.to(out.dtype), out[:, :n_mels])
                 elif smoothing is None:
-                    raise ValueError("envelope_smoothing = \"pitch_adaptive\": give each frame's smoothing matrix (VoiceConversion.smoothing)")
+                    raise ValueError("envelope_smoothing = \"pitch_adaptive\": give each frame's smoothing matrix "
+                                     "(VoiceConversion.smoothing)")
                 else:
                     envelope = torch.einsum("btmn,bnt->bmt", smoothing.to(out.dtype), out[:, :n_mels])
                 out = envelope + torch.sigmoid(out[:, n_mels:]) * fine
@@ -370,10 +373,13 @@ class VoiceConversion(nn.Module):
         if self.config.pitch == "none":
             return content
         if pitch is None:
-            raise ValueError("this model was trained with model.pitch: give the source's pitch contour, moved to the target's level "
-                             "(seqae.audio.track_pitch, pitch_contour and move_pitch)")
+            raise ValueError(
+                "this model was trained with model.pitch: give the source's pitch contour, moved to the target's level "
+                "(seqae.audio.track_pitch, pitch_contour and move_pitch)"
+            )
         if pitch.shape != (content.shape[0], content.shape[2]):
-            raise ValueError(f"pitch contour of shape {tuple(pitch.shape)}; expected (batch, frames) = {(content.shape[0], content.shape[2])}")
+            expected = (content.shape[0], content.shape[2])
+            raise ValueError(f"pitch contour of shape {tuple(pitch.shape)}; expected (batch, frames) = {expected}")
         extra = pitch[:, None, :] if self.config.pitch == "contour" else self.harmonics(pitch)
         return torch.cat([content, extra.to(content.dtype)], dim=1)
 
@@ -386,7 +392,10 @@ class VoiceConversion(nn.Module):
     def reconstruct(self, mel: torch.Tensor, reference: torch.Tensor | None = None, speaker: torch.Tensor | None = None,
                     pitch: torch.Tensor | None = None) -> torch.Tensor:
         """Mel from its own content and the speaker of ``reference`` (``adain``) or index ``speaker``."""
-        code = self.speaker_table(speaker) if self.config.method == "adversarial" else self.speaker_encoder(mel if reference is None else reference)
+        if self.config.method == "adversarial":
+            code = self.speaker_table(speaker)
+        else:
+            code = self.speaker_encoder(mel if reference is None else reference)
         return self._decode(self.content(mel), code, pitch)
 
     # -- training ----------------------------------------------------------------------------------
@@ -433,7 +442,8 @@ class VoiceConversion(nn.Module):
             logits = self.speaker_head(speaker)
             speaker_loss = F.cross_entropy(logits, batch["speaker"])
             loss = loss + self.config.speaker_loss_weight * speaker_loss
-            metrics.update(speaker_loss=speaker_loss.detach(), speaker_accuracy=(logits.argmax(1) == batch["speaker"]).float().mean().detach())
+            accuracy = (logits.argmax(1) == batch["speaker"]).float().mean()
+            metrics.update(speaker_loss=speaker_loss.detach(), speaker_accuracy=accuracy.detach())
         if self.config.method == "adversarial":
             logits = self.adversary(mean, mask)
             confusion = -F.log_softmax(logits, dim=1).mean()  # cross-entropy against the uniform distribution
