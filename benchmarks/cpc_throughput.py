@@ -43,7 +43,7 @@ def main():
     args = parser.parse_args()
 
     from seqae.config import load_recipe
-    from seqae.models.cpc import CPC
+    from seqae.families.cpc.model import CPC
 
     recipe = load_recipe(args.recipe, check_paths=False)
     batch = args.batch or recipe.train.batch_size

@@ -42,7 +42,7 @@ def passes(run_dir: Path, result: dict) -> float:
 
 def evaluate_record(name: str, overrides: list[str], run_dir: Path, seconds: float, args) -> dict:
     import seqae
-    from seqae.families import get_family
+    from seqae.registry import get_family
 
     result = seqae.evaluate(run_dir, tasks=args.task or None, senteval=args.senteval, senteval_tasks=args.tasks)
     model = seqae.load(run_dir)

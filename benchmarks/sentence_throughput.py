@@ -35,7 +35,7 @@ def gru_flops_per_token(input_dim: int, hidden: int) -> int:
 
 def build(family: str, args, encoder: str = "recurrent"):
     from seqae.config import load_recipe
-    from seqae.families import get_family
+    from seqae.registry import get_family
 
     readout = args.readout if encoder == "recurrent" or args.readout != "last" else "mean"
     recipe = load_recipe(ROOT / "recipes" / f"{family}_austen.toml", [f"model.hidden={args.hidden}", f"model.embed_dim={args.embed}",

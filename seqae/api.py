@@ -15,7 +15,7 @@ from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
 from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_recipe, read_toml, recipe_from_dict
 from seqae.datasets.base import DataError
-from seqae.families import get_family
+from seqae.registry import get_family
 from seqae.train import Trainer, resolve_device, seed_everything
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
@@ -311,101 +311,3 @@ def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, d
         paths.append(plots.training_curves(records, out / "training_curves.png", title=f"{run_dir.name} ({recipe.family})"))
     paths += family.figures(model, recipe, prepared_for_evaluation(recipe, run_dir), out)
     return paths
-
-
-def convert(
-    run_dir: str | os.PathLike,
-    source: str | os.PathLike,
-    targets: list[str | os.PathLike] | None = None,
-    out: str | os.PathLike = "converted.wav",
-    target_speaker: str | None = None,
-    device: str = "cpu",
-    vocoder: str = "griffin_lim",
-    pitch_range: str | None = None,
-) -> dict[str, Path]:
-    """Voice conversion: the content of ``source`` in the voice of ``targets`` (one or more utterances
-    of the target speaker; AdaIN-VC runs) or of the training speaker ``target_speaker`` (adversarial runs).
-    ``pitch_range`` (models trained with ``model.pitch``): ``"target"`` scales the source's pitch
-    contour to the target utterances' range as well as their level, ``"source"`` keeps the source's
-    range; default: the run's ``eval.pitch_range``.
-
-    Writes ``out`` (.wav, through the vocoder with the mel settings saved with the model), the converted
-    log-mel ``(n_mels, frames)`` as ``out`` with ``.npy``, and a figure of source, target and converted
-    spectrograms as ``.png``. Returns the three paths.
-    """
-    import io
-
-    import numpy as np
-    import soundfile
-
-    from seqae import plots
-    from seqae.audio import PITCH_RANGES, LogMel, PitchTrack, pitch_contour, target_contour, track_pitch
-    from seqae.datasets.audio import ONE_PIECE_SECONDS, read_audio
-    from seqae.datasets.base import DataError
-    from seqae.vocoder import get_vocoder
-
-    out = Path(out)
-    if pitch_range is not None and pitch_range not in PITCH_RANGES:
-        raise ConfigError(f"pitch_range {pitch_range!r}: expected one of {', '.join(PITCH_RANGES)}")
-    if out.suffix.lower() != ".wav":
-        raise ConfigError(f"{out}: the output must be a .wav file")
-    model = load(run_dir, device=device, family="voice_conversion")
-    recipe = model.recipe
-    data = recipe.data
-    front_end = LogMel(data.mel())
-    min_frames = 10
-    pitch: list[PitchTrack] = []  # model.pitch: each file's pitch, the source's first
-
-    def mel_of(path, role: str) -> torch.Tensor:
-        wave = read_audio(path, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
-        peak = float(wave.abs().max())
-        if peak < 1e-4:
-            raise DataError(f"{path}: silent (peak amplitude {peak:.1e}); no {role} to take from it")
-        mel = front_end(wave)[0]
-        if mel.shape[1] < min_frames:
-            raise DataError(f"{path}: {mel.shape[1] * data.hop_length / data.sample_rate * 1000:.0f} ms of audio; "
-                            f"conversion needs at least {min_frames * data.hop_length / data.sample_rate * 1000:.0f} ms")
-        if model.config.pitch != "none":
-            pitch.append(pitch_contour(*track_pitch(wave, data.mel())))
-        return mel
-
-    source_mel = mel_of(source, "speech")
-    targets = list(targets or [])
-    with torch.no_grad():
-        if model.config.method == "adversarial":
-            if target_speaker is None:
-                raise ConfigError(
-                    f"{run_dir}: an adversarial run converts to its training speakers only: pass --target-speaker NAME "
-                    f"(one of: {', '.join(model.config.speakers[:8])}{', ...' if len(model.config.speakers) > 8 else ''})"
-                )
-            if target_speaker not in model.config.speakers:
-                raise ConfigError(
-                    f"{run_dir}: --target-speaker {target_speaker!r} is not one of its {len(model.config.speakers)} training speakers"
-                )
-            target_mels = []
-            code = model.target_code(speaker=target_speaker)
-        else:
-            if not targets:
-                raise ConfigError("give at least one --target utterance of the target speaker")
-            target_mels = [mel_of(t, "voice") for t in targets]
-            code = model.target_code([data.normalise(m).to(device) for m in target_mels])
-        contour = None
-        if model.config.pitch != "none":  # the source's pitch contour at the target utterances' level (and range)
-            contour = target_contour(pitch[0], pitch[1:], pitch_range or recipe.eval.pitch_range)[None].to(device)
-        converted = data.denormalise(model.convert(data.normalise(source_mel).to(device)[None], code, contour)[0].cpu())
-    wave = get_vocoder(vocoder, data.mel(), n_iter=recipe.eval.griffin_lim_iters)(converted)
-    buffer = io.BytesIO()
-    soundfile.write(buffer, wave.numpy(), data.sample_rate, format="WAV", subtype="PCM_16")
-    checkpoint.atomic_write(out, buffer.getvalue())
-    npy = out.with_suffix(".npy")
-    array = io.BytesIO()
-    np.save(array, converted.numpy())
-    checkpoint.atomic_write(npy, array.getvalue())
-    shown = [source_mel.numpy()] + ([target_mels[0].numpy()] if target_mels else []) + [converted.numpy()]
-    def name(path) -> str:
-        return f"{Path(path).parent.name}/{Path(path).name}"
-
-    titles = [f"source: {name(source)}"] + ([f"target: {name(targets[0])}" + (f" (+{len(targets) - 1} more)" if len(targets) > 1 else "")]
-                                          if target_mels else []) + [f"converted (to {target_speaker or name(targets[0])})"]
-    figure = plots.spectrograms(shown, titles, out.with_suffix(".png"), hop_seconds=data.hop_length / data.sample_rate)
-    return {"wav": out, "mel": npy, "figure": figure}

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from seqae import api, checkpoint
-from seqae.audio import PITCH_RANGES
 from seqae.checkpoint import CheckpointError
 from seqae.config import ConfigError
 from seqae.datasets.base import DataError
-from seqae.families import get_family
+from seqae.registry import all_families, get_family
 from seqae.train import TrainingError
 
 USER_ERRORS = (ConfigError, CheckpointError, DataError, TrainingError)
@@ -56,17 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
     p.add_argument("--device", default="cpu")
 
-    p = sub.add_parser("convert", help="voice conversion: SOURCE's words in the voice of TARGET (a voice_conversion run)")
-    p.add_argument("run_dir")
-    p.add_argument("--source", required=True, help="audio file whose content is kept")
-    p.add_argument("--target", action="append", default=[], metavar="FILE",
-                   help="an utterance of the target speaker (repeatable: their speaker codes are averaged)")
-    p.add_argument("--target-speaker", help="adversarial runs: the name of a training speaker")
-    p.add_argument("-o", "--output", required=True, help="output .wav (a .npy of the converted log-mel and a .png beside it)")
-    p.add_argument("--pitch-range", choices=PITCH_RANGES,
-                   help="models trained with model.pitch: scale the source's pitch contour to the target's range (target) or keep "
-                        "the source's (source); default: the run's eval.pitch_range (target)")
-    p.add_argument("--device", default="cpu")
+    for name, command in family_commands().items():
+        p = sub.add_parser(name, help=command.help)
+        p.add_argument("run_dir")
+        command.add_arguments(p)
+        p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("search", help="sentence encoders: the sentences of a collection nearest to each query")
     p.add_argument("run_dir")
@@ -101,10 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="input: .npy, .npz or IDX (array families); an audio file, folder or .jsonl manifest (log-mel)")
         p.add_argument("-o", "--output", required=True, help="output .npy file (.npz: one array per audio file)")
         if name == "codes":
-            p.add_argument("--kind", choices=("c", "z", "content", "speaker"),
-                           help="cpc: context (c, the default) or encoder (z) frames; voice_conversion: content (default) or speaker")
+            kinds = {f.name: f.code_kinds for f in all_families() if f.code_kinds}
+            p.add_argument("--kind", choices=sorted({k for ks in kinds.values() for k in ks}),
+                           help="which code, by family (the first the default): "
+                                + "; ".join(f"{name}: {', '.join(ks)}" for name, ks in kinds.items()))
         p.add_argument("--device", default="cpu")
     return parser
+
+
+def family_commands() -> dict:
+    """The commands the families add (``seqae convert``), each under its name."""
+    return {command.name: command for family in all_families() for command in family.commands}
+
+
+def run_family_command(args: argparse.Namespace) -> int:
+    """A family's command on a run of that family; a clear error for a run of another family."""
+    if getattr(args, "output", None):
+        check_output(args.output)
+    model = api.load(args.run_dir, device=args.device)
+    family = get_family(model.recipe.family)
+    command = next((c for c in family.commands if c.name == args.command), None)
+    if command is None:
+        owners = [f.name for f in all_families() if any(c.name == args.command for c in f.commands)]
+        raise ConfigError(f"{args.run_dir}: a '{family.name}' run; seqae {args.command} takes a run of: {', '.join(owners)}")
+    return command.run(model, args)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -141,29 +154,25 @@ def run(args: argparse.Namespace) -> int:
         for path in api.plot(args.run_dir, args.out, device=args.device):
             print(path)
         return 0
-    if args.command == "convert":
-        check_output(args.output)
-        paths = api.convert(args.run_dir, args.source, args.target, args.output, args.target_speaker, device=args.device,
-                            pitch_range=args.pitch_range)
-        for path in paths.values():
-            print(path)
-        return 0
+    if args.command in family_commands():
+        return run_family_command(args)
     if args.command == "data":
         return make_speech_data(args)
     if args.command in ("codes", "score", "embed"):
         check_output(args.output)
         model = api.load(args.run_dir, device=args.device)
         family = get_family(model.recipe.family)
-        if (args.command == "embed") != hasattr(model, "embed"):
-            hint = "seqae embed" if hasattr(model, "embed") else "seqae codes"
+        if (args.command == "embed") != family.embeds:
+            hint = "seqae embed" if family.embeds else "seqae codes"
             raise ConfigError(f"{args.run_dir}: a '{family.name}' run; use {hint}")
         fn = family.scores if args.command == "score" else family.codes
         if fn is None:
             raise ConfigError(f"{args.run_dir}: family '{family.name}' has no '{args.command}' output")
-        if args.command == "codes" and args.output.endswith(".npz") and getattr(model.config, "input", "") == "mel":
-            from seqae.families import mel_codes_by_file
-
-            by_file = {k: check_finite(v, k) for k, v in mel_codes_by_file(model, model.recipe, Path(args.input)).items()}
+        by_file = None
+        if args.command == "codes" and args.output.endswith(".npz") and family.codes_by_file is not None:
+            by_file = family.codes_by_file(model, model.recipe, Path(args.input))
+        if by_file is not None:
+            by_file = {k: check_finite(v, k) for k, v in by_file.items()}
             buffer = io.BytesIO()
             np.savez(buffer, **by_file)
             checkpoint.atomic_write(Path(args.output), buffer.getvalue())

@@ -2,7 +2,7 @@
 
 A recipe has the sections ``[model]``, ``[data]``, ``[train]`` and optionally ``[eval]``. The model
 section names its ``family``; the family decides which dataclasses the other sections are read into
-(see :mod:`seqae.models`). Every problem is reported as a :class:`ConfigError` that names the file and
+(see :mod:`seqae.registry`). Every problem is reported as a :class:`ConfigError` that names the file and
 the key, before any training starts.
 """
 
@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqae.errors import ConfigError
+from seqae.registry import get_family
+
+__all__ = ["ConfigError", "Recipe", "TrainConfig", "load_recipe", "recipe_from_dict", "choice", "path_field", "dumps_toml"]
+
 SECTIONS = ("model", "data", "train", "eval")
-
-
-class ConfigError(ValueError):
-    """A recipe or a run directory's config is wrong; the message names the file and the key."""
 
 
 def choice(default: str, *choices: str, doc: str = "") -> Any:
@@ -189,8 +190,6 @@ def recipe_from_dict(
 ) -> Recipe:
     """Validate a recipe dictionary. ``check_paths=False`` (reading a run's saved config) skips the
     check that data files still exist, so a trained model loads without its training data."""
-    from seqae.families import get_family  # late import: the families import this module
-
     unknown = [k for k in raw if k not in SECTIONS]
     if unknown:
         raise ConfigError(

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
+from seqae.families.autoencoder.model import Autoencoder, AutoencoderConfig
 from seqae.nn.losses import gaussian_kl, kl_sparsity_penalty, l1_penalty
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from seqae.config import ConfigError, dumps_toml, load_recipe, parse_override, read_toml
-from seqae.models.autoencoder import AutoencoderConfig
+from seqae.families.autoencoder.model import AutoencoderConfig
 
 from conftest import ROOT, TINY_AE, write_recipe
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import seqae
 from seqae.datasets.audio import Utterance
 from seqae.evaluation.probes import frame_labels, split_by_sentence, stack_frames
-from seqae.models.cpc import CPC, CPCConfig
+from seqae.families.cpc.model import CPC, CPCConfig
 
 from tiny import TINY_CPC, synthetic_corpus, write_recipe
 

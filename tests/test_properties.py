@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from seqae.config import ConfigError, Recipe, load_recipe, recipe_from_dict
 from seqae.datasets.audio import read_manifest
 from seqae.datasets.base import DataError
-from seqae.families import FAMILIES
+from seqae.registry import all_families, family_names
 
 FOLDER = Path(tempfile.mkdtemp(prefix="seqae-properties-"))
 soundfile.write(str(FOLDER / "a.wav"), np.zeros(1600, np.float32), 16000)
@@ -67,13 +67,13 @@ def test_manifest_reader_returns_valid_utterances_or_names_the_line(lines):
 
 values = st.one_of(st.integers(-3, 3000), st.floats(allow_nan=True), st.booleans(), st.text(max_size=8),
                    st.lists(st.integers(0, 64), max_size=3), st.lists(st.text(max_size=3), max_size=2))
-known_keys = sorted({f.name for family in FAMILIES.values() for cls in (family.model_config, family.data_config, family.eval_config)
+known_keys = sorted({f.name for family in all_families() for cls in (family.model_config, family.data_config, family.eval_config)
                      for f in dataclasses.fields(cls)} | {"steps", "batch_size", "lr", "warmup_steps", "schedule", "grad_accum"})
 section = st.dictionaries(st.one_of(st.sampled_from(known_keys), st.text(max_size=6)), values, max_size=5)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(sorted(FAMILIES) + ["nope"]), section, section, section, section,
+@given(st.sampled_from(sorted(family_names()) + ["nope"]), section, section, section, section,
        st.dictionaries(st.text(max_size=5), section, max_size=1))
 def test_recipe_loader_returns_a_recipe_or_names_the_key(family, model, data, train, evals, extra):
     raw = {"model": dict(model, family=family), "data": data, "train": train, "eval": evals, **extra}

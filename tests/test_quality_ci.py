@@ -216,8 +216,8 @@ CHECKS = {"autoencoder": check_autoencoder, "vae": check_vae, "vqvae": check_vqv
 @contextlib.contextmanager
 def zero_array_codes(monkeypatch):
     """The encoder's output multiplied by zero: the code says nothing about the input."""
-    from seqae.models.autoencoder import Autoencoder
-    from seqae.models.vae import VAE
+    from seqae.families.autoencoder.model import Autoencoder
+    from seqae.families.vae.model import VAE
     from seqae.nn.encoders import ConvEncoder
 
     original_ae, original_vae, original_conv = Autoencoder.encode, VAE.encode, ConvEncoder.forward
@@ -241,7 +241,7 @@ def zero_sentence_vectors(monkeypatch):
 def zero_cpc_context(monkeypatch):
     """The context network's output zeroed (a forward hook on every CPC model built): the predictions
     know nothing of the past."""
-    from seqae.models.cpc import CPC
+    from seqae.families.cpc.model import CPC
 
     original = CPC.__init__
 
@@ -256,7 +256,7 @@ def zero_cpc_context(monkeypatch):
 @contextlib.contextmanager
 def zero_speaker_code(monkeypatch):
     """The speaker encoder's output multiplied by zero: the decoder never learns whose voice to draw."""
-    from seqae.models.voice_conversion import SpeakerEncoder
+    from seqae.families.voice_conversion.model import SpeakerEncoder
 
     original = SpeakerEncoder.forward
     monkeypatch.setattr(SpeakerEncoder, "forward", lambda self, *args, **kwargs: original(self, *args, **kwargs) * 0)

@@ -175,20 +175,20 @@ def test_a_config_whose_shapes_disagree_with_the_weights_allocates_nothing(runs,
     """A crafted hidden = [100000000, 8] (25.6 GB of weights) is refused from shapes built on the meta device."""
     import dataclasses
 
-    from seqae import families
+    from seqae import registry
 
     run = tmp_path / "ae"
     shutil.copytree(runs["ae"], run)
     config = run / checkpoint.CONFIG_FILE
     config.write_text(config.read_text().replace("hidden = [32, 8]", "hidden = [100000000, 8]"))
     devices = []
-    entry = families.FAMILIES["autoencoder"]
+    entry = registry.get_family("autoencoder")
 
     def build(recipe):
         devices.append(torch.get_default_device().type)
         return entry.build_model(recipe)
 
-    monkeypatch.setitem(families.FAMILIES, "autoencoder", dataclasses.replace(entry, build_model=build))
+    monkeypatch.setitem(registry._loaded, "autoencoder", dataclasses.replace(entry, build_model=build))
     started = time.perf_counter()
     with pytest.raises(CheckpointError, match=r"config\.toml does not match .*100000000"):
         seqae.load(run)

@@ -10,8 +10,8 @@ import seqae
 from seqae.cli import main
 from seqae.datasets.base import DataError
 from seqae.evaluation.sentences import read_task, retrieval
-from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
-from seqae.models.skip_thought import SkipThought, SkipThoughtConfig
+from seqae.families.quick_thought.model import QuickThought, QuickThoughtConfig
+from seqae.families.skip_thought.model import SkipThought, SkipThoughtConfig
 from seqae.nn.encoders import BagOfNgramsEncoder, TransformerSentenceEncoder
 
 from tiny import TINY_QT, book_corpus, write_recipe
@@ -288,7 +288,7 @@ def test_encoder_options_that_do_not_fit_are_named(tmp_path, corpus_dir):
 def test_embed_init_scales_the_initial_word_embeddings_only(encoder):
     """torch draws word embeddings from N(0, 1), so Adam's steps of about lr move them by a few per cent
     in a short run; ``embed_init`` sets their scale (the same draw, scaled: 1.0 reproduces older runs)."""
-    from seqae.models.sentence import SentenceEncoderConfig, build_encoder
+    from seqae.families.sentence_encoder import SentenceEncoderConfig, build_encoder
 
     readout = "mean" if encoder != "recurrent" else "last"
     torch.manual_seed(0)

@@ -163,7 +163,7 @@ def test_batches_of_several_runs_never_pair_sentences_across_runs(tmp_path):
     positions = np.array([0, 1, 2, 3, 10, 11, 4, 5])  # runs [0..3], [10, 11], [4, 5]: one chapter
     segment = source.collate(positions)["segment"]
     assert segment[0] == segment[3] and len({int(segment[0]), int(segment[4]), int(segment[6])}) == 3
-    from seqae.models.quick_thought import QuickThought, QuickThoughtConfig
+    from seqae.families.quick_thought.model import QuickThought, QuickThoughtConfig
 
     target = QuickThought(QuickThoughtConfig(vocab_size=100, embed_dim=4, hidden=4)).targets(segment)
     # 3 pairs inside the first run (both directions), one in each of the other two; none across runs
@@ -219,7 +219,7 @@ def test_a_document_with_no_held_out_sentence_is_reported(tmp_path, capsys):
     """A book whose headings are not recognised is one chapter; if that chapter is not held out, the
     held-out tasks silently skip the whole book. It is named on stderr."""
     from seqae.datasets.text import held_out
-    from seqae.families import report_uncovered_documents
+    from seqae.families.text import report_uncovered_documents
 
     (tmp_path / "corpus").mkdir()
     write_book(tmp_path / "corpus" / "chaptered.txt", 10, 5)

@@ -47,7 +47,7 @@ def test_resume_gives_the_same_losses_and_weights_as_an_uninterrupted_run(tiny_r
     overrides = {"model.noise": noise, "model.noise_level": 0.2}
     full = seqae.train(tiny_recipe, out=tmp_path / "full", overrides=overrides)
 
-    from seqae.models.autoencoder import Autoencoder
+    from seqae.families.autoencoder.model import Autoencoder
 
     original = Autoencoder.forward
     calls = {"n": 0}
@@ -95,7 +95,7 @@ def test_resume_with_a_different_recipe_is_refused(tiny_recipe, tmp_path):
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_recipe, tmp_path, monkeypatch):
-    from seqae.models.autoencoder import Autoencoder
+    from seqae.families.autoencoder.model import Autoencoder
 
     original = Autoencoder.forward
     calls = {"n": 0}

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from seqae.models.vae import VAE, VAEConfig
+from seqae.families.vae.model import VAE, VAEConfig
 
 
 def make(**kw):

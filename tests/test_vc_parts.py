@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from seqae.datasets.audio import SpeakerSegments, Utterance
-from seqae.evaluation.conversion import dtw_path, mcd_dtw, mel_cepstrum, plan_conversions
-from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
+from seqae.families.voice_conversion.evaluate import dtw_path, mcd_dtw, mel_cepstrum, plan_conversions
+from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
 from seqae.nn.norm import AdaIN, instance_norm
 
 # -- parts -----------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def test_speaker_loss_classifies_the_reference_speaker_vector():
 
 
 def test_statistics_pooling_gives_the_speaker_vector_each_channels_spread_over_real_frames():
-    from seqae.models.voice_conversion import SpeakerEncoder
+    from seqae.families.voice_conversion.model import SpeakerEncoder
 
     torch.manual_seed(0)
     encoder = SpeakerEncoder(VoiceConversionConfig(input_dim=6, channels=8, blocks=2, speaker_dim=5, speaker_pooling="mean_std"))

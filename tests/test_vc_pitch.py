@@ -11,7 +11,7 @@ import seqae
 from seqae.audio import PitchTrack
 from seqae.cli import main
 from seqae.datasets.audio import SpeakerSegments
-from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
+from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
 
 from tiny import PHONES, RATE, TINY_VC, voiced, write_recipe
 
@@ -147,7 +147,7 @@ def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(vc_corpus
 
 def test_the_source_filter_decoder_draws_its_fine_structure_only_from_the_harmonic_templates():
     from seqae.audio import MelConfig
-    from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
+    from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
 
     torch.manual_seed(0)
     config = VoiceConversionConfig(input_dim=40, channels=16, blocks=1, content_dim=8, speaker_dim=16, pitch="source_filter",
@@ -219,7 +219,7 @@ def test_envelope_smoothing_settings_are_checked():
 
 def test_a_pitch_adaptive_decoder_smooths_each_frame_at_its_own_pitch():
     from seqae.audio import MelConfig, pitch_adaptive_smoothers
-    from seqae.models.voice_conversion import VoiceConversion, VoiceConversionConfig
+    from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
 
     torch.manual_seed(0)
     mel = MelConfig(sample_rate=RATE, n_mels=40)

@@ -5,7 +5,7 @@ import torch
 import seqae
 from seqae.cli import main
 from seqae.config import ConfigError, load_recipe
-from seqae.models.vqvae import VQVAE, VQVAEConfig
+from seqae.families.vqvae.model import VQVAE, VQVAEConfig
 
 from conftest import write_recipe
 

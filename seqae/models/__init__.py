@@ -1,15 +1,7 @@
-"""One module per family; each model is an ``nn.Module`` built from :mod:`seqae.nn` parts."""
+"""The contract between a model and the Trainer (:mod:`seqae.models.base`): ``model(batch)`` returns a
+:class:`ModelOutput`; a model may train in stages of phases. The models themselves live in their
+families' folders (:mod:`seqae.families`)."""
 
-from seqae.models.autoencoder import Autoencoder, AutoencoderConfig
 from seqae.models.base import ModelOutput, Phase, Stage
-from seqae.models.vae import VAE, VAEConfig
 
-
-def get_family(name, where="recipe"):
-    """The registry entry of a family (see :mod:`seqae.families`)."""
-    from seqae.families import get_family as lookup
-
-    return lookup(name, where)
-
-
-__all__ = ["Autoencoder", "AutoencoderConfig", "VAE", "VAEConfig", "ModelOutput", "Phase", "Stage", "get_family"]
+__all__ = ["ModelOutput", "Phase", "Stage"]

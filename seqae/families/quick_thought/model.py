@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from seqae.config import ConfigError
+from seqae.families.sentence_encoder import SentenceEmbedder, SentenceEncoderConfig, build_encoder
 from seqae.models.base import ModelOutput
-from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
 from seqae.nn.distributed import ddp_active, distributed_mean, gather_rows
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqae.families.sentence_encoder import SentenceEmbedder, SentenceEncoderConfig, build_encoder
 from seqae.models.base import ModelOutput
-from seqae.models.sentence import SentenceEmbedder, SentenceEncoderConfig, build_encoder
 from seqae.nn.distributed import distributed_mean
 from seqae.nn.encoders import length_groups
 

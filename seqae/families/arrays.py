@@ -1,0 +1,125 @@
+"""Parts the array families share (autoencoder, vae, and vqvae on images): data preparation, inputs from
+files, codes, anomaly scores, and the reconstruction and code-map figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqae.config import ConfigError, Recipe
+from seqae.datasets.arrays import ArraySource, build_splits, read_input
+from seqae.datasets.base import fingerprint
+from seqae.evaluation.arrays import corrupt_like
+from seqae.families.base import Prepared
+
+
+def prepare_arrays(recipe: Recipe) -> Prepared:
+    train, test, data = build_splits(recipe.data)
+    recipe.data.scale = data.scale
+    recipe.data.image_shape = list(data.image_shape)
+    width = data.x.shape[1]
+    classes = getattr(recipe.model, "num_classes", 0)
+    if classes:
+        if data.y is None:
+            raise ConfigError(f"{recipe.source}: model.num_classes = {classes} needs labelled data (data.labels, or 'y' in the .npz)")
+        if data.y.min() < 0 or data.y.max() >= classes:
+            raise ConfigError(
+                f"{recipe.source}: labels range over {int(data.y.min())}..{int(data.y.max())}, "
+                f"but model.num_classes = {classes} allows 0..{classes - 1}"
+            )
+    if recipe.model.input_dim == 0:
+        recipe.model.input_dim = width
+    elif recipe.model.input_dim != width:
+        raise ConfigError(
+            f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but the data has {width} features"
+        )
+    labels = data.y if data.y is not None else "no labels"
+    return Prepared(train, test, data, fingerprint=fingerprint(data.x, labels), data_name=str(recipe.data.source))
+
+
+def prepare_images(recipe: Recipe) -> Prepared:
+    prepared = prepare_arrays(recipe)
+    shape = recipe.data.image_shape
+    if len(shape) != 2:
+        raise ConfigError(f"{recipe.source}: the vqvae family needs images; the data's example shape is {shape}")
+    if not recipe.model.image_shape:
+        recipe.model.image_shape = list(shape)
+    return prepared
+
+
+def array_inputs(model: nn.Module, recipe: Recipe, path: Path) -> torch.Tensor:
+    from seqae.datasets.arrays import ArrayDataConfig
+
+    if not isinstance(recipe.data, ArrayDataConfig):
+        raise ConfigError(f"{path}: this command takes array input; the model was trained on {type(recipe.data).__name__}")
+    x = read_input(path, recipe.data.scale, recipe.model.input_dim)
+    return torch.from_numpy(x).to(next(model.parameters()).device)
+
+
+@torch.no_grad()
+def array_codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
+    """Codes ``(examples, code_dim)``: the code layer (autoencoder) or the posterior mean (vae)."""
+    model.eval()
+    x = array_inputs(model, recipe, path)
+    codes = model.encode(x)
+    if isinstance(codes, tuple):
+        codes = codes[0]
+    return codes.cpu().numpy()
+
+
+@torch.no_grad()
+def array_scores(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
+    """Anomaly scores ``(examples,)``: the per-example reconstruction error."""
+    model.eval()
+    return model.reconstruction_error(array_inputs(model, recipe, path)).cpu().numpy()
+
+
+def splits(prepared: Prepared) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """``(train_x, train_y, test_x, test_y)`` of prepared arrays (labels ``None`` where there are none)."""
+    train, test = prepared.train, prepared.test
+    assert isinstance(train, ArraySource) and isinstance(test, ArraySource)
+    return (train.x.numpy(), None if train.y is None else train.y.numpy(),
+            test.x.numpy(), None if test.y is None else test.y.numpy())
+
+
+def figure_picks(test_y: np.ndarray | None, n: int) -> list[int]:
+    """Ten test examples: one of each label first where labels exist, so a figure shows the whole range."""
+    if test_y is None:
+        return list(range(min(10, n)))
+    picks = [int(np.flatnonzero(test_y == c)[0]) for c in np.unique(test_y)][:10]
+    return picks + [i for i in range(n) if i not in picks][: 10 - len(picks)]
+
+
+@torch.no_grad()
+def reconstruction_figure(model: nn.Module, recipe: Recipe, test_x: np.ndarray, picks: list[int], out_dir: Path) -> Path:
+    """Originals and reconstructions of the picked test examples (with the noisy inputs of a denoising model)."""
+    from seqae import plots
+
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.from_numpy(test_x[picks])
+    rows, labels = [x.numpy()], ["original"]
+    if getattr(model.config, "noise", "none") != "none" and model.config.noise_level > 0:
+        noisy = corrupt_like(model, x, recipe.eval.noise_seed)
+        rows += [noisy.clamp(0, 1).numpy(), model.reconstruct(noisy.to(device)).cpu().numpy()]
+        labels += ["noisy", "denoised"]
+    else:
+        rows.append(model.reconstruct(x.to(device)).cpu().numpy())
+        labels.append("reconstruction")
+    return plots.image_rows(rows, labels, tuple(recipe.data.image_shape), out_dir / "reconstructions.png", "test split")
+
+
+@torch.no_grad()
+def code_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
+    """The reconstructions and a map of the test split's codes (autoencoder; the posterior mean for a VAE)."""
+    from seqae import plots
+
+    _, _, test_x, test_y = splits(prepared)
+    paths = [reconstruction_figure(model, recipe, test_x, figure_picks(test_y, len(test_x)), out_dir)]
+    codes = model.encode(torch.from_numpy(test_x).to(next(model.parameters()).device))
+    codes = (codes[0] if isinstance(codes, tuple) else codes).cpu().numpy()
+    paths.append(plots.code_map(codes, test_y, out_dir / "code_map.png"))
+    return paths

@@ -1,0 +1,81 @@
+"""What every family provides (:class:`Family`) and what its data preparation returns (:class:`Prepared`),
+with the helpers several families share for reading evaluation manifests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from seqae.config import ConfigError, Recipe
+from seqae.datasets.audio import list_utterances
+from seqae.datasets.base import BatchSource
+
+
+@dataclass
+class Prepared:
+    """The data of a recipe, ready for the Trainer and the evaluation."""
+
+    train: BatchSource
+    test: BatchSource
+    extra: Any = None
+    run_files: dict[str, Path] = field(default_factory=dict)  # copied into the run directory (tokenizer.json)
+    fingerprint: str = ""  # of the data read; recorded in run.json, checked on resume and evaluation
+    data_name: str = ""  # the data's file or folder, for messages
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command a family adds to ``seqae`` (``seqae convert``): its name, help line, a function adding
+    its arguments to an ``argparse`` parser, and one running it (``run(args) -> exit status``)."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[Any], None]
+    run: Callable[[Any], int]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything about one family that the Trainer, the API and the command line use."""
+
+    name: str
+    model_config: type
+    data_config: type
+    eval_config: type
+    prepare: Callable[[Recipe], Prepared]  # loads data and fills inferred fields (input_dim, scale) in the recipe
+    build_model: Callable[[Recipe], nn.Module]
+    evaluate: Callable[..., dict[str, Any]]  # (model, recipe, prepared, **options)
+    figures: Callable[[nn.Module, Recipe, Prepared, Path], list[Path]]
+    codes: Callable[[nn.Module, Recipe, Path], np.ndarray]
+    scores: Callable[[nn.Module, Recipe, Path], np.ndarray] | None = None
+    data_config_for: Callable[[Any], type] | None = None  # when [data] depends on [model] (vqvae: images or mel)
+    on_load: Callable[[nn.Module, Recipe, Path], None] | None = None  # attach run files (the tokenizer)
+    eval_needs_training_data: bool = True  # False: evaluate/figures get prepared=None (they read their own manifests)
+    eval_options: tuple[str, ...] = ()  # what evaluate takes beyond the recipe: "tasks" (--task), "manifest" (--manifest)
+    code_kinds: tuple[str, ...] = ()  # the choices of `codes(..., kind=)`, the first the default (seqae codes --kind)
+    codes_by_file: Callable[[nn.Module, Recipe, Path], dict[str, np.ndarray]] | None = None  # `seqae codes -o X.npz`
+    commands: tuple[Command, ...] = ()  # commands the family adds to `seqae`
+    embeds: bool = False  # a sentence encoder: `seqae embed` and `seqae search` instead of `seqae codes`
+
+
+def resolve_manifests(recipe: Recipe, manifest: str | list[str] | None) -> list[Path]:
+    """``--manifest`` (one or several), else the recipe's ``eval.manifest`` (and ``eval.unseen_manifest``),
+    else ``data.test_source``."""
+    if isinstance(manifest, (str, Path)):
+        manifest = [manifest]
+    chosen = list(manifest or [])
+    if not chosen:
+        chosen = [m for m in (recipe.eval.manifest, getattr(recipe.eval, "unseen_manifest", "")) if m] or (
+            [recipe.data.test_source] if recipe.data.test_source else [])
+    if not chosen:
+        raise ConfigError("no manifest to evaluate on: pass --manifest test.jsonl (or set eval.manifest)")
+    return [Path(m) for m in chosen]
+
+
+def manifest_utterances(paths: list[Path]):
+    return [u for path in paths for u in list_utterances(path)]

@@ -1,0 +1,1 @@
+"""Skip-thought (Kiros et al. 2015): an encoder whose vector two decoders turn into the neighbouring sentences."""

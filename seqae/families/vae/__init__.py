@@ -1,0 +1,1 @@
+"""The variational autoencoder family (Gaussian latent, Bernoulli or Gaussian decoder)."""

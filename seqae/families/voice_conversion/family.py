@@ -1,0 +1,133 @@
+"""The voice-conversion family's registry entry (AdaIN-VC and the adversarial variant)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqae.config import ConfigError, Recipe
+from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig, log_mels_and_pitch
+from seqae.datasets.base import DataError, utterances_fingerprint
+from seqae.families.base import Command, Family, Prepared, manifest_utterances, resolve_manifests
+from seqae.families.voice_conversion import convert
+from seqae.families.voice_conversion.convert import convert_mel
+from seqae.families.voice_conversion.evaluate import ConversionEvalConfig
+from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
+
+
+def prepare(recipe: Recipe) -> Prepared:
+    """Log-mel segments with speakers and same-speaker references; fills ``model.input_dim`` and
+    ``model.speakers`` (the training speakers, sorted)."""
+    from seqae.datasets.audio import SpeakerSegments, train_and_test_mels, train_and_test_utterances
+
+    config = recipe.data
+    train_utts, test_utts = train_and_test_utterances(config)
+    for u in train_utts + test_utts:
+        if not u.speaker:
+            raise DataError(f"{u.where}: no \"speaker\"; voice conversion trains on utterances labelled with their speaker")
+    names = sorted({u.speaker for u in train_utts})
+    if len(names) < 2:
+        raise DataError(f"{config.source}: {len(names)} speaker(s); voice conversion needs at least 2 training speakers")
+    if recipe.model.speakers and recipe.model.speakers != names:
+        raise ConfigError(f"{recipe.source}: model.speakers does not match the training data's speakers ({len(names)} found)")
+    recipe.model.speakers = names
+    if recipe.model.input_dim not in (0, config.n_mels):
+        raise ConfigError(f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but data.n_mels = {config.n_mels}")
+    recipe.model.input_dim = config.n_mels
+    if recipe.model.content_input == "envelope" and recipe.model.envelope_coefficients > config.n_mels:
+        raise ConfigError(f"{recipe.source}: model.envelope_coefficients = {recipe.model.envelope_coefficients} is more than "
+                          f"data.n_mels = {config.n_mels}")
+    test_utts = [u for u in test_utts if u.speaker in names]  # the evaluation loss: training speakers only
+    if not test_utts:
+        raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
+    train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts, recipe.model.pitch != "none")
+    index = {n: i for i, n in enumerate(names)}
+    train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
+                            config.mel_mean, config.mel_std, f"{config.source} (train)", config.reference_windows, train_pitch)
+    test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
+                           config.mel_mean, config.mel_std, f"{config.test_source or config.source} (test)", config.reference_windows,
+                           test_pitch)
+    return Prepared(train, test, {"train": train_utts, "test": test_utts},
+                    fingerprint=utterances_fingerprint(train_utts + test_utts), data_name=str(config.source))
+
+
+def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared | None, manifest=None, **options) -> dict[str, Any]:
+    from seqae.families.voice_conversion.evaluate import evaluate_conversion
+
+    paths = resolve_manifests(recipe, manifest)
+    utterances = manifest_utterances(paths)
+    data = recipe.data
+    mels, pitch = log_mels_and_pitch(utterances, data.mel(), "log-mel (evaluation)", model.config.pitch != "none")
+    model.eval()
+    result: dict[str, Any] = {"manifest": ", ".join(map(str, paths)), "utterances": len(utterances), "method": model.config.method}
+    result.update(evaluate_conversion(
+        utterances, [m.numpy() for m in mels], data.normalise, data.denormalise,
+        model, data.hop_length / data.sample_rate, recipe.eval, pitch,
+    ))
+    return result
+
+
+@torch.no_grad()
+def figures(model: nn.Module, recipe: Recipe, prepared: Prepared | None, out_dir: Path) -> list[Path]:
+    """A conversion (source, target reference, converted) and, for AdaIN-VC, a map of the speaker codes
+    of the evaluation manifests (seen and unseen speakers)."""
+    from seqae import plots
+
+    model.eval()
+    data = recipe.data
+    device = next(model.parameters()).device
+    utterances = manifest_utterances(resolve_manifests(recipe, None))
+    speakers = sorted({u.speaker for u in utterances})
+    picked = []
+    for name in speakers:  # up to 6 utterances of each speaker, for the map
+        picked += [u for u in utterances if u.speaker == name][:6]
+    mels, pitch = log_mels_and_pitch(picked, data.mel(), "log-mel", model.config.pitch != "none")
+    mels = [data.normalise(m) for m in mels]
+    source = mels[0]
+    target_index = next(i for i, u in enumerate(picked)
+                        if u.speaker != picked[0].speaker and (model.config.method == "adain" or u.speaker in model.config.speakers))
+    references = [mels[target_index]] if model.config.method == "adain" else None
+    tracks = None if pitch is None else [pitch[0], pitch[target_index]]
+    converted = convert_mel(model, source, references, picked[target_index].speaker, tracks, recipe.eval.pitch_range)
+    hop = data.hop_length / data.sample_rate
+    paths = [plots.spectrograms(
+        [data.denormalise(m).numpy() for m in (source, mels[target_index], converted)],
+        [f"source: {picked[0].speaker}", f"target reference: {picked[target_index].speaker}", "converted"],
+        out_dir / "conversion.png", hop_seconds=hop)]
+    if model.config.method == "adain":
+        codes = np.stack([model.speaker_code(m[None].to(device))[0].cpu().numpy() for m in mels])
+        labels = np.array([speakers.index(u.speaker) for u in picked])
+        unseen = {n for n in speakers if n not in model.config.speakers}
+        paths.append(plots.speaker_map(codes, labels, speakers, unseen, out_dir / "speaker_map.png",
+                                       title="speaker codes of held-out sentences"))
+    return paths
+
+
+@torch.no_grad()
+def codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "content") -> np.ndarray:
+    """Codes of one audio file: the content code ``(frames, content_dim)`` or the speaker code ``(speaker_dim,)``."""
+    from seqae.audio import LogMel
+    from seqae.datasets.audio import read_audio
+
+    if kind not in ("content", "speaker"):
+        raise ConfigError(f"--kind {kind}: a voice_conversion run has the codes 'content' and 'speaker'")
+    model.eval()
+    data = recipe.data
+    wave = read_audio(path, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
+    mel = data.normalise(LogMel(data.mel())(wave)[0])
+    x = mel[None].to(next(model.parameters()).device)
+    if kind == "speaker":
+        return model.speaker_code(x)[0].cpu().numpy()
+    return model.content(x)[0].t().cpu().numpy()
+
+
+FAMILY = Family(
+    "voice_conversion", VoiceConversionConfig, AudioDataConfig, ConversionEvalConfig,
+    prepare, lambda r: VoiceConversion(r.model, r.data.mel()), evaluate, figures, codes,
+    eval_needs_training_data=False, code_kinds=("content", "speaker"), eval_options=("manifest",),
+    commands=(Command("convert", "voice conversion: SOURCE's words in the voice of TARGET", convert.add_arguments, convert.run),),
+)

@@ -1,0 +1,48 @@
+"""The registry of model families: a table of names to ``"module:attribute"`` strings, each naming the
+:class:`~seqae.families.base.Family` that holds everything about one family (its config classes, data
+preparation, model, evaluation, figures, codes and commands).
+
+The table is read lazily: a family's folder is imported the first time its name is looked up, so the
+modules below the families (the recipe reader among them) never import a family. Adding a family is one
+folder under ``seqae/families/`` and one line here (``docs/DESIGN.md``, "Adding a family").
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from seqae.errors import ConfigError
+
+FAMILIES: dict[str, str] = {
+    "autoencoder": "seqae.families.autoencoder.family:FAMILY",
+    "vae": "seqae.families.vae.family:FAMILY",
+    "vqvae": "seqae.families.vqvae.family:FAMILY",
+    "cpc": "seqae.families.cpc.family:FAMILY",
+    "voice_conversion": "seqae.families.voice_conversion.family:FAMILY",
+    "quick_thought": "seqae.families.quick_thought.family:FAMILY",
+    "skip_thought": "seqae.families.skip_thought.family:FAMILY",
+}
+
+_loaded: dict[str, Any] = {}
+
+
+def family_names() -> list[str]:
+    """Every registered family, in the table's order."""
+    return list(FAMILIES)
+
+
+def get_family(name: Any, where: str = "recipe") -> Any:
+    """The family registered as ``name`` (imported on first use); a :class:`ConfigError` naming
+    ``where`` and the known families otherwise."""
+    if not isinstance(name, str) or name not in FAMILIES:
+        raise ConfigError(f"{where}: model.family = {name!r} is not one of: {', '.join(FAMILIES)}")
+    if name not in _loaded:
+        module, attribute = FAMILIES[name].split(":")
+        _loaded[name] = getattr(importlib.import_module(module), attribute)
+    return _loaded[name]
+
+
+def all_families() -> list[Any]:
+    """Every registered family, loaded (the command line collects their commands and code kinds)."""
+    return [get_family(name) for name in FAMILIES]
