@@ -16,7 +16,8 @@ from seqae.checkpoint import CheckpointError
 from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_recipe, read_toml, recipe_from_dict
 from seqae.datasets.base import DataError
 from seqae.registry import get_family
-from seqae.train import Trainer, resolve_device, seed_everything
+from seqae.runtime import resolve_device, seed_everything
+from seqae.train import Trainer
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
 RESUMABLE_CHANGES = {"train.steps", "train.device", "train.log_every", "train.checkpoint_every", "train.eval_every"}

@@ -1,4 +1,4 @@
-"""Run directories: atomic writes, checkpoints, ownership, locking and validation.
+"""Run directories: checkpoints, ownership, locking and validation.
 
 A run directory holds ``run.json`` (what marks the folder as a seqae run: format, family, the data's
 fingerprint), ``config.toml`` (the resolved recipe), ``model.safetensors`` (weights, with the family
@@ -22,11 +22,9 @@ RNG states are stored as tensors and lists), and config files are TOML.
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
-import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from seqae.atomic import TMP_SUFFIX, CheckpointError, atomic_write, fsync_dir, write_tmp
 from seqae.faults import failpoint
 
 MODEL_FILE = "model.safetensors"
@@ -49,97 +48,7 @@ LOCK_FILE = ".seqae.lock"
 FORMAT = "seqae-1"  # the weights file's format tag (unchanged since the first release)
 STATE_FORMAT = "seqae-2"  # trainer state readable with weights_only=True (RNG states as tensors and lists)
 OLD_STATE_FORMATS = ("seqae-1",)  # numpy RNG state pickled as an ndarray: read with numpy's array constructors allowed
-TMP_SUFFIX = ".seqae-tmp"
 CHECKPOINT_TMP = (MODEL_FILE + ".tmp", STATE_FILE + ".tmp")
-
-
-class CheckpointError(RuntimeError):
-    """A run directory that cannot be used; the message names the file."""
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def create_exclusive(path: Path):
-    """Open a new file for writing; never through an existing file or a symbolic link."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    return os.fdopen(os.open(path, flags, 0o666), "wb")
-
-
-def write_tmp(path: Path, data: bytes, step: int | None = None, tmp: Path | None = None) -> Path:
-    """Write ``data`` completely to a new temporary file beside ``path`` and fsync it; returns its path.
-
-    ``tmp``: the temporary's name (checkpoints use ``path.tmp``, which :func:`recover` knows; a stale
-    one, seqae's own, is removed first); default a fresh ``.NAME.RANDOM.seqae-tmp``. Raises
-    CheckpointError on a full disk or an unwritable folder. ``step``: the checkpoint's step, for the
-    ``checkpoint_writing`` fault point (:mod:`seqae.faults`)."""
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; give a file name to write to (nothing was written)")
-    if tmp is None:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{TMP_SUFFIX}")
-    else:
-        try:
-            tmp.unlink()  # a leftover of seqae's own (a symbolic link is removed, not followed)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            raise CheckpointError(f"{tmp}: cannot replace ({err.strerror or err})") from None
-    try:
-        fh = create_exclusive(tmp)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: the folder {path.parent} does not exist") from None
-    except OSError as err:
-        raise CheckpointError(f"{path}: could not write ({err.strerror or err}); nothing was changed") from None
-    try:
-        with fh:
-            if step is not None:
-                fh.write(data[: len(data) // 2])
-                fh.flush()
-                failpoint("checkpoint_writing", step)
-                data = data[len(data) // 2 :]
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as err:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise CheckpointError(f"{path}: could not write ({err.strerror or err}); the previous version is intact") from None
-    return tmp
-
-
-def commit(tmp: Path, path: Path) -> None:
-    """Rename a complete temporary into place (a symbolic link at ``path`` is replaced, not followed)."""
-    try:
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        what = "is a folder" if err.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST) else (err.strerror or str(err))
-        raise CheckpointError(f"{path}: could not write ({what}); nothing was changed") from None
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
-
-    The data go to a new temporary beside ``path`` (created exclusively), which is fsynced and renamed.
-    A full disk, a folder at ``path`` or a missing folder is a :class:`CheckpointError` naming ``path``;
-    the old file is then intact and no temporary is left behind."""
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    commit(write_tmp(path, data), path)
-    fsync_dir(path.parent)
 
 
 def model_bytes(state_dict: dict[str, torch.Tensor], family: str, step: int) -> bytes:

@@ -15,7 +15,7 @@ from seqae.checkpoint import CheckpointError
 from seqae.config import ConfigError
 from seqae.datasets.base import DataError
 from seqae.registry import all_families, get_family
-from seqae.train import TrainingError
+from seqae.runtime import TrainingError
 
 USER_ERRORS = (ConfigError, CheckpointError, DataError, TrainingError)
 
@@ -23,7 +23,12 @@ USER_ERRORS = (ConfigError, CheckpointError, DataError, TrainingError)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqae", description=__doc__.strip() + " See README.md for recipes.")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_train, add_eval, add_plot, add_family_commands, add_search, add_data, add_outputs):
+        add(sub)
+    return parser
 
+
+def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a recipe into a run directory")
     p.add_argument("recipe", help="a recipe TOML file, e.g. recipes/ae_digits.toml")
     p.add_argument("--out", help="run directory (default: runs/<recipe name>)")
@@ -32,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
 
+
+def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run")
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
@@ -50,17 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.seen_references=5 (repeatable)")
     p.add_argument("--device", default="cpu")
 
+
+def add_plot(sub) -> None:
     p = sub.add_parser("plot", help="training curves and the family's figures as PNG")
     p.add_argument("run_dir")
     p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
     p.add_argument("--device", default="cpu")
 
+
+def add_family_commands(sub) -> None:
     for name, command in family_commands().items():
         p = sub.add_parser(name, help=command.help)
         p.add_argument("run_dir")
         command.add_arguments(p)
         p.add_argument("--device", default="cpu")
 
+
+def add_search(sub) -> None:
     p = sub.add_parser("search", help="sentence encoders: the sentences of a collection nearest to each query")
     p.add_argument("run_dir")
     p.add_argument("--corpus", required=True, metavar="FILE", help="the collection, one sentence per line")
@@ -71,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per query on stdout")
     p.add_argument("--device", default="cpu")
 
+
+def add_data(sub) -> None:
     p = sub.add_parser("data", help="build data sets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("speech", help="synthesise a multi-speaker speech corpus with phone alignments (espeak-ng)")
@@ -86,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--distinct-timbres", action="store_true",
                    help="every voice a different variant or pitch (accent at random): no two speakers differ by accent alone")
 
+
+def add_outputs(sub) -> None:
     for name, what in (("codes", "codes of new input"), ("score", "anomaly scores (reconstruction error) of new input"),
                        ("embed", "sentence embeddings of a text file (one sentence per line)")):
         p = sub.add_parser(name, help=f"write the {what} to a .npy file")
@@ -99,7 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="which code, by family (the first the default): "
                                 + "; ".join(f"{name}: {', '.join(ks)}" for name, ks in kinds.items()))
         p.add_argument("--device", default="cpu")
-    return parser
 
 
 def family_commands() -> dict:
@@ -127,72 +143,80 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "train":
-        run_dir = api.train(args.recipe, out=args.out, overrides=args.overrides, resume=args.resume, device=args.device)
-        if not checkpoint.read_trainer_state(Path(run_dir) / checkpoint.STATE_FILE).get("finished", True):
-            return 130  # interrupted (Ctrl-C): the checkpoint is saved and the Trainer said how to resume
-        if api.is_main_process():
-            print(f"trained: {run_dir}  (next: seqae eval {run_dir}; seqae plot {run_dir})", file=sys.stderr)
-        return 0
-    if args.command == "eval":
-        result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None,
-                              overrides=args.overrides or None, senteval=args.senteval, senteval_tasks=args.senteval_tasks)
-        table = result.pop("senteval_table", None)
-        if args.json:
-            # NaN and infinity are not JSON: they are written as null
-            clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
-            print(json.dumps(clean, allow_nan=False))
-        else:
-            width = max(len(k) for k in result)
-            for key, value in result.items():
-                shown = f"{value:.6g}" if isinstance(value, float) else value
-                print(f"{key:<{width}}  {shown}")
-            if table:
-                print("\n" + table)
-        return 0
-    if args.command == "plot":
-        for path in api.plot(args.run_dir, args.out, device=args.device):
-            print(path)
-        return 0
+    handlers = {"train": train, "eval": evaluate, "plot": plot, "data": make_speech_data, "search": search,
+                "codes": write_output, "score": write_output, "embed": write_output}
     if args.command in family_commands():
         return run_family_command(args)
-    if args.command == "data":
-        return make_speech_data(args)
-    if args.command in ("codes", "score", "embed"):
-        check_output(args.output)
-        model = api.load(args.run_dir, device=args.device)
-        family = get_family(model.recipe.family)
-        if (args.command == "embed") != family.embeds:
-            hint = "seqae embed" if family.embeds else "seqae codes"
-            raise ConfigError(f"{args.run_dir}: a '{family.name}' run; use {hint}")
-        fn = family.scores if args.command == "score" else family.codes
-        if fn is None:
-            raise ConfigError(f"{args.run_dir}: family '{family.name}' has no '{args.command}' output")
-        by_file = None
-        if args.command == "codes" and args.output.endswith(".npz") and family.codes_by_file is not None:
-            by_file = family.codes_by_file(model, model.recipe, Path(args.input))
-        if by_file is not None:
-            by_file = {k: check_finite(v, k) for k, v in by_file.items()}
-            buffer = io.BytesIO()
-            np.savez(buffer, **by_file)
-            checkpoint.atomic_write(Path(args.output), buffer.getvalue())
-            print(f"{args.output}: codes of {len(by_file)} utterances", file=sys.stderr)
-            return 0
-        extra = {}
-        if args.command == "codes" and args.kind is not None:
-            kinds = family.code_kinds
-            if args.kind not in kinds:
-                raise ConfigError(
-                    f"--kind {args.kind}: a '{family.name}' run has " + (f"the kinds {', '.join(kinds)}" if kinds else "no code kinds")
-                )
-            extra = {"kind": args.kind}
-        array = check_finite(fn(model, model.recipe, Path(args.input), **extra), args.input)
-        save_npy(Path(args.output), array)
-        print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)
+    return handlers[args.command](args)
+
+
+def train(args: argparse.Namespace) -> int:
+    run_dir = api.train(args.recipe, out=args.out, overrides=args.overrides, resume=args.resume, device=args.device)
+    if not checkpoint.read_trainer_state(Path(run_dir) / checkpoint.STATE_FILE).get("finished", True):
+        return 130  # interrupted (Ctrl-C): the checkpoint is saved and the Trainer said how to resume
+    if api.is_main_process():
+        print(f"trained: {run_dir}  (next: seqae eval {run_dir}; seqae plot {run_dir})", file=sys.stderr)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None,
+                          overrides=args.overrides or None, senteval=args.senteval, senteval_tasks=args.senteval_tasks)
+    table = result.pop("senteval_table", None)
+    if args.json:
+        # NaN and infinity are not JSON: they are written as null
+        clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
+        print(json.dumps(clean, allow_nan=False))
         return 0
-    if args.command == "search":
-        return search(args)
-    raise AssertionError(args.command)
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        shown = f"{value:.6g}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+    if table:
+        print("\n" + table)
+    return 0
+
+
+def plot(args: argparse.Namespace) -> int:
+    for path in api.plot(args.run_dir, args.out, device=args.device):
+        print(path)
+    return 0
+
+
+def write_output(args: argparse.Namespace) -> int:
+    """``seqae codes``, ``score`` and ``embed``: the family's function of the input, written to -o."""
+    check_output(args.output)
+    model = api.load(args.run_dir, device=args.device)
+    family = get_family(model.recipe.family)
+    if (args.command == "embed") != family.embeds:
+        hint = "seqae embed" if family.embeds else "seqae codes"
+        raise ConfigError(f"{args.run_dir}: a '{family.name}' run; use {hint}")
+    fn = family.scores if args.command == "score" else family.codes
+    if fn is None:
+        raise ConfigError(f"{args.run_dir}: family '{family.name}' has no '{args.command}' output")
+    if args.command == "codes" and args.output.endswith(".npz") and family.codes_by_file is not None:
+        by_file = family.codes_by_file(model, model.recipe, Path(args.input))
+        if by_file is not None:
+            return save_npz(Path(args.output), {k: check_finite(v, k) for k, v in by_file.items()})
+    extra = {}
+    if args.command == "codes" and args.kind is not None:
+        kinds = family.code_kinds
+        if args.kind not in kinds:
+            have = f"the kinds {', '.join(kinds)}" if kinds else "no code kinds"
+            raise ConfigError(f"--kind {args.kind}: a '{family.name}' run has {have}")
+        extra = {"kind": args.kind}
+    array = check_finite(fn(model, model.recipe, Path(args.input), **extra), args.input)
+    save_npy(Path(args.output), array)
+    print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)
+    return 0
+
+
+def save_npz(path: Path, arrays: dict) -> int:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    checkpoint.atomic_write(path, buffer.getvalue())
+    print(f"{path}: codes of {len(arrays)} utterances", file=sys.stderr)
+    return 0
 
 
 def search(args: argparse.Namespace) -> int:

@@ -11,14 +11,10 @@ data parallelism (only rank 0 writes), and a stop with a clear message when the 
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import signal
 import sys
-import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,87 +29,17 @@ from seqae.config import TrainConfig
 from seqae.datasets.base import BatchSource
 from seqae.faults import failpoint
 from seqae.models.base import Stage, training_plan
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN loss, say); the message says why and what was kept."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} asked for, but CUDA is not available on this machine")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def lr_factor(step: int, total: int, config: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine (or linear) decay to ``min_lr_ratio`` at ``total``."""
-    warmup = min(config.warmup_steps, max(total - 1, 0))
-    if step < warmup:
-        return (step + 1) / warmup
-    if config.schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if config.schedule == "linear":
-        shape = 1.0 - progress
-    else:
-        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * shape
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str) -> DistInfo:
-    """Join the process group that ``torchrun`` describes in the environment (if any)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device_name in ("auto",) or device_name.startswith("cuda")
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return DistInfo(rank, world, local_rank)
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def to_float(value: Any) -> float:
-    return float(value.detach().float().item()) if torch.is_tensor(value) else float(value)
+from seqae.runtime import (
+    LogWindow,
+    TrainingError,
+    init_distributed,
+    lr_factor,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    to_float,
+)
 
 
 class Trainer:
@@ -335,52 +261,101 @@ class Trainer:
             raise KeyboardInterrupt
         self.stop_requested = True
 
+    def restore(self, state: dict[str, Any] | None, optimizers, schedulers, stage_index: int) -> None:
+        """Optimizer, scheduler and RNG states of a resumed run (metrics past its checkpoint dropped);
+        a fresh run starts a new metrics log."""
+        metrics = self.run_dir / checkpoint.METRICS_FILE
+        if state is None:
+            if metrics.exists() and self.dist.is_main:
+                metrics.unlink()
+            return
+        if self.dist.is_main:
+            checkpoint.truncate_metrics(self.run_dir, self.step)
+        if state.get("stage") == stage_index and self.step < self.total_steps:
+            for name, opt in optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+                schedulers[name].load_state_dict(state["schedulers"][name])
+        per_rank = state.get("rng_per_rank") or [state["rng"]]
+        if len(per_rank) != self.dist.world:
+            raise checkpoint.CheckpointError(
+                f"{self.run_dir}: saved by {len(per_rank)} process(es), resumed with {self.dist.world}; "
+                "resume with the same number of processes"
+            )
+        set_rng_state(checkpoint.rng_from_storable(per_rank[self.dist.rank]), self.device)
+
+    def forward_backward(self, module, micro: list, prefix: str, autocast) -> dict[str, float]:
+        """One phase's forward and backward over the micro-batches (gradients summed, DDP synchronised on
+        the last); the loss and metrics averaged over them."""
+        metrics: dict[str, float] = {}
+        for i, batch in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = nullcontext() if (last or self.ddp is None) else self.ddp.no_sync()
+            with sync:
+                with autocast:
+                    out = module(batch)
+                loss = out.loss
+                if not torch.isfinite(loss.detach()).item():
+                    self.fail(f"the loss became {to_float(loss)} at step {self.step + 1}")
+                (loss / len(micro)).backward()
+            metrics[f"{prefix}loss"] = metrics.get(f"{prefix}loss", 0.0) + to_float(loss) / len(micro)
+            for k, v in out.metrics.items():
+                metrics[prefix + k] = metrics.get(prefix + k, 0.0) + to_float(v) / len(micro)
+        return metrics
+
+    def train_step(self, stage: Stage, optimizers, schedulers, module, autocast) -> dict[str, float]:
+        """One optimizer step of every phase of ``stage`` on the next global batch; its metrics."""
+        micro = self.micro_batches(self.next_global_batch())
+        step_metrics: dict[str, float] = {}
+        for phase in stage.phases:
+            if hasattr(self.model, "set_phase"):
+                self.model.set_phase(stage.name, phase.name)
+            opt = optimizers[phase.name]
+            opt.zero_grad(set_to_none=True)
+            prefix = "" if len(stage.phases) == 1 else f"{phase.name}_"
+            step_metrics.update(self.forward_backward(module, micro, prefix, autocast))
+            failpoint("step", self.step + 1)
+            params = [p for g in opt.param_groups for p in g["params"]]
+            clip = self.config.grad_clip if self.config.grad_clip > 0 else float("inf")
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            if not torch.isfinite(norm).item():
+                self.fail(f"the gradient norm became {to_float(norm)} at step {self.step + 1}")
+            opt.step()
+            schedulers[phase.name].step()
+        return step_metrics
+
+    def log_window(self, window: LogWindow, stage: Stage, schedulers, bar) -> dict[str, Any]:
+        """The averaged metrics of the steps since the last log line, written to metrics.jsonl."""
+        averaged = self.average_across_ranks(window.means())
+        record: dict[str, Any] = {"step": self.step, "stage": stage.name}
+        if "loss" not in averaged and len(stage.phases) > 1:
+            record["loss"] = averaged.get(f"{stage.phases[-1].name}_loss")
+        record.update(averaged)
+        record["lr"] = schedulers[stage.phases[0].name].get_last_lr()[0]
+        record["samples_per_s"] = window.samples_per_second()
+        self.log(record)
+        bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}", samples_s=f"{record['samples_per_s']:.0f}")
+        window.reset()
+        return record
+
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train to ``config.steps``; returns the last logged record."""
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = self.resume() if resume else None
-        if state is None and (self.run_dir / checkpoint.METRICS_FILE).exists() and self.dist.is_main:
-            (self.run_dir / checkpoint.METRICS_FILE).unlink()
-        if state is not None and self.dist.is_main:
-            checkpoint.truncate_metrics(self.run_dir, self.step)
         stage_index, _ = self.stage_at(self.step)
         optimizers, schedulers = self.make_optimizers(self.stages[stage_index])
-        if state is not None and state.get("stage") == stage_index and self.step < self.total_steps:
-            for name, opt in optimizers.items():
-                opt.load_state_dict(state["optimizers"][name])
-                schedulers[name].load_state_dict(state["schedulers"][name])
-        if state is not None:
-            per_rank = state.get("rng_per_rank") or [state["rng"]]
-            if len(per_rank) != self.dist.world:
-                raise checkpoint.CheckpointError(
-                    f"{self.run_dir}: saved by {len(per_rank)} process(es), resumed with {self.dist.world}; "
-                    "resume with the same number of processes"
-                )
-            set_rng_state(checkpoint.rng_from_storable(per_rank[self.dist.rank]), self.device)
+        self.restore(state, optimizers, schedulers, stage_index)
         if self.step >= self.total_steps:
             if self.dist.is_main:
                 print(f"{self.run_dir}: already at step {self.step} of {self.total_steps}; nothing to train", file=sys.stderr)
             return {"step": self.step, "already_finished": True}
-
         module = self.ddp if self.ddp is not None else self.model
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if c.precision == "bf16" else nullcontext()
-        )
-        show_bar = self.dist.is_main and sys.stdout.isatty()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not show_bar, dynamic_ncols=True, unit="step")
-        previous_handler = None
-        if self.dist.world == 1 and hasattr(signal, "SIGINT"):
-            try:
-                previous_handler = signal.signal(signal.SIGINT, self.request_stop)
-            except ValueError:  # not the main thread
-                previous_handler = None
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if c.precision == "bf16" else nullcontext()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.dist.is_main and sys.stdout.isatty()),
+                   dynamic_ncols=True, unit="step")
+        previous_handler = self.catch_interrupt()
         self.model.train()
-        sums: dict[str, float] = {}
-        n_logged = 0
-        samples = 0
-        t_last = time.perf_counter()
-        record: dict[str, Any] = {}
+        window, record = LogWindow(), {}
         try:
             while self.step < self.total_steps:
                 new_stage, _ = self.stage_at(self.step)
@@ -388,71 +363,34 @@ class Trainer:
                     stage_index = new_stage
                     optimizers, schedulers = self.make_optimizers(self.stages[stage_index])
                 stage = self.stages[stage_index]
-                micro = self.micro_batches(self.next_global_batch())
-                step_metrics: dict[str, float] = {}
-                for phase in stage.phases:
-                    if hasattr(self.model, "set_phase"):
-                        self.model.set_phase(stage.name, phase.name)
-                    opt = optimizers[phase.name]
-                    opt.zero_grad(set_to_none=True)
-                    for i, batch in enumerate(micro):
-                        last = i == len(micro) - 1
-                        sync = nullcontext() if (last or self.ddp is None) else self.ddp.no_sync()
-                        with sync:
-                            with autocast:
-                                out = module(batch)
-                            loss = out.loss
-                            if not torch.isfinite(loss.detach()).item():
-                                self.fail(f"the loss became {to_float(loss)} at step {self.step + 1}")
-                            (loss / len(micro)).backward()
-                        prefix = "" if len(stage.phases) == 1 else f"{phase.name}_"
-                        step_metrics[f"{prefix}loss"] = step_metrics.get(f"{prefix}loss", 0.0) + to_float(loss) / len(micro)
-                        for k, v in out.metrics.items():
-                            step_metrics[prefix + k] = step_metrics.get(prefix + k, 0.0) + to_float(v) / len(micro)
-                    failpoint("step", self.step + 1)
-                    params = [p for g in opt.param_groups for p in g["params"]]
-                    norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else float("inf"))
-                    if not torch.isfinite(norm).item():
-                        self.fail(f"the gradient norm became {to_float(norm)} at step {self.step + 1}")
-                    opt.step()
-                    schedulers[phase.name].step()
+                window.add(self.train_step(stage, optimizers, schedulers, module, autocast), c.batch_size)
                 self.step += 1
-                samples += c.batch_size
-                for k, v in step_metrics.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n_logged += 1
                 bar.update(1)
                 if self.step % c.log_every == 0 or self.step == self.total_steps:
-                    elapsed = time.perf_counter() - t_last
-                    averaged = self.average_across_ranks({k: v / n_logged for k, v in sums.items()})
-                    record = {"step": self.step, "stage": stage.name}
-                    if "loss" not in averaged and len(stage.phases) > 1:
-                        record["loss"] = averaged.get(f"{stage.phases[-1].name}_loss")
-                    record.update(averaged)
-                    record["lr"] = schedulers[stage.phases[0].name].get_last_lr()[0]
-                    record["samples_per_s"] = samples / max(elapsed, 1e-9)
-                    self.log(record)
-                    bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}", samples_s=f"{record['samples_per_s']:.0f}")
-                    sums, n_logged, samples, t_last = {}, 0, 0, time.perf_counter()
-                if c.eval_every and self.eval_data is not None and self.step % c.eval_every == 0:
-                    if self.dist.is_main:
-                        self.log({"step": self.step, **self.evaluation_loss()})
-                if self.step % c.checkpoint_every == 0 or self.step == self.total_steps:
+                    record = self.log_window(window, stage, schedulers, bar)
+                if c.eval_every and self.eval_data is not None and self.step % c.eval_every == 0 and self.dist.is_main:
+                    self.log({"step": self.step, **self.evaluation_loss()})
+                if self.step % c.checkpoint_every == 0 or self.step == self.total_steps or self.stop_requested:
                     self.save(optimizers, schedulers, stage_index)
                 if self.stop_requested:
-                    self.save(optimizers, schedulers, stage_index)
                     bar.close()
-                    print(
-                        f"interrupted at step {self.step}; checkpoint saved in {self.run_dir} "
-                        "(continue with --resume)",
-                        file=sys.stderr,
-                    )
+                    print(f"interrupted at step {self.step}; checkpoint saved in {self.run_dir} (continue with --resume)",
+                          file=sys.stderr)
                     return {"step": self.step, "interrupted": True, **record}
         finally:
             bar.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         return record
+
+    def catch_interrupt(self):
+        """Ctrl-C (single process) asks for a checkpoint and a clean stop; returns the handler it replaced."""
+        if self.dist.world != 1 or not hasattr(signal, "SIGINT"):
+            return None
+        try:
+            return signal.signal(signal.SIGINT, self.request_stop)
+        except ValueError:  # not the main thread
+            return None
 
     def fail(self, what: str) -> None:
         last = checkpoint.checkpoint_step(self.run_dir) if self.dist.is_main else None

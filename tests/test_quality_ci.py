@@ -3,7 +3,7 @@ against a baseline measured in the same test, with a threshold the short run cle
 and a broken model cannot. Each check says which regression it catches; each has a deliberate breakage
 (``BREAKAGES``) that the negative tests apply to show the check turns red.
 
-The figures of the short runs, their thresholds and breakages are tabled in the README's testing section.
+The figures of the short runs, their thresholds and breakages are tabled in the README's testing section ("Tests").
 """
 
 from __future__ import annotations

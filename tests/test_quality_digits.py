@@ -1,4 +1,4 @@
-"""End-to-end quality runs on the digits test split: the README's figures and their thresholds.
+"""End-to-end quality runs on the digits test split: the figures of docs/RESULTS.md (Digits) and their thresholds.
 
 Slow (about 10 CPU minutes in all): run with ``python -m pytest -m slow -s``.
 """
@@ -27,7 +27,7 @@ def test_stacked_autoencoder_beats_pca_by_a_quarter(tmp_path):
 
 
 def test_vanilla_autoencoder_row(tmp_path):
-    """The README's ``ae_vanilla_digits`` row: one tied sigmoid layer of 32 units (test MSE 0.0116), far
+    """The ``ae_vanilla_digits`` row of docs/RESULTS.md: one tied sigmoid layer of 32 units (test MSE 0.0116), far
     better than the mean image but not as good as PCA with as many components (0.0026)."""
     from seqae.config import load_recipe
 

@@ -1,7 +1,7 @@
 """End-to-end quality of the speech families on the synthesised corpora (slow: up to an hour each on
 2 CPU cores). Each synthesises its corpus into a cache folder named by the generation settings (never
 into the repository's ``data/``, whose corpora may have been made with other settings), trains the
-recipe with its data keys pointed there, and checks the figures that the README reports against the
+recipe with its data keys pointed there, and checks the figures that docs/RESULTS.md reports against the
 goals. The cache: ``$SEQAE_TEST_CORPORA`` (default ``~/.cache/seqae/test-corpora``)."""
 
 import hashlib
@@ -18,7 +18,7 @@ from tiny import ROOT
 
 pytestmark = pytest.mark.slow
 
-VC_CORPUS = {"speakers": 64, "unseen": 8, "utterances": 100, "distinct_timbres": True}  # the README's voice-conversion corpus
+VC_CORPUS = {"speakers": 64, "unseen": 8, "utterances": 100, "distinct_timbres": True}  # the voice-conversion corpus of docs/RESULTS.md
 
 
 def corpus(speakers: int, unseen: int, utterances: int, distinct_timbres: bool = False) -> Path:
@@ -59,7 +59,7 @@ def test_adain_vc_figures_that_meet_their_goals(adain_eval):
     assert r["seen_labelled_target"] > 0.4 and r["unseen_labelled_target"] > 10 * r["chance"]
 
 
-@pytest.mark.xfail(strict=True, reason="not met at the CPU budget of the recipe: see the README's voice-conversion results")
+@pytest.mark.xfail(strict=True, reason="not met at the CPU budget of the recipe: see docs/RESULTS.md, voice conversion")
 def test_adain_vc_goals_not_yet_met(adain_eval):
     r = adain_eval
     assert r["seen_labelled_target"] >= 0.90
@@ -92,12 +92,12 @@ def test_adain_vc_source_filter_meets_its_goals(source_filter_run):
 def test_adain_vc_source_filter_one_shot_seen_targets(source_filter_run):
     r = seqae.evaluate(source_filter_run, write=False, overrides=["eval.seen_references=1"])
     assert r["seen_references_per_conversion"] == 1
-    # one utterance of a training voice: a little short of the goal (README: 88.5 %)
+    # one utterance of a training voice: a little short of the goal (docs/RESULTS.md: 88.5 %)
     assert 0.85 <= r["seen_labelled_target"] and r["seen_labelled_source"] <= 0.05
 
 
 def test_adversarial_vc_converts_to_training_speakers(tmp_path):
-    """The README's adversarial row: ``seqae train recipes/adversarial_vc_speech.toml`` (500 steps)."""
+    """The adversarial row of docs/RESULTS.md: ``seqae train recipes/adversarial_vc_speech.toml`` (500 steps)."""
     run = seqae.train(ROOT / "recipes" / "adversarial_vc_speech.toml", out=tmp_path / "run", overrides=vc_data(corpus(**VC_CORPUS)))
     r = seqae.evaluate(run)
     print("adversarial VC: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if isinstance(v, float)))

@@ -14,7 +14,7 @@ def test_kmeans_init_and_restarts_use_at_least_90_percent_of_the_codebook(tmp_pa
     assert with_them["codebook_usage"] >= 0.9
     assert with_them["codebook_usage"] > without["codebook_usage"]
     assert with_them["codes_purity"] > 0.5 and with_them["kmeans_purity"] > 0.5
-    # the README's clustering row: NMI 0.658, ARI 0.238 (k-means on pixels: 0.699, 0.274)
+    # the clustering row of docs/RESULTS.md: NMI 0.658, ARI 0.238 (k-means on pixels: 0.699, 0.274)
     assert with_them["codes_nmi"] > 0.6 and with_them["codes_ari"] > 0.2
     assert with_them["codes_nmi"] > 0.85 * with_them["kmeans_nmi"]
 

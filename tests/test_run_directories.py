@@ -20,7 +20,7 @@ import soundfile
 import torch
 
 import seqae
-from seqae import checkpoint
+from seqae import atomic, checkpoint
 from seqae.checkpoint import CheckpointError
 from seqae.cli import main
 
@@ -232,7 +232,7 @@ def test_symbolic_links_planted_at_temporary_names_are_never_written_through(ae_
     assert checkpoint.checkpoint_step(run) == 15
     # a temporary name that exists is never opened: creation is exclusive and does not follow links
     with pytest.raises(FileExistsError):
-        checkpoint.create_exclusive(run / "config.toml.tmp")
+        atomic.create_exclusive(run / "config.toml.tmp")
     checkpoint.atomic_write(run / "eval.json", "{}\n")
     assert victim.read_bytes() == SENTINEL and (run / "eval.json").read_text() == "{}\n"
 

@@ -8,16 +8,8 @@ from hypothesis import strategies as st
 
 from seqae.config import ConfigError
 from seqae.datasets.base import DataError
-from seqae.datasets.text import (
-    ContiguousSentences,
-    SentenceTriples,
-    TextDataConfig,
-    is_heading,
-    iter_sentences,
-    pad_batch,
-    split_sentences,
-    tokenise_corpus,
-)
+from seqae.datasets.sentences import is_heading, iter_sentences, split_sentences
+from seqae.datasets.text import ContiguousSentences, SentenceTriples, TextDataConfig, pad_batch, tokenise_corpus
 from seqae.nn.encoders import RecurrentEncoder
 
 

@@ -10,7 +10,7 @@ import torchaudio
 import seqae
 from seqae.audio import PitchTrack
 from seqae.cli import main
-from seqae.datasets.audio import SpeakerSegments
+from seqae.families.voice_conversion.data import SpeakerSegments
 from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
 
 from tiny import PHONES, RATE, TINY_VC, voiced, write_recipe

@@ -173,7 +173,7 @@ def voices(n: int, seed: int, distinct_timbres: bool = False) -> list[Voice]:
 
 def corpus_sentences(corpus: str | Path, n: int, seed: int, min_words: int = 4, max_words: int = 18) -> list[str]:
     """``n`` sentences of moderate length from a text corpus (the bundled Austen by default)."""
-    from seqae.datasets.text import corpus_files, iter_sentences
+    from seqae.datasets.sentences import corpus_files, iter_sentences
 
     pool = [s.text for s in iter_sentences(corpus_files(corpus), 5000) if min_words <= len(s.text.split()) <= max_words]
     pool = [s for s in dict.fromkeys(pool) if all(c.isascii() for c in s)]
@@ -199,6 +199,31 @@ def check_settings(speakers: int, utterances: int, sample_rate: int, test_senten
         raise DataError(f"--test-fraction {test_sentences}: holds out every one of the {utterances} sentences; lower it")
 
 
+def speak_to_file(engine: Espeak, text: str, voice, sample_rate: int, path: Path) -> list:
+    """One utterance, resampled to ``sample_rate`` and written as 16-bit WAV; its phone alignment."""
+    import soundfile
+    import torch
+    import torchaudio
+
+    wave, phones = engine.speak(text, voice)
+    if len(wave) == 0:
+        raise DataError(f"espeak-ng produced no audio for voice {voice.name} and {text[:40]!r}")
+    resampled = torchaudio.functional.resample(torch.from_numpy(wave), engine.sample_rate, sample_rate).numpy()
+    soundfile.write(str(path), resampled, sample_rate, subtype="PCM_16")
+    return [[round(a, 4), round(b, 4), p] for a, b, p in phones]
+
+
+def write_manifests(out: Path, manifests: dict[str, list[str]], info: dict) -> dict[str, Path]:
+    """The non-empty manifests as ``NAME.jsonl`` and the corpus description as ``corpus.json``."""
+    paths = {}
+    for name, lines in manifests.items():
+        if lines:
+            paths[name] = out / f"{name}.jsonl"
+            paths[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "corpus.json").write_text(json.dumps(info, indent=1))
+    return paths
+
+
 def synthesise_corpus(
     out: str | Path,
     speakers: int,
@@ -213,9 +238,6 @@ def synthesise_corpus(
     """Write WAVs and the manifests ``train.jsonl`` (training speakers, training sentences),
     ``test.jsonl`` (training speakers, held-out sentences) and, with ``test_speakers``,
     ``unseen_train.jsonl``/``unseen_test.jsonl`` (held-out speakers, the same two sentence sets)."""
-    import soundfile
-    import torch
-    import torchaudio
     from tqdm import tqdm
 
     out = Path(out)
@@ -227,36 +249,19 @@ def synthesise_corpus(
     test_ids = set(np.random.default_rng(seed + 1).choice(utterances, size=n_test, replace=False).tolist())
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     manifests: dict[str, list[str]] = {"train": [], "test": [], "unseen_train": [], "unseen_test": []}
-    total = len(all_voices) * utterances
-    with tqdm(total=total, desc="synthesising", unit=" utt") as bar:
+    with tqdm(total=len(all_voices) * utterances, desc="synthesising", unit=" utt") as bar:
         for v_index, voice in enumerate(all_voices):
-            seen = v_index < speakers
             folder = out / "wavs" / voice.label
             folder.mkdir(parents=True, exist_ok=True)
             for s_index, text in enumerate(sentences):
-                wave, phones = engine.speak(text, voice)
-                if len(wave) == 0:
-                    raise DataError(f"espeak-ng produced no audio for voice {voice.name} and {text[:40]!r}")
-                resampled = torchaudio.functional.resample(torch.from_numpy(wave), engine.sample_rate, sample_rate).numpy()
                 path = folder / f"{s_index:05d}.wav"
-                soundfile.write(str(path), resampled, sample_rate, subtype="PCM_16")
-                record = {
-                    "audio": str(path.relative_to(out)),
-                    "speaker": voice.label,
-                    "text": text,
-                    "sentence": s_index,
-                    "phones": [[round(a, 4), round(b, 4), p] for a, b, p in phones],
-                }
-                split = ("" if seen else "unseen_") + ("test" if s_index in test_ids else "train")
+                phones = speak_to_file(engine, text, voice, sample_rate, path)
+                record = {"audio": str(path.relative_to(out)), "speaker": voice.label, "text": text, "sentence": s_index,
+                          "phones": phones}
+                split = ("" if v_index < speakers else "unseen_") + ("test" if s_index in test_ids else "train")
                 manifests[split].append(json.dumps(record))
                 bar.update(1)
-    paths = {}
-    for name, lines in manifests.items():
-        if lines:
-            paths[name] = out / f"{name}.jsonl"
-            paths[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
     info = {"speakers": [v.label for v in all_voices[:speakers]], "unseen_speakers": [v.label for v in all_voices[speakers:]],
             "sentences": len(sentences), "test_sentences": sorted(test_ids), "seed": seed, "sample_rate": sample_rate,
             "engine": "espeak-ng (espeakng-loader)"}
-    (out / "corpus.json").write_text(json.dumps(info, indent=1))
-    return paths
+    return write_manifests(out, manifests, info)

@@ -94,10 +94,10 @@ def evaluate_autoencoder(
 
 
 def logistic_baseline(train_x, train_y, test_x, test_y) -> float:
-    from sklearn.linear_model import LogisticRegression
+    """Logistic regression on the raw inputs (pixels in [0, 1], not standardised)."""
+    from seqae.evaluation.linear import Probe
 
-    clf = LogisticRegression(max_iter=2000).fit(train_x, train_y)
-    return float(clf.score(test_x, test_y))
+    return Probe(train_x, train_y, max_iter=2000, standardise=False).accuracy(test_x, test_y)
 
 
 def anomaly_figures(model: nn.Module, x: torch.Tensor, test_y, excluded: list[int], device) -> dict[str, Any]:

@@ -65,18 +65,10 @@ def stack_frames(features: np.ndarray, context: int) -> np.ndarray:
 
 
 def fit_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, max_iter: int) -> float:
-    """Accuracy of standardised multinomial logistic regression (test labels unseen in training count as wrong)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+    """Accuracy of the linear probe (:class:`~seqae.evaluation.linear.Probe`; test labels unseen in training count as wrong)."""
+    from seqae.evaluation.linear import Probe
 
-    scaler = StandardScaler().fit(train_x)
-    clf = LogisticRegression(max_iter=max_iter, C=1.0)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence warnings: the iteration budget is the recipe's
-        clf.fit(scaler.transform(train_x), train_y)
-    return float((clf.predict(scaler.transform(test_x)) == test_y).mean())
+    return Probe(train_x, train_y, max_iter).accuracy(test_x, test_y)
 
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]  # waveform (samples,) -> frames (frames, dim)

@@ -130,14 +130,13 @@ def probe_predictions(features: np.ndarray, labels: np.ndarray, folds: int, seed
     ``groups`` (e.g. the chapter of each item) keep a group's items in one fold, so that the probe is
     tested on chapters it never saw, not on the neighbours of sentences it was fitted on.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+
+    from seqae.evaluation.linear import linear_classifier
 
     counts = np.unique(labels, return_counts=True)[1]
     folds = max(2, min(folds, int(counts.min())))
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0))
+    clf = linear_classifier(max_iter=1000)
     if groups is not None and len(np.unique(groups)) >= 2:
         cv = StratifiedGroupKFold(n_splits=min(folds, len(np.unique(groups))), shuffle=True, random_state=seed)
         predicted = cross_val_predict(clf, features, labels, cv=cv, groups=groups)

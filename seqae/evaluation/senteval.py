@@ -255,11 +255,9 @@ def pair_features(a: np.ndarray, b: np.ndarray, with_vectors: bool) -> np.ndarra
 
 
 def logistic(c: float):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from seqae.evaluation.linear import linear_classifier
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
+    return linear_classifier(max_iter=1000, c=c)
 
 
 def cross_validated(features: np.ndarray, labels: np.ndarray, seed: int, folds: int = 10) -> dict[str, float]:

@@ -24,7 +24,6 @@ group), and is scored by
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqae.audio import PITCH_RANGES, PitchTrack, target_contour
+from seqae.audio import PITCH_RANGES, PitchTrack
 from seqae.config import ConfigError, choice, path_field
 from seqae.datasets.audio import Utterance
 from seqae.datasets.base import DataError
+from seqae.evaluation.linear import Probe
 from seqae.evaluation.probes import frame_labels, split_by_sentence, stack_frames
 
 
@@ -118,26 +118,6 @@ def mcd_dtw(a: np.ndarray, b: np.ndarray, coefficients: int) -> float:
 # -- probes ------------------------------------------------------------------------------------------
 
 
-class Probe:
-    """Standardised multinomial logistic regression (scikit-learn)."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, max_iter: int):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import StandardScaler
-
-        self.scaler = StandardScaler().fit(x)
-        self.model = LogisticRegression(max_iter=max_iter)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence warnings: the iteration budget is the recipe's
-            self.model.fit(self.scaler.transform(x), y)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict(self.scaler.transform(x))
-
-    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
-        return float((self.predict(x) == y).mean())
-
-
 class SpeakerJudge:
     """The speaker classifier of the evaluation: logistic regression on single log-mel frames with
     their +-2 neighbours (frames more than ~43 dB below the utterance's loudest dropped); an utterance
@@ -157,9 +137,8 @@ class SpeakerJudge:
         return stacked[keep] if keep.sum() >= 10 else stacked
 
     def predict(self, log_mel: np.ndarray) -> str:
-        probe = self.probe
-        scores = probe.model.predict_log_proba(probe.scaler.transform(self.frames(log_mel))).sum(0)
-        return probe.model.classes_[int(scores.argmax())]
+        scores = self.probe.log_proba(self.frames(log_mel)).sum(0)
+        return self.probe.classes[int(scores.argmax())]
 
     def accuracy(self, mels: list[np.ndarray], labels: np.ndarray) -> float:
         return float(np.mean([self.predict(m) == label for m, label in zip(mels, labels)]))
@@ -224,140 +203,127 @@ def plan_conversions(utterances: list[Utterance], convert_idx: np.ndarray, seen_
     return plan
 
 
-def evaluate_conversion(
-    utterances: list[Utterance],
-    mels: list[np.ndarray],
-    normalise: Callable[[np.ndarray], np.ndarray],
-    denormalise: Callable[[np.ndarray], np.ndarray],
-    model,
-    hop_s: float,
-    config: ConversionEvalConfig,
-    pitch: list[PitchTrack] | None = None,
-) -> dict[str, Any]:
-    """Every figure of the module docstring. ``mels``: real log-mels ``(n_mels, frames)``; the model works
-    on ``normalise(mel)`` and its output goes back through ``denormalise``. ``pitch``: each utterance's
-    pitch (:func:`seqae.datasets.audio.log_mels_and_pitch`), for models trained with ``model.pitch``."""
-    from tqdm import tqdm
+class ConversionEvaluation:
+    """The steps of :func:`evaluate_conversion`, each one job, sharing the evaluated utterances and the
+    probes fitted on the first half. The random draws happen in a fixed order (the judge, the phone
+    probe, the content-frame probe), so the figures do not depend on which steps run."""
 
-    missing = [u.where for u in utterances if not u.speaker]
-    if missing:
-        raise DataError(f"{missing[0]}: no \"speaker\"; voice-conversion evaluation needs the speaker of every utterance")
-    speakers = sorted({u.speaker for u in utterances})
-    if len(speakers) < 2:
-        raise DataError(f"{utterances[0].where}: one speaker in the manifest; conversion needs at least two")
-    device = next(model.parameters()).device
-    seen_speakers = set(model.config.speakers)
-    adain = model.config.method == "adain"
-    fit_idx, convert_idx = split_by_sentence(utterances, config.seed)
-    rng = np.random.default_rng(config.seed)
-    labels = np.array([u.speaker for u in utterances])
-    has_phones = all(u.phones for u in utterances)
-    result: dict[str, Any] = {
-        "speakers": len(speakers),
-        "seen_speakers": len([s for s in speakers if s in seen_speakers]),
-        "unseen_speakers": len([s for s in speakers if s not in seen_speakers]),
-        "chance": 1.0 / len(speakers),
-    }
+    def __init__(self, utterances, mels, normalise, denormalise, model, hop_s: float, config: ConversionEvalConfig,
+                 pitch: list[PitchTrack] | None):
+        self.utterances, self.mels, self.denormalise, self.model = utterances, mels, denormalise, model
+        self.hop_s, self.config, self.pitch = hop_s, config, pitch
+        self.device = next(model.parameters()).device
+        self.seen_speakers = set(model.config.speakers)
+        self.adain = model.config.method == "adain"
+        self.fit_idx, self.convert_idx = split_by_sentence(utterances, config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.labels = np.array([u.speaker for u in utterances])
+        self.normalised = [normalise(m).astype(np.float32) for m in mels]
 
-    # real speech: the speaker classifier, the phone probe
-    classifier = SpeakerJudge([mels[i] for i in fit_idx], labels[fit_idx], config.max_train_frames, config.max_iter, rng)
-    result["speaker_classifier_accuracy_real"] = classifier.accuracy([mels[i] for i in convert_idx], labels[convert_idx])
-    normalised = [normalise(m).astype(np.float32) for m in mels]
-    phone_probe = None
-    if has_phones:
-        xs, ys = zip(*(phone_frames(normalised[i], utterances[i], hop_s) for i in fit_idx))
-        x, y = subsample(np.concatenate(xs), np.concatenate(ys), config.max_train_frames, rng)
-        phone_probe = Probe(x, y, config.max_iter)
+    def fit_judges(self, result: dict[str, Any]) -> None:
+        """On real speech: the speaker classifier (the judge) and, with phone alignments, the phone probe."""
+        config, fit, test = self.config, self.fit_idx, self.convert_idx
+        self.judge = SpeakerJudge([self.mels[i] for i in fit], self.labels[fit], config.max_train_frames, config.max_iter, self.rng)
+        result["speaker_classifier_accuracy_real"] = self.judge.accuracy([self.mels[i] for i in test], self.labels[test])
+        self.phone_probe = None
+        if all(u.phones for u in self.utterances):
+            xs, ys = zip(*(phone_frames(self.normalised[i], self.utterances[i], self.hop_s) for i in fit))
+            x, y = subsample(np.concatenate(xs), np.concatenate(ys), config.max_train_frames, self.rng)
+            self.phone_probe = Probe(x, y, config.max_iter)
 
     @torch.no_grad()
-    def content(i: int) -> np.ndarray:
-        return model.content(torch.from_numpy(normalised[i])[None].to(device))[0].cpu().numpy()  # (content_dim, T)
+    def code(self, i: int, kind: str) -> np.ndarray:
+        """Utterance ``i``'s content code ``(content_dim, T)`` or speaker code ``(speaker_dim,)``."""
+        x = torch.from_numpy(self.normalised[i])[None].to(self.device)
+        return (self.model.content(x) if kind == "content" else self.model.speaker_code(x))[0].cpu().numpy()
 
-    # disentanglement
-    codes = {i: content(i) for i in np.concatenate([fit_idx, convert_idx]).tolist()}
-    pooled = {i: np.concatenate([c.mean(1), c.std(1)]) for i, c in codes.items()}
-    probe = Probe(np.stack([pooled[i] for i in fit_idx]), labels[fit_idx], config.max_iter)
-    result["speaker_from_content_mean_std"] = probe.accuracy(np.stack([pooled[i] for i in convert_idx]), labels[convert_idx])
-    fx, fy = subsample(np.concatenate([codes[i].T for i in fit_idx]), np.concatenate([[labels[i]] * codes[i].shape[1] for i in fit_idx]),
-                       config.max_train_frames, rng)
-    frame_labels = np.concatenate([[labels[i]] * codes[i].shape[1] for i in convert_idx])
-    tx, ty = subsample(np.concatenate([codes[i].T for i in convert_idx]), frame_labels,
-                       config.max_train_frames, rng)
-    result["speaker_from_content_frames"] = Probe(fx, fy, config.max_iter).accuracy(tx, ty)
-    if adain:
-        with torch.no_grad():
-            spk = {i: model.speaker_code(torch.from_numpy(normalised[i])[None].to(device))[0].cpu().numpy() for i in codes}
-        probe = Probe(np.stack([spk[i] for i in fit_idx]), labels[fit_idx], config.max_iter)
-        result["speaker_from_speaker_code"] = probe.accuracy(np.stack([spk[i] for i in convert_idx]), labels[convert_idx])
+    def frame_data(self, codes: dict[int, np.ndarray], indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.concatenate([codes[i].T for i in indices])
+        y = np.concatenate([[self.labels[i]] * codes[i].shape[1] for i in indices])
+        return subsample(x, y, self.config.max_train_frames, self.rng)
 
-    # conversions
-    seen_count, unseen_count = config.seen_references or config.references, config.unseen_references or config.references
-    plan = plan_conversions(utterances, convert_idx, seen_speakers, config.conversions, config.seed, seen_count, unseen_count)
-    result["seen_references_per_conversion"] = seen_count
-    result["unseen_references_per_conversion"] = unseen_count
-    if not adain:
-        plan = [c for c in plan if c.seen]
-        result["unseen_note"] = "the adversarial method converts to training speakers only"
-    parallel = {(u.speaker, u.text): i for i, u in enumerate(utterances) if u.text}
-    rows: dict[bool, dict[str, list]] = {True: {}, False: {}}
-    phone_real: list[float] = []
-    phone_converted: list[float] = []
-    records: list[dict[str, Any]] = []  # one per conversion: returned under "records" (seqae eval writes them to a file)
+    def disentanglement(self, result: dict[str, Any]) -> None:
+        """Speaker identification from the content code (pooled, and single frames) and the speaker code."""
+        fit, test, labels, max_iter = self.fit_idx, self.convert_idx, self.labels, self.config.max_iter
+        codes = {i: self.code(i, "content") for i in np.concatenate([fit, test]).tolist()}
+        pooled = {i: np.concatenate([c.mean(1), c.std(1)]) for i, c in codes.items()}
+        probe = Probe(np.stack([pooled[i] for i in fit]), labels[fit], max_iter)
+        result["speaker_from_content_mean_std"] = probe.accuracy(np.stack([pooled[i] for i in test]), labels[test])
+        (fx, fy), (tx, ty) = self.frame_data(codes, fit), self.frame_data(codes, test)
+        result["speaker_from_content_frames"] = Probe(fx, fy, max_iter).accuracy(tx, ty)
+        if self.adain:
+            spk = {i: self.code(i, "speaker") for i in codes}
+            probe = Probe(np.stack([spk[i] for i in fit]), labels[fit], max_iter)
+            result["speaker_from_speaker_code"] = probe.accuracy(np.stack([spk[i] for i in test]), labels[test])
 
-    @torch.no_grad()
-    def voice(source: int, speaker: str, references: list[int]) -> np.ndarray:
+    def plan(self, result: dict[str, Any]) -> list[Conversion]:
+        config = self.config
+        seen_count, unseen_count = config.seen_references or config.references, config.unseen_references or config.references
+        plan = plan_conversions(self.utterances, self.convert_idx, self.seen_speakers, config.conversions, config.seed,
+                                seen_count, unseen_count)
+        result["seen_references_per_conversion"] = seen_count
+        result["unseen_references_per_conversion"] = unseen_count
+        if not self.adain:
+            plan = [c for c in plan if c.seen]
+            result["unseen_note"] = "the adversarial method converts to training speakers only"
+        return plan
+
+    def voice(self, source: int, speaker: str, references: list[int]) -> np.ndarray:
         """Utterance ``source`` in the voice of ``speaker`` (adain: the mean code of ``references``); normalised mel."""
-        if adain:
-            target = model.target_code([torch.from_numpy(normalised[r]).to(device) for r in references])
-        else:
-            target = model.target_code(speaker=speaker)
-        contour = None
-        if pitch is not None:
-            contour = target_contour(pitch[source], [pitch[r] for r in references], config.pitch_range)[None].to(device)
-        return model.convert(torch.from_numpy(normalised[source])[None].to(device), target, contour)[0].cpu().numpy()
+        from seqae.families.voice_conversion.convert import convert_mel
 
-    for conv in tqdm(plan, desc="converting", leave=False, disable=len(plan) < 20):
-        src = utterances[conv.source]
-        converted_norm = voice(conv.source, conv.target_speaker, conv.references)
-        converted = denormalise(converted_norm)
-        row = rows[conv.seen]
-        predicted = classifier.predict(converted)
-        records.append({"seen": conv.seen, "source": str(src.audio), "source_speaker": src.speaker,
-                        "target_speaker": conv.target_speaker, "references": [str(utterances[r].audio) for r in conv.references],
-                        "labelled_as": str(predicted)})
+        refs = [torch.from_numpy(self.normalised[r]) for r in references] if self.adain else None
+        tracks = None if self.pitch is None else [self.pitch[source]] + [self.pitch[r] for r in references]
+        return convert_mel(self.model, torch.from_numpy(self.normalised[source]), refs, speaker, tracks,
+                           self.config.pitch_range).numpy()
+
+    def score(self, conv: Conversion, row: dict[str, list], phones: dict[str, list], parallel: dict) -> dict[str, Any]:
+        """Convert once and score it: the judge's label, MCD against the parallel target, the phone probe."""
+        src, config = self.utterances[conv.source], self.config
+        converted_norm = self.voice(conv.source, conv.target_speaker, conv.references)
+        converted = self.denormalise(converted_norm)
+        predicted = self.judge.predict(converted)
         row.setdefault("target", []).append(predicted == conv.target_speaker)
         row.setdefault("source", []).append(predicted == src.speaker)
         twin = parallel.get((conv.target_speaker, src.text))
         if twin is not None:
-            row.setdefault("mcd_converted", []).append(mcd_dtw(converted, mels[twin], config.mcd_coefficients))
-            row.setdefault("mcd_source", []).append(mcd_dtw(mels[conv.source], mels[twin], config.mcd_coefficients))
-        if phone_probe is not None:
-            x_real, y_real = phone_frames(normalised[conv.source], src, hop_s)
-            x_conv, _ = phone_frames(converted_norm, src, hop_s)
+            row.setdefault("mcd_converted", []).append(mcd_dtw(converted, self.mels[twin], config.mcd_coefficients))
+            row.setdefault("mcd_source", []).append(mcd_dtw(self.mels[conv.source], self.mels[twin], config.mcd_coefficients))
+        if self.phone_probe is not None:
+            x_real, y_real = phone_frames(self.normalised[conv.source], src, self.hop_s)
+            x_conv, _ = phone_frames(converted_norm, src, self.hop_s)
             if len(y_real):
-                phone_real.append(phone_probe.accuracy(x_real, y_real) * len(y_real))
-                phone_converted.append(phone_probe.accuracy(x_conv, y_real) * len(y_real))
+                phones["real"].append(self.phone_probe.accuracy(x_real, y_real) * len(y_real))
+                phones["converted"].append(self.phone_probe.accuracy(x_conv, y_real) * len(y_real))
                 row.setdefault("phone_frames", []).append(len(y_real))
-    # the same judge on resynthesis: each seen conversion's source in its own voice (adain: the speaker
-    # code of another utterance of its speaker), the ceiling that conversion can reach with this decoder
-    own: list[bool] = []
-    own_rng = np.random.default_rng([config.seed, 2])
-    by_speaker: dict[str, list[int]] = {}
-    for i in convert_idx.tolist():
-        by_speaker.setdefault(utterances[i].speaker, []).append(i)
-    for conv in plan:
-        src = utterances[conv.source]
-        if not conv.seen or src.speaker not in seen_speakers:  # training speakers' own voices only
-            continue
-        refs = []
-        if adain:
-            refs = [i for i in by_speaker[src.speaker] if utterances[i].text != src.text and i != conv.source]
-            if not refs:
+        return {"seen": conv.seen, "source": str(src.audio), "source_speaker": src.speaker, "target_speaker": conv.target_speaker,
+                "references": [str(self.utterances[r].audio) for r in conv.references], "labelled_as": str(predicted)}
+
+    def resynthesis(self, plan: list[Conversion], result: dict[str, Any]) -> None:
+        """The judge on each seen conversion's source put back into its own voice (adain: the speaker code
+        of another utterance of its speaker): the ceiling conversion can reach with this decoder."""
+        own: list[bool] = []
+        own_rng = np.random.default_rng([self.config.seed, 2])
+        by_speaker: dict[str, list[int]] = {}
+        for i in self.convert_idx.tolist():
+            by_speaker.setdefault(self.utterances[i].speaker, []).append(i)
+        for conv in plan:
+            src = self.utterances[conv.source]
+            if not conv.seen or src.speaker not in self.seen_speakers:  # training speakers' own voices only
                 continue
-            refs = [refs[own_rng.integers(len(refs))]]
-        own.append(classifier.predict(denormalise(voice(conv.source, src.speaker, refs))) == src.speaker)
-    if own:
-        result["resynthesis_labelled_source"] = float(np.mean(own))
+            refs = []
+            if self.adain:
+                refs = [i for i in by_speaker[src.speaker] if self.utterances[i].text != src.text and i != conv.source]
+                if not refs:
+                    continue
+                refs = [refs[own_rng.integers(len(refs))]]
+            own.append(self.judge.predict(self.denormalise(self.voice(conv.source, src.speaker, refs))) == src.speaker)
+        if own:
+            result["resynthesis_labelled_source"] = float(np.mean(own))
+
+
+def summarise(rows: dict[bool, dict[str, list]], phones: dict[str, list], result: dict[str, Any]) -> None:
+    """Shares and means per group (seen, unseen targets) and the phone-probe ratio."""
     for seen, row in rows.items():
         group = "seen" if seen else "unseen"
         if not row:
@@ -370,10 +336,48 @@ def evaluate_conversion(
             result[f"{group}_mcd_converted_to_target_db"] = float(converted_mcd.mean())
             result[f"{group}_mcd_source_to_target_db"] = float(source_mcd.mean())
             result[f"{group}_mcd_below_source_share"] = float((converted_mcd < source_mcd).mean())
-    if phone_real:
+    if phones["real"]:
         frames = sum(n for row in rows.values() for n in row.get("phone_frames", []))
-        result["phone_accuracy_real"] = sum(phone_real) / frames
-        result["phone_accuracy_converted"] = sum(phone_converted) / frames
+        result["phone_accuracy_real"] = sum(phones["real"]) / frames
+        result["phone_accuracy_converted"] = sum(phones["converted"]) / frames
         result["phone_accuracy_ratio"] = result["phone_accuracy_converted"] / max(result["phone_accuracy_real"], 1e-12)
+
+
+def evaluate_conversion(
+    utterances: list[Utterance],
+    mels: list[np.ndarray],
+    normalise: Callable[[np.ndarray], np.ndarray],
+    denormalise: Callable[[np.ndarray], np.ndarray],
+    model,
+    hop_s: float,
+    config: ConversionEvalConfig,
+    pitch: list[PitchTrack] | None = None,
+) -> dict[str, Any]:
+    """Every figure of the module docstring. ``mels``: real log-mels ``(n_mels, frames)``; the model works
+    on ``normalise(mel)`` and its output goes back through ``denormalise``. ``pitch``: each utterance's
+    pitch (:func:`seqae.datasets.audio.log_mels_and_pitch`), for models trained with ``model.pitch``.
+    The result's ``records`` hold one entry per conversion (``seqae eval`` writes them to a file)."""
+    from tqdm import tqdm
+
+    missing = [u.where for u in utterances if not u.speaker]
+    if missing:
+        raise DataError(f"{missing[0]}: no \"speaker\"; voice-conversion evaluation needs the speaker of every utterance")
+    speakers = sorted({u.speaker for u in utterances})
+    if len(speakers) < 2:
+        raise DataError(f"{utterances[0].where}: one speaker in the manifest; conversion needs at least two")
+    run = ConversionEvaluation(utterances, mels, normalise, denormalise, model, hop_s, config, pitch)
+    seen = [s for s in speakers if s in run.seen_speakers]
+    result: dict[str, Any] = {"speakers": len(speakers), "seen_speakers": len(seen), "unseen_speakers": len(speakers) - len(seen),
+                              "chance": 1.0 / len(speakers)}
+    run.fit_judges(result)
+    run.disentanglement(result)
+    plan = run.plan(result)
+    parallel = {(u.speaker, u.text): i for i, u in enumerate(utterances) if u.text}
+    rows: dict[bool, dict[str, list]] = {True: {}, False: {}}
+    phones: dict[str, list] = {"real": [], "converted": []}
+    records = [run.score(conv, rows[conv.seen], phones, parallel)
+               for conv in tqdm(plan, desc="converting", leave=False, disable=len(plan) < 20)]
+    run.resynthesis(plan, result)
+    summarise(rows, phones, result)
     result["records"] = records
     return result

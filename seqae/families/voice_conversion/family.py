@@ -22,7 +22,8 @@ from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversi
 def prepare(recipe: Recipe) -> Prepared:
     """Log-mel segments with speakers and same-speaker references; fills ``model.input_dim`` and
     ``model.speakers`` (the training speakers, sorted)."""
-    from seqae.datasets.audio import SpeakerSegments, train_and_test_mels, train_and_test_utterances
+    from seqae.datasets.audio import train_and_test_mels, train_and_test_utterances
+    from seqae.families.voice_conversion.data import SpeakerSegments
 
     config = recipe.data
     train_utts, test_utts = train_and_test_utterances(config)

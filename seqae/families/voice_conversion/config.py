@@ -1,0 +1,76 @@
+"""``[model]`` for ``family = "voice_conversion"``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from seqae.config import ConfigError, choice
+
+
+@dataclass
+class VoiceConversionConfig:
+    """``[model]`` for ``family = "voice_conversion"``."""
+
+    family: str = "voice_conversion"
+    method: str = choice("adain", "adain", "adversarial")
+    input_dim: int = 0  # mel bands; 0: from data.n_mels
+    channels: int = 256
+    blocks: int = 4  # residual convolution blocks in each encoder and in the decoder
+    kernel_size: int = 5
+    content_dim: int = 64
+    speaker_dim: int = 128
+    # how the speaker encoder pools its frames into one vector: "mean", or "mean_std" (the mean and the
+    # standard deviation of each channel over time, the statistics pooling of x-vector speaker encoders)
+    speaker_pooling: str = choice("mean", "mean", "mean_std")
+    instance_norm: bool = True  # in the content encoder and on the content code (false: an ablation)
+    # what the content encoder sees: "mel", the whole log-mel; or "envelope", its first
+    # envelope_coefficients DCT coefficients along the mel axis (a cepstrum: the spectral envelope, where
+    # the words are, without the harmonic ripple, where the source's pitch is)
+    content_input: str = choice("mel", "mel", "envelope")
+    envelope_coefficients: int = 20  # also the size of the decoder's envelope with pitch = "source_filter"
+    # adain: the decoder also takes the source's pitch contour (YIN, octaves re 100 Hz, one value per frame),
+    # moved to the reference's pitch level, so the target's pitch level is given rather than inferred:
+    # "none"; "contour", as one more input channel; "harmonics", as the log-mel of a flat harmonic series
+    # at that pitch (seqae.audio.harmonic_templates), an input to the decoder and added to its output
+    # through a learned 1x1 convolution (the excitation's fine structure, which the spectral envelope
+    # from the content and speaker codes multiplies); "source_filter", the same templates, but the
+    # decoder's own output is smoothed to its first envelope_coefficients DCT coefficients along the mel
+    # axis (a spectral envelope with no harmonic ripple) and the only fine structure is the templates'
+    # with a learned gain per band, scaled per frame by a voicing gain in (0, 1) that the decoder
+    # predicts: the speaker code then shapes the envelope and cannot move the pitch
+    pitch: str = choice("none", "none", "contour", "harmonics", "source_filter")
+    # how pitch = "source_filter" smooths the decoder's envelope along the mel axis: "cepstral", its first
+    # envelope_coefficients DCT coefficients (one resolution for every band and every pitch); or
+    # "pitch_adaptive", a triangle of half-width f0 in Hz at each frame's pitch (the contour's), which
+    # removes the ripple of that pitch and keeps every finer detail the harmonics allow, in the high bands
+    # all of it (seqae.audio.pitch_adaptive_smoothers)
+    envelope_smoothing: str = choice("cepstral", "cepstral", "pitch_adaptive")
+    # pitch_adaptive: the triangle's half-width is never narrower than this (Hz); at the corpus's highest
+    # pitch, every frame is smoothed alike and the envelope cannot carry anything pitch-specific
+    envelope_min_width: float = 0.0
+    variational: bool = True  # Gaussian content code with a KL term
+    kl_weight: float = 0.1
+    kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
+    speakers: list[str] = field(default_factory=list)  # the training speakers; filled from the data
+    adversary_weight: float = 0.1  # adversarial: weight of the encoder's confusion loss
+    # adain: weight of a speaker-classification loss on the speaker vector (a linear classifier over the
+    # training speakers); 0 turns it off (the paper's AdaIN-VC)
+    speaker_loss_weight: float = 0.0
+    adversary_hidden: int = 256
+
+    def validate(self, where: str) -> None:
+        for name in ("channels", "blocks", "kernel_size", "content_dim", "speaker_dim", "adversary_hidden", "envelope_coefficients"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{where}: model.{name} must be positive, got {getattr(self, name)}")
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"{where}: model.kernel_size must be odd (frames stay aligned), got {self.kernel_size}")
+        if self.pitch != "none" and self.method != "adain":
+            raise ConfigError(
+                f'{where}: model.pitch needs method = "adain" (the target\'s pitch level comes from its reference utterances)'
+            )
+        if self.envelope_min_width < 0:
+            raise ConfigError(f"{where}: model.envelope_min_width must be >= 0 (Hz), got {self.envelope_min_width}")
+        if self.envelope_smoothing != "cepstral" and self.pitch != "source_filter":
+            raise ConfigError(f"{where}: model.envelope_smoothing = \"{self.envelope_smoothing}\" needs model.pitch = \"source_filter\"")
+        if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight) < 0:
+            raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps, adversary_weight and speaker_loss_weight must be >= 0")
