@@ -141,14 +141,14 @@ def check_skip_thought(tmp_path):
     model of the neighbours). The figure: on held-out triples, the neighbours' per-token NLL when each
     decoder is given another sentence's vector (the batch rolled by half) minus the NLL given the right
     one; a decoder that ignores the vector scores 0. Short run: GRU 128 on the bundled Austen novels,
-    300 steps of 64 (about 0.018 nats per token, 7 standard errors over the held-out batches); the
-    threshold: above 0.006 and above 3 standard errors."""
+    150 steps of 64 (about 0.013 nats per token, 6.5 standard errors over the held-out batches); the
+    threshold: above 0.005 and above 3 standard errors."""
     from seqae.api import prepared_for_evaluation, read_run_config
 
     torch.manual_seed(0)
     run = seqae.train(ROOT / "recipes" / "skip_thought_austen.toml", out=tmp_path / "run", overrides={
-        "model.embed_dim": 64, "model.hidden": 128, "data.vocab_size": 2000, "train.steps": 300, "train.batch_size": 64,
-        "train.lr": 3e-3, "train.warmup_steps": 20, "train.eval_every": 0, "train.log_every": 50, "train.checkpoint_every": 300})
+        "model.embed_dim": 64, "model.hidden": 128, "data.vocab_size": 2000, "train.steps": 150, "train.batch_size": 64,
+        "train.lr": 3e-3, "train.warmup_steps": 20, "train.eval_every": 0, "train.log_every": 50, "train.checkpoint_every": 150})
     model = seqae.load(run).eval()
     test = prepared_for_evaluation(read_run_config(run), run).test
     gains = []
@@ -163,7 +163,7 @@ def check_skip_thought(tmp_path):
                 nll[name] = float(prev + nxt) / float(n_prev + n_next)
             gains.append(nll["other"] - nll["right"])
     gain, se = float(np.mean(gains)), float(np.std(gains, ddof=1) / np.sqrt(len(gains)))
-    assert gain > 0.006 and gain > 3 * se, (gain, se)
+    assert gain > 0.005 and gain > 3 * se, (gain, se)
     return {"figure": gain, "se": se, "baseline": 0.0, "batches": len(gains)}
 
 

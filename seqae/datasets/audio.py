@@ -42,6 +42,11 @@ MAX_SAMPLE = 1e6
 ONE_PIECE_SECONDS = 600.0
 
 
+def pcm16_to_float(samples: np.ndarray) -> np.ndarray:
+    """16-bit PCM samples -> float32 in [-1, 1)."""
+    return samples.astype(np.float32) / 32768.0
+
+
 def read_audio(path: str | Path, sample_rate: int, min_samples: int = 1, max_seconds: float | None = None) -> torch.Tensor:
     """Read an audio file as mono float32 ``(samples,)`` at ``sample_rate`` (mixed down, resampled).
 
@@ -332,7 +337,7 @@ class WaveSegments(BatchSource):
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
         wave = np.stack([self.waves[u][s : s + self.segment] for u, s in (self.windows[int(i)] for i in indices)])
         speaker = np.array([self.speakers[self.windows[int(i)][0]] for i in indices])
-        return {"wave": torch.from_numpy(wave.astype(np.float32) / 32768.0), "speaker": torch.from_numpy(speaker)}
+        return {"wave": torch.from_numpy(pcm16_to_float(wave)), "speaker": torch.from_numpy(speaker)}
 
 
 def read_waves(utterances: list[Utterance], sample_rate: int, min_samples: int, desc: str = "reading audio") -> list[np.ndarray]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqae.datasets.audio import pcm16_to_float
 from seqae.datasets.base import DataError
 
 ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
@@ -125,7 +126,7 @@ class Espeak:
             self.lib.espeak_Synchronize()
             samples = np.concatenate(self._samples) if self._samples else np.zeros(0, np.int16)
             events = list(self._events)
-        wave = samples.astype(np.float32) / 32768.0
+        wave = pcm16_to_float(samples)
         duration = len(wave) / self.sample_rate
         phones = []
         for k, (position_ms, symbol) in enumerate(events):

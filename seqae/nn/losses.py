@@ -5,12 +5,17 @@ from __future__ import annotations
 import torch
 
 
+def gaussian_kl_terms(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) of each coordinate, any shape (Kingma & Welling 2013, appendix B)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over the last dimension.
 
-    ``mu``, ``logvar``: ``(batch, latent)``; returns ``(batch,)``. Kingma & Welling 2013, appendix B.
+    ``mu``, ``logvar``: ``(batch, latent)``; returns ``(batch,)``.
     """
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+    return gaussian_kl_terms(mu, logvar).sum(dim=-1)
 
 
 def kl_sparsity_penalty(activations: torch.Tensor, target: float, eps: float = 1e-6) -> torch.Tensor:

@@ -78,12 +78,12 @@ def infonce_accuracy(model: nn.Module, source: BatchSource, batches: int = 20, b
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, manifest: str | None = None, **options) -> dict[str, Any]:
     """Phone and speaker probes on frozen features of the manifest's utterances, beside log-mel (single
     and +-4 stacked frames) and a randomly initialised CPC; InfoNCE accuracy per step on the test split."""
-    from seqae.datasets.audio import read_waves
+    from seqae.datasets.audio import pcm16_to_float, read_waves
     from seqae.evaluation.probes import probe
 
     paths = resolve_manifests(recipe, manifest)
     utterances = manifest_utterances(paths)
-    waves = [w.astype(np.float32) / 32768.0 for w in read_waves(utterances, recipe.data.sample_rate, model.config.receptive_field)]
+    waves = [pcm16_to_float(w) for w in read_waves(utterances, recipe.data.sample_rate, model.config.receptive_field)]
     result: dict[str, Any] = {"manifest": ", ".join(map(str, paths)), "utterances": len(utterances)}
     result.update(probe(utterances, waves, cpc_extractors(model, recipe), recipe.eval))
     result.update(infonce_accuracy(model, prepared.test))
@@ -94,13 +94,14 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, manifest: str
 def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
     from seqae import plots
     from seqae.audio import LogMel, MelConfig
-    from seqae.datasets.audio import read_waves
+    from seqae.datasets.audio import pcm16_to_float, read_waves
 
     model.eval()
     device = next(model.parameters()).device
     utts = prepared.extra["test"]
     first = utts[0]
-    wave = read_waves([first], recipe.data.sample_rate, model.config.receptive_field)[0].astype(np.float32) / 32768.0
+    wave = read_waves([first], recipe.data.sample_rate, model.config.receptive_field)[0]
+    wave = pcm16_to_float(wave)
     mel = LogMel(MelConfig(sample_rate=recipe.data.sample_rate, hop_length=160))(torch.from_numpy(wave))[0].numpy()
     title = first.text or first.audio.name
     paths = [plots.mel_with_phones(mel, first.phones, 160 / recipe.data.sample_rate, out_dir / "mel_phones.png", title=title)]
@@ -119,7 +120,7 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
     # utterance-mean context features by speaker
     by_speaker = utts[:: max(1, len(utts) // 400)]  # spread over every speaker of the list
     waves = read_waves(by_speaker, recipe.data.sample_rate, model.config.receptive_field)
-    feats = np.stack([model.features(torch.from_numpy(w.astype(np.float32) / 32768.0)[None].to(device))[0].mean(0).cpu().numpy()
+    feats = np.stack([model.features(torch.from_numpy(pcm16_to_float(w))[None].to(device))[0].mean(0).cpu().numpy()
                       for w in waves])
     names = sorted({u.speaker for u in by_speaker})
     labels = np.array([names.index(u.speaker) for u in by_speaker])

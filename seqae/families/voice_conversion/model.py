@@ -37,6 +37,7 @@ from seqae.audio import MelConfig, harmonic_templates, nearest_smoothers, pitch_
 from seqae.families.voice_conversion.config import VoiceConversionConfig
 from seqae.families.voice_conversion.parts import ContentEncoder, Decoder, SpeakerClassifier, SpeakerEncoder, mask_out
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
+from seqae.nn.losses import gaussian_kl_terms
 
 __all__ = ["VoiceConversion", "VoiceConversionConfig", "ContentEncoder", "Decoder", "SpeakerClassifier", "SpeakerEncoder"]
 
@@ -215,7 +216,7 @@ class VoiceConversion(nn.Module):
         metrics: dict[str, float | torch.Tensor] = {"l1": l1.detach()}
         loss = l1
         if log_var is not None:
-            kl = (0.5 * (mean.pow(2) + log_var.exp() - 1.0 - log_var) * frames).sum() / (frames.sum() * mean.shape[1])
+            kl = (gaussian_kl_terms(mean, log_var) * frames).sum() / (frames.sum() * mean.shape[1])
             weight = self.kl_weight()
             loss = loss + weight * kl
             metrics.update(kl=kl.detach(), kl_weight=weight)
