@@ -42,11 +42,12 @@ def passes(run_dir: Path, result: dict) -> float:
 
 def evaluate_record(name: str, overrides: list[str], run_dir: Path, seconds: float, args) -> dict:
     import seqae
+    from seqae.families.base import prepare
     from seqae.registry import get_family
 
     result = seqae.evaluate(run_dir, tasks=args.task or None, senteval=args.senteval, senteval_tasks=args.tasks)
     model = seqae.load(run_dir)
-    prepared = get_family(model.recipe.family).prepare(model.recipe)
+    prepared = prepare(get_family(model.recipe.family), model.recipe)
     record = {"variant": name, "overrides": overrides, "train_seconds": round(seconds, 1),
               "train_sentences": len(prepared.train), **{k: v for k, v in result.items() if not isinstance(v, str)}}
     record["passes"] = passes(run_dir, record)

@@ -35,6 +35,7 @@ def gru_flops_per_token(input_dim: int, hidden: int) -> int:
 
 def build(family: str, args, encoder: str = "recurrent"):
     from seqae.config import load_recipe
+    from seqae.families.base import prepare
     from seqae.registry import get_family
 
     readout = args.readout if encoder == "recurrent" or args.readout != "last" else "mean"
@@ -44,10 +45,10 @@ def build(family: str, args, encoder: str = "recurrent"):
     if family == "skip_thought":
         recipe.model.tie_embeddings = args.tie
     fam = get_family(family)
-    prepared = fam.prepare(recipe)
+    prepared = prepare(fam, recipe)
     torch.manual_seed(0)
     model = fam.build_model(recipe)
-    model.attach_tokenizer(prepared.extra["tokenizer"], recipe.data.max_tokens)
+    model.attach_tokenizer(prepared.extra.tokenizer, recipe.data.max_tokens)
     return recipe, prepared, model
 
 
@@ -124,7 +125,7 @@ def main():
         result[f"{prefix}quick_thought_train_sentences_per_s"] = qt_rate
         result[f"{prefix}skip_thought_train_sentences_per_s"] = st_rate
         result[f"{prefix}train_ratio_qt_over_st"] = qt_rate / st_rate
-        corpus, test_idx = qt_prepared.extra["corpus"], qt_prepared.extra["test_idx"]
+        corpus, test_idx = qt_prepared.extra.corpus, qt_prepared.extra.test_idx
         sentences = corpus.texts(np.sort(test_idx))
         sentences = (sentences * (args.embed_sentences // len(sentences) + 1))[: args.embed_sentences]
         qt.eval()

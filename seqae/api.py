@@ -15,6 +15,7 @@ from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
 from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_recipe, read_toml, recipe_from_dict
 from seqae.datasets.base import DataError
+from seqae.families.base import prepare
 from seqae.registry import get_family
 from seqae.runtime import resolve_device, seed_everything
 from seqae.train import Trainer
@@ -71,7 +72,7 @@ def train(
     if main:
         checkpoint.check_run_dir(run_dir, resume)  # a file, another's folder, a typo with --resume: before any work
     seed_everything(recipe.train.seed)
-    prepared = family.prepare(recipe)
+    prepared = prepare(family, recipe)
     model = family.build_model(recipe)
     with checkpoint.RunLock(run_dir) if main else nullcontext():
         if main:
@@ -213,7 +214,7 @@ def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
     family = get_family(recipe.family)
     if not family.eval_needs_training_data:
         return None
-    prepared = family.prepare(recipe)
+    prepared = prepare(family, recipe)
     if run_dir is not None:
         check_same_data(run_dir, prepared)
     return prepared

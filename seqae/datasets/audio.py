@@ -291,25 +291,31 @@ def split_utterances(utterances: list[Utterance], fraction: float, seed: int) ->
 
 def train_and_test_mels(config: AudioDataConfig, train_utts: list[Utterance], test_utts: list[Utterance], pitch: bool = False):
     """The log-mels of both splits and, with ``pitch``, their pitch (:func:`log_mels_and_pitch`; else
-    ``None``): ``(train_mels, test_mels, train_pitch, test_pitch)``. Fills ``mel_mean``/``mel_std`` from
-    the training files if unset."""
+    ``None``): ``(train_mels, test_mels, train_pitch, test_pitch)``."""
     mel = config.mel()
     what = "log-mel and pitch" if pitch else "log-mel"
     train_mels, train_pitch = log_mels_and_pitch(train_utts, mel, f"{what} (train)", pitch)
     test_mels, test_pitch = log_mels_and_pitch(test_utts, mel, f"{what} (test)", pitch)
-    if config.mel_mean == 0.0 and config.mel_std == 0.0:
-        values = torch.cat([m.reshape(-1) for m in train_mels])
-        config.mel_mean, config.mel_std = float(values.mean()), float(values.std().clamp_min(1e-5))
     return train_mels, test_mels, train_pitch, test_pitch
 
 
-def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, dict]:
-    """Train and test segment sources; fills ``mel_mean``/``mel_std`` from the training files if unset."""
+def mel_statistics(config: AudioDataConfig, train_mels: list[torch.Tensor]) -> tuple[float, float]:
+    """``(mel_mean, mel_std)``: the recipe's when set, else those of the training files' log-mels."""
+    if config.mel_mean != 0.0 or config.mel_std != 0.0:
+        return config.mel_mean, config.mel_std
+    values = torch.cat([m.reshape(-1) for m in train_mels])
+    return float(values.mean()), float(values.std().clamp_min(1e-5))
+
+
+def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, list, list, tuple[float, float]]:
+    """Train and test segment sources, the utterances of each, and the ``(mel_mean, mel_std)`` they are
+    normalised by (:func:`mel_statistics`)."""
     train_utts, test_utts = train_and_test_utterances(config)
     train_mels, test_mels, _, _ = train_and_test_mels(config, train_utts, test_utts)
-    train = MelSegments(train_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (train)")
-    test = MelSegments(test_mels, config.segment_frames, config.mel_mean, config.mel_std, f"{config.source} (test)")
-    return train, test, {"train": train_utts, "test": test_utts}
+    mean, std = mel_statistics(config, train_mels)
+    train = MelSegments(train_mels, config.segment_frames, mean, std, f"{config.source} (train)")
+    test = MelSegments(test_mels, config.segment_frames, mean, std, f"{config.source} (test)")
+    return train, test, train_utts, test_utts, (mean, std)
 
 
 class WaveSegments(BatchSource):

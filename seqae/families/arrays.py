@@ -13,13 +13,11 @@ from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArraySource, build_splits, read_input
 from seqae.datasets.base import fingerprint
 from seqae.evaluation.arrays import corrupt_like
-from seqae.families.base import Prepared
+from seqae.families.base import Inferred, Prepared
 
 
 def prepare_arrays(recipe: Recipe) -> Prepared:
     train, test, data = build_splits(recipe.data)
-    recipe.data.scale = data.scale
-    recipe.data.image_shape = list(data.image_shape)
     width = data.x.shape[1]
     classes = getattr(recipe.model, "num_classes", 0)
     if classes:
@@ -30,23 +28,20 @@ def prepare_arrays(recipe: Recipe) -> Prepared:
                 f"{recipe.source}: labels range over {int(data.y.min())}..{int(data.y.max())}, "
                 f"but model.num_classes = {classes} allows 0..{classes - 1}"
             )
-    if recipe.model.input_dim == 0:
-        recipe.model.input_dim = width
-    elif recipe.model.input_dim != width:
+    if recipe.model.input_dim not in (0, width):
         raise ConfigError(
             f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but the data has {width} features"
         )
     labels = data.y if data.y is not None else "no labels"
-    return Prepared(train, test, data, fingerprint=fingerprint(data.x, labels), data_name=str(recipe.data.source))
+    inferred = Inferred(input_dim=width, image_shape=list(data.image_shape), scale=data.scale)
+    return Prepared(train, test, data, inferred, fingerprint=fingerprint(data.x, labels), data_name=str(recipe.data.source))
 
 
 def prepare_images(recipe: Recipe) -> Prepared:
     prepared = prepare_arrays(recipe)
-    shape = recipe.data.image_shape
+    shape = prepared.inferred.image_shape
     if len(shape) != 2:
-        raise ConfigError(f"{recipe.source}: the vqvae family needs images; the data's example shape is {shape}")
-    if not recipe.model.image_shape:
-        recipe.model.image_shape = list(shape)
+        raise ConfigError(f"{recipe.source}: the {recipe.family} family needs images; the data's example shape is {shape}")
     return prepared
 
 

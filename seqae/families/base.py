@@ -16,13 +16,52 @@ from seqae.datasets.audio import list_utterances
 from seqae.datasets.base import BatchSource
 
 
+@dataclass(frozen=True)
+class Inferred:
+    """What data preparation learns from the data and the recipe records (``config.toml`` keeps it, so a
+    trained model rebuilds without its data). ``None``: not inferred by this family."""
+
+    input_dim: int | None = None  # model.input_dim: features per example, or mel bands
+    vocab_size: int | None = None  # model.vocab_size: the tokenizer's
+    speakers: list[str] | None = None  # model.speakers: the training speakers, sorted
+    image_shape: list[int] | None = None  # data.image_shape; also model.image_shape where the model has one left empty
+    scale: float | None = None  # data.scale: what the inputs were divided by
+    mel_mean: float | None = None  # data.mel_mean, data.mel_std: the training files' log-mel statistics
+    mel_std: float | None = None
+
+
+MODEL_FIELDS = ("input_dim", "vocab_size", "speakers")
+DATA_FIELDS = ("image_shape", "scale", "mel_mean", "mel_std")
+
+
+def apply_inferred(recipe: Recipe, inferred: Inferred) -> None:
+    """Write ``inferred`` into ``recipe``: the one place where data preparation changes a recipe."""
+    for section, names in ((recipe.model, MODEL_FIELDS), (recipe.data, DATA_FIELDS)):
+        for name in names:
+            value = getattr(inferred, name)
+            if value is not None:
+                setattr(section, name, value)
+    if inferred.image_shape is not None and hasattr(recipe.model, "image_shape") and not recipe.model.image_shape:
+        recipe.model.image_shape = list(inferred.image_shape)
+
+
+@dataclass(frozen=True)
+class Utterances:
+    """The audio families' extra data: the utterances of each split."""
+
+    train: list[Any]
+    test: list[Any]
+
+
 @dataclass
 class Prepared:
-    """The data of a recipe, ready for the Trainer and the evaluation."""
+    """The data of a recipe, ready for the Trainer and the evaluation; ``extra`` is the family's typed
+    rest (:class:`Utterances`, the text families' corpus, the arrays), ``inferred`` what the recipe records."""
 
     train: BatchSource
     test: BatchSource
     extra: Any = None
+    inferred: Inferred = field(default_factory=Inferred)
     run_files: dict[str, Path] = field(default_factory=dict)  # copied into the run directory (tokenizer.json)
     fingerprint: str = ""  # of the data read; recorded in run.json, checked on resume and evaluation
     data_name: str = ""  # the data's file or folder, for messages
@@ -79,3 +118,11 @@ def resolve_manifests(recipe: Recipe, manifest: str | list[str] | None) -> list[
 
 def manifest_utterances(paths: list[Path]):
     return [u for path in paths for u in list_utterances(path)]
+
+
+def prepare(family: Family, recipe: Recipe) -> Prepared:
+    """``family``'s data for ``recipe``, with what it inferred written into the recipe (before the
+    model is built from it)."""
+    prepared = family.prepare(recipe)
+    apply_inferred(recipe, prepared.inferred)
+    return prepared

@@ -5,6 +5,7 @@ map, and ``seqae embed``."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,17 @@ from torch import nn
 
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.base import BatchSource, DataError, read_text_lines
-from seqae.families.base import Prepared
+from seqae.families.base import Inferred, Prepared
+
+
+@dataclass(frozen=True)
+class TextData:
+    """The sentence families' extra data: the tokenised corpus, the held-out sentences' indices into it,
+    and the tokenizer."""
+
+    corpus: Any  # seqae.datasets.text.TokenisedCorpus
+    test_idx: np.ndarray
+    tokenizer: Any  # tokenizers.Tokenizer
 
 
 def prepare_text(recipe: Recipe, batches: Callable[..., BatchSource]) -> Prepared:
@@ -27,7 +38,6 @@ def prepare_text(recipe: Recipe, batches: Callable[..., BatchSource]) -> Prepare
     vocab = tokenizer.get_vocab_size()
     if recipe.model.vocab_size not in (0, vocab):
         raise ConfigError(f"{recipe.source}: model.vocab_size = {recipe.model.vocab_size} but the tokenizer has {vocab}")
-    recipe.model.vocab_size = vocab
     mask = held_out(corpus, recipe.data.test_every)
     train_idx, test_idx = np.flatnonzero(~mask), np.flatnonzero(mask)
     if len(test_idx) == 0 or len(train_idx) == 0:
@@ -39,9 +49,9 @@ def prepare_text(recipe: Recipe, batches: Callable[..., BatchSource]) -> Prepare
     name = Path(recipe.data.corpus).name
     train = batches(corpus, train_idx, f"{name} (training chapters)")
     test = batches(corpus, test_idx, f"{name} (held-out chapters)")
-    extra = {"corpus": corpus, "test_idx": test_idx, "tokenizer": tokenizer}
-    return Prepared(train, test, extra, run_files={"tokenizer.json": corpus.folder / "tokenizer.json"},
-                    fingerprint=corpus.content_fingerprint, data_name=str(recipe.data.corpus))
+    return Prepared(train, test, TextData(corpus, test_idx, tokenizer), Inferred(vocab_size=vocab),
+                    run_files={"tokenizer.json": corpus.folder / "tokenizer.json"}, fingerprint=corpus.content_fingerprint,
+                    data_name=str(recipe.data.corpus))
 
 
 def report_uncovered_documents(corpus, mask: np.ndarray, source: str) -> list[str]:
@@ -74,7 +84,7 @@ def attach_tokenizer(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
 
 
 def held_out_tasks(prepared: Prepared, config) -> dict[str, Any]:
-    corpus, test_idx = prepared.extra["corpus"], prepared.extra["test_idx"]
+    corpus, test_idx = prepared.extra.corpus, prepared.extra.test_idx
     rng = np.random.default_rng(config.seed)
     documents = np.asarray(corpus.documents)
     segments = np.asarray(corpus.segments)
@@ -149,7 +159,7 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
         "bow_untrained": bag_of_words(untrained),
     }
     held = held_out_tasks(prepared, recipe.eval)
-    result: dict[str, Any] = {"held_out_sentences": len(prepared.extra["test_idx"]), "retrieval_queries": len(held["queries"]),
+    result: dict[str, Any] = {"held_out_sentences": len(prepared.extra.test_idx), "retrieval_queries": len(held["queries"]),
                               "embedding_dim": model.embedding_dim}
     per_item: dict[str, dict[str, np.ndarray]] = {name: {} for name in embedders}
     for name, embed in embedders.items():
@@ -175,7 +185,7 @@ def text_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
     if held["probe_labels"] is None:
         return []
     embeddings = model.embed(held["probe_sentences"])
-    names = prepared.extra["corpus"].document_names
+    names = prepared.extra.corpus.document_names
     return [plots.code_map(embeddings, held["probe_labels"], out_dir / "embedding_map.png",
                            title="held-out sentence embeddings, by book", names=names)]
 

@@ -13,7 +13,7 @@ from seqae.config import ConfigError, Recipe
 from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig
 from seqae.datasets.base import BatchSource, utterances_fingerprint
 from seqae.evaluation.probes import ProbeEvalConfig
-from seqae.families.base import Family, Prepared, manifest_utterances, resolve_manifests
+from seqae.families.base import Family, Prepared, Utterances, manifest_utterances, resolve_manifests
 from seqae.families.cpc.model import CPC, CPCConfig
 
 
@@ -27,7 +27,7 @@ def prepare(recipe: Recipe) -> Prepared:
             f"{cfg.prediction_steps} frames ahead; use at least {cfg.receptive_field + cfg.hop * (cfg.prediction_steps + 1)}"
         )
     train, test, info = build_wave_splits(recipe.data, min_samples=cfg.receptive_field)
-    return Prepared(train, test, info, fingerprint=utterances_fingerprint(info["train"] + info["test"]),
+    return Prepared(train, test, Utterances(info["train"], info["test"]), fingerprint=utterances_fingerprint(info["train"] + info["test"]),
                     data_name=str(recipe.data.source))
 
 
@@ -98,7 +98,7 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
 
     model.eval()
     device = next(model.parameters()).device
-    utts = prepared.extra["test"]
+    utts = prepared.extra.test
     first = utts[0]
     wave = read_waves([first], recipe.data.sample_rate, model.config.receptive_field)[0]
     wave = pcm16_to_float(wave)

@@ -12,7 +12,7 @@ from torch import nn
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig, log_mels_and_pitch
 from seqae.datasets.base import DataError, utterances_fingerprint
-from seqae.families.base import Command, Family, Prepared, manifest_utterances, resolve_manifests
+from seqae.families.base import Command, Family, Inferred, Prepared, Utterances, manifest_utterances, resolve_manifests
 from seqae.families.voice_conversion import convert
 from seqae.families.voice_conversion.convert import convert_mel
 from seqae.families.voice_conversion.evaluate import ConversionEvalConfig
@@ -20,9 +20,9 @@ from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversi
 
 
 def prepare(recipe: Recipe) -> Prepared:
-    """Log-mel segments with speakers and same-speaker references; fills ``model.input_dim`` and
-    ``model.speakers`` (the training speakers, sorted)."""
-    from seqae.datasets.audio import train_and_test_mels, train_and_test_utterances
+    """Log-mel segments with speakers and same-speaker references; infers ``model.input_dim``,
+    ``model.speakers`` (the training speakers, sorted) and the log-mel statistics."""
+    from seqae.datasets.audio import mel_statistics, train_and_test_mels, train_and_test_utterances
     from seqae.families.voice_conversion.data import SpeakerSegments
 
     config = recipe.data
@@ -35,10 +35,8 @@ def prepare(recipe: Recipe) -> Prepared:
         raise DataError(f"{config.source}: {len(names)} speaker(s); voice conversion needs at least 2 training speakers")
     if recipe.model.speakers and recipe.model.speakers != names:
         raise ConfigError(f"{recipe.source}: model.speakers does not match the training data's speakers ({len(names)} found)")
-    recipe.model.speakers = names
     if recipe.model.input_dim not in (0, config.n_mels):
         raise ConfigError(f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but data.n_mels = {config.n_mels}")
-    recipe.model.input_dim = config.n_mels
     if recipe.model.content_input == "envelope" and recipe.model.envelope_coefficients > config.n_mels:
         raise ConfigError(f"{recipe.source}: model.envelope_coefficients = {recipe.model.envelope_coefficients} is more than "
                           f"data.n_mels = {config.n_mels}")
@@ -46,13 +44,14 @@ def prepare(recipe: Recipe) -> Prepared:
     if not test_utts:
         raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
     train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts, recipe.model.pitch != "none")
+    mean, std = mel_statistics(config, train_mels)
     index = {n: i for i, n in enumerate(names)}
     train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
-                            config.mel_mean, config.mel_std, f"{config.source} (train)", config.reference_windows, train_pitch)
+                            mean, std, f"{config.source} (train)", config.reference_windows, train_pitch)
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
-                           config.mel_mean, config.mel_std, f"{config.test_source or config.source} (test)", config.reference_windows,
-                           test_pitch)
-    return Prepared(train, test, {"train": train_utts, "test": test_utts},
+                           mean, std, f"{config.test_source or config.source} (test)", config.reference_windows, test_pitch)
+    inferred = Inferred(input_dim=config.n_mels, speakers=names, mel_mean=mean, mel_std=std)
+    return Prepared(train, test, Utterances(train_utts, test_utts), inferred,
                     fingerprint=utterances_fingerprint(train_utts + test_utts), data_name=str(config.source))
 
 

@@ -16,19 +16,18 @@ from seqae.datasets.audio import AudioDataConfig, MelSegments, build_mel_splits,
 from seqae.datasets.base import DataError, utterances_fingerprint
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_vqvae
 from seqae.families.arrays import array_inputs, array_scores, figure_picks, prepare_images, reconstruction_figure, splits
-from seqae.families.base import Family, Prepared
+from seqae.families.base import Family, Inferred, Prepared, Utterances
 from seqae.families.vqvae.model import VQVAE, VQVAEConfig
 
 
 def prepare_vqvae(recipe: Recipe) -> Prepared:
     if recipe.model.input == "mel":
-        train, test, utterances = build_mel_splits(recipe.data)
+        train, test, train_utts, test_utts, (mean, std) = build_mel_splits(recipe.data)
         n_mels = recipe.data.n_mels
         if recipe.model.input_dim not in (0, n_mels):
             raise ConfigError(f"{recipe.source}: model.input_dim = {recipe.model.input_dim} but data.n_mels = {n_mels}")
-        recipe.model.input_dim = n_mels
-        return Prepared(train, test, utterances, fingerprint=utterances_fingerprint(utterances["train"] + utterances["test"]),
-                        data_name=str(recipe.data.source))
+        return Prepared(train, test, Utterances(train_utts, test_utts), Inferred(input_dim=n_mels, mel_mean=mean, mel_std=std),
+                        fingerprint=utterances_fingerprint(train_utts + test_utts), data_name=str(recipe.data.source))
     return prepare_images(recipe)
 
 
