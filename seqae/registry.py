@@ -18,6 +18,7 @@ FAMILIES: dict[str, str] = {
     "autoencoder": "seqae.families.autoencoder.family:FAMILY",
     "vae": "seqae.families.vae.family:FAMILY",
     "vqvae": "seqae.families.vqvae.family:FAMILY",
+    "infomax": "seqae.families.infomax.family:FAMILY",
     "cpc": "seqae.families.cpc.family:FAMILY",
     "voice_conversion": "seqae.families.voice_conversion.family:FAMILY",
     "quick_thought": "seqae.families.quick_thought.family:FAMILY",

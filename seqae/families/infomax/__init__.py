@@ -1,0 +1,1 @@
+"""Deep InfoMax: codes judged, and trained, by discriminators of (input, code) pairs."""
