@@ -114,3 +114,17 @@ def test_infomax_trains_evaluates_and_writes_codes(tmp_path):
     assert main(["codes", str(run), "-i", str(images), "-o", str(tmp_path / "codes.npy")]) == 0
     assert np.load(tmp_path / "codes.npy").shape == (3, 8)
     assert {p.name for p in seqae.plot(run)} >= {"training_curves.png", "code_map.png"}
+
+
+def test_autoencoder_and_vae_report_few_label_probes_beside_their_baselines(tmp_path):
+    from tiny import TINY_AE
+
+    for family in ("autoencoder", "vae"):
+        text = TINY_AE.replace('family = "autoencoder"', f'family = "{family}"')
+        if family == "vae":
+            text = text.replace("hidden = [32, 8]", "hidden = [32]\nlatent_dim = 4").replace('activation = "sigmoid"\n', "")
+        run = seqae.train(write_recipe(tmp_path, text, f"{family}.toml"), out=tmp_path / family)
+        result = seqae.evaluate(run, write=False, overrides=["eval.labels_per_class=[5]", "eval.draws=2"])
+        for name in ("codes", "untrained", "pca", "pixels"):
+            assert 0.0 <= result[f"{name}_linear_5"] <= 1.0 and result[f"{name}_knn_5_sd"] >= 0.0, (family, name)
+        assert "codes_linear_10" not in result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,10 +19,15 @@ class ArrayEvalConfig:
     noise_seed: int = 0  # seed of the noise added to test inputs for the denoising figure
     elbo_samples: int = 10  # posterior samples per example for the VAE's test ELBO
     active_unit_threshold: float = 0.01  # a latent unit is active if Cov_x(E[z_u|x]) exceeds this
+    labels_per_class: list[int] = field(default_factory=lambda: [10, 50, 0])  # few-label probes on the codes; 0: every label
+    draws: int = 5  # labelled subsets per size (mean and standard deviation over them)
+    probe_seed: int = 0  # the labelled subsets and the untrained network's initialisation
 
     def validate(self, where: str) -> None:
         if self.elbo_samples <= 0:
             raise ConfigError(f"{where}: eval.elbo_samples must be positive")
+        if self.draws < 1 or any(n < 0 for n in self.labels_per_class):
+            raise ConfigError(f"{where}: eval.draws must be positive and eval.labels_per_class counts >= 0 (0: every label)")
 
 
 def batched(fn, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

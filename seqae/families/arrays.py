@@ -118,3 +118,43 @@ def code_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
     codes = (codes[0] if isinstance(codes, tuple) else codes).cpu().numpy()
     paths.append(plots.code_map(codes, test_y, out_dir / "code_map.png"))
     return paths
+
+
+@torch.no_grad()
+def encode_all(net: nn.Module, x: np.ndarray, encode=None, batch: int = 1024) -> np.ndarray:
+    """``encode`` (default ``net.encode``; a tuple's first item, the VAE's mean) of every row of ``x``."""
+    device = next(net.parameters()).device
+    encode = encode or net.encode
+
+    def first(out):
+        return out[0] if isinstance(out, tuple) else out
+
+    return torch.cat([first(encode(torch.from_numpy(x[i : i + batch]).to(device))) for i in range(0, len(x), batch)]).cpu().numpy()
+
+
+def probe_baselines(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, name: str, seed: int, width: int) -> dict:
+    """Feature sets for :func:`~seqae.evaluation.few_labels.few_label_probes`: the model's codes (as ``name``),
+    the same network untrained (seeded), PCA with ``width`` components, and the pixels."""
+    from sklearn.decomposition import PCA
+
+    torch.manual_seed(seed)
+    untrained = type(model)(model.config).to(next(model.parameters()).device).eval()
+    pca = PCA(n_components=min(width, *train_x.shape), random_state=seed).fit(train_x)
+    return {name: (encode_all(model, train_x), encode_all(model, test_x)),
+            "untrained": (encode_all(untrained, train_x), encode_all(untrained, test_x)),
+            "pca": (pca.transform(train_x), pca.transform(test_x)),
+            "pixels": (train_x, test_x)}
+
+
+def few_label_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name: str) -> dict:
+    """Few-label linear and k-NN probes on the model's codes beside its baselines (labelled data only)."""
+    from seqae.evaluation.few_labels import few_label_probes
+
+    train_x, train_y, test_x, test_y = splits(prepared)
+    if train_y is None or test_y is None:
+        return {}
+    model.eval()
+    config = recipe.eval
+    features = probe_baselines(model, train_x, test_x, name, config.probe_seed, encode_all(model, test_x[:1]).shape[1])
+    return few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.probe_seed)
+

@@ -9,14 +9,15 @@ from torch import nn
 from seqae.config import Recipe
 from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_autoencoder
-from seqae.families.arrays import array_codes, array_scores, code_figures, prepare_arrays, splits
+from seqae.families.arrays import array_codes, array_scores, code_figures, few_label_result, prepare_arrays, splits
 from seqae.families.autoencoder.model import Autoencoder, AutoencoderConfig
 from seqae.families.base import Family, Prepared
 
 
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
     train_x, train_y, test_x, test_y = splits(prepared)
-    return evaluate_autoencoder(model, train_x, test_x, test_y, train_y, recipe.eval, recipe.data.exclude_classes)
+    result = evaluate_autoencoder(model, train_x, test_x, test_y, train_y, recipe.eval, recipe.data.exclude_classes)
+    return result | few_label_result(model, recipe, prepared, "codes")
 
 
 FAMILY = Family(

@@ -14,7 +14,7 @@ from torch import nn
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.few_labels import few_label_probes
-from seqae.families.arrays import array_codes, prepare_images, splits
+from seqae.families.arrays import array_codes, encode_all, prepare_images, probe_baselines, splits
 from seqae.families.base import Family, Prepared
 from seqae.families.infomax.model import InfoMax, InfoMaxConfig
 
@@ -36,13 +36,9 @@ class InfoMaxEvalConfig:
             raise ConfigError(f"{where}: eval.labels_per_class holds counts >= 0 (0: every label), got {self.labels_per_class}")
 
 
-@torch.no_grad()
-def encode_all(model: nn.Module, x: np.ndarray, batch: int = 1024, local: bool = False) -> np.ndarray:
-    """The global codes ``(n, code_dim)`` of images ``(n, input_dim)``, or with ``local`` their local feature
-    maps flattened ``(n, local_dim * M * M)`` (DIM's "conv" representation)."""
-    device = next(model.parameters()).device
-    fn = (lambda x: model.local_features(x).flatten(1)) if local else model.encode
-    return torch.cat([fn(torch.from_numpy(x[i : i + batch]).to(device)) for i in range(0, len(x), batch)]).cpu().numpy()
+def local_maps(net: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The local feature maps, flattened ``(n, local_dim * M * M)`` (DIM's "conv" representation)."""
+    return encode_all(net, x, lambda batch: net.local_features(batch).flatten(1))
 
 
 @torch.no_grad()
@@ -61,25 +57,17 @@ def test_estimates(model: nn.Module, test_x: np.ndarray, batch_size: int) -> dic
 
 
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
-    from sklearn.decomposition import PCA
-
     config = recipe.eval
     train_x, train_y, test_x, test_y = splits(prepared)
     result: dict[str, Any] = {"code_dim": model.config.code_dim, "estimator": model.config.estimator}
     result.update(test_estimates(model, test_x, config.batch_size))
     if train_y is None or test_y is None:
         return result
-    torch.manual_seed(config.seed)
+    features = probe_baselines(model, train_x, test_x, "infomax", config.seed, model.config.code_dim)
+    torch.manual_seed(config.seed)  # the same untrained network as the baselines'
     untrained = InfoMax(model.config).to(next(model.parameters()).device).eval()
-    pca = PCA(n_components=min(model.config.code_dim, *train_x.shape), random_state=config.seed).fit(train_x)
-    features = {
-        "infomax": (encode_all(model, train_x), encode_all(model, test_x)),
-        "infomax_local": (encode_all(model, train_x, local=True), encode_all(model, test_x, local=True)),
-        "untrained": (encode_all(untrained, train_x), encode_all(untrained, test_x)),
-        "untrained_local": (encode_all(untrained, train_x, local=True), encode_all(untrained, test_x, local=True)),
-        "pca": (pca.transform(train_x), pca.transform(test_x)),
-        "pixels": (train_x, test_x),
-    }
+    features["infomax_local"] = (local_maps(model, train_x), local_maps(model, test_x))
+    features["untrained_local"] = (local_maps(untrained, train_x), local_maps(untrained, test_x))
     result.update(few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.seed,
                                    config.max_iter))
     return result

@@ -11,14 +11,15 @@ from torch import nn
 from seqae.config import Recipe
 from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_vae
-from seqae.families.arrays import array_codes, array_scores, code_figures, prepare_arrays, splits
+from seqae.families.arrays import array_codes, array_scores, code_figures, few_label_result, prepare_arrays, splits
 from seqae.families.base import Family, Prepared
 from seqae.families.vae.model import VAE, VAEConfig
 
 
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
     train_x, _, test_x, test_y = splits(prepared)
-    return evaluate_vae(model, train_x, test_x, test_y, recipe.eval, recipe.data.exclude_classes)
+    result = evaluate_vae(model, train_x, test_x, test_y, recipe.eval, recipe.data.exclude_classes)
+    return result | few_label_result(model, recipe, prepared, "codes")
 
 
 @torch.no_grad()
