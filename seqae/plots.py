@@ -82,11 +82,19 @@ def image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: Path, col
     return image_rows([images[r * columns : (r + 1) * columns] for r in range(rows)], [""] * rows, image_shape, path, title)
 
 
-def code_map(codes: np.ndarray, labels: np.ndarray | None, path: Path, title: str = "", names: list[str] | None = None) -> Path:
-    """A 2-D scatter of codes coloured by label (the first two principal components if wider than 2)."""
+def code_map(codes: np.ndarray, labels: np.ndarray | None, path: Path, title: str = "", names: list[str] | None = None,
+             projection: str = "pca") -> Path:
+    """A 2-D scatter of codes coloured by label: the first two principal components if wider than 2, or
+    with ``projection = "tsne"`` scikit-learn's t-SNE (perplexity 30, PCA initialisation, seed 0)."""
     points = codes
     axis_names = ("code 1", "code 2")
-    if codes.shape[1] > 2:
+    if projection == "tsne" and codes.shape[1] >= 2 and len(codes) > 5:
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, (len(codes) - 1) / 3)
+        points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(codes.astype(np.float64))
+        axis_names = ("t-SNE 1", "t-SNE 2")
+    elif codes.shape[1] > 2:
         from sklearn.decomposition import PCA
 
         points = PCA(n_components=2, random_state=0).fit_transform(codes)

@@ -33,7 +33,7 @@ def test_eval_json_is_one_object_on_stdout(run_dir):
 
 def test_plot_writes_the_figures(run_dir, tmp_path):
     assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
-    for name in ("training_curves.png", "reconstructions.png", "code_map.png"):
+    for name in ("training_curves.png", "reconstructions.png", "code_map.png", "tsne_map.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
 

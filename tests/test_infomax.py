@@ -113,7 +113,7 @@ def test_infomax_trains_evaluates_and_writes_codes(tmp_path):
     np.save(images, np.random.default_rng(0).random((3, 64)).astype(np.float32) * 16)
     assert main(["codes", str(run), "-i", str(images), "-o", str(tmp_path / "codes.npy")]) == 0
     assert np.load(tmp_path / "codes.npy").shape == (3, 8)
-    assert {p.name for p in seqae.plot(run)} >= {"training_curves.png", "code_map.png"}
+    assert {p.name for p in seqae.plot(run)} >= {"training_curves.png", "code_map.png", "tsne_map.png"}
 
 
 def test_autoencoder_and_vae_report_few_label_probes_beside_their_baselines(tmp_path):

@@ -80,7 +80,12 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
 
     _, _, test_x, test_y = splits(prepared)
     model.eval()
-    return [plots.code_map(encode_all(model, test_x), test_y, out_dir / "code_map.png", title="infomax codes of the test split")]
+    codes = encode_all(model, test_x)
+    paths = [plots.code_map(codes, test_y, out_dir / "code_map.png", title="infomax codes of the test split")]
+    if test_y is not None:
+        paths.append(plots.code_map(codes, test_y, out_dir / "tsne_map.png", title="infomax codes of the test split (t-SNE)",
+                                    projection="tsne"))
+    return paths
 
 
 FAMILY = Family(
