@@ -97,3 +97,10 @@ def test_infomax_beats_pixels_with_ten_labels_per_class(tmp_path):
     margin = 2 * max(result[f"{best}_linear_10_sd"], result["pixels_linear_10_sd"])
     assert result[f"{best}_linear_10"] > result["pixels_linear_10"] + margin
 
+
+
+def test_denoising_vae_removes_most_of_the_noise(tmp_path):
+    """docs/RESULTS.md, Digits: the denoising VAE's reconstructions of noisy inputs (ratio 0.33 to the noise)."""
+    result = train_and_eval("dvae_digits", tmp_path)
+    assert result["noisy_input_mse"] == pytest.approx(0.09, rel=0.05)  # sigma 0.3
+    assert result["denoised_ratio_to_noisy"] <= 0.45 and result["test_elbo"] > -26.0

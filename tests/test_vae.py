@@ -41,3 +41,22 @@ def test_kl_warmup_ramps_the_weight_with_training_steps():
     model.eval()
     model({"x": torch.rand(2, 10)})
     assert int(model.num_updates) == 6  # evaluation does not advance the schedule
+
+
+def test_a_denoising_vae_encodes_the_corrupted_input_and_scores_the_clean_one():
+    from seqae.config import ConfigError
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(input_dim=6, hidden=[8], latent_dim=2, noise="masking", noise_level=0.5))
+    x = torch.rand(64, 6) + 0.1  # no zeros: a masked entry shows
+    seen = []
+    original = model.encode
+    model.encode = lambda inp: seen.append(inp) or original(inp)
+    model.train()
+    model.elbo_terms(x)
+    assert bool((seen[-1] == 0).any()) and bool(((seen[-1] == 0) | (seen[-1] == x)).all())  # masked, else unchanged
+    model.eval()
+    model.elbo_terms(x)
+    assert torch.equal(seen[-1], x)  # evaluation sees the clean input
+    with pytest.raises(ConfigError, match="noise_level"):
+        VAEConfig(noise="masking", noise_level=1.0).validate("r.toml")

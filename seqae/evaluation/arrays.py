@@ -62,6 +62,20 @@ def corrupt_like(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def denoising_metrics(model: nn.Module, x: torch.Tensor, reconstruct, seed: int) -> dict[str, float]:
+    """For a denoising model (``model.noise``): the test inputs corrupted by its own noise (fixed seed),
+    the error of their reconstructions against the clean inputs, beside the noisy inputs' own error."""
+    cfg = model.config
+    if cfg.noise == "none" or cfg.noise_level <= 0:
+        return {}
+    noisy = corrupt_like(model, x, seed)
+    denoised_mse = float((batched(reconstruct, noisy) - x).pow(2).mean())
+    noisy_mse = float((noisy - x).pow(2).mean())
+    return {"denoised_mse": denoised_mse, "noisy_input_mse": noisy_mse,
+            "denoised_ratio_to_noisy": denoised_mse / noisy_mse if noisy_mse > 0 else float("nan")}
+
+
+@torch.no_grad()
 def evaluate_autoencoder(
     model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, train_y, config: ArrayEvalConfig, excluded: list[int]
 ) -> dict[str, Any]:
@@ -74,15 +88,7 @@ def evaluate_autoencoder(
     result: dict[str, Any] = {"test_examples": int(x.shape[0]), "test_mse": mse}
     result.update(pca_baseline(train_x, test_x, model.code_dim, mse))
     cfg = model.config
-    if cfg.noise != "none" and cfg.noise_level > 0:
-        noisy = corrupt_like(model, x, config.noise_seed)
-        denoised = batched(reconstruct, noisy)
-        noisy_mse = float((noisy - x).pow(2).mean())
-        result.update(
-            denoised_mse=float((denoised - x).pow(2).mean()),
-            noisy_input_mse=noisy_mse,
-        )
-        result["denoised_ratio_to_noisy"] = result["denoised_mse"] / noisy_mse if noisy_mse > 0 else float("nan")
+    result.update(denoising_metrics(model, x, reconstruct, config.noise_seed))
     codes = batched(lambda b: model.encode(b.to(device)).cpu(), x)
     if cfg.sparsity != "none":
         result["mean_activation"] = float(codes.mean())
@@ -149,6 +155,7 @@ def evaluate_vae(
         "test_mse": mse,
     }
     result.update(pca_baseline(train_x, test_x, model.code_dim, mse))
+    result.update(denoising_metrics(model, x, lambda b: model.reconstruct(b.to(device)).cpu(), config.noise_seed))
     result.update(anomaly_figures(model, x, test_y, excluded, device))
     return result
 

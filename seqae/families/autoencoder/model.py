@@ -17,6 +17,7 @@ from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput, Phase, Stage
 from seqae.nn.encoders import ACTIVATIONS, activation
 from seqae.nn.losses import kl_sparsity_penalty, l1_penalty
+from seqae.nn.noise import corrupt
 
 
 @dataclass
@@ -130,12 +131,7 @@ class Autoencoder(nn.Module):
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the configured input noise (denoising autoencoders): Gaussian or masking."""
-        level = self.config.noise_level
-        if self.config.noise == "gaussian" and level > 0:
-            return x + level * torch.randn_like(x)
-        if self.config.noise == "masking" and level > 0:
-            return x * (torch.rand_like(x) >= level).to(x.dtype)
-        return x
+        return corrupt(x, self.config.noise, self.config.noise_level)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, input_dim) -> (batch, code_dim)``."""

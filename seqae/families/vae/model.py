@@ -13,6 +13,7 @@ from seqae.config import ConfigError, choice
 from seqae.models.base import ModelOutput
 from seqae.nn.encoders import ACTIVATIONS, MLP
 from seqae.nn.losses import gaussian_kl
+from seqae.nn.noise import NOISES, corrupt
 
 
 @dataclass
@@ -28,12 +29,16 @@ class VAEConfig:
     beta: float = 1.0  # weight of the KL term (1: the ELBO)
     kl_warmup_steps: int = 0  # the KL weight ramps from 0 to beta over these training forward passes
     # (micro-batches: with train.grad_accum = N, N per optimizer step)
+    noise: str = choice("none", *NOISES)  # denoising VAE: the encoder sees a corrupted input, p(x|z) the clean one
+    noise_level: float = 0.0  # Gaussian sigma, or the share of input features dropped
 
     def validate(self, where: str) -> None:
         if self.latent_dim <= 0 or any(w <= 0 for w in self.hidden):
             raise ConfigError(f"{where}: model.latent_dim and model.hidden must be positive")
         if self.beta < 0 or self.kl_warmup_steps < 0:
             raise ConfigError(f"{where}: model.beta and model.kl_warmup_steps must be >= 0")
+        if self.noise_level < 0 or (self.noise == "masking" and self.noise_level >= 1):
+            raise ConfigError(f"{where}: model.noise_level must be >= 0 (masking: below 1, the share of inputs dropped)")
 
 
 class VAE(nn.Module):
@@ -101,8 +106,9 @@ class VAE(nn.Module):
         return 0.5 * ((out - x).pow(2) + math.log(2 * math.pi)).sum(dim=1)
 
     def elbo_terms(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example reconstruction NLL and KL: each ``(batch,)``; ELBO = -(nll + kl)."""
-        mu, logvar = self.encode(x)
+        """Per-example reconstruction NLL and KL: each ``(batch,)``; ELBO = -(nll + kl). In training with
+        ``model.noise``, the encoder sees the corrupted input and the NLL is of the clean ``x``."""
+        mu, logvar = self.encode(corrupt(x, self.config.noise, self.config.noise_level) if self.training else x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu  # reparameterisation
         return self.negative_log_likelihood(self.decoder_logits(z), x), gaussian_kl(mu, logvar)
 
