@@ -60,3 +60,20 @@ def test_a_denoising_vae_encodes_the_corrupted_input_and_scores_the_clean_one():
     assert torch.equal(seen[-1], x)  # evaluation sees the clean input
     with pytest.raises(ConfigError, match="noise_level"):
         VAEConfig(noise="masking", noise_level=1.0).validate("r.toml")
+
+
+def test_a_learned_output_variance_gives_the_gaussian_nll_of_that_variance():
+    model = make(likelihood="gaussian_learned")
+    assert model.output_log_variance.shape == (10,)
+    out, x = torch.rand(3, 10), torch.rand(3, 10)
+    with torch.no_grad():
+        model.output_log_variance.fill_(math.log(0.25))  # sigma = 0.5
+    expected = -torch.distributions.Normal(out, 0.5).log_prob(x).sum(1)
+    torch.testing.assert_close(model.negative_log_likelihood(out, x), expected)
+    # unit variance is the plain Gaussian's, and its model has no such parameter
+    plain = make(likelihood="gaussian")
+    assert plain.output_log_variance is None
+    torch.testing.assert_close(plain.negative_log_likelihood(out, x), -torch.distributions.Normal(out, 1.0).log_prob(x).sum(1))
+    loss = model({"x": x}).loss
+    loss.backward()
+    assert model.output_log_variance.grad is not None and bool(model.output_log_variance.grad.abs().sum() > 0)

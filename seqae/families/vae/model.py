@@ -25,7 +25,8 @@ class VAEConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 128])  # encoder widths; the decoder mirrors them
     latent_dim: int = 8
     activation: str = choice("relu", *ACTIVATIONS)
-    likelihood: str = choice("bernoulli", "bernoulli", "gaussian")  # p(x|z); bernoulli for data in [0, 1]
+    # p(x|z): bernoulli for data in [0, 1]; gaussian with unit variance; gaussian_learned with a learned variance per feature
+    likelihood: str = choice("bernoulli", "bernoulli", "gaussian", "gaussian_learned")
     beta: float = 1.0  # weight of the KL term (1: the ELBO)
     kl_warmup_steps: int = 0  # the KL weight ramps from 0 to beta over these training forward passes
     # (micro-batches: with train.grad_accum = N, N per optimizer step)
@@ -59,6 +60,8 @@ class VAE(nn.Module):
         self.to_mu = nn.Linear(widths[-1], config.latent_dim)
         self.to_logvar = nn.Linear(widths[-1], config.latent_dim)
         self.decoder = MLP([config.latent_dim, *reversed(widths)], config.activation, "linear")
+        # gaussian_learned: log sigma^2 of p(x|z), one per output feature, learned with the rest
+        self.output_log_variance = nn.Parameter(torch.zeros(config.input_dim)) if config.likelihood == "gaussian_learned" else None
         # Counts training forward passes; drives the KL warm-up and is saved with the weights.
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
@@ -102,6 +105,9 @@ class VAE(nn.Module):
         """-log p(x|z) summed over features: ``(batch,)``."""
         if self.config.likelihood == "bernoulli":
             return F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(dim=1)
+        if self.output_log_variance is not None:  # N(out, exp(log_variance)) per feature
+            log_var = self.output_log_variance
+            return 0.5 * ((out - x).pow(2) * torch.exp(-log_var) + log_var + math.log(2 * math.pi)).sum(dim=1)
         # unit-variance Gaussian
         return 0.5 * ((out - x).pow(2) + math.log(2 * math.pi)).sum(dim=1)
 
