@@ -221,7 +221,8 @@ def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
 
 
 EVAL_OPTIONS = {"tasks": ("--task", "task files"), "manifest": ("--manifest", "evaluation manifests"),
-                "senteval": ("--senteval", "SentEval data folder"), "senteval_tasks": ("--tasks", "SentEval tasks")}
+                "senteval": ("--senteval", "SentEval data folder"), "senteval_tasks": ("--tasks", "SentEval tasks"),
+                "discriminator": ("--discriminator", "discriminator evaluation")}
 
 
 def check_eval_options(family, given: dict[str, Any]) -> None:
@@ -237,7 +238,7 @@ def check_eval_options(family, given: dict[str, Any]) -> None:
 def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
     manifest: str | list[str] | None = None, overrides: list[str] | None = None,
-    senteval: str | os.PathLike | None = None, senteval_tasks: str | list[str] | None = None,
+    senteval: str | os.PathLike | None = None, senteval_tasks: str | list[str] | None = None, discriminator: bool = False,
 ) -> dict[str, Any]:
     """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``.
 
@@ -245,6 +246,7 @@ def evaluate(
     ``score<TAB>sentence1<TAB>sentence2`` or ``label<TAB>sentence1<TAB>sentence2`` per line).
     ``senteval``: the ``data/downstream`` folder of SentEval's download script; ``senteval_tasks``: which
     of its tasks ("MR,CR,STSBenchmark" or a list; default every task found there). ``manifest``: the audio families' evaluation manifest(s).
+    ``discriminator``: also judge the codes with a fresh discriminator (families with codes of their inputs).
     ``overrides``: ``["eval.KEY=VALUE", ...]``, settings of the recipe's ``[eval]`` section for this
     evaluation (the other sections are fixed by training). Per-item records (voice conversion: one per
     conversion) go to ``RUN_DIR/eval_records.jsonl``, or under ``"records"`` when ``write`` is False.
@@ -252,8 +254,9 @@ def evaluate(
     run_dir = Path(run_dir)
     model = load(run_dir, device=device)
     recipe = model.recipe
-    check_eval_options(get_family(recipe.family), {"tasks": tasks, "manifest": manifest, "senteval": senteval,
-                                                   "senteval_tasks": senteval_tasks})
+    given = {"tasks": tasks, "manifest": manifest, "senteval": str(senteval) if senteval else None,
+             "senteval_tasks": senteval_tasks, "discriminator": discriminator}
+    check_eval_options(get_family(recipe.family), given)
     if overrides:
         other = [text for text in overrides if not text.strip().startswith("eval.")]
         if other:
@@ -266,8 +269,6 @@ def evaluate(
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
     if overrides:
         result["eval_overrides"] = list(overrides)
-    given = {"tasks": tasks, "manifest": manifest, "senteval": str(senteval) if senteval else None,
-             "senteval_tasks": senteval_tasks}
     options: dict[str, Any] = {key: value for key, value in given.items() if value}
     result.update(family.evaluate(model, recipe, prepared, **options))
     # per-item records (voice conversion: one per conversion, with the speaker it was labelled as) go to

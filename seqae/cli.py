@@ -53,6 +53,9 @@ def add_eval(sub) -> None:
     p.add_argument("--tasks", dest="senteval_tasks", metavar="LIST",
                    help="SentEval tasks, e.g. MR,CR,SUBJ,MPQA,SST2,TREC,MRPC,SICKRelatedness,SICKEntailment,"
                         "STS12,...,STS16,STSBenchmark (default: every task found in --senteval)")
+    p.add_argument("--discriminator", action="store_true",
+                   help="also judge the run's codes with a fresh discriminator of (input, code) pairs: AUROC, accuracy and "
+                        "the InfoNCE bound in nats, beside the untrained network and PCA")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="eval.KEY=VALUE",
                    help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.seen_references=5 (repeatable)")
     p.add_argument("--device", default="cpu")
@@ -161,7 +164,8 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None,
-                          overrides=args.overrides or None, senteval=args.senteval, senteval_tasks=args.senteval_tasks)
+                          overrides=args.overrides or None, senteval=args.senteval, senteval_tasks=args.senteval_tasks,
+                          discriminator=args.discriminator)
     table = result.pop("senteval_table", None)
     if args.json:
         # NaN and infinity are not JSON: they are written as null

@@ -22,6 +22,7 @@ class ArrayEvalConfig:
     labels_per_class: list[int] = field(default_factory=lambda: [10, 50, 0])  # few-label probes on the codes; 0: every label
     draws: int = 5  # labelled subsets per size (mean and standard deviation over them)
     probe_seed: int = 0  # the labelled subsets and the untrained network's initialisation
+    discriminator: bool = False  # also the discriminator evaluation of the codes (seqae eval --discriminator)
 
     def validate(self, where: str) -> None:
         if self.elbo_samples <= 0:

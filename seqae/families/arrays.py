@@ -160,3 +160,18 @@ def few_label_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name:
     features = probe_baselines(model, train_x, test_x, name, config.probe_seed, encode_all(model, test_x[:1]).shape[1])
     return few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.probe_seed)
 
+
+def discriminator_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name: str, seed: int, **options) -> dict:
+    """The discriminator evaluation (:mod:`seqae.evaluation.discriminator`) of the model's codes beside the
+    same network untrained and PCA with as many components, when asked for (``--discriminator`` or
+    ``eval.discriminator``)."""
+    from seqae.evaluation.discriminator import discriminator_evaluation
+
+    if not (options.get("discriminator") or getattr(recipe.eval, "discriminator", False)):
+        return {}
+    train_x, _, test_x, _ = splits(prepared)
+    model.eval()
+    features = probe_baselines(model, train_x, test_x, name, seed, encode_all(model, test_x[:1]).shape[1])
+    features.pop("pixels")  # the input itself: a perfect code by construction
+    return discriminator_evaluation(features, train_x, test_x, seed)
+

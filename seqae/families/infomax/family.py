@@ -14,7 +14,7 @@ from torch import nn
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.few_labels import few_label_probes
-from seqae.families.arrays import array_codes, encode_all, prepare_images, probe_baselines, splits
+from seqae.families.arrays import array_codes, discriminator_result, encode_all, prepare_images, probe_baselines, splits
 from seqae.families.base import Family, Prepared
 from seqae.families.infomax.model import InfoMax, InfoMaxConfig
 
@@ -28,6 +28,7 @@ class InfoMaxEvalConfig:
     draws: int = 5  # labelled subsets per size (mean and standard deviation over them)
     max_iter: int = 1000  # logistic-regression iterations
     batch_size: int = 128  # test batches for the mutual-information estimates
+    discriminator: bool = False  # also the discriminator evaluation of the codes (seqae eval --discriminator)
 
     def validate(self, where: str) -> None:
         if self.draws < 1 or self.max_iter < 1 or self.batch_size < 2:
@@ -70,7 +71,7 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) ->
     features["untrained_local"] = (local_maps(untrained, train_x), local_maps(untrained, test_x))
     result.update(few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.seed,
                                    config.max_iter))
-    return result
+    return result | discriminator_result(model, recipe, prepared, "infomax", config.seed, **options)
 
 
 @torch.no_grad()
@@ -90,5 +91,5 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
 
 FAMILY = Family(
     "infomax", InfoMaxConfig, ArrayDataConfig, InfoMaxEvalConfig,
-    prepare_images, lambda r: InfoMax(r.model), evaluate, figures, array_codes,
+    prepare_images, lambda r: InfoMax(r.model), evaluate, figures, array_codes, eval_options=("discriminator",),
 )

@@ -11,7 +11,15 @@ from torch import nn
 from seqae.config import Recipe
 from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_vae
-from seqae.families.arrays import array_codes, array_scores, code_figures, few_label_result, prepare_arrays, splits
+from seqae.families.arrays import (
+    array_codes,
+    array_scores,
+    code_figures,
+    discriminator_result,
+    few_label_result,
+    prepare_arrays,
+    splits,
+)
 from seqae.families.base import Family, Prepared
 from seqae.families.vae.model import VAE, VAEConfig
 
@@ -19,7 +27,8 @@ from seqae.families.vae.model import VAE, VAEConfig
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
     train_x, _, test_x, test_y = splits(prepared)
     result = evaluate_vae(model, train_x, test_x, test_y, recipe.eval, recipe.data.exclude_classes)
-    return result | few_label_result(model, recipe, prepared, "codes")
+    result |= few_label_result(model, recipe, prepared, "codes")
+    return result | discriminator_result(model, recipe, prepared, "codes", recipe.eval.probe_seed, **options)
 
 
 @torch.no_grad()
@@ -36,5 +45,5 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
 
 FAMILY = Family(
     "vae", VAEConfig, ArrayDataConfig, ArrayEvalConfig,
-    prepare_arrays, lambda r: VAE(r.model), evaluate, figures, array_codes, array_scores,
+    prepare_arrays, lambda r: VAE(r.model), evaluate, figures, array_codes, array_scores, eval_options=("discriminator",),
 )
