@@ -8,6 +8,7 @@ import torch
 import seqae
 from seqae.audio import LogMel, MelConfig
 from seqae.cli import main
+from seqae.config import ConfigError
 from seqae.datasets.audio import list_utterances, read_audio, read_manifest
 from seqae.datasets.base import DataError
 
@@ -112,3 +113,5 @@ def test_mel_vqvae_trains_evaluates_and_writes_codes(tmp_path):
     assert len(np.load(tmp_path / "c.npz").files) == 8
     names = {p.name for p in seqae.plot(run, tmp_path / "plots")}
     assert {"reconstructions.png", "code_usage.png"} <= names
+    with pytest.raises(ConfigError, match="a code per frame"):
+        seqae.evaluate(run, discriminator=True)

@@ -3,6 +3,7 @@ input from one that does not; ``seqae eval --discriminator`` runs it for the fam
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,3 +47,20 @@ def test_seqae_eval_discriminator_judges_the_codes_and_others_refuse_it(tmp_path
     assert "discriminator_pixels_auroc" not in result
     expect_error(["eval", runs["qt"], "--discriminator"], capsys, "--discriminator",
                  "'quick_thought' run takes no discriminator evaluation")
+
+
+def test_a_vq_vaes_quantised_codes_are_judged_too(tmp_path, capsys):
+    """The VQ-VAE's (and the Gumbel VAE's) codes are its quantised latents, flattened."""
+    recipe = Path(__file__).parents[1] / "recipes" / "vqvae_digits.toml"
+    short = ["--set", "train.steps=200", "--set", "train.eval_every=0", "--set", "train.warmup_steps=20", "--set", "model.channels=16"]
+    assert main(["train", str(recipe), "--out", str(tmp_path / "vq"), *short]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "vq"), "--json", "--discriminator", "--set", "eval.labels_per_class=[5]",
+                 "--set", "eval.draws=2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # 200 steps use about 9 of the 64 codes (the bound about 1.3 nats); a collapsed codebook (one code, as the
+    # untrained network has) scores AUROC 0.5, 0 nats and chance (0.1) in the probes
+    assert result["codes_used"] >= 6
+    assert 0.75 < result["discriminator_codes_auroc"] <= 1.0 and abs(result["discriminator_untrained_auroc"] - 0.5) < 0.05
+    assert 0.8 < result["discriminator_codes_infonce_nats"] <= result["discriminator_infonce_ceiling_nats"]
+    assert result["codes_linear_5"] > 0.18

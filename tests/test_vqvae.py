@@ -8,27 +8,7 @@ from seqae.config import ConfigError, load_recipe
 from seqae.families.vqvae.model import VQVAE, VQVAEConfig
 
 from conftest import write_recipe
-
-TINY_VQ = """
-[model]
-family = "vqvae"
-latent = "global"
-channels = 16
-code_dim = 8
-codebook_size = 16
-dead_code_threshold = 0.1
-
-[data]
-source = "digits"
-
-[train]
-steps = 30
-batch_size = 64
-lr = 2e-3
-warmup_steps = 5
-log_every = 10
-checkpoint_every = 30
-"""
+from tiny import TINY_VQ
 
 
 def make(**kw):
@@ -82,6 +62,8 @@ def test_train_eval_codes_and_figures_end_to_end(tmp_path):
     assert 0.0 <= result["codes_nmi"] <= 1.0 and 0.0 <= result["kmeans_nmi"] <= 1.0
     assert result["kmeans_clusters_used"] > 1
     assert 0.0 < result["codes_purity"] <= 1.0
+    for name in ("codes", "untrained", "pca", "pixels"):  # few-label probes of the quantised latents and baselines
+        assert 0.1 <= result[f"{name}_linear_10"] <= 1.0 and result[f"{name}_linear_10_sd"] >= 0.0
     from sklearn.datasets import load_digits
 
     np.save(tmp_path / "x.npy", load_digits().data[:9])

@@ -74,6 +74,28 @@ def book_corpus(folder: Path, chapters: int = 6, sentences: int = 40) -> Path:
     return folder
 
 
+TINY_VQ = """
+[model]
+family = "vqvae"
+latent = "global"
+channels = 16
+code_dim = 8
+codebook_size = 16
+dead_code_threshold = 0.1
+
+[data]
+source = "digits"
+
+[train]
+steps = 30
+batch_size = 64
+lr = 2e-3
+warmup_steps = 5
+log_every = 10
+checkpoint_every = 30
+"""
+
+
 TINY_QT = """
 [model]
 family = "quick_thought"

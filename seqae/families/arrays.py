@@ -134,22 +134,33 @@ def encode_all(net: nn.Module, x: np.ndarray, encode=None, batch: int = 1024) ->
     return torch.cat([first(encode(torch.from_numpy(x[i : i + batch]).to(device))) for i in range(0, len(x), batch)]).cpu().numpy()
 
 
-def probe_baselines(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, name: str, seed: int, width: int) -> dict:
+def probe_baselines(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, name: str, seed: int, width: int,
+                    code_of=None) -> dict:
     """Feature sets for :func:`~seqae.evaluation.few_labels.few_label_probes`: the model's codes (as ``name``),
-    the same network untrained (seeded), PCA with ``width`` components, and the pixels."""
+    the same network untrained (seeded), PCA with ``width`` components, and the pixels. ``code_of(net, x)``
+    gives a network's codes ``(batch, width)`` (default: ``net.encode``, a tuple's first item)."""
     from sklearn.decomposition import PCA
 
     torch.manual_seed(seed)
     untrained = type(model)(model.config).to(next(model.parameters()).device).eval()
     pca = PCA(n_components=min(width, *train_x.shape), random_state=seed).fit(train_x)
-    return {name: (encode_all(model, train_x), encode_all(model, test_x)),
-            "untrained": (encode_all(untrained, train_x), encode_all(untrained, test_x)),
+
+    def codes(net: nn.Module, x: np.ndarray) -> np.ndarray:
+        return encode_all(net, x, None if code_of is None else lambda batch: code_of(net, batch))
+
+    return {name: (codes(model, train_x), codes(model, test_x)),
+            "untrained": (codes(untrained, train_x), codes(untrained, test_x)),
             "pca": (pca.transform(train_x), pca.transform(test_x)),
             "pixels": (train_x, test_x)}
 
 
-def few_label_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name: str) -> dict:
-    """Few-label linear and k-NN probes on the model's codes beside its baselines (labelled data only)."""
+def code_width(model: nn.Module, x: np.ndarray, code_of=None) -> int:
+    return encode_all(model, x[:1], None if code_of is None else lambda batch: code_of(model, batch)).shape[1]
+
+
+def few_label_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name: str, code_of=None) -> dict:
+    """Few-label linear and k-NN probes on the model's codes beside its baselines (labelled data only);
+    ``code_of`` as for :func:`probe_baselines`."""
     from seqae.evaluation.few_labels import few_label_probes
 
     train_x, train_y, test_x, test_y = splits(prepared)
@@ -157,21 +168,23 @@ def few_label_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name:
         return {}
     model.eval()
     config = recipe.eval
-    features = probe_baselines(model, train_x, test_x, name, config.probe_seed, encode_all(model, test_x[:1]).shape[1])
+    width = code_width(model, test_x, code_of)
+    features = probe_baselines(model, train_x, test_x, name, config.probe_seed, width, code_of)
     return few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.probe_seed)
 
 
-def discriminator_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name: str, seed: int, **options) -> dict:
+def discriminator_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name: str, seed: int, code_of=None,
+                         **options) -> dict:
     """The discriminator evaluation (:mod:`seqae.evaluation.discriminator`) of the model's codes beside the
     same network untrained and PCA with as many components, when asked for (``--discriminator`` or
-    ``eval.discriminator``)."""
+    ``eval.discriminator``); ``code_of`` as for :func:`probe_baselines`."""
     from seqae.evaluation.discriminator import discriminator_evaluation
 
     if not (options.get("discriminator") or getattr(recipe.eval, "discriminator", False)):
         return {}
     train_x, _, test_x, _ = splits(prepared)
     model.eval()
-    features = probe_baselines(model, train_x, test_x, name, seed, encode_all(model, test_x[:1]).shape[1])
+    features = probe_baselines(model, train_x, test_x, name, seed, code_width(model, test_x, code_of), code_of)
     features.pop("pixels")  # the input itself: a perfect code by construction
     return discriminator_evaluation(features, train_x, test_x, seed)
 

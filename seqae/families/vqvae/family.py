@@ -15,7 +15,16 @@ from seqae.datasets.arrays import ArrayDataConfig
 from seqae.datasets.audio import AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels
 from seqae.datasets.base import DataError, utterances_fingerprint
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_vqvae
-from seqae.families.arrays import array_inputs, array_scores, figure_picks, prepare_images, reconstruction_figure, splits
+from seqae.families.arrays import (
+    array_inputs,
+    array_scores,
+    discriminator_result,
+    few_label_result,
+    figure_picks,
+    prepare_images,
+    reconstruction_figure,
+    splits,
+)
 from seqae.families.base import Family, Inferred, Prepared, Utterances
 from seqae.families.vqvae.model import VQVAE, VQVAEConfig
 
@@ -31,13 +40,25 @@ def prepare_vqvae(recipe: Recipe) -> Prepared:
     return prepare_images(recipe)
 
 
+def quantized_code(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The quantised latents of images, flattened: ``(batch, code_dim)`` (global) or ``(batch, h * w * code_dim)``."""
+    return model.encode(x).quantized.flatten(1)
+
+
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
     """Log-mel input: reconstruction error and code usage over every test utterance; images: the array
-    evaluation with code usage and clustering."""
+    evaluation with code usage and clustering, few-label probes of the quantised latents and, when asked
+    for, their discriminator evaluation."""
+    wants_discriminator = options.get("discriminator") or recipe.eval.discriminator
     if recipe.model.input == "mel":
+        if wants_discriminator:
+            raise ConfigError(f"{recipe.source}: the discriminator evaluation takes image codes; this VQ-VAE codes log-mel frames "
+                              "(a code per frame, no one input to pair it with): drop --discriminator / eval.discriminator")
         return evaluate_mel_vqvae(model, prepared.test)
     train_x, train_y, test_x, test_y = splits(prepared)
-    return evaluate_vqvae(model, train_x, train_y, test_x, test_y, recipe.eval)
+    result = evaluate_vqvae(model, train_x, train_y, test_x, test_y, recipe.eval)
+    result |= few_label_result(model, recipe, prepared, "codes", quantized_code)
+    return result | discriminator_result(model, recipe, prepared, "codes", recipe.eval.probe_seed, quantized_code, **options)
 
 
 @torch.no_grad()
@@ -139,4 +160,5 @@ FAMILY = Family(
     prepare_vqvae, lambda r: VQVAE(r.model), evaluate, figures, vqvae_codes, array_scores,
     data_config_for=lambda model: AudioDataConfig if getattr(model, "input", "image") == "mel" else ArrayDataConfig,
     codes_by_file=lambda model, recipe, path: mel_codes_by_file(model, recipe, path) if model.config.input == "mel" else None,
+    eval_options=("discriminator",),
 )
