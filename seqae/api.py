@@ -299,6 +299,48 @@ def search(model_or_run, queries: list[str], corpus: list[str], top_k: int = 5, 
                            top_k=top_k)
 
 
+def search_collection(run_dir: str | os.PathLike, index: str | os.PathLike, queries: str | os.PathLike | list[str], top_k: int = 5,
+                      metric: str = "cosine", index_file: str | os.PathLike | None = None, rebuild: bool = False,
+                      device: str = "cpu") -> tuple[list[dict], bool]:
+    """Search by code with any run whose family gives one vector per item (images and arrays, sentences,
+    audio files): the ``top_k`` items of the collection ``index`` nearest to each query, by ``metric``
+    ("cosine" or "euclidean").
+
+    ``queries``: a file or folder of the same kind as the collection (or a list holding one), or
+    (sentence encoders) a list of sentences. The collection's vectors are kept in ``index_file`` (default: beside the collection,
+    ``NAME.seqae-index.npz``) and reused while the run's weights and the collection are unchanged.
+    Returns ``(results, built)``: one ``{"query", "hits": [{"item", "name", "score"}]}`` per query (score:
+    cosine, or minus the distance; higher is nearer) and whether the index was (re)built."""
+    from seqae.retrieval import METRICS, cached_index, collection_digest, nearest
+
+    if metric not in METRICS:
+        raise ConfigError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+    if top_k < 1:
+        raise ConfigError(f"--top-k {top_k}: give a positive number of results")
+    run_dir, index = Path(run_dir), Path(index)
+    model = load(run_dir, device=device)
+    family = get_family(model.recipe.family)
+    if family.search_items is None:
+        raise ConfigError(f"{run_dir}: a '{family.name}' run gives no one vector per item to search by")
+    if not index.exists():
+        raise DataError(f"{index}: no such collection file or folder")
+    index_file = Path(index_file) if index_file else index.with_name(index.name + ".seqae-index.npz")
+    weights = collection_digest(run_dir / checkpoint.MODEL_FILE)
+    try:
+        names, vectors, built = cached_index(index, index_file, str(run_dir.resolve()), weights,
+                                             lambda: family.search_items(model, model.recipe, index), rebuild)
+        if isinstance(queries, list) and not family.embeds:
+            if len(queries) != 1:
+                raise ConfigError(f"--query: a '{family.name}' run searches with one file or folder of queries")
+            queries = queries[0]
+        query_names, query_vectors = family.search_items(model, model.recipe, queries if isinstance(queries, list) else Path(queries))
+        hits = nearest(query_vectors, vectors, top_k, metric)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    return [{"query": q, "hits": [{"item": h["corpus_id"], "name": names[h["corpus_id"]], "score": h["score"]} for h in found]}
+            for q, found in zip(query_names, hits)], built
+
+
 def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, device: str = "cpu") -> list[Path]:
     """Training curves and the family's own figures as PNG files (default: ``RUN_DIR/plots``)."""
     from seqae import plots

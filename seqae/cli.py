@@ -77,13 +77,20 @@ def add_family_commands(sub) -> None:
 
 
 def add_search(sub) -> None:
-    p = sub.add_parser("search", help="sentence encoders: the sentences of a collection nearest to each query")
+    p = sub.add_parser("search", help="search by code: the items of a collection nearest to each query (images and arrays, "
+                                      "sentences, audio files)")
     p.add_argument("run_dir")
-    p.add_argument("--corpus", required=True, metavar="FILE", help="the collection, one sentence per line")
+    p.add_argument("--index", "--corpus", dest="index", required=True, metavar="INPUT",
+                   help="the collection: an array file (.npy/.npz/IDX), a text file of sentences, or an audio file, folder or manifest")
     query = p.add_mutually_exclusive_group(required=True)
-    query.add_argument("--query", action="append", metavar="TEXT", help="a query sentence (repeatable)")
-    query.add_argument("--queries", metavar="FILE", help="query sentences, one per line")
+    query.add_argument("--query", action="append", metavar="INPUT",
+                       help="queries: a file or folder like the collection; for a sentence encoder, a sentence (repeatable)")
+    query.add_argument("--queries", metavar="FILE", help="a file of queries (for a sentence encoder, one sentence per line)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="results per query (default 5)")
+    p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"))
+    p.add_argument("--index-file", metavar="FILE", help="where the collection's vectors are kept (default: INPUT.seqae-index.npz)")
+    p.add_argument("--rebuild", action="store_true", help="encode the collection again, replacing --index-file")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the hits as JSON lines (one object per query)")
     p.add_argument("--json", action="store_true", help="one JSON object per query on stdout")
     p.add_argument("--device", default="cpu")
 
@@ -224,23 +231,22 @@ def save_npz(path: Path, arrays: dict) -> int:
 
 
 def search(args: argparse.Namespace) -> int:
-    from seqae.datasets.base import read_text_lines
-
-    if args.top_k < 1:
-        raise ConfigError(f"--top-k {args.top_k}: give a positive number of results")
-    corpus = read_text_lines(args.corpus, "corpus file (one sentence per line)")
-    queries = args.query if args.query else read_text_lines(args.queries, "query file (one sentence per line)")
-    if not corpus or not queries:
-        raise ConfigError(f"{args.corpus if not corpus else args.queries}: no sentences to search")
-    results = api.search(args.run_dir, queries, corpus, top_k=args.top_k, device=args.device)
-    for query, hits in zip(queries, results):
-        if args.json:
-            print(json.dumps({"query": query, "hits": [{**h, "line": h["corpus_id"] + 1, "sentence": corpus[h["corpus_id"]]}
-                                                        for h in hits]}))
-            continue
-        print(f"query: {query}")
-        for rank, hit in enumerate(hits, start=1):
-            print(f"  {rank:>3}  {hit['score']:.4f}  line {hit['corpus_id'] + 1}: {corpus[hit['corpus_id']]}")
+    queries = args.queries or args.query
+    results, built = api.search_collection(args.run_dir, args.index, queries, top_k=args.top_k, metric=args.metric,
+                                           index_file=args.index_file, rebuild=args.rebuild, device=args.device)
+    if built:
+        print(f"{args.index}: the collection encoded and its index written", file=sys.stderr)
+    lines = [json.dumps(r, ensure_ascii=False) for r in results]
+    if args.output:
+        checkpoint.atomic_write(args.output, "".join(line + "\n" for line in lines))
+        print(f"{args.output}: the hits of {len(results)} queries", file=sys.stderr)
+    elif args.json:
+        print("\n".join(lines))
+    else:
+        for result in results:
+            print(f"query: {result['query']}")
+            for rank, hit in enumerate(result["hits"], start=1):
+                print(f"  {rank:>3}  {hit['score']:.4f}  item {hit['item']}: {hit['name']}")
     return 0
 
 

@@ -343,18 +343,3 @@ def test_semantic_search_returns_the_nearest_sentences_best_first():
     assert len(semantic_search(corpus[:1], corpus[:2], top_k=10)[0]) == 2
     with pytest.raises(ValueError, match="top_k"):
         semantic_search(corpus, corpus, top_k=0)
-
-
-def test_seqae_search_finds_a_sentence_in_its_own_collection(runs, tmp_path, capsys):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("The ship sails at dawn.\nA letter came for my sister.\nThe garden was full of rain.\n")
-    assert main(["search", str(runs["qt"]), "--corpus", str(corpus), "--query", "A letter came for my sister.", "-k", "2",
-                 "--json"]) == 0
-    found = json.loads(capsys.readouterr().out)
-    assert found["hits"][0]["line"] == 2 and found["hits"][0]["score"] == pytest.approx(1.0, abs=1e-5)
-    assert len(found["hits"]) == 2
-    assert seqae.search(runs["qt"], ["The ship sails at dawn."], corpus.read_text().splitlines(), top_k=1)[0][0]["corpus_id"] == 0
-    assert main(["search", str(runs["ae"]), "--corpus", str(corpus), "--query", "x"]) == 1
-    assert "not a sentence encoder" in capsys.readouterr().err
-    assert main(["search", str(runs["qt"]), "--corpus", str(tmp_path / "nope.txt"), "--query", "x"]) == 1
-    assert "no such corpus file" in capsys.readouterr().err

@@ -64,6 +64,8 @@ def test_train_eval_codes_and_figures_end_to_end(tmp_path):
     assert 0.0 < result["codes_purity"] <= 1.0
     for name in ("codes", "untrained", "pca", "pixels"):  # few-label probes of the quantised latents and baselines
         assert 0.1 <= result[f"{name}_linear_10"] <= 1.0 and result[f"{name}_linear_10_sd"] >= 0.0
+        assert 0.0 < result[f"{name}_map"] <= 1.0 and 0.0 <= result[f"{name}_precision_at_10"] <= 1.0
+    assert result["pixels_precision_at_10"] > 0.8  # digits' nearest pixels mostly share the label
     from sklearn.datasets import load_digits
 
     np.save(tmp_path / "x.npy", load_digits().data[:9])

@@ -66,6 +66,16 @@ def array_codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
 
 
 @torch.no_grad()
+def array_items(model: nn.Module, recipe: Recipe, path: Path, code_of=None) -> tuple[list[str], np.ndarray]:
+    """Search items of an array file: each row's code (``code_of`` as for :func:`probe_baselines`), named
+    by its row number (from 0)."""
+    model.eval()
+    x = array_inputs(model, recipe, path).cpu().numpy()
+    vectors = encode_all(model, x, None if code_of is None else lambda batch: code_of(model, batch))
+    return [str(i) for i in range(len(x))], vectors
+
+
+@torch.no_grad()
 def array_scores(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
     """Anomaly scores ``(examples,)``: the per-example reconstruction error."""
     model.eval()
@@ -159,8 +169,8 @@ def code_width(model: nn.Module, x: np.ndarray, code_of=None) -> int:
 
 
 def few_label_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name: str, code_of=None) -> dict:
-    """Few-label linear and k-NN probes on the model's codes beside its baselines (labelled data only);
-    ``code_of`` as for :func:`probe_baselines`."""
+    """Few-label linear and k-NN probes and retrieval by label (:func:`retrieval_by_label`) on the model's
+    codes beside its baselines (labelled data only); ``code_of`` as for :func:`probe_baselines`."""
     from seqae.evaluation.few_labels import few_label_probes
 
     train_x, train_y, test_x, test_y = splits(prepared)
@@ -170,7 +180,20 @@ def few_label_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name:
     config = recipe.eval
     width = code_width(model, test_x, code_of)
     features = probe_baselines(model, train_x, test_x, name, config.probe_seed, width, code_of)
-    return few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.probe_seed)
+    result = few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.probe_seed)
+    return result | retrieval_by_label(features, train_y, test_y)
+
+
+def retrieval_by_label(features: dict, train_y: np.ndarray, test_y: np.ndarray) -> dict[str, float]:
+    """Each test input as a query against the training split by cosine similarity of each feature set:
+    ``{name}_precision_at_10`` and ``{name}_map`` (mean average precision, same label = relevant)."""
+    from seqae.retrieval import label_retrieval
+
+    result = {}
+    for name, (train_f, test_f) in features.items():
+        for key, value in label_retrieval(test_f, test_y, train_f, train_y, k=10).items():
+            result[f"{name}_{key}"] = value
+    return result
 
 
 def discriminator_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name: str, seed: int, code_of=None,

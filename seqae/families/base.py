@@ -99,7 +99,9 @@ class Family:
     code_kinds: tuple[str, ...] = ()  # the choices of `codes(..., kind=)`, the first the default (seqae codes --kind)
     codes_by_file: Callable[[nn.Module, Recipe, Path], dict[str, np.ndarray]] | None = None  # `seqae codes -o X.npz`
     commands: tuple[Command, ...] = ()  # commands the family adds to `seqae`
-    embeds: bool = False  # a sentence encoder: `seqae embed` and `seqae search` instead of `seqae codes`
+    embeds: bool = False  # a sentence encoder: `seqae embed` instead of `seqae codes`
+    # `seqae search`: (names, vectors (items, dim)) of a collection file or folder (sentence encoders: also a list of texts)
+    search_items: Callable[[nn.Module, Recipe, Any], tuple[list[str], np.ndarray]] | None = None
 
 
 def resolve_manifests(recipe: Recipe, manifest: str | list[str] | None) -> list[Path]:
@@ -126,3 +128,9 @@ def prepare(family: Family, recipe: Recipe) -> Prepared:
     prepared = family.prepare(recipe)
     apply_inferred(recipe, prepared.inferred)
     return prepared
+
+
+def utterance_items(path: Path, vector: Callable[[Path], np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """Search items of an audio file, folder or manifest: the audio paths and ``vector(audio_path)`` of each."""
+    utterances = list_utterances(path)
+    return [str(u.audio) for u in utterances], np.stack([vector(u.audio) for u in utterances])

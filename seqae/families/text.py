@@ -193,6 +193,16 @@ def text_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
 @torch.no_grad()
 def text_embed(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
     """One row per line of a UTF-8 text file (lines end at ``\n`` only; see :func:`read_text_lines`)."""
+    return model.embed(text_lines(recipe, path))
+
+
+def text_items(model: nn.Module, recipe: Recipe, source: Path | list[str]) -> tuple[list[str], np.ndarray]:
+    """Search items: the sentences of a text file (or a list of sentences) and their embeddings."""
+    lines = list(source) if isinstance(source, list) else text_lines(recipe, source)
+    return lines, model.embed(lines)
+
+
+def text_lines(recipe: Recipe, path: Path) -> list[str]:
     lines = read_text_lines(path, "text file (one sentence per line)")
     if not lines:
         raise DataError(f"{path}: empty file; give one sentence per line")
@@ -200,4 +210,4 @@ def text_embed(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
         if len(line) > recipe.data.max_sentence_chars:
             raise DataError(f"{path}:{number}: a line of {len(line):,} characters, more than "
                             f"data.max_sentence_chars ({recipe.data.max_sentence_chars:,})")
-    return model.embed(lines)
+    return lines

@@ -11,6 +11,7 @@ from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_autoencoder
 from seqae.families.arrays import (
     array_codes,
+    array_items,
     array_scores,
     code_figures,
     discriminator_result,
@@ -31,5 +32,6 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) ->
 
 FAMILY = Family(
     "autoencoder", AutoencoderConfig, ArrayDataConfig, ArrayEvalConfig,
-    prepare_arrays, lambda r: Autoencoder(r.model), evaluate, code_figures, array_codes, array_scores, eval_options=("discriminator",),
+    prepare_arrays, lambda r: Autoencoder(r.model), evaluate, code_figures, array_codes, array_scores,
+    eval_options=("discriminator",), search_items=array_items,
 )

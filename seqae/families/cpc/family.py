@@ -13,7 +13,7 @@ from seqae.config import ConfigError, Recipe
 from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig
 from seqae.datasets.base import BatchSource, utterances_fingerprint
 from seqae.evaluation.probes import ProbeEvalConfig
-from seqae.families.base import Family, Prepared, Utterances, manifest_utterances, resolve_manifests
+from seqae.families.base import Family, Prepared, Utterances, manifest_utterances, resolve_manifests, utterance_items
 from seqae.families.cpc.model import CPC, CPCConfig
 
 
@@ -138,7 +138,13 @@ def codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "c") -> np.n
     return model.features(wave[None].to(next(model.parameters()).device), kind)[0].cpu().numpy()
 
 
+def search_items(model: nn.Module, recipe: Recipe, path: Path) -> tuple[list[str], np.ndarray]:
+    """Search items of an audio file, folder or manifest: each utterance's mean context vector."""
+    return utterance_items(path, lambda audio: codes(model, recipe, audio, "c").mean(0))
+
+
 FAMILY = Family(
     "cpc", CPCConfig, AudioDataConfig, ProbeEvalConfig,
     prepare, lambda r: CPC(r.model), evaluate, figures, codes, code_kinds=("c", "z"), eval_options=("manifest",),
+    search_items=search_items,
 )

@@ -14,7 +14,7 @@ from torch import nn
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.few_labels import few_label_probes
-from seqae.families.arrays import array_codes, discriminator_result, encode_all, prepare_images, probe_baselines, splits
+from seqae.families.arrays import array_codes, array_items, discriminator_result, encode_all, prepare_images, probe_baselines, splits
 from seqae.families.base import Family, Prepared
 from seqae.families.infomax.model import InfoMax, InfoMaxConfig
 
@@ -91,5 +91,5 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
 
 FAMILY = Family(
     "infomax", InfoMaxConfig, ArrayDataConfig, InfoMaxEvalConfig,
-    prepare_images, lambda r: InfoMax(r.model), evaluate, figures, array_codes, eval_options=("discriminator",),
+    prepare_images, lambda r: InfoMax(r.model), evaluate, figures, array_codes, eval_options=("discriminator",), search_items=array_items,
 )

@@ -13,6 +13,7 @@ from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_vae
 from seqae.families.arrays import (
     array_codes,
+    array_items,
     array_scores,
     code_figures,
     discriminator_result,
@@ -45,5 +46,6 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
 
 FAMILY = Family(
     "vae", VAEConfig, ArrayDataConfig, ArrayEvalConfig,
-    prepare_arrays, lambda r: VAE(r.model), evaluate, figures, array_codes, array_scores, eval_options=("discriminator",),
+    prepare_arrays, lambda r: VAE(r.model), evaluate, figures, array_codes, array_scores,
+    eval_options=("discriminator",), search_items=array_items,
 )

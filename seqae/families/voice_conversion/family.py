@@ -12,7 +12,16 @@ from torch import nn
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig, log_mels_and_pitch
 from seqae.datasets.base import DataError, utterances_fingerprint
-from seqae.families.base import Command, Family, Inferred, Prepared, Utterances, manifest_utterances, resolve_manifests
+from seqae.families.base import (
+    Command,
+    Family,
+    Inferred,
+    Prepared,
+    Utterances,
+    manifest_utterances,
+    resolve_manifests,
+    utterance_items,
+)
 from seqae.families.voice_conversion import convert
 from seqae.families.voice_conversion.convert import convert_mel
 from seqae.families.voice_conversion.evaluate import ConversionEvalConfig
@@ -125,9 +134,17 @@ def codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "content") -
     return model.content(x)[0].t().cpu().numpy()
 
 
+def search_items(model: nn.Module, recipe: Recipe, path: Path) -> tuple[list[str], np.ndarray]:
+    """Search by voice: each utterance's speaker code (an audio file, folder or manifest)."""
+    if model.config.method != "adain":
+        raise ConfigError(f"{path}: a '{model.config.method}' voice-conversion run has no speaker encoder to search by voice")
+    return utterance_items(path, lambda audio: codes(model, recipe, audio, "speaker"))
+
+
 FAMILY = Family(
     "voice_conversion", VoiceConversionConfig, AudioDataConfig, ConversionEvalConfig,
     prepare, lambda r: VoiceConversion(r.model, r.data.mel()), evaluate, figures, codes,
     eval_needs_training_data=False, code_kinds=("content", "speaker"), eval_options=("manifest",),
+    search_items=search_items,
     commands=(Command("convert", "voice conversion: SOURCE's words in the voice of TARGET", convert.add_arguments, convert.run),),
 )

@@ -17,6 +17,7 @@ from seqae.datasets.base import DataError, utterances_fingerprint
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_vqvae
 from seqae.families.arrays import (
     array_inputs,
+    array_items,
     array_scores,
     discriminator_result,
     few_label_result,
@@ -43,6 +44,14 @@ def prepare_vqvae(recipe: Recipe) -> Prepared:
 def quantized_code(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The quantised latents of images, flattened: ``(batch, code_dim)`` (global) or ``(batch, h * w * code_dim)``."""
     return model.encode(x).quantized.flatten(1)
+
+
+def vqvae_items(model: nn.Module, recipe: Recipe, path: Path) -> tuple[list[str], np.ndarray]:
+    """Search items of an image file: each image's quantised latents, flattened."""
+    if model.config.input == "mel":
+        raise ConfigError(f"{path}: a log-mel VQ-VAE has a code per frame, not one vector per item to search by; "
+                          "search with a cpc or voice_conversion run, or write the codes with seqae codes")
+    return array_items(model, recipe, path, quantized_code)
 
 
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
@@ -160,5 +169,5 @@ FAMILY = Family(
     prepare_vqvae, lambda r: VQVAE(r.model), evaluate, figures, vqvae_codes, array_scores,
     data_config_for=lambda model: AudioDataConfig if getattr(model, "input", "image") == "mel" else ArrayDataConfig,
     codes_by_file=lambda model, recipe, path: mel_codes_by_file(model, recipe, path) if model.config.input == "mel" else None,
-    eval_options=("discriminator",),
+    eval_options=("discriminator",), search_items=vqvae_items,
 )
