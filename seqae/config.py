@@ -31,12 +31,13 @@ def choice(default: str, *choices: str, doc: str = "") -> Any:
     return field(default=default, metadata={"choices": choices, "doc": doc})
 
 
-def path_field(default: str = "", special: tuple[str, ...] = (), doc: str = "") -> Any:
+def path_field(default: str = "", special: tuple[str, ...] = (), doc: str = "", may_be_created: bool = False) -> Any:
     """A file or folder path; relative paths are resolved against the recipe's folder.
 
-    Values in ``special`` (built-in data set names such as ``"digits"``) are kept as they are.
+    Values in ``special`` (built-in data set names such as ``"digits"``) are kept as they are. A path that
+    ``may_be_created`` (a download folder) need not exist yet.
     """
-    return field(default=default, metadata={"path": True, "special": special, "doc": doc})
+    return field(default=default, metadata={"path": True, "special": special, "doc": doc, "may_be_created": may_be_created})
 
 
 @dataclass
@@ -241,7 +242,7 @@ def build_dataclass(
             if not resolved.is_absolute():
                 base = Path.cwd() if isinstance(values[key], CommandLineValue) else base_dir
                 resolved = (base / resolved).resolve()
-            if check_paths and not resolved.exists():
+            if check_paths and not resolved.exists() and not f.metadata.get("may_be_created"):
                 raise ConfigError(f"{where}: {section}.{key}: no such file or folder: {resolved}")
             value = str(resolved)
         kwargs[key] = value

@@ -1,4 +1,5 @@
-"""Array and image data: scikit-learn's bundled digits, ``.npy``/``.npz`` files and MNIST-style IDX files.
+"""Array and image data: scikit-learn's bundled digits, MNIST (:mod:`seqae.datasets.mnist`), ``.npy``/``.npz``
+files and MNIST-style IDX files.
 
 Every source becomes a float32 matrix ``(examples, features)`` with values scaled to about [0, 1], an
 optional integer label vector, and the image shape used for figures.
@@ -18,6 +19,7 @@ from seqae.config import ConfigError, path_field
 from seqae.datasets.base import BatchSource, DataError, check_input_file
 
 DIGITS = "digits"
+MNIST = "mnist"
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/ file format).
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -27,19 +29,28 @@ IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0
 class ArrayDataConfig:
     """``[data]`` for array families (autoencoder, vae, vqvae on images)."""
 
-    source: str = path_field(DIGITS, special=(DIGITS,), doc="'digits', or a .npy/.npz/IDX file")
+    source: str = path_field(DIGITS, special=(DIGITS, MNIST), doc="'digits', 'mnist', or a .npy/.npz/IDX file")
     labels: str = path_field("", doc="optional labels file (.npy or IDX) for a .npy/IDX source")
     test_fraction: float = 0.2  # held-out share, stratified by label when labels exist
     split_seed: int = 0
     exclude_classes: list[int] = field(default_factory=list)  # left out of the training split (anomaly)
     scale: float = 0.0  # inputs are multiplied by this; 0 chooses it from the data (1/16 digits, 1/255 bytes)
     image_shape: list[int] = field(default_factory=list)  # for figures; [] infers it (8x8, 28x28, ...)
+    path: str = path_field("", doc="mnist: the folder of its four IDX files ('': $SEQAE_DATA/mnist, else ~/.cache/seqae/mnist)",
+                           may_be_created=True)
+    download: bool = True  # mnist: download missing files from data.mirrors
+    mirrors: list[str] = field(default_factory=list)  # mnist: base URLs tried in order ([]: the built-in list)
 
     def validate(self, where: str) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"{where}: data.test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.scale < 0:
             raise ConfigError(f"{where}: data.scale must be >= 0, got {self.scale}")
+        if self.source != MNIST and (self.path or self.mirrors):
+            raise ConfigError(f"{where}: data.path and data.mirrors are for source = 'mnist' (the source is {self.source!r})")
+        for url in self.mirrors:
+            if not url.startswith(("https://", "http://", "file://")):
+                raise ConfigError(f"{where}: data.mirrors: {url!r} is not an https://, http:// or file:// URL")
 
 
 @dataclass
@@ -51,6 +62,7 @@ class ArrayData:
     image_shape: tuple[int, ...]
     scale: float
     name: str
+    fixed_split: tuple[np.ndarray, np.ndarray] | None = None  # (train indices, test indices) of a standard split
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -146,6 +158,8 @@ def load_arrays(config: ArrayDataConfig) -> ArrayData:
         scale = config.scale or 1.0 / 16.0  # digits pixels are counts 0..16
         x = (digits.data * scale).astype(np.float32)
         return ArrayData(x, digits.target.astype(np.int64), (8, 8), scale, "digits")
+    if config.source == MNIST:
+        return load_mnist_arrays(config)
     raw, y = read_array_file(config.source)
     x, scale, per_example = as_feature_matrix(raw, config.source, config.scale)
     if config.labels:
@@ -164,8 +178,22 @@ def load_arrays(config: ArrayDataConfig) -> ArrayData:
     return ArrayData(x, y, shape, scale, Path(config.source).name)
 
 
+def load_mnist_arrays(config: ArrayDataConfig) -> ArrayData:
+    """MNIST's 70,000 images (:mod:`seqae.datasets.mnist`) with its standard 60,000/10,000 split."""
+    from seqae.datasets.mnist import load_mnist
+
+    train_x, train_y, test_x, test_y = load_mnist(config.path, config.mirrors, config.download)
+    scale = config.scale or 1.0 / 255.0
+    x = (np.concatenate([train_x, test_x]) * scale).astype(np.float32)
+    split = (np.arange(len(train_x)), np.arange(len(train_x), len(x)))
+    return ArrayData(x, np.concatenate([train_y, test_y]), (28, 28), scale, "mnist", fixed_split=split)
+
+
 def split_indices(data: ArrayData, config: ArrayDataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed train/test split: stratified by label where labels exist."""
+    """The train/test split: the data set's standard one (MNIST), else a fixed random one stratified by
+    label where labels exist."""
+    if data.fixed_split is not None:
+        return exclude(data, config, *data.fixed_split)
     from sklearn.model_selection import train_test_split
 
     n = data.x.shape[0]
@@ -180,7 +208,11 @@ def split_indices(data: ArrayData, config: ArrayDataConfig) -> tuple[np.ndarray,
     train_idx, test_idx = train_test_split(
         np.arange(n), test_size=config.test_fraction, random_state=config.split_seed, stratify=stratify
     )
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    return exclude(data, config, np.sort(train_idx), np.sort(test_idx))
+
+
+def exclude(data: ArrayData, config: ArrayDataConfig, train_idx: np.ndarray, test_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``data.exclude_classes`` left out of the training split."""
     if config.exclude_classes:
         if data.y is None:
             raise ConfigError("data.exclude_classes needs labelled data")
