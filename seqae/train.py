@@ -127,9 +127,17 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------------
 
+    def switch_data(self, stage_index: int) -> None:
+        """The training data of a stage (``Stage.data``); a stage that sees other data than the one before
+        it starts at that data's first epoch (a pure function of the stage, so a resumed run agrees)."""
+        data = self.train_data.subset(self.stages[stage_index].data)
+        if getattr(self, "active_data", data) is not data:
+            self.epoch, self.batch_in_epoch = 0, 0
+        self.active_data = data
+
     def next_global_batch(self) -> np.ndarray:
         while True:
-            batches = self.train_data.epoch_batches(self.epoch, self.config.seed, self.config.batch_size)
+            batches = self.active_data.epoch_batches(self.epoch, self.config.seed, self.config.batch_size)
             if self.batch_in_epoch < len(batches):
                 batch = batches[self.batch_in_epoch]
                 self.batch_in_epoch += 1
@@ -143,7 +151,7 @@ class Trainer:
         chunks = np.array_split(local, self.config.grad_accum)
         out = []
         for chunk in chunks:
-            batch = self.train_data.collate(chunk)
+            batch = self.active_data.collate(chunk)
             out.append({k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()})
         return out
 
@@ -345,6 +353,10 @@ class Trainer:
         stage_index, _ = self.stage_at(self.step)
         optimizers, schedulers = self.make_optimizers(self.stages[stage_index])
         self.restore(state, optimizers, schedulers, stage_index)
+        # the data of the stage the checkpoint was written in, then of the stage training continues in
+        saved = state.get("stage") if state else None
+        self.switch_data(saved if isinstance(saved, int) and 0 <= saved < len(self.stages) else stage_index)
+        self.switch_data(stage_index)
         if self.step >= self.total_steps:
             if self.dist.is_main:
                 print(f"{self.run_dir}: already at step {self.step} of {self.total_steps}; nothing to train", file=sys.stderr)
@@ -362,6 +374,7 @@ class Trainer:
                 if new_stage != stage_index:
                     stage_index = new_stage
                     optimizers, schedulers = self.make_optimizers(self.stages[stage_index])
+                    self.switch_data(stage_index)
                 stage = self.stages[stage_index]
                 window.add(self.train_step(stage, optimizers, schedulers, module, autocast), c.batch_size)
                 self.step += 1

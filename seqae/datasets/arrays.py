@@ -40,12 +40,16 @@ class ArrayDataConfig:
                            may_be_created=True)
     download: bool = True  # mnist: download missing files from data.mirrors
     mirrors: list[str] = field(default_factory=list)  # mnist: base URLs tried in order ([]: the built-in list)
+    labelled_per_class: int = 0  # > 0: a stage that trains on labels (fine-tuning) sees only this many per class
+    labelled_seed: int = 0  # which labelled examples those are
 
     def validate(self, where: str) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"{where}: data.test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.scale < 0:
             raise ConfigError(f"{where}: data.scale must be >= 0, got {self.scale}")
+        if self.labelled_per_class < 0:
+            raise ConfigError(f"{where}: data.labelled_per_class must be >= 0 (0: every label), got {self.labelled_per_class}")
         if self.source != MNIST and (self.path or self.mirrors):
             raise ConfigError(f"{where}: data.path and data.mirrors are for source = 'mnist' (the source is {self.source!r})")
         for url in self.mirrors:
@@ -220,13 +224,38 @@ def exclude(data: ArrayData, config: ArrayDataConfig, train_idx: np.ndarray, tes
     return train_idx, test_idx
 
 
+def labelled_rows(y: np.ndarray, per_class: int, seed: int, name: str) -> np.ndarray:
+    """``per_class`` rows of each label, drawn with ``seed``, sorted; a class with fewer is a DataError."""
+    rng = np.random.default_rng([seed, per_class])
+    picks = []
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        if len(rows) < per_class:
+            raise DataError(f"{name}: class {label} has {len(rows)} training examples, fewer than data.labelled_per_class = "
+                            f"{per_class}; lower it")
+        picks.append(rng.choice(rows, per_class, replace=False))
+    return np.sort(np.concatenate(picks))
+
+
 class ArraySource(BatchSource):
     """Rows of an in-memory matrix; batches are ``{"x": (B, features), "y": (B,)}``."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray | None, name: str = "arrays"):
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, name: str = "arrays", labelled: np.ndarray | None = None):
         self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         self.y = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
         self.name = name
+        self.labelled = labelled  # rows whose labels a fine-tuning stage may see (None: every row)
+        self.subsets: dict[str, BatchSource] = {}
+
+    def subset(self, name: str) -> BatchSource:
+        """``"labelled"``: the rows of ``data.labelled_per_class`` (the same object each call); else itself."""
+        if name != "labelled" or self.labelled is None:
+            return self
+        if name not in self.subsets:
+            rows = self.labelled
+            self.subsets[name] = ArraySource(self.x[rows].numpy(), self.y[rows].numpy(),
+                                             f"{self.name}, {len(rows)} labelled examples")
+        return self.subsets[name]
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -247,7 +276,13 @@ def build_splits(config: ArrayDataConfig) -> tuple[ArraySource, ArraySource, Arr
     data = load_arrays(config)
     train_idx, test_idx = split_indices(data, config)
     y = data.y
-    train = ArraySource(data.x[train_idx], None if y is None else y[train_idx], f"{data.name} (train split)")
+    labelled = None
+    if config.labelled_per_class:
+        if y is None:
+            raise ConfigError(f"data.labelled_per_class = {config.labelled_per_class} needs labelled data "
+                              "(data.labels, or 'y' in the .npz)")
+        labelled = labelled_rows(y[train_idx], config.labelled_per_class, config.labelled_seed, data.name)
+    train = ArraySource(data.x[train_idx], None if y is None else y[train_idx], f"{data.name} (train split)", labelled)
     test = ArraySource(data.x[test_idx], None if y is None else y[test_idx], f"{data.name} (test split)")
     return train, test, data
 

@@ -78,6 +78,11 @@ class BatchSource:
             )
         return n
 
+    def subset(self, name: str) -> BatchSource:
+        """The data a training stage sees (:class:`~seqae.models.base.Stage` ``data``): ``"all"`` is the
+        source itself; a source that offers no subset ``name`` gives itself too (the same object each call)."""
+        return self
+
     def epoch_batches(self, epoch: int, seed: int, batch_size: int) -> list[np.ndarray]:
         """Index arrays of the global batches of one epoch (a shuffled pass; the remainder is dropped)."""
         n = self.check_batch_size(batch_size)

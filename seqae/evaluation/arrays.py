@@ -78,8 +78,12 @@ def denoising_metrics(model: nn.Module, x: torch.Tensor, reconstruct, seed: int)
 
 @torch.no_grad()
 def evaluate_autoencoder(
-    model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, train_y, config: ArrayEvalConfig, excluded: list[int]
+    model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, train_y, config: ArrayEvalConfig, excluded: list[int],
+    labelled: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """Reconstruction against PCA, code statistics, anomaly figures and, with a classifier, its test
+    accuracy beside logistic regression on the pixels of the same labelled rows (``labelled``: the rows
+    of ``train_x`` fine-tuning saw; None: every row)."""
     model.eval()
     device = next(model.parameters()).device
     x = torch.from_numpy(test_x)
@@ -100,7 +104,9 @@ def evaluate_autoencoder(
     if model.classifier is not None and test_y is not None:
         logits = batched(lambda b: model.classify(b.to(device)).cpu(), x)
         result["test_accuracy"] = float((logits.argmax(1).numpy() == test_y).mean())
-        result["logistic_regression_pixels_accuracy"] = logistic_baseline(train_x, train_y, test_x, test_y)
+        rows = slice(None) if labelled is None else labelled
+        result["logistic_regression_pixels_accuracy"] = logistic_baseline(train_x[rows], train_y[rows], test_x, test_y)
+        result["labelled_examples"] = int(len(train_y[rows]))
     result.update(anomaly_figures(model, x, test_y, excluded, device))
     return result
 

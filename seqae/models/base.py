@@ -45,6 +45,7 @@ class Stage:
     name: str
     steps: int
     phases: list[Phase]
+    data: str = "all"  # the training data it sees: "all", or a subset its BatchSource offers ("labelled")
 
 
 def single_stage(model: nn.Module, steps: int) -> list[Stage]:

@@ -25,7 +25,8 @@ from seqae.families.base import Family, Prepared
 
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
     train_x, train_y, test_x, test_y = splits(prepared)
-    result = evaluate_autoencoder(model, train_x, test_x, test_y, train_y, recipe.eval, recipe.data.exclude_classes)
+    result = evaluate_autoencoder(model, train_x, test_x, test_y, train_y, recipe.eval, recipe.data.exclude_classes,
+                                  prepared.train.labelled)
     result |= few_label_result(model, recipe, prepared, "codes")
     return result | discriminator_result(model, recipe, prepared, "codes", recipe.eval.probe_seed, **options)
 

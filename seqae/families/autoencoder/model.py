@@ -100,7 +100,8 @@ class Autoencoder(nn.Module):
                 params += [self.decoder_bias[k]] if self.config.tied else list(self.decoder[k].parameters())
                 stages.append(Stage(f"pretrain_layer{k + 1}", self.config.pretrain_steps, [Phase("main", params)]))
         final = "finetune" if self.config.pretrain_steps else "main"
-        stages.append(Stage(final, steps, [Phase("main", list(self.parameters()))]))
+        # with a classifier the last stage trains on labels: only the labelled subset (data.labelled_per_class)
+        stages.append(Stage(final, steps, [Phase("main", list(self.parameters()))], "labelled" if self.classifier else "all"))
         return stages
 
     def set_phase(self, stage: str, phase: str) -> None:
