@@ -208,3 +208,14 @@ def test_diversity_loss_is_zero_for_a_batch_spread_evenly_over_the_codes():
     assert q(spread).loss.item() == pytest.approx(0.0, abs=1e-5)
     same = 50.0 * torch.eye(5)[[0, 0, 0, 0, 0]]  # all on code 0: KL = log 5
     assert q(same).loss.item() == pytest.approx(math.log(5), rel=1e-4)
+
+
+def test_binary_diversity_loss_is_zero_when_each_bit_is_on_for_half_the_batch_and_log2_per_constant_bit():
+    q = GumbelQuantizer(2, 2, mode="binary", diversity_weight=1.0)
+    torch.nn.init.eye_(q.to_logits.weight)
+    torch.nn.init.zeros_(q.to_logits.bias)
+    half = 50.0 * torch.tensor([[1.0, 1.0], [-1.0, -1.0]])  # each bit on for one input, off for the other
+    assert q(half).loss.item() == pytest.approx(0.0, abs=1e-5)
+    constant = 50.0 * torch.ones(2, 2)  # both bits always on: KL(1 || 0.5) = log 2 each
+    assert q(constant).loss.item() == pytest.approx(2 * math.log(2), rel=1e-4)
+    assert q(constant).metrics["batch_kl_to_uniform"].item() == pytest.approx(2 * math.log(2), rel=1e-4)

@@ -237,7 +237,8 @@ class GumbelQuantizer(nn.Module):
         diversity_weight: weight of KL(mean over the batch of q(z|x) || uniform), which keeps the
             batch spread over the codebook while each example may be confident (wav2vec 2.0's
             diversity loss, arXiv 2006.11477 eq. 4); against the collapse of straight-through codes
-            onto one code.
+            onto one code. Binary: the sum over bits of KL(batch-mean p(bit) || Bernoulli(0.5)), against
+            bits that saturate to constants (on the digits, without it every bit became constant).
 
     ``forward(x)``: ``(..., dim)`` -> ``quantized`` ``(..., out_dim)``, ``codes`` ``(...)`` (binary:
     ``(..., bits)``). In eval mode no noise is drawn: codes are the argmax (or the bits with p > 0.5).
@@ -343,15 +344,23 @@ class GumbelQuantizer(nn.Module):
         bits = (relaxed > 0.5).to(relaxed.dtype)
         weights = bits + (relaxed - relaxed.detach())
         quantized = self.codebook(weights)
-        # KL(Bernoulli(p) || Bernoulli(0.5)) per bit, summed over bits
-        kl = (probs * torch.log(2 * probs.clamp_min(1e-12)) + (1 - probs) * torch.log(2 * (1 - probs).clamp_min(1e-12))).sum(-1).mean()
+        kl = bernoulli_kl_to_half(probs).sum(-1).mean()
+        # the batch term: each bit's batch-mean probability towards 0.5, so every bit is on for some inputs
+        # and off for others (without it the bits saturate to constants and the code carries nothing)
+        diversity = bernoulli_kl_to_half(probs.reshape(-1, self.codebook_size).mean(0)).sum()
         if self.training:
             self.num_updates += 1
         bit_usage = bits.reshape(-1, self.codebook_size).mean(0)
         metrics = {
             "kl_to_uniform": kl.detach(),
+            "batch_kl_to_uniform": diversity.detach(),
             "tau": torch.tensor(tau),
             "bits_on": bit_usage.mean().detach(),
             "codebook_usage": ((bit_usage > 0) & (bit_usage < 1)).float().mean().detach(),
         }
-        return QuantizerOutput(quantized, bits.long(), self.kl_weight * kl, metrics)
+        return QuantizerOutput(quantized, bits.long(), self.kl_weight * kl + self.diversity_weight * diversity, metrics)
+
+
+def bernoulli_kl_to_half(p: torch.Tensor) -> torch.Tensor:
+    """KL(Bernoulli(p) || Bernoulli(0.5)) elementwise, in nats."""
+    return p * torch.log(2 * p.clamp_min(1e-12)) + (1 - p) * torch.log(2 * (1 - p).clamp_min(1e-12))

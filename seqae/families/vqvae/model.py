@@ -43,7 +43,7 @@ class VQVAEConfig:
     tau_min: float = 0.5  # Gumbel temperature floor
     anneal_rate: float = 1e-4  # Gumbel temperature: tau = max(tau_min, exp(-anneal_rate * step))
     kl_weight: float = 0.0  # Gumbel: weight of KL(q || uniform)
-    diversity_weight: float = 0.0  # Gumbel: weight of KL(batch-mean q || uniform), against code collapse
+    diversity_weight: float = 0.0  # Gumbel and binary: weight of KL(batch-mean q || uniform), against code collapse
     reconstruction: str = choice("mse", "mse", "bernoulli")  # bernoulli: -log p(x|z) in nats, for an ELBO
 
     def validate(self, where: str) -> None:
