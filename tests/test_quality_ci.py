@@ -9,6 +9,7 @@ The figures of the short runs, their thresholds and breakages are tabled in the 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,8 +38,14 @@ def mean_predictor_mse(train_x: np.ndarray, test_x: np.ndarray) -> float:
     return float(((test_x - train_x.mean(0)) ** 2).mean())
 
 
+# the few-label probes every array evaluation adds, at their smallest: not what these checks judge
+FEW_PROBES = {"eval.labels_per_class": [10], "eval.draws": 1}
+
+
 def train_and_evaluate(tmp_path, recipe, overrides, **evaluate):
     torch.manual_seed(0)
+    if Path(recipe).name in ("ae_digits.toml", "vae_digits.toml", "vqvae_digits.toml", "gumbel_vae_digits.toml"):
+        overrides = {**overrides, **FEW_PROBES}
     run = seqae.train(recipe, out=tmp_path / "run", overrides=overrides)
     return run, seqae.evaluate(run, write=False, **evaluate)
 
