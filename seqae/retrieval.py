@@ -57,24 +57,27 @@ def semantic_search(query_embeddings, corpus_embeddings, top_k: int = 10, chunk:
 
 
 def label_retrieval(query_vectors: np.ndarray, query_labels: np.ndarray, index_vectors: np.ndarray, index_labels: np.ndarray,
-                    k: int = 10, metric: str = "cosine") -> dict[str, float]:
+                    k: int = 10, metric: str = "cosine", chunk: int = 256) -> dict[str, float]:
     """Each query against the whole index, ranked by ``metric``: ``precision_at_{k}`` (the share of the k
     nearest items with the query's label) and ``map`` (mean over queries of the average precision of the
-    full ranking, the items of the query's label being the relevant ones), both averaged over queries."""
-    q = torch.as_tensor(np.asarray(query_vectors, dtype=np.float64))
-    c = torch.as_tensor(np.asarray(index_vectors, dtype=np.float64))
+    full ranking, the items of the query's label being the relevant ones), both averaged over queries.
+    Queries are ranked ``chunk`` at a time, so memory stays ``chunk x index size``."""
+    c = torch.as_tensor(np.asarray(index_vectors, dtype=np.float32))
     if metric == "cosine":
-        scores = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(c, dim=1).T
-    else:
-        scores = -torch.cdist(q, c)
-    # ties broken by index order, the same for every feature set (stable sort)
-    order = torch.sort(-scores, dim=1, stable=True).indices.numpy()
-    relevant = np.asarray(index_labels)[order] == np.asarray(query_labels)[:, None]  # (q, n) in rank order
-    hits = np.cumsum(relevant, axis=1)
-    ranks = np.arange(1, relevant.shape[1] + 1)
-    total = np.maximum(relevant.sum(1), 1)
-    average_precision = (relevant * hits / ranks).sum(1) / total
-    return {f"precision_at_{k}": float(relevant[:, :k].mean()), "map": float(average_precision.mean())}
+        c = torch.nn.functional.normalize(c, dim=1)
+    index_labels, query_labels = np.asarray(index_labels), np.asarray(query_labels)
+    ranks = np.arange(1, len(c) + 1)
+    precision, average_precision = [], []
+    for start in range(0, len(query_vectors), chunk):
+        q = torch.as_tensor(np.asarray(query_vectors[start : start + chunk], dtype=np.float32))
+        scores = torch.nn.functional.normalize(q, dim=1) @ c.T if metric == "cosine" else -torch.cdist(q, c)
+        # ties broken by index order, the same for every feature set (stable sort)
+        order = torch.sort(-scores, dim=1, stable=True).indices.numpy()
+        relevant = index_labels[order] == query_labels[start : start + chunk, None]  # (chunk, n) in rank order
+        hits = np.cumsum(relevant, axis=1)
+        average_precision.append((relevant * hits / ranks).sum(1) / np.maximum(relevant.sum(1), 1))
+        precision.append(relevant[:, :k].mean(1))
+    return {f"precision_at_{k}": float(np.concatenate(precision).mean()), "map": float(np.concatenate(average_precision).mean())}
 
 
 def collection_digest(path: Path) -> str:

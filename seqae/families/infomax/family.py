@@ -14,7 +14,16 @@ from torch import nn
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig
 from seqae.evaluation.few_labels import few_label_probes
-from seqae.families.arrays import array_codes, array_items, discriminator_result, encode_all, prepare_images, probe_baselines, splits
+from seqae.families.arrays import (
+    array_codes,
+    array_items,
+    discriminator_result,
+    encode_all,
+    prepare_images,
+    probe_baselines,
+    retrieval_by_label,
+    splits,
+)
 from seqae.families.base import Family, Prepared
 from seqae.families.infomax.model import InfoMax, InfoMaxConfig
 
@@ -71,6 +80,7 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) ->
     features["untrained_local"] = (local_maps(untrained, train_x), local_maps(untrained, test_x))
     result.update(few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.seed,
                                    config.max_iter))
+    result.update(retrieval_by_label(features, train_y, test_y))
     return result | discriminator_result(model, recipe, prepared, "infomax", config.seed, **options)
 
 
