@@ -222,7 +222,8 @@ def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
 
 EVAL_OPTIONS = {"tasks": ("--task", "task files"), "manifest": ("--manifest", "evaluation manifests"),
                 "senteval": ("--senteval", "SentEval data folder"), "senteval_tasks": ("--tasks", "SentEval tasks"),
-                "discriminator": ("--discriminator", "discriminator evaluation")}
+                "discriminator": ("--discriminator", "discriminator evaluation"), "inputs": ("--inputs", "texts to summarise"),
+                "references": ("--references", "reference summaries")}
 
 
 def check_eval_options(family, given: dict[str, Any]) -> None:
@@ -239,6 +240,7 @@ def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
     manifest: str | list[str] | None = None, overrides: list[str] | None = None,
     senteval: str | os.PathLike | None = None, senteval_tasks: str | list[str] | None = None, discriminator: bool = False,
+    inputs: str | os.PathLike | None = None, references: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``.
 
@@ -247,6 +249,7 @@ def evaluate(
     ``senteval``: the ``data/downstream`` folder of SentEval's download script; ``senteval_tasks``: which
     of its tasks ("MR,CR,STSBenchmark" or a list; default every task found there). ``manifest``: the audio families' evaluation manifest(s).
     ``discriminator``: also judge the codes with a fresh discriminator (families with codes of their inputs).
+    ``inputs``, ``references``: the summariser's texts (one per line) and their reference summaries, for ROUGE.
     ``overrides``: ``["eval.KEY=VALUE", ...]``, settings of the recipe's ``[eval]`` section for this
     evaluation (the other sections are fixed by training). Per-item records (voice conversion: one per
     conversion) go to ``RUN_DIR/eval_records.jsonl``, or under ``"records"`` when ``write`` is False.
@@ -255,7 +258,8 @@ def evaluate(
     model = load(run_dir, device=device)
     recipe = model.recipe
     given = {"tasks": tasks, "manifest": manifest, "senteval": str(senteval) if senteval else None,
-             "senteval_tasks": senteval_tasks, "discriminator": discriminator}
+             "senteval_tasks": senteval_tasks, "discriminator": discriminator,
+             "inputs": str(inputs) if inputs else None, "references": str(references) if references else None}
     check_eval_options(get_family(recipe.family), given)
     if overrides:
         other = [text for text in overrides if not text.strip().startswith("eval.")]

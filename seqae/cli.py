@@ -56,6 +56,8 @@ def add_eval(sub) -> None:
     p.add_argument("--discriminator", action="store_true",
                    help="also judge the run's codes with a fresh discriminator of (input, code) pairs: AUROC, accuracy and "
                         "the InfoNCE bound in nats, beside the untrained network and PCA")
+    p.add_argument("--inputs", metavar="FILE", help="summariser: texts to summarise for ROUGE, one per line")
+    p.add_argument("--references", metavar="FILE", help="summariser: their reference summaries, one per line")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="eval.KEY=VALUE",
                    help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.seen_references=5 (repeatable)")
     p.add_argument("--device", default="cpu")
@@ -172,7 +174,7 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None,
                           overrides=args.overrides or None, senteval=args.senteval, senteval_tasks=args.senteval_tasks,
-                          discriminator=args.discriminator)
+                          discriminator=args.discriminator, inputs=args.inputs, references=args.references)
     table = result.pop("senteval_table", None)
     if args.json:
         # NaN and infinity are not JSON: they are written as null

@@ -206,3 +206,23 @@ def speaker_map(codes: np.ndarray, labels: np.ndarray, names: list[str], unseen:
     ax.set_ylabel("principal component 2")
     ax.set_title(title or "speaker codes")
     return save(fig, path)
+
+
+def text_table(rows: list[list[str]], headers: list[str], path: Path, title: str = "") -> Path:
+    """A table of texts (wrapped), one row per example: e.g. texts beside their summaries."""
+    import textwrap
+
+    widths = [60, 40, 40][: len(headers)] + [40] * max(0, len(headers) - 3)
+    cells = [["\n".join(textwrap.wrap(text, width)) or " " for text, width in zip(row, widths)] for row in rows]
+    height = sum(max(c.count("\n") + 1 for c in row) for row in cells) * 0.22 + 1.0
+    fig, ax = plt.subplots(figsize=(14, max(2.0, height)))
+    ax.axis("off")
+    table = ax.table(cellText=cells, colLabels=headers, loc="upper center", cellLoc="left", colWidths=[0.46, 0.27, 0.27])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (r, _), cell in table.get_celld().items():
+        lines = cells[r - 1][0].count("\n") + 1 if r > 0 else 1
+        lines = max(lines, *(c.count("\n") + 1 for c in cells[r - 1])) if r > 0 else 1
+        cell.set_height(0.05 * lines * 10 / max(len(rows), 1) / max(height / 4, 1))
+    ax.set_title(title)
+    return save(fig, path)

@@ -23,6 +23,7 @@ FAMILIES: dict[str, str] = {
     "voice_conversion": "seqae.families.voice_conversion.family:FAMILY",
     "quick_thought": "seqae.families.quick_thought.family:FAMILY",
     "skip_thought": "seqae.families.skip_thought.family:FAMILY",
+    "summarizer": "seqae.families.summarizer.family:FAMILY",
 }
 
 _loaded: dict[str, Any] = {}

@@ -121,3 +121,15 @@ def lr_factor(step: int, total: int, config: TrainConfig) -> float:
     else:
         shape = 0.5 * (1.0 + math.cos(math.pi * progress))
     return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * shape
+
+
+def catch_interrupt(world: int, handler):
+    """Ctrl-C (single process) calls ``handler`` (a checkpoint and a clean stop); returns the handler it replaced."""
+    import signal
+
+    if world != 1 or not hasattr(signal, "SIGINT"):
+        return None
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        return None

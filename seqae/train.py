@@ -32,6 +32,7 @@ from seqae.models.base import Stage, training_plan
 from seqae.runtime import (
     LogWindow,
     TrainingError,
+    catch_interrupt,
     init_distributed,
     lr_factor,
     resolve_device,
@@ -128,8 +129,7 @@ class Trainer:
     # -- data ------------------------------------------------------------------------------------
 
     def switch_data(self, stage_index: int) -> None:
-        """The training data of a stage (``Stage.data``); a stage that sees other data than the one before
-        it starts at that data's first epoch (a pure function of the stage, so a resumed run agrees)."""
+        """The data of a stage (``Stage.data``); other data than the stage before starts at its first epoch."""
         data = self.train_data.subset(self.stages[stage_index].data)
         if getattr(self, "active_data", data) is not data:
             self.epoch, self.batch_in_epoch = 0, 0
@@ -149,19 +149,14 @@ class Trainer:
         # contiguous shards, so a batch of consecutive sentences stays consecutive on each process
         local = np.array_split(global_batch, self.dist.world)[self.dist.rank]
         chunks = np.array_split(local, self.config.grad_accum)
-        out = []
-        for chunk in chunks:
-            batch = self.active_data.collate(chunk)
-            out.append({k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()})
-        return out
+        batches = [self.active_data.collate(chunk) for chunk in chunks]
+        return [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
 
     # -- checkpoints -------------------------------------------------------------------------------
 
     def trainer_state(self, optimizers, schedulers, stage_index: int, rng_per_rank: list) -> dict[str, Any]:
         return {
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "stage": stage_index,
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "stage": stage_index,
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
             # RNG states as tensors and lists (checkpoint.rng_to_storable), so the file loads with weights_only=True
@@ -365,7 +360,7 @@ class Trainer:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if c.precision == "bf16" else nullcontext()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.dist.is_main and sys.stdout.isatty()),
                    dynamic_ncols=True, unit="step")
-        previous_handler = self.catch_interrupt()
+        previous_handler = catch_interrupt(self.dist.world, self.request_stop)
         self.model.train()
         window, record = LogWindow(), {}
         try:
@@ -395,15 +390,6 @@ class Trainer:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         return record
-
-    def catch_interrupt(self):
-        """Ctrl-C (single process) asks for a checkpoint and a clean stop; returns the handler it replaced."""
-        if self.dist.world != 1 or not hasattr(signal, "SIGINT"):
-            return None
-        try:
-            return signal.signal(signal.SIGINT, self.request_stop)
-        except ValueError:  # not the main thread
-            return None
 
     def fail(self, what: str) -> None:
         last = checkpoint.checkpoint_step(self.run_dir) if self.dist.is_main else None

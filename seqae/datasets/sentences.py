@@ -96,13 +96,10 @@ class Sentence:
     line: int  # 1-based line of the paragraph in its file
 
 
-def iter_paragraphs(path: Path, max_chars: int) -> Iterator[tuple[int, str]]:
-    """(first line number, text) of each paragraph, read line by line: memory stays bounded by one
-    paragraph whatever the file's size. Non-UTF-8 bytes are reported with their byte offset."""
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line of a text file (``.gz`` or not), read one at a time. Non-UTF-8
+    bytes are reported with their byte offset; NUL bytes (a binary file) are an error."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    lines: list[str] = []
-    size = 0
-    first = 1
     offset = 0
     try:
         with opener(path, "rb") as fh:
@@ -119,23 +116,53 @@ def iter_paragraphs(path: Path, max_chars: int) -> Iterator[tuple[int, str]]:
                     line = line.lstrip("\ufeff")
                 if "\x00" in line:
                     raise DataError(f"{path}:{number}: holds NUL bytes; this looks like a binary file, not text")
-                if line.strip():
-                    if not lines:
-                        first = number
-                    lines.append(line)
-                    size += len(line)
-                    if size > 20 * max_chars:
-                        raise DataError(
-                            f"{path}:{first}: a paragraph of more than {20 * max_chars:,} characters without a blank line; "
-                            "is this prose with paragraphs?"
-                        )
-                elif lines:
-                    yield first, "".join(lines)
-                    lines, size = [], 0
+                yield number, line
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot read ({err}); is it a damaged .gz file?") from None
+
+
+def iter_paragraphs(path: Path, max_chars: int) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of each paragraph, read line by line: memory stays bounded by one
+    paragraph whatever the file's size."""
+    lines: list[str] = []
+    size = 0
+    first = 1
+    for number, line in iter_lines(path):
+        if line.strip():
+            if not lines:
+                first = number
+            lines.append(line)
+            size += len(line)
+            if size > 20 * max_chars:
+                raise DataError(
+                    f"{path}:{first}: a paragraph of more than {20 * max_chars:,} characters without a blank line; "
+                    "is this prose with paragraphs?"
+                )
+        elif lines:
+            yield first, "".join(lines)
+            lines, size = [], 0
     if lines:
         yield first, "".join(lines)
+
+
+def iter_line_items(files: list[Path], max_chars: int, block: int = 20) -> Iterator[Sentence]:
+    """One item per non-empty line (a corpus of one text per line, as news first sentences are); every
+    ``block`` lines of a file form a segment, so that holding every n-th segment out spreads the held-out
+    texts over the file."""
+    segment = 0
+    for doc, path in enumerate(files):
+        kept = 0
+        for number, line in iter_lines(path):
+            text = " ".join(line.split())
+            if not text:
+                continue
+            if len(text) > max_chars:
+                raise DataError(f"{path}:{number}: a line of {len(text):,} characters, more than data.max_sentence_chars "
+                                f"({max_chars:,})")
+            if kept % block == 0:
+                segment += 1
+            kept += 1
+            yield Sentence(text, doc, segment, number)
 
 
 def iter_sentences(files: list[Path], max_chars: int) -> Iterator[Sentence]:

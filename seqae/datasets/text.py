@@ -22,7 +22,7 @@ import torch
 
 from seqae.config import ConfigError, choice, path_field
 from seqae.datasets.base import BatchSource, DataError
-from seqae.datasets.sentences import Sentence, corpus_files, iter_sentences
+from seqae.datasets.sentences import Sentence, corpus_files, iter_line_items, iter_sentences
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # ids 0..3
@@ -66,6 +66,8 @@ def corpus_fingerprint(files: list[Path], config: TextDataConfig) -> str:
         stat = path.stat()
         h.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     settings = [config.tokenizer, config.vocab_size, config.lowercase, config.max_tokens, config.max_sentence_chars, config.test_every]
+    if getattr(config, "unit", "sentence") != "sentence":
+        settings.append(config.unit)
     h.update(json.dumps(settings).encode())
     h.update(b"seqae-text-cache-4")
     return h.hexdigest()[:20]
@@ -201,7 +203,7 @@ def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bo
 
     show = not quiet and sys.stderr.isatty()
     # pass 1: the vocabulary (streamed from the files)
-    tokenizer = train_tokenizer((s.text for s in iter_sentences(files, config.max_sentence_chars)), config)
+    tokenizer = train_tokenizer((s.text for s in corpus_items(files, config)), config)
     try:
         tokenizer.save(str(work / "tokenizer.json"))
     except Exception as err:  # tokenizers raises its own exception type for I/O errors
@@ -229,7 +231,7 @@ def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bo
             bar.update(len(chunk))
             chunk.clear()
 
-        for sentence in iter_sentences(files, config.max_sentence_chars):
+        for sentence in corpus_items(files, config):
             chunk.append(sentence)
             if len(chunk) >= 10000:
                 flush()
@@ -245,6 +247,13 @@ def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bo
     meta = {"documents": names, "sentences": count, "tokens": total, "content_sha256": content.hexdigest()}
     (work / "meta.json").write_text(json.dumps(meta))
     (work / "done").write_text("")
+
+
+def corpus_items(files: list[Path], config) -> Iterator[Sentence]:
+    """The corpus's items: its sentences, or (``data.unit = "line"``) its non-empty lines."""
+    if getattr(config, "unit", "sentence") == "line":
+        return iter_line_items(files, config.max_sentence_chars)
+    return iter_sentences(files, config.max_sentence_chars)
 
 
 def held_out(corpus: TokenisedCorpus, every: int) -> np.ndarray:

@@ -1,0 +1,111 @@
+"""The summariser's evaluation: what the summaries carry (the text rebuilt from them, beside the twin
+reconstructor's rebuild from the text's first words), how they read (perplexity under a bigram language
+model of the readable sentences, beside Lead-N and Random-N of the same length and real sentences), how
+much they compress and copy; ROUGE against the user's references when given."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqae.config import ConfigError
+
+SPECIAL = 4  # ids below this are the pipeline's special tokens
+
+
+@dataclass
+class SummaryEvalConfig:
+    """``[eval]`` for the summariser."""
+
+    max_texts: int = 1000  # held-out texts evaluated (the first ones)
+    seed: int = 0  # Random-N's draws
+    lead_words: int = 8  # ROUGE's Lead-N and Random-N baselines, in words (Lead-8 in the papers' tables)
+    examples: int = 8  # example summaries in the result and the figure
+    inputs: str = ""  # texts to summarise for ROUGE (one per line; seqae eval --inputs)
+    references: str = ""  # their reference summaries (one per line; seqae eval --references)
+
+    def validate(self, where: str) -> None:
+        if self.max_texts < 1 or self.lead_words < 1 or self.examples < 0:
+            raise ConfigError(f"{where}: eval.max_texts and eval.lead_words must be >= 1, eval.examples >= 0")
+
+
+class BigramLM:
+    """A bigram language model of token ids with Witten-Bell interpolation to an add-one unigram model,
+    fitted on the readable sentences (BOS and EOS around each): ``perplexity(sequences)`` per token."""
+
+    def __init__(self, sequences: list[np.ndarray], vocab: int, bos: int = 2, eos: int = 3):
+        self.vocab, self.bos, self.eos = vocab, bos, eos
+        pairs = np.concatenate([self.pairs(s) for s in sequences]) if sequences else np.zeros(0, np.int64)
+        self.unigram = (np.bincount(pairs % vocab, minlength=vocab) + 1.0) / (len(pairs) + vocab)
+        keys, counts = np.unique(pairs, return_counts=True)
+        self.pair_counts = dict(zip(keys.tolist(), counts.tolist()))
+        history = keys // vocab
+        self.history_counts = np.bincount(history, weights=counts, minlength=vocab)
+        self.followers = np.bincount(history, minlength=vocab).astype(np.float64)
+
+    def pairs(self, ids: np.ndarray) -> np.ndarray:
+        seq = np.concatenate([[self.bos], np.asarray(ids, np.int64), [self.eos]])
+        return seq[:-1] * self.vocab + seq[1:]
+
+    def log_prob(self, pair: int) -> float:
+        v, w = divmod(pair, self.vocab)
+        seen, kinds = self.history_counts[v], self.followers[v]
+        if seen == 0:
+            return math.log(self.unigram[w])
+        return math.log((self.pair_counts.get(pair, 0) + kinds * self.unigram[w]) / (seen + kinds))
+
+    def perplexity(self, sequences: list[np.ndarray]) -> float:
+        pairs = [p for s in sequences for p in self.pairs(s).tolist()]
+        return math.exp(-sum(self.log_prob(p) for p in pairs) / max(len(pairs), 1))
+
+
+def strip(ids: torch.Tensor | np.ndarray, length: int) -> np.ndarray:
+    return np.asarray(ids[:length].tolist() if torch.is_tensor(ids) else ids[:length], dtype=np.int64)
+
+
+def random_words(tokens: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` of the text's tokens drawn without replacement, kept in their order (Random-N)."""
+    return tokens[np.sort(rng.choice(len(tokens), size=min(n, len(tokens)), replace=False))]
+
+
+def copy_share(summary: np.ndarray, text: np.ndarray) -> float:
+    return float(np.isin(summary, text).mean()) if len(summary) else 0.0
+
+
+def sequence_figures(name: str, summaries: list[np.ndarray], texts: list[np.ndarray], lm: BigramLM) -> dict[str, float]:
+    return {f"{name}_lm_perplexity": lm.perplexity(summaries),
+            f"{name}_copy_share": float(np.mean([copy_share(s, t) for s, t in zip(summaries, texts)])),
+            f"{name}_compression": float(np.sum([len(s) for s in summaries]) / np.sum([len(t) for t in texts]))}
+
+
+def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """ROUGE-1/2/L F1 and recall (the ``rouge-score`` package, Porter stemming), averaged over the pairs."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    totals: dict[str, float] = {}
+    for prediction, reference in zip(predictions, references):
+        for key, score in scorer.score(reference, prediction).items():
+            totals[f"{key}_f"] = totals.get(f"{key}_f", 0.0) + score.fmeasure
+            totals[f"{key}_recall"] = totals.get(f"{key}_recall", 0.0) + score.recall
+    return {k: v / max(len(predictions), 1) for k, v in totals.items()}
+
+
+def rouge_table(summaries: list[str], inputs: list[str], references: list[str], lead_words: int, seed: int) -> dict[str, Any]:
+    """ROUGE of the summaries and of Lead-N / Random-N (``lead_words`` words of each input)."""
+    rng = np.random.default_rng(seed)
+    lead = [" ".join(text.split()[:lead_words]) for text in inputs]
+    randoms = []
+    for text in inputs:
+        words = text.split()
+        picks = np.sort(rng.choice(len(words), size=min(lead_words, len(words)), replace=False))
+        randoms.append(" ".join(words[i] for i in picks))
+    result: dict[str, Any] = {"rouge_pairs": len(references)}
+    for name, predictions in (("summary", summaries), (f"lead{lead_words}", lead), (f"random{lead_words}", randoms)):
+        for key, value in rouge(predictions, references).items():
+            result[f"{name}_{key}"] = value
+    return result

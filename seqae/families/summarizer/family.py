@@ -1,0 +1,204 @@
+"""The summariser's registry entry: data preparation, evaluation, figures, and ``seqae summarize``."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqae.config import ConfigError, Recipe
+from seqae.datasets.base import DataError, read_text_lines
+from seqae.families.base import Command, Family, Inferred, Prepared
+from seqae.families.summarizer.data import SummaryBatches, SummaryDataConfig, readable_from_file, split_items
+from seqae.families.summarizer.evaluate import (
+    BigramLM,
+    SummaryEvalConfig,
+    random_words,
+    rouge_table,
+    sequence_figures,
+    strip,
+)
+from seqae.families.summarizer.model import Summarizer, SummarizerConfig, perplexity
+
+
+@dataclass(frozen=True)
+class SummaryData:
+    corpus: Any  # seqae.datasets.text.TokenisedCorpus
+    tokenizer: Any
+    readable_train: list  # id arrays of the readable sentences the discriminator saw
+
+
+def prepare(recipe: Recipe) -> Prepared:
+    from seqae.datasets.text import load_tokenizer, tokenise_corpus
+
+    data = recipe.data
+    corpus = tokenise_corpus(data)
+    tokenizer = load_tokenizer(corpus.folder / "tokenizer.json")
+    vocab = tokenizer.get_vocab_size()
+    if recipe.model.vocab_size not in (0, vocab):
+        raise ConfigError(f"{recipe.source}: model.vocab_size = {recipe.model.vocab_size} but the tokenizer has {vocab}")
+    train_idx, test_idx, readable_idx = split_items(corpus, data, str(recipe.source))
+    readable = readable_from_file(data.readable, tokenizer, data.max_tokens) if data.readable else readable_idx
+    name = Path(data.corpus).name
+    train = SummaryBatches(corpus, train_idx, readable, f"{name} (training texts)")
+    test = SummaryBatches(corpus, test_idx, readable, f"{name} (held-out texts)")
+    readable_ids = list(readable) if data.readable else [corpus.ids(int(i)) for i in readable_idx[:20000]]
+    return Prepared(train, test, SummaryData(corpus, tokenizer, readable_ids), Inferred(vocab_size=vocab),
+                    run_files={"tokenizer.json": corpus.folder / "tokenizer.json"}, fingerprint=corpus.content_fingerprint,
+                    data_name=str(data.corpus))
+
+
+def attach(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
+    from seqae.datasets.text import load_tokenizer
+
+    model.tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    model.max_tokens = recipe.data.max_tokens
+
+
+def encode_texts(model: nn.Module, texts: list[str], where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from seqae.datasets.text import encode_batch, pad_batch
+
+    ids = encode_batch(model.tokenizer, texts, model.max_tokens)
+    for number, row in enumerate(ids, start=1):
+        if not row:
+            raise DataError(f"{where}:{number}: nothing left to summarise after tokenising this line")
+    return pad_batch([np.asarray(r, dtype=np.int64) for r in ids])
+
+
+def decode(model: nn.Module, ids: np.ndarray) -> str:
+    return model.tokenizer.decode([int(i) for i in ids]).replace(" ##", "")
+
+
+@torch.no_grad()
+def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, length: int | None = None,
+              batch_size: int = 64, where: str = "texts") -> list[str]:
+    """Greedy summaries of ``texts`` (one string each), ``length`` tokens each or the run's ratio."""
+    if length is not None and length < 1:
+        raise ConfigError(f"--length {length}: a summary needs at least one word")
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(texts), batch_size):
+        tokens, lengths = encode_texts(model, texts[start : start + batch_size], where)
+        if length is not None and int(lengths.min()) < length:
+            first = int(torch.nonzero(lengths < length)[0, 0])
+            raise DataError(f"{where}:{start + first + 1}: {int(lengths[first])} tokens, shorter than the summary length {length} "
+                            "asked for; ask for a shorter --length")
+        words, summary_lengths = model.summarize_tokens(tokens.to(device), lengths.to(device), ratio, length)
+        out += [decode(model, strip(w, int(n))) for w, n in zip(words.cpu(), summary_lengths.cpu())]
+    return out
+
+
+@torch.no_grad()
+def held_out_figures(model: nn.Module, batches: SummaryBatches, config: SummaryEvalConfig, lm: BigramLM) -> dict[str, Any]:
+    """Reconstruction from the summary (and the twin's from Lead-N), LM perplexity, copy share and
+    compression of the summaries, Lead-N, Random-N (same lengths) and real sentences."""
+    model.eval()
+    device = next(model.parameters()).device
+    n = min(len(batches), config.max_texts)
+    rng = np.random.default_rng(config.seed)
+    sums = {"nll": 0.0, "right": 0, "lead_nll": 0.0, "lead_right": 0, "tokens": 0}
+    summaries, leads, randoms, texts = [], [], [], []
+    for start in range(0, n, 64):
+        batch = batches.collate(np.arange(start, min(n, start + 64)))
+        tokens, lengths = batch["tokens"].to(device), batch["lengths"].to(device)
+        words, summary_lengths = model.summarize_tokens(tokens, lengths)
+        nll, right = model.reconstruction(words, summary_lengths, tokens, lengths)
+        sums["nll"] += float(nll.sum())
+        sums["right"] += int(right.sum())
+        sums["tokens"] += int(lengths.sum())
+        if model.config.lead_baseline:
+            lead_nll, lead_right = model.lead_reconstruction(summary_lengths, tokens, lengths)
+            sums["lead_nll"] += float(lead_nll.sum())
+            sums["lead_right"] += int(lead_right.sum())
+        for w, t, m, k in zip(words.cpu(), tokens.cpu(), summary_lengths.tolist(), lengths.tolist()):
+            text = strip(t, k)
+            summaries.append(strip(w, m))
+            leads.append(text[:m])
+            randoms.append(random_words(text, m, rng))
+            texts.append(text)
+    result: dict[str, Any] = {"test_texts": n, "reconstruction_accuracy": sums["right"] / sums["tokens"],
+                              "reconstruction_perplexity": perplexity(sums["nll"], sums["tokens"])}
+    if model.config.lead_baseline:
+        result.update(lead_reconstruction_accuracy=sums["lead_right"] / sums["tokens"],
+                      lead_reconstruction_perplexity=perplexity(sums["lead_nll"], sums["tokens"]))
+    for name, seqs in (("summary", summaries), ("lead", leads), ("random", randoms)):
+        result.update(sequence_figures(name, seqs, texts, lm))
+    result["examples"] = [{"text": decode(model, t), "summary": decode(model, s), "lead": decode(model, ld)}
+                          for t, s, ld in list(zip(texts, summaries, leads))[: config.examples]]
+    return result
+
+
+def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, inputs: str | None = None,
+             references: str | None = None, **options) -> dict[str, Any]:
+    data: SummaryData = prepared.extra
+    split = len(data.readable_train) // 10  # a tenth of the readable sentences held out of the LM, as real text
+    lm = BigramLM(data.readable_train[split:], model.config.vocab_size)
+    result = held_out_figures(model, prepared.test, recipe.eval, lm)
+    result["readable_lm_perplexity"] = lm.perplexity(data.readable_train[:split]) if split else float("nan")
+    inputs, references = inputs or recipe.eval.inputs, references or recipe.eval.references
+    if bool(inputs) != bool(references):
+        raise ConfigError("--inputs and --references go together: the texts to summarise and their reference summaries")
+    if inputs:
+        texts = read_text_lines(inputs, "texts to summarise (one per line)")
+        refs = read_text_lines(references, "reference summaries (one per line)")
+        if len(texts) != len(refs) or not texts:
+            raise DataError(f"{references}: {len(refs)} reference lines for the {len(texts)} lines of {inputs}; give one reference "
+                            "per text, on the same line number")
+        predictions = summarize(model, texts, where=str(inputs))
+        result.update(rouge_table(predictions, texts, refs, recipe.eval.lead_words, recipe.eval.seed))
+    return result
+
+
+def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
+    """Example summaries beside their texts and Lead-N."""
+    from seqae import plots
+
+    config = recipe.eval
+    data: SummaryData = prepared.extra
+    lm = BigramLM(data.readable_train, model.config.vocab_size)
+    rows = held_out_figures(model, prepared.test, SummaryEvalConfig(max_texts=max(config.examples, 1), examples=config.examples),
+                            lm)["examples"]
+    return [plots.text_table([[r["text"], r["summary"], r["lead"]] for r in rows], ["text", "summary", "Lead-N"],
+                             out_dir / "summaries.png", title="held-out texts and their summaries")]
+
+
+def codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
+    """The summaries' word ids ``(texts, L)`` (0-padded) of a file of texts, one per line."""
+    texts = read_text_lines(path, "texts to summarise (one per line)")
+    tokens, lengths = encode_texts(model, texts, str(path))
+    return model.summarize_tokens(tokens, lengths)[0].cpu().numpy()
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("-i", "--input", required=True, help="texts to summarise, one per line")
+    parser.add_argument("-o", "--output", required=True, help="summaries, one per line (the same line numbers)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--ratio", type=float, help="summary length as a share of each text's (default: the run's)")
+    length.add_argument("--length", type=int, help="a fixed summary length in tokens")
+
+
+def run(model: nn.Module, args: Any) -> int:
+    from seqae.atomic import atomic_write
+
+    if args.ratio is not None and not 0.0 < args.ratio <= 1.0:
+        raise ConfigError(f"--ratio {args.ratio}: give a share of the text's length in (0, 1]")
+    texts = read_text_lines(args.input, "texts to summarise (one per line)")
+    if not texts:
+        raise DataError(f"{args.input}: empty file; give one text per line")
+    summaries = summarize(model, texts, args.ratio, args.length, where=str(args.input))
+    atomic_write(args.output, "".join(s + "\n" for s in summaries))
+    print(f"{args.output}: {len(summaries)} summaries", file=sys.stderr)
+    return 0
+
+
+FAMILY = Family(
+    "summarizer", SummarizerConfig, SummaryDataConfig, SummaryEvalConfig,
+    prepare, lambda r: Summarizer(r.model), evaluate, figures, codes, on_load=attach, eval_options=("inputs", "references"),
+    commands=(Command("summarize", "summarise texts (one per line) with a summariser run", add_arguments, run),),
+)

@@ -1,0 +1,206 @@
+"""The seq2seq2seq autoencoder (Wang & Lee 2018, arXiv 1810.02851; Baziotis et al. 2019, SEQ^3): a
+compressor reads a text ``x`` and writes a short word sequence ``y`` (``L_b`` words, a share of the text's
+length within bounds); a reconstructor reads only ``y`` and rebuilds ``x``; so ``y`` must carry the text's
+content. A discriminator trained on real, unpaired sentences judges whether ``y`` reads like language
+and the compressor learns to fool it. The words are discrete; two gradient paths
+(``model.through_words``):
+
+- ``gumbel`` (SEQ^3): each word a straight-through Gumbel-softmax one-hot
+  ``y_t = onehot(argmax(log p_t + g) )`` forward, ``softmax((log p_t + g) / tau)`` backward, fed on as
+  ``y_t E``; the loss ``L = NLL(x | y) + w_r * softplus(-D(y))`` is differentiated through the words.
+- ``reinforce`` (Wang & Lee): words sampled, ``y ~ p(y | x)``; the reward ``R(y) = -NLL(x | y) / |x| +
+  w_r * log D(y)`` with the self-critical baseline ``b = R(y_greedy)``; the compressor's loss
+  ``-(R(y) - b) sum_t log p(y_t | y_<t, x)``, the reconstructor's ``NLL(x | y)``.
+
+Here the discriminator judges the whole sequence (one score; Wang & Lee score each word). With
+``model.lead_baseline`` a twin reconstructor (its own weights) learns to rebuild ``x`` from its first
+``L_b`` words (Lead-N), the fair baseline for reconstruction from the summary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqae.config import ConfigError, choice
+from seqae.families.summarizer.parts import Compressor, Discriminator, Reconstructor
+from seqae.models.base import ModelOutput, Phase, Stage, single_stage
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # the sentence pipeline's special tokens
+
+
+@dataclass
+class SummarizerConfig:
+    """``[model]`` for ``family = "summarizer"``."""
+
+    family: str = "summarizer"
+    vocab_size: int = 0  # 0: the tokenizer's
+    embed_dim: int = 128
+    hidden: int = 256
+    summary_ratio: float = 0.5  # summary length: round(ratio * text length), within [summary_min, summary_max]
+    summary_min: int = 3
+    summary_max: int = 24
+    through_words: str = choice("gumbel", "gumbel", "reinforce", doc="gradient path through the words")
+    tau: float = 0.5  # gumbel: the softmax temperature of the backward pass
+    readability: str = choice("discriminator", "discriminator", "none", doc="what keeps the summary readable")
+    readability_weight: float = 0.3  # w_r
+    discriminator_hidden: int = 128
+    lead_baseline: bool = True  # a twin reconstructor rebuilding the text from its first L_b words
+
+    def validate(self, where: str) -> None:
+        if self.embed_dim <= 0 or self.hidden <= 0 or self.discriminator_hidden <= 0:
+            raise ConfigError(f"{where}: model.embed_dim, hidden and discriminator_hidden must be positive")
+        if not 0.0 < self.summary_ratio <= 1.0:
+            raise ConfigError(f"{where}: model.summary_ratio must be in (0, 1], got {self.summary_ratio}")
+        if not 1 <= self.summary_min <= self.summary_max:
+            raise ConfigError(f"{where}: model.summary_min ({self.summary_min}) must be >= 1 and <= model.summary_max "
+                              f"({self.summary_max}); a summary length of 0 says nothing")
+        if self.tau <= 0 or self.readability_weight < 0:
+            raise ConfigError(f"{where}: model.tau must be > 0 and model.readability_weight >= 0")
+
+
+class Summarizer(nn.Module):
+    """``forward(batch)`` takes ``{"tokens": (B, T), "lengths": (B,), "readable": (B', T'),
+    "readable_lengths": (B',)}``; ``summarize_tokens`` gives greedy summaries (word ids ``(B, L)`` and
+    their lengths)."""
+
+    def __init__(self, config: SummarizerConfig):
+        super().__init__()
+        if config.vocab_size <= 0:
+            raise ValueError("model.vocab_size must be set (it is taken from the tokenizer when 0 in the recipe)")
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
+        self.compressor = Compressor(self.embedding, config.hidden, [PAD_ID, UNK_ID, BOS_ID, EOS_ID])
+        self.reconstructor = Reconstructor(self.embedding, config.hidden)
+        self.discriminator = (Discriminator(config.vocab_size, config.embed_dim, config.discriminator_hidden)
+                              if config.readability == "discriminator" else None)
+        if config.lead_baseline:
+            self.lead_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
+            self.lead = Reconstructor(self.lead_embedding, config.hidden)
+        self.phase = "main"
+
+    # -- the Trainer's hook: the discriminator and the autoencoder alternate ---------------------------
+
+    def training_stages(self, steps: int) -> list[Stage]:
+        if self.discriminator is None:
+            return single_stage(self, steps)
+        judge = list(self.discriminator.parameters())
+        rest = [p for n, p in self.named_parameters() if not n.startswith("discriminator.")]
+        return [Stage("main", steps, [Phase("discriminator", judge), Phase("main", rest)])]
+
+    def set_phase(self, stage: str, phase: str) -> None:
+        self.phase = phase
+
+    # -- building blocks ---------------------------------------------------------------------------
+
+    def summary_lengths(self, lengths: torch.Tensor, ratio: float | None = None, length: int | None = None) -> torch.Tensor:
+        """``L_b = clamp(round(ratio * |x_b|), summary_min, summary_max)``, never longer than the text
+        (or a fixed ``length``)."""
+        c = self.config
+        if length is not None:
+            wanted = torch.full_like(lengths, length)
+        else:
+            wanted = torch.round((ratio or c.summary_ratio) * lengths.float()).long().clamp(c.summary_min, c.summary_max)
+        return torch.minimum(wanted, lengths).clamp_min(1)
+
+    def words_to_embedded(self, words: torch.Tensor) -> torch.Tensor:
+        return self.embedding(words) if words.dim() == 2 else words @ self.embedding.weight
+
+    def reconstruction(self, words, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example NLL ``(B,)`` and right guesses ``(B,)`` of the text rebuilt from the summary."""
+        return self.reconstructor(self.words_to_embedded(words), summary_lengths, tokens, lengths, BOS_ID)
+
+    def lead_reconstruction(self, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor]:
+        """The twin's per-example NLL and right guesses from the text's first ``L_b`` tokens."""
+        lead = tokens[:, : int(summary_lengths.max())]
+        return self.lead(self.lead_embedding(lead), summary_lengths, tokens, lengths, BOS_ID)
+
+    @torch.no_grad()
+    def summarize_tokens(self, tokens, lengths, ratio: float | None = None, length: int | None = None):
+        """Greedy summaries: word ids ``(B, L)`` (positions past ``L_b`` are padding) and ``L_b`` ``(B,)``."""
+        summary_lengths = self.summary_lengths(lengths, ratio, length)
+        words, _ = self.compressor(tokens, lengths, summary_lengths, "greedy")
+        keep = torch.arange(words.shape[1], device=words.device)[None] < summary_lengths[:, None].to(words.device)
+        return words.masked_fill(~keep, PAD_ID), summary_lengths
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        tokens, lengths = batch["tokens"], batch["lengths"]
+        summary_lengths = self.summary_lengths(lengths)
+        if self.phase == "discriminator":
+            return self.discriminator_step(batch, tokens, lengths, summary_lengths)
+        if self.config.through_words == "gumbel":
+            out = self.gumbel_step(tokens, lengths, summary_lengths)
+        else:
+            out = self.reinforce_step(tokens, lengths, summary_lengths)
+        if self.config.lead_baseline:
+            nll, right = self.lead_reconstruction(summary_lengths, tokens, lengths)
+            lead_loss = nll.sum() / lengths.sum()
+            out.loss = out.loss + lead_loss
+            out.metrics.update(lead_nll=lead_loss.detach(), lead_accuracy=(right.sum() / lengths.sum()).detach())
+        return out
+
+    def readability_logits(self, words, summary_lengths) -> torch.Tensor:
+        return self.discriminator(words, summary_lengths)
+
+    def gumbel_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
+        words, _ = self.compressor(tokens, lengths, summary_lengths, "gumbel", self.config.tau)
+        words = words * self.valid(summary_lengths, words.shape[1])[..., None]
+        nll, right = self.reconstruction(words, summary_lengths, tokens, lengths)
+        recon = nll.sum() / lengths.sum()
+        loss, metrics = recon, {"nll": recon.detach(), "accuracy": (right.sum() / lengths.sum()).detach()}
+        if self.discriminator is not None:
+            fool = F.softplus(-self.readability_logits(words, summary_lengths)).mean()  # -log D(y)
+            loss = loss + self.config.readability_weight * fool
+            metrics["fool_loss"] = fool.detach()
+        metrics["summary_length"] = summary_lengths.float().mean()
+        return ModelOutput(loss, metrics)
+
+    def reward(self, words, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``R = -NLL(x | y) / |x| + w_r log D(y)`` per example, with the NLL and right guesses."""
+        nll, right = self.reconstruction(words, summary_lengths, tokens, lengths)
+        reward = -nll / lengths.to(nll.device)
+        if self.discriminator is not None:
+            reward = reward + self.config.readability_weight * F.logsigmoid(self.readability_logits(words, summary_lengths))
+        return reward, nll, right
+
+    def reinforce_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
+        sampled, log_prob = self.compressor(tokens, lengths, summary_lengths, "sample")
+        sampled = sampled * self.valid(summary_lengths, sampled.shape[1])
+        reward, nll, right = self.reward(sampled, summary_lengths, tokens, lengths)
+        with torch.no_grad():
+            greedy, _ = self.compressor(tokens, lengths, summary_lengths, "greedy")
+            greedy = greedy * self.valid(summary_lengths, greedy.shape[1])
+            baseline, _, _ = self.reward(greedy, summary_lengths, tokens, lengths)
+        advantage = (reward - baseline).detach()
+        policy = -(advantage * log_prob).mean()
+        recon = nll.sum() / lengths.sum()
+        metrics = {"nll": recon.detach(), "accuracy": (right.sum() / lengths.sum()).detach(), "reward": reward.mean().detach(),
+                   "baseline": baseline.mean(), "summary_length": summary_lengths.float().mean()}
+        return ModelOutput(recon + policy, metrics)
+
+    def discriminator_step(self, batch, tokens, lengths, summary_lengths) -> ModelOutput:
+        """Binary cross-entropy: real readable sentences 1, the compressor's summaries 0."""
+        with torch.no_grad():
+            mode = "gumbel" if self.config.through_words == "gumbel" else "sample"
+            fake, _ = self.compressor(tokens, lengths, summary_lengths, mode, self.config.tau)
+            fake = fake.argmax(-1) if fake.dim() == 3 else fake
+            fake = fake * self.valid(summary_lengths, fake.shape[1])
+        real = self.discriminator(batch["readable"], batch["readable_lengths"])
+        made = self.discriminator(fake, summary_lengths)
+        loss = F.softplus(-real).mean() + F.softplus(made).mean()
+        accuracy = ((real > 0).float().mean() + (made < 0).float().mean()) / 2
+        return ModelOutput(loss, {"loss": loss.detach(), "accuracy": accuracy.detach()})
+
+    @staticmethod
+    def valid(summary_lengths: torch.Tensor, steps: int) -> torch.Tensor:
+        return (torch.arange(steps, device=summary_lengths.device)[None] < summary_lengths[:, None]).long()
+
+
+def perplexity(nll_sum: float, tokens: int) -> float:
+    return math.exp(nll_sum / max(tokens, 1))

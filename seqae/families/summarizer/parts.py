@@ -1,0 +1,141 @@
+"""The summariser's networks: a recurrent encoder over embedded words, the compressor's attentional
+decoder that emits words one at a time, the reconstructor's attentional decoder (teacher-forced), and the
+readability discriminator. Every network takes *embedded* words, so a straight-through one-hot summary
+(``one_hot @ embedding.weight``) and sampled word ids (``embedding(ids)``) go through the same code."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class WordEncoder(nn.Module):
+    """Embedded words ``(B, T, E)`` with ``lengths`` ``(B,)`` -> states ``(B, T, H)`` and a summary
+    ``(B, H)``: a bidirectional GRU (packed, so padding never reaches a state), its two directions
+    projected to ``H``."""
+
+    def __init__(self, embed_dim: int, hidden: int):
+        super().__init__()
+        self.rnn = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.project = nn.Linear(2 * hidden, hidden)
+
+    def forward(self, embedded: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, last = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=embedded.shape[1])
+        return torch.tanh(self.project(states)), torch.tanh(self.project(torch.cat([last[0], last[1]], dim=-1)))
+
+
+def attend(query: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Dot-product attention: ``query`` ``(B, [S,] H)`` over ``states`` ``(B, T, H)`` where ``mask``
+    ``(B, T)`` is true -> contexts ``(B, [S,] H)``."""
+    single = query.dim() == 2
+    q = query[:, None] if single else query
+    scores = (q @ states.transpose(1, 2)).masked_fill(~mask[:, None], float("-inf"))
+    context = torch.softmax(scores, dim=-1) @ states
+    return context[:, 0] if single else context
+
+
+class Compressor(nn.Module):
+    """Reads the text, writes ``L_b`` words per example (``L_b`` given). Each step: GRU cell on the
+    previous emitted word's embedding, attention over the text's states, logits over the vocabulary
+    tied to the word embeddings. ``banned`` token ids (padding, BOS, EOS, UNK) are never emitted."""
+
+    def __init__(self, embedding: nn.Embedding, hidden: int, banned: list[int]):
+        super().__init__()
+        self.__dict__["embedding"] = embedding  # shared, registered once by the model
+        embed_dim = embedding.weight.shape[1]
+        self.encoder = WordEncoder(embed_dim, hidden)
+        self.cell = nn.GRUCell(embed_dim, hidden)
+        self.out = nn.Linear(2 * hidden, embed_dim)
+        self.register_buffer("banned", torch.tensor(banned, dtype=torch.long), persistent=False)
+
+    def logits_step(self, h: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        context = attend(h, states, mask)
+        logits = torch.tanh(self.out(torch.cat([h, context], dim=-1))) @ self.embedding.weight.t()
+        return logits.index_fill(-1, self.banned, float("-inf"))
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, summary_lengths: torch.Tensor, mode: str,
+                tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mode``: ``"gumbel"`` -> straight-through one-hots ``(B, L, V)``; ``"sample"`` / ``"greedy"``
+        -> word ids ``(B, L)``. Also returns the log-probability of the emitted words summed over each
+        example's ``L_b`` positions ``(B,)``."""
+        states, h = self.encoder(self.embedding(tokens), lengths)
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
+        steps = int(summary_lengths.max())
+        valid = torch.arange(steps, device=tokens.device)[None] < summary_lengths[:, None].to(tokens.device)
+        previous = self.embedding.weight.new_zeros(tokens.shape[0], self.embedding.weight.shape[1])
+        words, log_prob = [], torch.zeros(tokens.shape[0], device=tokens.device)
+        for t in range(steps):
+            h = self.cell(previous, h)
+            logp = torch.log_softmax(self.logits_step(h, states, mask), dim=-1)
+            if mode == "gumbel":
+                word = straight_through_gumbel(logp, tau)
+                previous = word @ self.embedding.weight
+                chosen = (word * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+            else:
+                ids = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
+                word, previous = ids, self.embedding(ids)
+                chosen = logp.gather(1, ids[:, None])[:, 0]
+            log_prob = log_prob + chosen * valid[:, t]
+            words.append(word)
+        return torch.stack(words, dim=1), log_prob
+
+
+def straight_through_gumbel(logp: torch.Tensor, tau: float) -> torch.Tensor:
+    """One-hot ``argmax(logp + g)`` forward, ``softmax((logp + g) / tau)`` backward, ``g`` Gumbel noise
+    ``-log(-log u)`` (from uniform draws: several times faster on the CPU than torch's exponential draws)."""
+    u = torch.rand_like(logp).clamp_(1e-10, 1.0 - 1e-7)
+    noisy = logp - torch.log(-torch.log(u))
+    soft = torch.softmax(noisy / tau, dim=-1)
+    hard = torch.zeros_like(soft).scatter_(-1, noisy.argmax(-1, keepdim=True), 1.0)
+    return hard + soft - soft.detach()
+
+
+class Reconstructor(nn.Module):
+    """Reads the summary's embedded words, rebuilds the text with teacher forcing: a GRU decoder over
+    BOS + the text, attention (Luong's, on the decoder states) over the summary's states, logits tied to
+    the word embeddings. Returns the negative log-likelihood summed per example ``(B,)`` and the number of
+    target tokens guessed right per example ``(B,)``."""
+
+    def __init__(self, embedding: nn.Embedding, hidden: int):
+        super().__init__()
+        self.__dict__["embedding"] = embedding
+        embed_dim = embedding.weight.shape[1]
+        self.encoder = WordEncoder(embed_dim, hidden)
+        self.rnn = nn.GRU(embed_dim, hidden, batch_first=True)
+        self.out = nn.Linear(2 * hidden, embed_dim)
+
+    def forward(self, summary: torch.Tensor, summary_lengths: torch.Tensor, tokens: torch.Tensor,
+                lengths: torch.Tensor, bos: int) -> tuple[torch.Tensor, torch.Tensor]:
+        states, h = self.encoder(summary, summary_lengths)
+        mask = torch.arange(summary.shape[1], device=summary.device)[None] < summary_lengths[:, None].to(summary.device)
+        inputs = torch.cat([torch.full_like(tokens[:, :1], bos), tokens[:, :-1]], dim=1)
+        decoded, _ = self.rnn(self.embedding(inputs), h[None])
+        context = attend(decoded, states, mask)
+        logits = torch.tanh(self.out(torch.cat([decoded, context], dim=-1))) @ self.embedding.weight.t()
+        target_mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
+        nll = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none") * target_mask
+        right = ((logits.argmax(-1) == tokens) & target_mask).sum(1)
+        return nll.sum(1), right
+
+
+class Discriminator(nn.Module):
+    """Is an embedded word sequence a real sentence? A GRU over its own word embeddings (applied to ids,
+    or to one-hots through ``weights``), the last state of the real words -> one logit ``(B,)``."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.rnn = nn.GRU(embed_dim, hidden, batch_first=True)
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``words``: ids ``(B, L)`` or one-hots ``(B, L, V)``."""
+        embedded = self.embedding(words) if words.dim() == 2 else words @ self.embedding.weight
+        states, _ = self.rnn(embedded)
+        last = states[torch.arange(words.shape[0], device=words.device), (lengths - 1).to(words.device)]
+        return self.score(last)[:, 0]

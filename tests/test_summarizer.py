@@ -1,0 +1,210 @@
+"""The seq2seq2seq autoencoder: summary lengths, both gradient paths reach the compressor, the REINFORCE
+baseline lowers the gradient's variance (measured), the discriminator's phase, the evaluation's language
+model and ROUGE, and a tiny run through train, eval, summarize and plot with its bad-input errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import seqae
+from seqae.cli import main
+from seqae.config import ConfigError
+from seqae.datasets.sentences import iter_line_items
+from seqae.families.summarizer.evaluate import BigramLM, rouge
+from seqae.families.summarizer.model import Summarizer, SummarizerConfig
+
+from conftest import expect_error
+from tiny import book_corpus, write_recipe
+
+TINY_SUMMARIZER = """
+[model]
+family = "summarizer"
+embed_dim = 16
+hidden = 24
+summary_ratio = 0.5
+summary_min = 2
+summary_max = 6
+through_words = "WORDS"
+
+[data]
+corpus = "CORPUS"
+vocab_size = 100
+min_words = 6
+readable_min_words = 3
+readable_max_words = 5
+test_every = 3
+
+[train]
+steps = 4
+batch_size = 8
+warmup_steps = 1
+log_every = 2
+checkpoint_every = 4
+
+[eval]
+max_texts = 20
+examples = 2
+"""
+
+
+def make(**kw) -> Summarizer:
+    torch.manual_seed(0)
+    return Summarizer(SummarizerConfig(vocab_size=40, embed_dim=8, hidden=12, summary_min=2, summary_max=5, **kw))
+
+
+def batch(b: int = 6, t: int = 9) -> dict:
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([t, t - 1, t - 3, t, 5, 4][:b])
+    tokens = torch.randint(4, 40, (b, t), generator=g) * (torch.arange(t)[None] < lengths[:, None])
+    return {"tokens": tokens, "lengths": lengths, "readable": torch.randint(4, 40, (b, 4), generator=g),
+            "readable_lengths": torch.tensor([4, 3, 2, 4, 4, 1][:b])}
+
+
+def test_summary_lengths_follow_the_ratio_within_bounds_and_never_exceed_the_text():
+    model = make(summary_ratio=0.5)
+    assert model.summary_lengths(torch.tensor([2, 6, 9, 30])).tolist() == [2, 3, 4, 5]
+    assert model.summary_lengths(torch.tensor([1, 8]), length=3).tolist() == [1, 3]
+    with pytest.raises(ConfigError, match="a summary length of 0"):
+        SummarizerConfig(summary_min=0).validate("r.toml")
+
+
+@pytest.mark.parametrize("path", ["gumbel", "reinforce"])
+def test_gradients_reach_the_compressor_through_the_words(path):
+    model = make(through_words=path, lead_baseline=False)
+    model.set_phase("main", "main")
+    out = model(batch())
+    out.loss.backward()
+    assert model.compressor.cell.weight_ih.grad is not None and model.compressor.cell.weight_ih.grad.abs().sum() > 0
+    assert model.compressor.encoder.rnn.weight_ih_l0.grad.abs().sum() > 0
+    assert math.isfinite(out.loss.item()) and 0.0 <= float(out.metrics["accuracy"]) <= 1.0
+
+
+def test_the_discriminator_phase_trains_the_judge_alone():
+    model = make()
+    model.set_phase("main", "discriminator")
+    out = model(batch())
+    out.loss.backward()
+    assert model.discriminator.score.weight.grad.abs().sum() > 0
+    assert model.compressor.cell.weight_ih.grad is None and model.reconstructor.rnn.weight_ih_l0.grad is None
+    stages = model.training_stages(10)
+    assert [p.name for p in stages[0].phases] == ["discriminator", "main"]
+    judge = {id(p) for p in stages[0].phases[0].parameters}
+    assert judge == {id(p) for p in model.discriminator.parameters()}
+    assert not judge & {id(p) for p in stages[0].phases[1].parameters}
+
+
+def policy_gradients(model: Summarizer, data: dict, draws: int, with_baseline: bool) -> torch.Tensor:
+    """``draws`` single-sample REINFORCE estimates of the compressor's output-layer gradient ``(draws, n)``."""
+    tokens, lengths = data["tokens"], data["lengths"]
+    summary_lengths = model.summary_lengths(lengths)
+    grads = []
+    for k in range(draws):
+        torch.manual_seed(100 + k)
+        model.zero_grad()
+        sampled, log_prob = model.compressor(tokens, lengths, summary_lengths, "sample")
+        sampled = sampled * model.valid(summary_lengths, sampled.shape[1])
+        with torch.no_grad():
+            reward, _, _ = model.reward(sampled, summary_lengths, tokens, lengths)
+            baseline = torch.zeros_like(reward)
+            if with_baseline:
+                greedy, _ = model.compressor(tokens, lengths, summary_lengths, "greedy")
+                baseline, _, _ = model.reward(greedy * model.valid(summary_lengths, greedy.shape[1]), summary_lengths, tokens, lengths)
+        (-((reward - baseline) * log_prob).mean()).backward()
+        grads.append(model.compressor.out.weight.grad.flatten().clone())
+    return torch.stack(grads)
+
+
+def test_the_self_critical_baseline_lowers_the_variance_of_the_policy_gradient():
+    model = make(through_words="reinforce", readability="none", lead_baseline=False)
+    data = batch()
+    plain = policy_gradients(model, data, 24, with_baseline=False).var(0).sum()
+    critical = policy_gradients(model, data, 24, with_baseline=True).var(0).sum()
+    # the rewards are all negative (minus the reconstruction NLL, about log 40 nats per token): without a
+    # baseline every estimate pushes down whatever was sampled, with one only the deviations remain
+    assert critical < 0.5 * plain, (float(critical), float(plain))
+
+
+def test_the_bigram_language_model_matches_a_hand_count():
+    lm = BigramLM([np.array([5, 6]), np.array([5, 7])], vocab=8)
+    # after BOS (id 2): 5 seen twice, one follower type; Witten-Bell: (2 + 1 * p_uni(5)) / (2 + 1)
+    p_uni = (2 + 1) / (6 + 8)  # 6 pairs; id 5 ends two of them
+    assert math.exp(lm.log_prob(2 * 8 + 5)) == pytest.approx((2 + p_uni) / 3)
+    assert lm.perplexity([np.array([5, 6])]) < lm.perplexity([np.array([7, 7])])
+
+
+def test_rouge_of_a_copy_is_one_and_of_nothing_in_common_zero():
+    same = rouge(["the cat sat on the mat"], ["the cat sat on the mat"])
+    assert same["rouge1_f"] == pytest.approx(1.0) and same["rougeL_recall"] == pytest.approx(1.0)
+    assert rouge(["dogs bark"], ["the cat sat"])["rouge2_f"] == 0.0
+
+
+def test_one_text_per_line_makes_one_item_each_in_blocks(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_text("".join(f"text number {i} here\n" for i in range(45)) + "\n\n")
+    items = list(iter_line_items([path], 1000, block=20))
+    assert len(items) == 45 and items[0].text == "text number 0 here" and items[44].line == 45
+    assert [it.segment for it in items[::20]] == [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def summarizer_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("summarizer")
+    corpus = book_corpus(root / "corpus")
+    text = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "gumbel")
+    return seqae.train(write_recipe(root, text), out=root / "run"), root
+
+
+def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys):
+    run, _ = summarizer_run
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the ship sails at dawn with the whale and the captain\nsister letter ball dance walk rain garden\n")
+    refs = tmp_path / "refs.txt"
+    refs.write_text("ship sails\nsister dances\n")
+    result = seqae.evaluate(run, inputs=texts, references=refs)
+    assert result["test_texts"] == 20 and 0.0 <= result["reconstruction_accuracy"] <= 1.0
+    assert result["summary_lm_perplexity"] > 1.0 and 0.0 <= result["summary_copy_share"] <= 1.0
+    assert result["lead_copy_share"] == 1.0 and result["lead_compression"] == pytest.approx(result["summary_compression"])
+    assert "lead_reconstruction_perplexity" in result and len(result["examples"]) == 2
+    assert result["rouge_pairs"] == 2 and 0.0 <= result["summary_rouge1_f"] <= 1.0 and "lead8_rouge1_f" in result
+    out = tmp_path / "summaries.txt"
+    assert main(["summarize", str(run), "-i", str(texts), "-o", str(out), "--length", "3"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and all(1 <= len(line.split()) <= 3 for line in lines)
+    names = {p.name for p in seqae.plot(run, tmp_path / "plots")}
+    assert {"training_curves.png", "summaries.png"} <= names
+
+
+def test_summarizer_bad_input_is_named(summarizer_run, tmp_path, capsys):
+    run, root = summarizer_run
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the ship sails at dawn\nsister letter ball dance walk rain garden\n")
+    refs = tmp_path / "refs.txt"
+    refs.write_text("one reference only\n")
+    expect_error(["eval", str(run), "--inputs", str(texts), "--references", str(refs)], capsys, "refs.txt", "1 reference lines",
+                 "2 lines")
+    expect_error(["eval", str(run), "--inputs", str(texts)], capsys, "--inputs and --references go together")
+    out = tmp_path / "s.txt"
+    expect_error(["summarize", str(run), "-i", str(texts), "-o", str(out), "--length", "0"], capsys, "--length 0")
+    expect_error(["summarize", str(run), "-i", str(texts), "-o", str(out), "--length", "40"], capsys, "texts.txt:1: ",
+                 "shorter than the summary length 40")
+    assert not out.exists()
+    (tmp_path / "empty.txt").write_text("")
+    expect_error(["summarize", str(run), "-i", str(tmp_path / "empty.txt"), "-o", str(out)], capsys, "empty.txt", "empty file")
+    corpus = root / "corpus"
+    (tmp_path / "none.txt").write_text("\n")
+    bad = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "gumbel").replace(
+        "readable_max_words = 5", f"readable_max_words = 5\nreadable = \"{tmp_path / 'none.txt'}\"")
+    expect_error(["train", str(write_recipe(tmp_path, bad)), "--out", str(tmp_path / "r")], capsys, "none.txt", "no sentences")
+    long = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "gumbel").replace("min_words = 6", "min_words = 60")
+    expect_error(["train", str(write_recipe(tmp_path, long, "b.toml")), "--out", str(tmp_path / "r2")], capsys,
+                 "texts of 60 words or more", "lower data.min_words")
+
+
+def test_reinforce_trains_too(tmp_path):
+    corpus = book_corpus(tmp_path / "corpus")
+    text = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "reinforce")
+    run = seqae.train(write_recipe(tmp_path, text), out=tmp_path / "run")
+    records = [r for r in seqae.checkpoint.read_metrics(run) if "main_reward" in r]
+    assert records and all(math.isfinite(r["main_reward"]) and math.isfinite(r["main_baseline"]) for r in records)
