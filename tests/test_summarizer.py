@@ -27,6 +27,7 @@ summary_ratio = 0.5
 summary_min = 2
 summary_max = 6
 through_words = "WORDS"
+pretrain_copy_steps = 2
 
 [data]
 corpus = "CORPUS"
@@ -51,6 +52,7 @@ examples = 2
 
 def make(**kw) -> Summarizer:
     torch.manual_seed(0)
+    kw.setdefault("pretrain_copy_steps", 0)
     return Summarizer(SummarizerConfig(vocab_size=40, embed_dim=8, hidden=12, summary_min=2, summary_max=5, **kw))
 
 
@@ -208,3 +210,22 @@ def test_reinforce_trains_too(tmp_path):
     run = seqae.train(write_recipe(tmp_path, text), out=tmp_path / "run")
     records = [r for r in seqae.checkpoint.read_metrics(run) if "main_reward" in r]
     assert records and all(math.isfinite(r["main_reward"]) and math.isfinite(r["main_baseline"]) for r in records)
+
+
+def test_copy_pretraining_teaches_the_compressor_alone_to_emit_the_lead():
+    model = make(pretrain_copy_steps=5)
+    stages = model.training_stages(10)
+    assert [s.name for s in stages] == ["copy", "main"] and stages[0].steps == 5
+    copied = {id(p) for p in stages[0].phases[0].parameters}
+    assert copied == {id(model.embedding.weight)} | {id(p) for p in model.compressor.parameters()}
+    model.set_phase("copy", "main")
+    data = batch()
+    optimizer = torch.optim.Adam(stages[0].phases[0].parameters, lr=0.05)
+    first = model(data).loss.item()
+    for _ in range(60):
+        optimizer.zero_grad()
+        model(data).loss.backward()
+        optimizer.step()
+    assert model(data).loss.item() < 0.2 * first  # it learns to copy this batch's first words
+    words, n = model.summarize_tokens(data["tokens"], data["lengths"])
+    assert (words[0, : n[0]] == data["tokens"][0, : n[0]]).float().mean() > 0.8

@@ -12,9 +12,11 @@ and the compressor learns to fool it. The words are discrete; two gradient paths
   w_r * log D(y)`` with the self-critical baseline ``b = R(y_greedy)``; the compressor's loss
   ``-(R(y) - b) sum_t log p(y_t | y_<t, x)``, the reconstructor's ``NLL(x | y)``.
 
-Here the discriminator judges the whole sequence (one score; Wang & Lee score each word). With
-``model.lead_baseline`` a twin reconstructor (its own weights) learns to rebuild ``x`` from its first
-``L_b`` words (Lead-N), the fair baseline for reconstruction from the summary.
+Training starts (``model.pretrain_copy_steps``) with the compressor alone learning to copy the text's
+first ``L_b`` words, as Wang & Lee's generator does. Here the discriminator judges the whole sequence
+(one score; Wang & Lee score each word). With ``model.lead_baseline`` a twin reconstructor (its own
+weights) learns to rebuild ``x`` from its first ``L_b`` words (Lead-N), the fair baseline for
+reconstruction from the summary.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class SummarizerConfig:
     readability_weight: float = 0.3  # w_r
     discriminator_hidden: int = 128
     lead_baseline: bool = True  # a twin reconstructor rebuilding the text from its first L_b words
+    pretrain_copy_steps: int = 300  # first, the compressor learns to copy the text's first L_b words (Wang & Lee)
 
     def validate(self, where: str) -> None:
         if self.embed_dim <= 0 or self.hidden <= 0 or self.discriminator_hidden <= 0:
@@ -59,6 +62,8 @@ class SummarizerConfig:
         if not 1 <= self.summary_min <= self.summary_max:
             raise ConfigError(f"{where}: model.summary_min ({self.summary_min}) must be >= 1 and <= model.summary_max "
                               f"({self.summary_max}); a summary length of 0 says nothing")
+        if self.pretrain_copy_steps < 0:
+            raise ConfigError(f"{where}: model.pretrain_copy_steps must be >= 0")
         if self.tau <= 0 or self.readability_weight < 0:
             raise ConfigError(f"{where}: model.tau must be > 0 and model.readability_weight >= 0")
 
@@ -81,19 +86,23 @@ class Summarizer(nn.Module):
         if config.lead_baseline:
             self.lead_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
             self.lead = Reconstructor(self.lead_embedding, config.hidden)
-        self.phase = "main"
+        self.stage, self.phase = "main", "main"
 
     # -- the Trainer's hook: the discriminator and the autoencoder alternate ---------------------------
 
     def training_stages(self, steps: int) -> list[Stage]:
+        stages = []
+        if self.config.pretrain_copy_steps:
+            compressor = [self.embedding.weight, *self.compressor.parameters()]
+            stages.append(Stage("copy", self.config.pretrain_copy_steps, [Phase("main", compressor)]))
         if self.discriminator is None:
-            return single_stage(self, steps)
+            return stages + single_stage(self, steps)
         judge = list(self.discriminator.parameters())
         rest = [p for n, p in self.named_parameters() if not n.startswith("discriminator.")]
-        return [Stage("main", steps, [Phase("discriminator", judge), Phase("main", rest)])]
+        return stages + [Stage("main", steps, [Phase("discriminator", judge), Phase("main", rest)])]
 
     def set_phase(self, stage: str, phase: str) -> None:
-        self.phase = phase
+        self.stage, self.phase = stage, phase
 
     # -- building blocks ---------------------------------------------------------------------------
 
@@ -132,6 +141,8 @@ class Summarizer(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         tokens, lengths = batch["tokens"], batch["lengths"]
         summary_lengths = self.summary_lengths(lengths)
+        if self.stage == "copy":
+            return self.copy_step(tokens, lengths, summary_lengths)
         if self.phase == "discriminator":
             return self.discriminator_step(batch, tokens, lengths, summary_lengths)
         if self.config.through_words == "gumbel":
@@ -144,6 +155,13 @@ class Summarizer(nn.Module):
             out.loss = out.loss + lead_loss
             out.metrics.update(lead_nll=lead_loss.detach(), lead_accuracy=(right.sum() / lengths.sum()).detach())
         return out
+
+    def copy_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
+        """Pre-training (Wang & Lee): the compressor, teacher-forced, learns to emit the text's first L_b words."""
+        lead = tokens[:, : int(summary_lengths.max())]
+        _, log_prob = self.compressor(tokens, lengths, summary_lengths, "teacher", targets=lead)
+        loss = -log_prob.sum() / summary_lengths.sum()
+        return ModelOutput(loss, {"copy_nll": loss.detach()})
 
     def readability_logits(self, words, summary_lengths) -> torch.Tensor:
         return self.discriminator(words, summary_lengths)

@@ -59,10 +59,11 @@ class Compressor(nn.Module):
         return logits.index_fill(-1, self.banned, float("-inf"))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, summary_lengths: torch.Tensor, mode: str,
-                tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                tau: float = 1.0, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``mode``: ``"gumbel"`` -> straight-through one-hots ``(B, L, V)``; ``"sample"`` / ``"greedy"``
-        -> word ids ``(B, L)``. Also returns the log-probability of the emitted words summed over each
-        example's ``L_b`` positions ``(B,)``."""
+        -> word ids ``(B, L)``; ``"teacher"`` -> the given ``targets`` ``(B, L)`` fed back (teacher forcing).
+        Also returns the log-probability of the emitted words summed over each example's ``L_b``
+        positions ``(B,)``."""
         states, h = self.encoder(self.embedding(tokens), lengths)
         mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
         steps = int(summary_lengths.max())
@@ -77,7 +78,10 @@ class Compressor(nn.Module):
                 previous = word @ self.embedding.weight
                 chosen = (word * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
             else:
-                ids = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
+                if mode == "teacher":
+                    ids = targets[:, t]
+                else:
+                    ids = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
                 word, previous = ids, self.embedding(ids)
                 chosen = logp.gather(1, ids[:, None])[:, 0]
             log_prob = log_prob + chosen * valid[:, t]
