@@ -229,3 +229,15 @@ def test_copy_pretraining_teaches_the_compressor_alone_to_emit_the_lead():
     assert model(data).loss.item() < 0.2 * first  # it learns to copy this batch's first words
     words, n = model.summarize_tokens(data["tokens"], data["lengths"])
     assert (words[0, : n[0]] == data["tokens"][0, : n[0]]).float().mean() > 0.8
+
+
+def test_copy_pretraining_ignores_targets_the_compressor_may_not_emit():
+    """An unknown token in the text (and padding past L_b) must not turn the copy loss into NaN."""
+    model = make(pretrain_copy_steps=5)
+    model.set_phase("copy", "main")
+    data = batch()
+    data["tokens"][0, 0] = 1  # UNK
+    out = model(data)
+    out.loss.backward()
+    assert math.isfinite(out.loss.item())
+    assert all(torch.isfinite(p.grad).all() for p in model.compressor.parameters() if p.grad is not None)

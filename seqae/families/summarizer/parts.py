@@ -84,7 +84,8 @@ class Compressor(nn.Module):
                     ids = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
                 word, previous = ids, self.embedding(ids)
                 chosen = logp.gather(1, ids[:, None])[:, 0]
-            log_prob = log_prob + chosen * valid[:, t]
+            # past an example's L_b, and (teacher forcing) at a target the compressor may not emit (UNK): nothing
+            log_prob = log_prob + torch.where(valid[:, t] & torch.isfinite(chosen), chosen, torch.zeros_like(chosen))
             words.append(word)
         return torch.stack(words, dim=1), log_prob
 
