@@ -104,3 +104,14 @@ def test_denoising_vae_removes_most_of_the_noise(tmp_path):
     result = train_and_eval("dvae_digits", tmp_path)
     assert result["noisy_input_mse"] == pytest.approx(0.09, rel=0.05)  # sigma 0.3
     assert result["denoised_ratio_to_noisy"] <= 0.45 and result["test_elbo"] > -26.0
+
+
+def test_pre_training_on_every_input_helps_fine_tuning_on_ten_labels_per_class(tmp_path):
+    """docs/RESULTS.md, "Few-label fine-tuning": with 10 labels per class, greedy pre-training on every
+    training image then fine-tuning scores 0.895 +- 0.003 (3 labelled draws), the same network trained on
+    those labels alone 0.862 +- 0.003."""
+    few = {"data.labelled_per_class": 10, "train.eval_every": 0}
+    pretrained = train_and_eval("greedy_digits", tmp_path / "pre", **few)
+    alone = train_and_eval("greedy_digits", tmp_path / "alone", **few, **{"model.pretrain_steps": 0})
+    assert pretrained["labelled_examples"] == alone["labelled_examples"] == 100
+    assert pretrained["test_accuracy"] > alone["test_accuracy"] + 0.015
