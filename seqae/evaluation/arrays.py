@@ -23,6 +23,7 @@ class ArrayEvalConfig:
     draws: int = 5  # labelled subsets per size (mean and standard deviation over them)
     probe_seed: int = 0  # the labelled subsets and the untrained network's initialisation
     discriminator: bool = False  # also the discriminator evaluation of the codes (seqae eval --discriminator)
+    retrieval_queries: int = 1000  # test inputs used as retrieval queries (evenly spaced; 0: all)
 
     def validate(self, where: str) -> None:
         if self.elbo_samples <= 0:

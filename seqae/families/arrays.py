@@ -181,17 +181,21 @@ def few_label_result(model: nn.Module, recipe: Recipe, prepared: Prepared, name:
     width = code_width(model, test_x, code_of)
     features = probe_baselines(model, train_x, test_x, name, config.probe_seed, width, code_of)
     result = few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.probe_seed)
-    return result | retrieval_by_label(features, train_y, test_y)
+    return result | retrieval_by_label(features, train_y, test_y, config.retrieval_queries)
 
 
-def retrieval_by_label(features: dict, train_y: np.ndarray, test_y: np.ndarray) -> dict[str, float]:
-    """Each test input as a query against the training split by cosine similarity of each feature set:
-    ``{name}_precision_at_10`` and ``{name}_map`` (mean average precision, same label = relevant)."""
+def retrieval_by_label(features: dict, train_y: np.ndarray, test_y: np.ndarray, max_queries: int = 1000) -> dict[str, float]:
+    """Test inputs as queries against the training split by cosine similarity of each feature set:
+    ``{name}_precision_at_10`` and ``{name}_map`` (mean average precision, same label = relevant). At most
+    ``max_queries`` queries, evenly spaced through the test split (0: every test input)."""
     from seqae.retrieval import label_retrieval
 
-    result = {}
+    picks = np.arange(len(test_y))
+    if max_queries and len(picks) > max_queries:
+        picks = picks[np.linspace(0, len(picks) - 1, max_queries).astype(int)]
+    result: dict[str, float] = {"retrieval_queries": len(picks)}
     for name, (train_f, test_f) in features.items():
-        for key, value in label_retrieval(test_f, test_y, train_f, train_y, k=10).items():
+        for key, value in label_retrieval(test_f[picks], test_y[picks], train_f, train_y, k=10).items():
             result[f"{name}_{key}"] = value
     return result
 

@@ -38,6 +38,7 @@ class InfoMaxEvalConfig:
     max_iter: int = 1000  # logistic-regression iterations
     batch_size: int = 128  # test batches for the mutual-information estimates
     discriminator: bool = False  # also the discriminator evaluation of the codes (seqae eval --discriminator)
+    retrieval_queries: int = 1000  # test inputs used as retrieval queries (evenly spaced; 0: all)
 
     def validate(self, where: str) -> None:
         if self.draws < 1 or self.max_iter < 1 or self.batch_size < 2:
@@ -80,7 +81,7 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) ->
     features["untrained_local"] = (local_maps(untrained, train_x), local_maps(untrained, test_x))
     result.update(few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.seed,
                                    config.max_iter))
-    result.update(retrieval_by_label(features, train_y, test_y))
+    result.update(retrieval_by_label(features, train_y, test_y, config.retrieval_queries))
     return result | discriminator_result(model, recipe, prepared, "infomax", config.seed, **options)
 
 
