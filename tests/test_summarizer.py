@@ -241,3 +241,12 @@ def test_copy_pretraining_ignores_targets_the_compressor_may_not_emit():
     out.loss.backward()
     assert math.isfinite(out.loss.item())
     assert all(torch.isfinite(p.grad).all() for p in model.compressor.parameters() if p.grad is not None)
+
+
+def test_the_reconstructor_has_its_own_embedding_unless_shared_and_the_copy_anchor_is_reported():
+    separate, shared = make(), make(share_embeddings=True)
+    assert separate.reconstructor_embedding is not separate.embedding
+    assert shared.reconstructor_embedding is shared.embedding
+    anchored = make(copy_weight=1.0, readability="none")
+    out = anchored(batch())
+    assert float(out.metrics["copy_nll"]) > 0 and math.isfinite(out.loss.item())

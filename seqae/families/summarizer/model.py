@@ -53,6 +53,10 @@ class SummarizerConfig:
     discriminator_hidden: int = 128
     lead_baseline: bool = True  # a twin reconstructor rebuilding the text from its first L_b words
     pretrain_copy_steps: int = 300  # first, the compressor learns to copy the text's first L_b words (Wang & Lee)
+    # one word embedding for compressor and reconstructor (the papers'); false: the reconstructor has its own, so
+    # its gradients cannot move the compressor's tied output layer
+    share_embeddings: bool = False
+    copy_weight: float = 0.0  # w_c: the copy loss kept in the main stage too, an anchor towards the text's first words
 
     def validate(self, where: str) -> None:
         if self.embed_dim <= 0 or self.hidden <= 0 or self.discriminator_hidden <= 0:
@@ -62,8 +66,8 @@ class SummarizerConfig:
         if not 1 <= self.summary_min <= self.summary_max:
             raise ConfigError(f"{where}: model.summary_min ({self.summary_min}) must be >= 1 and <= model.summary_max "
                               f"({self.summary_max}); a summary length of 0 says nothing")
-        if self.pretrain_copy_steps < 0:
-            raise ConfigError(f"{where}: model.pretrain_copy_steps must be >= 0")
+        if self.pretrain_copy_steps < 0 or self.copy_weight < 0:
+            raise ConfigError(f"{where}: model.pretrain_copy_steps and model.copy_weight must be >= 0")
         if self.tau <= 0 or self.readability_weight < 0:
             raise ConfigError(f"{where}: model.tau must be > 0 and model.readability_weight >= 0")
 
@@ -80,7 +84,10 @@ class Summarizer(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
         self.compressor = Compressor(self.embedding, config.hidden, [PAD_ID, UNK_ID, BOS_ID, EOS_ID])
-        self.reconstructor = Reconstructor(self.embedding, config.hidden)
+        self.reconstructor_embedding = self.embedding
+        if not config.share_embeddings:
+            self.reconstructor_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
+        self.reconstructor = Reconstructor(self.reconstructor_embedding, config.hidden)
         self.discriminator = (Discriminator(config.vocab_size, config.embed_dim, config.discriminator_hidden)
                               if config.readability == "discriminator" else None)
         if config.lead_baseline:
@@ -117,7 +124,8 @@ class Summarizer(nn.Module):
         return torch.minimum(wanted, lengths).clamp_min(1)
 
     def words_to_embedded(self, words: torch.Tensor) -> torch.Tensor:
-        return self.embedding(words) if words.dim() == 2 else words @ self.embedding.weight
+        table = self.reconstructor_embedding
+        return table(words) if words.dim() == 2 else words @ table.weight
 
     def reconstruction(self, words, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example NLL ``(B,)`` and right guesses ``(B,)`` of the text rebuilt from the summary."""
@@ -149,6 +157,10 @@ class Summarizer(nn.Module):
             out = self.gumbel_step(tokens, lengths, summary_lengths)
         else:
             out = self.reinforce_step(tokens, lengths, summary_lengths)
+        if self.config.copy_weight:
+            copy = self.copy_step(tokens, lengths, summary_lengths).loss
+            out.loss = out.loss + self.config.copy_weight * copy
+            out.metrics["copy_nll"] = copy.detach()
         if self.config.lead_baseline:
             nll, right = self.lead_reconstruction(summary_lengths, tokens, lengths)
             lead_loss = nll.sum() / lengths.sum()
