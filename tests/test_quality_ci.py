@@ -232,9 +232,32 @@ def check_infomax(tmp_path):
     return {"figure": accuracy, "baseline": 1 / 128}
 
 
+def check_summarizer(tmp_path):
+    """Catches: a compressor that no longer learns from its text (copy pre-training: the greedy summaries
+    of held-out texts should reproduce the texts' first words; an untrained compressor matches about
+    1 / vocabulary of them). Short run: 150 copy steps of a small summariser on the tiny two-book corpus
+    (a few seconds); threshold 0.6 of the positions."""
+    from seqae.api import prepared_for_evaluation, read_run_config
+
+    from tiny import TINY_SUMMARIZER, book_corpus, write_recipe
+
+    corpus = book_corpus(tmp_path / "corpus")
+    text = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "gumbel").replace("pretrain_copy_steps = 2", "pretrain_copy_steps = 150")
+    torch.manual_seed(0)
+    run = seqae.train(write_recipe(tmp_path, text), out=tmp_path / "run",
+                      overrides={"train.steps": 1, "train.lr": 3e-3, "model.embed_dim": 32, "model.hidden": 64, "train.batch_size": 16})
+    model, test = seqae.load(run), prepared_for_evaluation(read_run_config(run), run).test
+    batch = test.collate(np.arange(min(len(test), 64)))
+    words, lengths = model.summarize_tokens(batch["tokens"], batch["lengths"])
+    keep = torch.arange(words.shape[1])[None] < lengths[:, None]
+    copied = float(((words == batch["tokens"][:, : words.shape[1]]) & keep).sum() / keep.sum())
+    assert copied > 0.6, copied
+    return {"figure": copied, "baseline": 1 / model.config.vocab_size}
+
+
 CHECKS = {"autoencoder": check_autoencoder, "vae": check_vae, "vqvae": check_vqvae, "gumbel": check_gumbel,
           "infomax": check_infomax, "quick_thought": check_quick_thought, "skip_thought": check_skip_thought, "cpc": check_cpc,
-          "voice_conversion": check_voice_conversion}
+          "voice_conversion": check_voice_conversion, "summarizer": check_summarizer}
 
 
 @contextlib.contextmanager
@@ -298,6 +321,16 @@ def zero_speaker_code(monkeypatch):
     yield
 
 
+@contextlib.contextmanager
+def zero_text_states(monkeypatch):
+    """The summariser's word encoders output zeros: the compressor cannot read its text."""
+    from seqae.families.summarizer.parts import WordEncoder
+
+    original = WordEncoder.forward
+    monkeypatch.setattr(WordEncoder, "forward", lambda self, *args: tuple(t * 0 for t in original(self, *args)))
+    yield
+
+
 BREAKAGES = {
     "autoencoder": zero_array_codes,
     "vae": zero_array_codes,
@@ -308,6 +341,7 @@ BREAKAGES = {
     "skip_thought": zero_sentence_vectors,
     "cpc": zero_cpc_context,
     "voice_conversion": zero_speaker_code,
+    "summarizer": zero_text_states,
 }
 
 

@@ -16,38 +16,7 @@ from seqae.families.summarizer.evaluate import BigramLM, rouge
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig
 
 from conftest import expect_error
-from tiny import book_corpus, write_recipe
-
-TINY_SUMMARIZER = """
-[model]
-family = "summarizer"
-embed_dim = 16
-hidden = 24
-summary_ratio = 0.5
-summary_min = 2
-summary_max = 6
-through_words = "WORDS"
-pretrain_copy_steps = 2
-
-[data]
-corpus = "CORPUS"
-vocab_size = 100
-min_words = 6
-readable_min_words = 3
-readable_max_words = 5
-test_every = 3
-
-[train]
-steps = 4
-batch_size = 8
-warmup_steps = 1
-log_every = 2
-checkpoint_every = 4
-
-[eval]
-max_texts = 20
-examples = 2
-"""
+from tiny import TINY_SUMMARIZER, book_corpus, write_recipe
 
 
 def make(**kw) -> Summarizer:
