@@ -145,6 +145,9 @@ def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys):
     assert len(lines) == 2 and all(1 <= len(line.split()) <= 3 for line in lines)
     names = {p.name for p in seqae.plot(run, tmp_path / "plots")}
     assert {"training_curves.png", "summaries.png"} <= names
+    assert main(["codes", str(run), "-i", str(texts), "-o", str(tmp_path / "ids.npy")]) == 0  # the summaries' word ids
+    ids = np.load(tmp_path / "ids.npy")
+    assert ids.shape[0] == 2 and ids.dtype.kind == "i" and (ids[:, 0] >= 4).all()
 
 
 def test_summarizer_bad_input_is_named(summarizer_run, tmp_path, capsys):
