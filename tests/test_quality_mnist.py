@@ -1,6 +1,6 @@
 """MNIST quality runs (slow: ``python -m pytest -m slow -s tests/test_quality_mnist.py``). They need the four
 MNIST files in ``$SEQAE_DATA/mnist`` (or ``~/.cache/seqae/mnist``); offline without them they are skipped.
-Each trains its recipe (about 30 min for infomax on 2 cores) and checks the figures of docs/RESULTS.md,
+Each trains its recipe (about 15 min for infomax on one core) and checks the figures of docs/RESULTS.md,
 "MNIST"."""
 
 import pytest
