@@ -242,7 +242,8 @@ def check_summarizer(tmp_path):
     from tiny import TINY_SUMMARIZER, book_corpus, write_recipe
 
     corpus = book_corpus(tmp_path / "corpus")
-    text = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "gumbel").replace("pretrain_copy_steps = 2", "pretrain_copy_steps = 150")
+    text = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "gumbel")
+    text = text.replace("pretrain_copy_steps = 2", "pretrain_copy_steps = 150")
     torch.manual_seed(0)
     run = seqae.train(write_recipe(tmp_path, text), out=tmp_path / "run",
                       overrides={"train.steps": 1, "train.lr": 3e-3, "model.embed_dim": 32, "model.hidden": 64, "train.batch_size": 16})
