@@ -74,6 +74,8 @@ def train(
     seed_everything(recipe.train.seed)
     prepared = prepare(family, recipe)
     model = family.build_model(recipe)
+    if family.initialise is not None:
+        family.initialise(model, prepared)  # a resumed run's checkpoint replaces it
     with checkpoint.RunLock(run_dir) if main else nullcontext():
         if main:
             has_run = checkpoint.check_run_dir(run_dir, resume)  # again, now that no other process can write it

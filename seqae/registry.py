@@ -24,6 +24,7 @@ FAMILIES: dict[str, str] = {
     "quick_thought": "seqae.families.quick_thought.family:FAMILY",
     "skip_thought": "seqae.families.skip_thought.family:FAMILY",
     "summarizer": "seqae.families.summarizer.family:FAMILY",
+    "language_model": "seqae.families.language_model.family:FAMILY",
 }
 
 _loaded: dict[str, Any] = {}

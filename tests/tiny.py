@@ -280,3 +280,37 @@ def tiny_vc_recipe(folder: Path, corpus: tuple[Path, Path], method: str = "adain
     train, unseen = corpus
     text = TINY_VC.replace("METHOD", method).replace("TRAIN", str(train)).replace("UNSEEN", str(unseen))
     return write_recipe(folder, text, f"{method}.toml")
+
+
+TINY_LM = """
+[model]
+family = "language_model"
+embed_dim = 16
+hidden = 32
+dropout = 0.0
+
+[data]
+corpus = "CORPUS"
+vocab_size = 100
+UNIT
+test_every = TEST_EVERY
+
+[train]
+steps = STEPS
+batch_size = 16
+lr = 1e-2
+warmup_steps = 1
+log_every = 20
+checkpoint_every = 1000
+"""
+
+ADJECTIVES = ["red", "big", "old", "shy", "wet"]
+NOUNS = ["cat", "dog", "fox", "owl", "hen"]
+VERBS = ["sees", "likes", "bites", "finds", "hears"]
+
+
+def grammar_lines(n: int, seed: int = 0) -> list[str]:
+    """'the ADJ NOUN VERB the ADJ NOUN': word order is all there is to learn beyond word counts."""
+    rng = np.random.default_rng(seed)
+    return [f"the {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(VERBS)} the {rng.choice(ADJECTIVES)} "
+            f"{rng.choice(NOUNS)}" for _ in range(n)]

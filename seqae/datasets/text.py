@@ -256,6 +256,15 @@ def corpus_items(files: list[Path], config) -> Iterator[Sentence]:
     return iter_sentences(files, config.max_sentence_chars)
 
 
+def word_counts(folder: Path) -> np.ndarray:
+    """Words (whitespace-separated) of every item of a tokenised corpus, read from its cache: ``(items,)``."""
+    counts = []
+    with open(folder / "sentences.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            counts.append(len(json.loads(line).split()))
+    return np.asarray(counts, dtype=np.int32)
+
+
 def held_out(corpus: TokenisedCorpus, every: int) -> np.ndarray:
     """Boolean mask ``(sentences,)`` of the held-out sentences: every n-th chapter."""
     return (np.asarray(corpus.segments) % every) == (every // 2)

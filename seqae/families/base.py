@@ -28,6 +28,7 @@ class Inferred:
     scale: float | None = None  # data.scale: what the inputs were divided by
     mel_mean: float | None = None  # data.mel_mean, data.mel_std: the training files' log-mel statistics
     mel_std: float | None = None
+    model_fields: dict[str, Any] | None = None  # other [model] fields a family records (the summariser's LM prior's shape)
 
 
 MODEL_FIELDS = ("input_dim", "vocab_size", "speakers")
@@ -41,6 +42,8 @@ def apply_inferred(recipe: Recipe, inferred: Inferred) -> None:
             value = getattr(inferred, name)
             if value is not None:
                 setattr(section, name, value)
+    for name, value in (inferred.model_fields or {}).items():
+        setattr(recipe.model, name, value)
     if inferred.image_shape is not None and hasattr(recipe.model, "image_shape") and not recipe.model.image_shape:
         recipe.model.image_shape = list(inferred.image_shape)
 
@@ -94,6 +97,8 @@ class Family:
     scores: Callable[[nn.Module, Recipe, Path], np.ndarray] | None = None
     data_config_for: Callable[[Any], type] | None = None  # when [data] depends on [model] (vqvae: images or mel)
     on_load: Callable[[nn.Module, Recipe, Path], None] | None = None  # attach run files (the tokenizer)
+    # before training (not on resume): weights the family brings from elsewhere (the summariser's LM prior)
+    initialise: Callable[[nn.Module, Prepared], None] | None = None
     eval_needs_training_data: bool = True  # False: evaluate/figures get prepared=None (they read their own manifests)
     eval_options: tuple[str, ...] = ()  # what evaluate takes beyond the recipe: "tasks" (--task), "manifest" (--manifest)
     code_kinds: tuple[str, ...] = ()  # the choices of `codes(..., kind=)`, the first the default (seqae codes --kind)

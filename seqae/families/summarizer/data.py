@@ -4,16 +4,14 @@ the sentence pipeline's memory-mapped cache."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from seqae.config import ConfigError, choice, path_field
 from seqae.datasets.base import BatchSource, DataError, read_text_lines
-from seqae.datasets.text import TextDataConfig, encode_batch, pad_batch
+from seqae.datasets.text import TextDataConfig, encode_batch, pad_batch, word_counts
 
 MAX_READABLE = 200_000  # sentences of a separate readable file held in memory
 
@@ -35,15 +33,6 @@ class SummaryDataConfig(TextDataConfig):
         super().validate(where)
         if self.min_words < 1 or not 1 <= self.readable_min_words <= self.readable_max_words:
             raise ConfigError(f"{where}: data.min_words must be >= 1 and 1 <= data.readable_min_words <= data.readable_max_words")
-
-
-def word_counts(folder: Path) -> np.ndarray:
-    """Words (whitespace-separated) of every item of a tokenised corpus, read from its cache: ``(items,)``."""
-    counts = []
-    with open(folder / "sentences.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            counts.append(len(json.loads(line).split()))
-    return np.asarray(counts, dtype=np.int32)
 
 
 def readable_from_file(path: str, tokenizer, max_tokens: int) -> list[np.ndarray]:

@@ -5,14 +5,14 @@ much they compress and copy; ROUGE against the user's references when given."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from seqae.config import ConfigError
+from seqae.config import ConfigError, path_field
+from seqae.evaluation.ngram import BigramLM
 
 SPECIAL = 4  # ids below this are the pipeline's special tokens
 
@@ -27,40 +27,11 @@ class SummaryEvalConfig:
     examples: int = 8  # example summaries in the result and the figure
     inputs: str = ""  # texts to summarise for ROUGE (one per line; seqae eval --inputs)
     references: str = ""  # their reference summaries (one per line; seqae eval --references)
+    lm: str = path_field("", doc="a language_model run to judge how the summaries read ('': the run's own prior, if any)")
 
     def validate(self, where: str) -> None:
         if self.max_texts < 1 or self.lead_words < 1 or self.examples < 0:
             raise ConfigError(f"{where}: eval.max_texts and eval.lead_words must be >= 1, eval.examples >= 0")
-
-
-class BigramLM:
-    """A bigram language model of token ids with Witten-Bell interpolation to an add-one unigram model,
-    fitted on the readable sentences (BOS and EOS around each): ``perplexity(sequences)`` per token."""
-
-    def __init__(self, sequences: list[np.ndarray], vocab: int, bos: int = 2, eos: int = 3):
-        self.vocab, self.bos, self.eos = vocab, bos, eos
-        pairs = np.concatenate([self.pairs(s) for s in sequences]) if sequences else np.zeros(0, np.int64)
-        self.unigram = (np.bincount(pairs % vocab, minlength=vocab) + 1.0) / (len(pairs) + vocab)
-        keys, counts = np.unique(pairs, return_counts=True)
-        self.pair_counts = dict(zip(keys.tolist(), counts.tolist()))
-        history = keys // vocab
-        self.history_counts = np.bincount(history, weights=counts, minlength=vocab)
-        self.followers = np.bincount(history, minlength=vocab).astype(np.float64)
-
-    def pairs(self, ids: np.ndarray) -> np.ndarray:
-        seq = np.concatenate([[self.bos], np.asarray(ids, np.int64), [self.eos]])
-        return seq[:-1] * self.vocab + seq[1:]
-
-    def log_prob(self, pair: int) -> float:
-        v, w = divmod(pair, self.vocab)
-        seen, kinds = self.history_counts[v], self.followers[v]
-        if seen == 0:
-            return math.log(self.unigram[w])
-        return math.log((self.pair_counts.get(pair, 0) + kinds * self.unigram[w]) / (seen + kinds))
-
-    def perplexity(self, sequences: list[np.ndarray]) -> float:
-        pairs = [p for s in sequences for p in self.pairs(s).tolist()]
-        return math.exp(-sum(self.log_prob(p) for p in pairs) / max(len(pairs), 1))
 
 
 def strip(ids: torch.Tensor | np.ndarray, length: int) -> np.ndarray:
@@ -76,10 +47,13 @@ def copy_share(summary: np.ndarray, text: np.ndarray) -> float:
     return float(np.isin(summary, text).mean()) if len(summary) else 0.0
 
 
-def sequence_figures(name: str, summaries: list[np.ndarray], texts: list[np.ndarray], lm: BigramLM) -> dict[str, float]:
-    return {f"{name}_lm_perplexity": lm.perplexity(summaries),
-            f"{name}_copy_share": float(np.mean([copy_share(s, t) for s, t in zip(summaries, texts)])),
-            f"{name}_compression": float(np.sum([len(s) for s in summaries]) / np.sum([len(t) for t in texts]))}
+def sequence_figures(name: str, summaries: list[np.ndarray], texts: list[np.ndarray], lm: BigramLM, judge=None) -> dict[str, float]:
+    result = {f"{name}_bigram_perplexity": lm.perplexity(summaries),
+              f"{name}_copy_share": float(np.mean([copy_share(s, t) for s, t in zip(summaries, texts)])),
+              f"{name}_compression": float(np.sum([len(s) for s in summaries]) / np.sum([len(t) for t in texts]))}
+    if judge is not None:
+        result[f"{name}_lm_perplexity"] = judge.perplexity(summaries)
+    return result
 
 
 def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:

@@ -24,6 +24,7 @@ from seqae.families.summarizer.evaluate import (
     strip,
 )
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig, perplexity
+from seqae.families.summarizer.prior import read_prior
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class SummaryData:
     corpus: Any  # seqae.datasets.text.TokenisedCorpus
     tokenizer: Any
     readable_train: list  # id arrays of the readable sentences the discriminator saw
+    tokenizer_path: Path  # the corpus's tokenizer.json
+    prior: dict | None = None  # the LM prior's weights (readability = lm_prior / both), read at training
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -48,9 +51,40 @@ def prepare(recipe: Recipe) -> Prepared:
     train = SummaryBatches(corpus, train_idx, readable, f"{name} (training texts)")
     test = SummaryBatches(corpus, test_idx, readable, f"{name} (held-out texts)")
     readable_ids = list(readable) if data.readable else [corpus.ids(int(i)) for i in readable_idx[:20000]]
-    return Prepared(train, test, SummaryData(corpus, tokenizer, readable_ids), Inferred(vocab_size=vocab),
+    shape, prior = None, None
+    if recipe.model.uses_prior and not recipe.model.lm_hidden:  # recorded: a trained run (its checkpoint holds the prior)
+        shape, prior = read_prior(recipe.model.lm_prior, corpus.folder / "tokenizer.json", str(recipe.source))
+    extra = SummaryData(corpus, tokenizer, readable_ids, corpus.folder / "tokenizer.json", prior)
+    return Prepared(train, test, extra, Inferred(vocab_size=vocab, model_fields=shape),
                     run_files={"tokenizer.json": corpus.folder / "tokenizer.json"}, fingerprint=corpus.content_fingerprint,
                     data_name=str(data.corpus))
+
+
+def initialise(model: nn.Module, prepared: Prepared) -> None:
+    """The LM prior's weights, read from its run by :func:`prepare` (or now, for a recipe that already
+    records the prior's shape)."""
+    if model.prior is None:
+        return
+    data: SummaryData = prepared.extra
+    weights = data.prior if data.prior is not None else read_prior(model.config.lm_prior, data.tokenizer_path, "recipe")[1]
+    try:
+        model.prior.load_state_dict(weights)
+    except RuntimeError:
+        raise ConfigError(f"model.lm_prior = {model.config.lm_prior}: its network is not the shape model.lm_embed_dim, "
+                          "lm_hidden and lm_layers record; set them to 0 to take the prior's") from None
+
+
+def judge_lm(model: nn.Module, recipe: Recipe, data: SummaryData):
+    """The language model the summaries are judged by: ``eval.lm`` (a language_model run with this run's
+    tokenizer), else the run's own prior, else None."""
+    from seqae.nn.language_model import RecurrentLM
+
+    if not recipe.eval.lm:
+        return model.prior
+    shape, weights = read_prior(recipe.eval.lm, data.tokenizer_path, "eval.lm")
+    lm = RecurrentLM(model.config.vocab_size, shape["lm_embed_dim"], shape["lm_hidden"], shape["lm_layers"])
+    lm.load_state_dict(weights)
+    return lm.to(next(model.parameters()).device).eval()
 
 
 def attach(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
@@ -95,9 +129,11 @@ def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, le
 
 
 @torch.no_grad()
-def held_out_figures(model: nn.Module, batches: SummaryBatches, config: SummaryEvalConfig, lm: BigramLM) -> dict[str, Any]:
-    """Reconstruction from the summary (and the twin's from Lead-N), LM perplexity, copy share and
-    compression of the summaries, Lead-N, Random-N (same lengths) and real sentences."""
+def held_out_figures(model: nn.Module, batches: SummaryBatches, config: SummaryEvalConfig, lm: BigramLM,
+                     judge=None) -> dict[str, Any]:
+    """Reconstruction from the summary (and the twin's from Lead-N), perplexity under the bigram model
+    (and the ``judge`` language model), copy share and compression of the summaries, Lead-N and Random-N
+    (same lengths)."""
     model.eval()
     device = next(model.parameters()).device
     n = min(len(batches), config.max_texts)
@@ -128,7 +164,7 @@ def held_out_figures(model: nn.Module, batches: SummaryBatches, config: SummaryE
         result.update(lead_reconstruction_accuracy=sums["lead_right"] / sums["tokens"],
                       lead_reconstruction_perplexity=perplexity(sums["lead_nll"], sums["tokens"]))
     for name, seqs in (("summary", summaries), ("lead", leads), ("random", randoms)):
-        result.update(sequence_figures(name, seqs, texts, lm))
+        result.update(sequence_figures(name, seqs, texts, lm, judge))
     result["examples"] = [{"text": decode(model, t), "summary": decode(model, s), "lead": decode(model, ld)}
                           for t, s, ld in list(zip(texts, summaries, leads))[: config.examples]]
     return result
@@ -139,8 +175,11 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, inputs: str |
     data: SummaryData = prepared.extra
     split = len(data.readable_train) // 10  # a tenth of the readable sentences held out of the LM, as real text
     lm = BigramLM(data.readable_train[split:], model.config.vocab_size)
-    result = held_out_figures(model, prepared.test, recipe.eval, lm)
-    result["readable_lm_perplexity"] = lm.perplexity(data.readable_train[:split]) if split else float("nan")
+    judge = judge_lm(model, recipe, data)
+    result = held_out_figures(model, prepared.test, recipe.eval, lm, judge)
+    result["readable_bigram_perplexity"] = lm.perplexity(data.readable_train[:split]) if split else float("nan")
+    if judge is not None:  # real sentences of the readable side (the prior saw those of its own training chapters)
+        result["readable_lm_perplexity"] = judge.perplexity(data.readable_train[:split]) if split else float("nan")
     inputs, references = inputs or recipe.eval.inputs, references or recipe.eval.references
     if bool(inputs) != bool(references):
         raise ConfigError("--inputs and --references go together: the texts to summarise and their reference summaries")
@@ -199,6 +238,7 @@ def run(model: nn.Module, args: Any) -> int:
 
 FAMILY = Family(
     "summarizer", SummarizerConfig, SummaryDataConfig, SummaryEvalConfig,
-    prepare, lambda r: Summarizer(r.model), evaluate, figures, codes, on_load=attach, eval_options=("inputs", "references"),
+    prepare, lambda r: Summarizer(r.model), evaluate, figures, codes, on_load=attach, initialise=initialise,
+    eval_options=("inputs", "references"),
     commands=(Command("summarize", "summarise texts (one per line) with a summariser run", add_arguments, run),),
 )

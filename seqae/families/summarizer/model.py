@@ -7,10 +7,15 @@ and the compressor learns to fool it. The words are discrete; two gradient paths
 
 - ``gumbel`` (SEQ^3): each word a straight-through Gumbel-softmax one-hot
   ``y_t = onehot(argmax(log p_t + g) )`` forward, ``softmax((log p_t + g) / tau)`` backward, fed on as
-  ``y_t E``; the loss ``L = NLL(x | y) + w_r * softplus(-D(y))`` is differentiated through the words.
+  ``y_t E``; the loss ``L = NLL(x | y) + w_r * softplus(-D(y)) + w_lm * mean_t KL(p_t || p_LM(. | y_<t))``
+  is differentiated through the words.
 - ``reinforce`` (Wang & Lee): words sampled, ``y ~ p(y | x)``; the reward ``R(y) = -NLL(x | y) / |x| +
-  w_r * log D(y)`` with the self-critical baseline ``b = R(y_greedy)``; the compressor's loss
-  ``-(R(y) - b) sum_t log p(y_t | y_<t, x)``, the reconstructor's ``NLL(x | y)``.
+  w_r * log D(y) + w_lm * mean_t log p_LM(y_t | y_<t)`` with the self-critical baseline ``b = R(y_greedy)``;
+  the compressor's loss ``-(R(y) - b) sum_t log p(y_t | y_<t, x)``, the reconstructor's ``NLL(x | y)``.
+
+Readability (``model.readability``): ``discriminator`` (the ``D`` terms; ``D`` trained in alternation on real
+sentences against the summaries), ``lm_prior`` (the ``p_LM`` terms: a fixed ``language_model`` run, SEQ^3's
+prior), ``both``, or ``none``.
 
 Training starts (``model.pretrain_copy_steps``) with the compressor alone learning to copy the text's
 first ``L_b`` words, as Wang & Lee's generator does. Here the discriminator judges the whole sequence
@@ -28,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqae.config import ConfigError, choice
+from seqae.config import ConfigError, choice, path_field
 from seqae.families.summarizer.parts import Compressor, Discriminator, Reconstructor
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
+from seqae.nn.language_model import RecurrentLM
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # the sentence pipeline's special tokens
 
@@ -48,8 +54,14 @@ class SummarizerConfig:
     summary_max: int = 24
     through_words: str = choice("gumbel", "gumbel", "reinforce", doc="gradient path through the words")
     tau: float = 0.5  # gumbel: the softmax temperature of the backward pass
-    readability: str = choice("discriminator", "discriminator", "none", doc="what keeps the summary readable")
+    readability: str = choice("discriminator", "discriminator", "lm_prior", "both", "none", doc="what keeps the summary readable")
     readability_weight: float = 0.3  # w_r
+    # readability = lm_prior / both: a language_model run trained on the readable sentences with this run's tokenizer
+    lm_prior: str = path_field("", doc="a language_model run directory (recipes/lm_austen.toml)")
+    lm_weight: float = 0.1  # w_lm
+    lm_embed_dim: int = 0  # the prior's shape, recorded from its run at training
+    lm_hidden: int = 0
+    lm_layers: int = 0
     discriminator_hidden: int = 128
     lead_baseline: bool = True  # a twin reconstructor rebuilding the text from its first L_b words
     pretrain_copy_steps: int = 300  # first, the compressor learns to copy the text's first L_b words (Wang & Lee)
@@ -68,8 +80,19 @@ class SummarizerConfig:
                               f"({self.summary_max}); a summary length of 0 says nothing")
         if self.pretrain_copy_steps < 0 or self.copy_weight < 0:
             raise ConfigError(f"{where}: model.pretrain_copy_steps and model.copy_weight must be >= 0")
-        if self.tau <= 0 or self.readability_weight < 0:
-            raise ConfigError(f"{where}: model.tau must be > 0 and model.readability_weight >= 0")
+        if self.tau <= 0 or self.readability_weight < 0 or self.lm_weight < 0:
+            raise ConfigError(f"{where}: model.tau must be > 0, model.readability_weight and model.lm_weight >= 0")
+        if self.uses_prior and not self.lm_prior:
+            raise ConfigError(f"{where}: model.readability = '{self.readability}' needs model.lm_prior, the run directory of a "
+                              "language_model run (seqae train recipes/lm_austen.toml)")
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.readability in ("discriminator", "both")
+
+    @property
+    def uses_prior(self) -> bool:
+        return self.readability in ("lm_prior", "both")
 
 
 class Summarizer(nn.Module):
@@ -89,7 +112,13 @@ class Summarizer(nn.Module):
             self.reconstructor_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
         self.reconstructor = Reconstructor(self.reconstructor_embedding, config.hidden)
         self.discriminator = (Discriminator(config.vocab_size, config.embed_dim, config.discriminator_hidden)
-                              if config.readability == "discriminator" else None)
+                              if config.uses_discriminator else None)
+        self.prior = None
+        if config.uses_prior:
+            if min(config.lm_embed_dim, config.lm_hidden, config.lm_layers) <= 0:
+                raise ValueError("model.lm_embed_dim, lm_hidden and lm_layers must be set (recorded from model.lm_prior's run)")
+            self.prior = RecurrentLM(config.vocab_size, config.lm_embed_dim, config.lm_hidden, config.lm_layers)
+            self.prior.requires_grad_(False)  # fixed: it judges, it does not learn
         if config.lead_baseline:
             self.lead_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
             self.lead = Reconstructor(self.lead_embedding, config.hidden)
@@ -105,11 +134,17 @@ class Summarizer(nn.Module):
         if self.discriminator is None:
             return stages + single_stage(self, steps)
         judge = list(self.discriminator.parameters())
-        rest = [p for n, p in self.named_parameters() if not n.startswith("discriminator.")]
+        rest = [p for n, p in self.named_parameters() if not n.startswith("discriminator.") and p.requires_grad]
         return stages + [Stage("main", steps, [Phase("discriminator", judge), Phase("main", rest)])]
 
     def set_phase(self, stage: str, phase: str) -> None:
         self.stage, self.phase = stage, phase
+
+    def train(self, mode: bool = True) -> Summarizer:
+        super().train(mode)
+        if self.prior is not None:
+            self.prior.eval()  # no dropout in the fixed prior
+        return self
 
     # -- building blocks ---------------------------------------------------------------------------
 
@@ -178,8 +213,26 @@ class Summarizer(nn.Module):
     def readability_logits(self, words, summary_lengths) -> torch.Tensor:
         return self.discriminator(words, summary_lengths)
 
+    def prior_kl(self, words, logp, summary_lengths) -> torch.Tensor:
+        """SEQ^3's prior loss: ``KL(p(. | y_<t, x) || p_LM(. | y_<t))`` averaged over the summary words;
+        the LM reads the emitted (straight-through) words, so the gradient also reaches them."""
+        lm = self.prior.next_log_probs(words)[:, :-1]  # position t: word t given BOS and the words before
+        kl = (logp.exp() * (logp.masked_fill(torch.isinf(logp), 0.0) - lm)).sum(-1)  # (B, L)
+        valid = self.valid(summary_lengths, words.shape[1])
+        return (kl * valid).sum() / valid.sum()
+
+    def prior_score(self, words, summary_lengths) -> torch.Tensor:
+        """The mean ``log p_LM(y_t | y_<t)`` of each summary's words ``(B,)`` (ids or one-hots)."""
+        lm = self.prior.next_log_probs(words)[:, :-1]
+        ids = words if words.dim() == 2 else words.argmax(-1)
+        valid = self.valid(summary_lengths, ids.shape[1])
+        return (lm.gather(-1, ids[..., None])[..., 0] * valid).sum(1) / valid.sum(1).clamp_min(1)
+
     def gumbel_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
-        words, _ = self.compressor(tokens, lengths, summary_lengths, "gumbel", self.config.tau)
+        if self.prior is not None:
+            words, _, logp = self.compressor(tokens, lengths, summary_lengths, "gumbel", self.config.tau, distributions=True)
+        else:
+            words, _ = self.compressor(tokens, lengths, summary_lengths, "gumbel", self.config.tau)
         words = words * self.valid(summary_lengths, words.shape[1])[..., None]
         nll, right = self.reconstruction(words, summary_lengths, tokens, lengths)
         recon = nll.sum() / lengths.sum()
@@ -188,15 +241,22 @@ class Summarizer(nn.Module):
             fool = F.softplus(-self.readability_logits(words, summary_lengths)).mean()  # -log D(y)
             loss = loss + self.config.readability_weight * fool
             metrics["fool_loss"] = fool.detach()
+        if self.prior is not None:
+            kl = self.prior_kl(words, logp, summary_lengths)
+            loss = loss + self.config.lm_weight * kl
+            metrics["prior_kl"] = kl.detach()
         metrics["summary_length"] = summary_lengths.float().mean()
         return ModelOutput(loss, metrics)
 
     def reward(self, words, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``R = -NLL(x | y) / |x| + w_r log D(y)`` per example, with the NLL and right guesses."""
+        """``R = -NLL(x | y) / |x| + w_r log D(y) + w_lm mean_t log p_LM(y_t | y_<t)`` per example (the
+        terms of the readability chosen), with the NLL and right guesses."""
         nll, right = self.reconstruction(words, summary_lengths, tokens, lengths)
         reward = -nll / lengths.to(nll.device)
         if self.discriminator is not None:
             reward = reward + self.config.readability_weight * F.logsigmoid(self.readability_logits(words, summary_lengths))
+        if self.prior is not None:
+            reward = reward + self.config.lm_weight * self.prior_score(words, summary_lengths)
         return reward, nll, right
 
     def reinforce_step(self, tokens, lengths, summary_lengths) -> ModelOutput:

@@ -59,20 +59,22 @@ class Compressor(nn.Module):
         return logits.index_fill(-1, self.banned, float("-inf"))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, summary_lengths: torch.Tensor, mode: str,
-                tau: float = 1.0, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                tau: float = 1.0, targets: torch.Tensor | None = None, distributions: bool = False):
         """``mode``: ``"gumbel"`` -> straight-through one-hots ``(B, L, V)``; ``"sample"`` / ``"greedy"``
         -> word ids ``(B, L)``; ``"teacher"`` -> the given ``targets`` ``(B, L)`` fed back (teacher forcing).
         Also returns the log-probability of the emitted words summed over each example's ``L_b``
-        positions ``(B,)``."""
+        positions ``(B,)``, and with ``distributions`` every step's log-probabilities ``(B, L, V)``."""
         states, h = self.encoder(self.embedding(tokens), lengths)
         mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
         steps = int(summary_lengths.max())
         valid = torch.arange(steps, device=tokens.device)[None] < summary_lengths[:, None].to(tokens.device)
         previous = self.embedding.weight.new_zeros(tokens.shape[0], self.embedding.weight.shape[1])
-        words, log_prob = [], torch.zeros(tokens.shape[0], device=tokens.device)
+        words, log_prob, kept = [], torch.zeros(tokens.shape[0], device=tokens.device), []
         for t in range(steps):
             h = self.cell(previous, h)
             logp = torch.log_softmax(self.logits_step(h, states, mask), dim=-1)
+            if distributions:
+                kept.append(logp)
             if mode == "gumbel":
                 word = straight_through_gumbel(logp, tau)
                 previous = word @ self.embedding.weight
@@ -87,6 +89,8 @@ class Compressor(nn.Module):
             # past an example's L_b, and (teacher forcing) at a target the compressor may not emit (UNK): nothing
             log_prob = log_prob + torch.where(valid[:, t] & torch.isfinite(chosen), chosen, torch.zeros_like(chosen))
             words.append(word)
+        if distributions:
+            return torch.stack(words, dim=1), log_prob, torch.stack(kept, dim=1)
         return torch.stack(words, dim=1), log_prob
 
 
