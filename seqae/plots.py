@@ -217,7 +217,8 @@ def text_table(rows: list[list[str]], headers: list[str], path: Path, title: str
     height = sum(max(c.count("\n") + 1 for c in row) for row in cells) * 0.22 + 1.0
     fig, ax = plt.subplots(figsize=(14, max(2.0, height)))
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=headers, loc="upper center", cellLoc="left", colWidths=[0.46, 0.27, 0.27])
+    table = ax.table(cellText=cells, colLabels=headers, loc="upper center", cellLoc="left",
+                     colWidths=[w / sum(widths) for w in widths])
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     for (r, _), cell in table.get_celld().items():
@@ -225,4 +226,23 @@ def text_table(rows: list[list[str]], headers: list[str], path: Path, title: str
         lines = max(lines, *(c.count("\n") + 1 for c in cells[r - 1])) if r > 0 else 1
         cell.set_height(0.05 * lines * 10 / max(len(rows), 1) / max(height / 4, 1))
     ax.set_title(title)
+    return save(fig, path)
+
+
+def metric_panels(records: list[dict[str, Any]], panels: list[tuple[str, list[str]]], path: Path, title: str = "") -> Path:
+    """One panel per ``(title, metric names)``: each metric of ``records`` (``metrics.jsonl``) against step
+    where it was logged. A panel none of whose metrics were logged is left out."""
+    present = [(name, [k for k in keys if any(k in r for r in records)]) for name, keys in panels]
+    present = [(name, keys) for name, keys in present if keys] or [("nothing logged", [])]
+    fig, axes = plt.subplots(len(present), 1, figsize=(7, 2.2 * len(present)), sharex=True, squeeze=False)
+    for ax, (name, keys) in zip(axes[:, 0], present):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+            ax.plot(*zip(*points), label=key)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if keys:
+            ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title(title)
     return save(fig, path)

@@ -144,7 +144,7 @@ def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys):
     lines = out.read_text().splitlines()
     assert len(lines) == 2 and all(1 <= len(line.split()) <= 3 for line in lines)
     names = {p.name for p in seqae.plot(run, tmp_path / "plots")}
-    assert {"training_curves.png", "summaries.png"} <= names
+    assert {"training_curves.png", "summaries.png", "players.png"} <= names
     assert main(["codes", str(run), "-i", str(texts), "-o", str(tmp_path / "ids.npy")]) == 0  # the summaries' word ids
     ids = np.load(tmp_path / "ids.npy")
     assert ids.shape[0] == 2 and ids.dtype.kind == "i" and (ids[:, 0] >= 4).all()
@@ -222,3 +222,26 @@ def test_the_reconstructor_has_its_own_embedding_unless_shared_and_the_copy_anch
     anchored = make(copy_weight=1.0, readability="none")
     out = anchored(batch())
     assert float(out.metrics["copy_nll"]) > 0 and math.isfinite(out.loss.item())
+
+
+@pytest.mark.parametrize("path", ["gumbel", "reinforce"])
+def test_an_extracting_compressor_emits_a_subsequence_of_the_text_and_learns(path):
+    model = make(emit="extract", through_words=path, lead_baseline=False)
+    data = batch()
+    lengths = model.summary_lengths(data["lengths"])
+    for mode in ("greedy", "sample", "gumbel"):
+        torch.manual_seed(3)
+        words, _ = model.compressor(data["tokens"], data["lengths"], lengths, mode, 0.5)
+        ids = words.argmax(-1) if words.dim() == 3 else words
+        for row, text, n, k in zip(ids.tolist(), data["tokens"].tolist(), lengths.tolist(), data["lengths"].tolist()):
+            picked, rest = row[:n], iter(text[:k])
+            assert all(any(w == x for x in rest) for w in picked), (mode, picked, text[:k])  # in order, each from the text
+    _, _, dists = model.compressor(data["tokens"], data["lengths"], lengths, "greedy", distributions=True)
+    assert torch.allclose(dists.exp().sum(-1), torch.ones(dists.shape[:2]), atol=1e-4)
+    model.set_phase("main", "main")
+    model(data).loss.backward()
+    assert model.compressor.query.weight.grad.abs().sum() > 0 and model.compressor.cell.weight_ih.grad.abs().sum() > 0
+    model.zero_grad()
+    model.set_phase("copy", "main")
+    model(data).loss.backward()  # copy pre-training teaches it to pick the lead
+    assert model.compressor.query.weight.grad.abs().sum() > 0

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqae.checkpoint import read_metrics
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.base import DataError, read_text_lines
 from seqae.families.base import Command, Family, Inferred, Prepared
@@ -203,8 +204,26 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
     lm = BigramLM(data.readable_train, model.config.vocab_size)
     rows = held_out_figures(model, prepared.test, SummaryEvalConfig(max_texts=max(config.examples, 1), examples=config.examples),
                             lm)["examples"]
-    return [plots.text_table([[r["text"], r["summary"], r["lead"]] for r in rows], ["text", "summary", "Lead-N"],
-                             out_dir / "summaries.png", title="held-out texts and their summaries")]
+    paths = [plots.text_table([[r["text"], r["summary"], r["lead"]] for r in rows], ["text", "summary", "Lead-N"],
+                              out_dir / "summaries.png", title="held-out texts and their summaries")]
+    if getattr(model, "run_dir", None) is not None:
+        paths.append(players(read_metrics(model.run_dir), out_dir / "players.png"))
+    return paths
+
+
+def players(records: list[dict[str, Any]], path: Path) -> Path:
+    """Every player's losses over training (the reconstructor and Lead-N's twin; the compressor's copy,
+    fooling and prior terms; the discriminator), REINFORCE's reward and baseline, and the summary length.
+    Metrics of the alternating stage carry their phase's prefix (``main_``, ``discriminator_``)."""
+    from seqae import plots
+
+    def both(*names: str) -> list[str]:
+        return [n for name in names for n in (name, f"main_{name}")]
+
+    panels = [("reconstruction NLL", both("nll", "lead_nll")), ("compressor", both("copy_nll", "fool_loss", "prior_kl")),
+              ("discriminator", ["discriminator_loss", "discriminator_accuracy"]), ("reward", both("reward", "baseline")),
+              ("summary length", both("summary_length"))]
+    return plots.metric_panels(records, panels, path, title="the players over training")
 
 
 def codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:

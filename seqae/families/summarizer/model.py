@@ -17,6 +17,10 @@ Readability (``model.readability``): ``discriminator`` (the ``D`` terms; ``D`` t
 sentences against the summaries), ``lm_prior`` (the ``p_LM`` terms: a fixed ``language_model`` run, SEQ^3's
 prior), ``both``, or ``none``.
 
+``model.emit = "extract"`` makes the compressor a monotone pointer over the text (each word a pick of a
+later position of the text, so the summary is a subsequence of it); the gradient paths are the same, over
+positions instead of the vocabulary.
+
 Training starts (``model.pretrain_copy_steps``) with the compressor alone learning to copy the text's
 first ``L_b`` words, as Wang & Lee's generator does. Here the discriminator judges the whole sequence
 (one score; Wang & Lee score each word). With ``model.lead_baseline`` a twin reconstructor (its own
@@ -34,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqae.config import ConfigError, choice, path_field
-from seqae.families.summarizer.parts import Compressor, Discriminator, Reconstructor
+from seqae.families.summarizer.parts import Compressor, Discriminator, Extractor, Reconstructor
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.language_model import RecurrentLM
 
@@ -52,6 +56,9 @@ class SummarizerConfig:
     summary_ratio: float = 0.5  # summary length: round(ratio * text length), within [summary_min, summary_max]
     summary_min: int = 3
     summary_max: int = 24
+    # which words: any of the vocabulary (SEQ^3; Wang & Lee's generator), or the text's own in their order
+    # (a monotone pointer: deletion-based compression, which cannot collapse into repeated words)
+    emit: str = choice("vocabulary", "vocabulary", "extract", doc="the words a summary may use")
     through_words: str = choice("gumbel", "gumbel", "reinforce", doc="gradient path through the words")
     tau: float = 0.5  # gumbel: the softmax temperature of the backward pass
     readability: str = choice("discriminator", "discriminator", "lm_prior", "both", "none", doc="what keeps the summary readable")
@@ -106,7 +113,8 @@ class Summarizer(nn.Module):
             raise ValueError("model.vocab_size must be set (it is taken from the tokenizer when 0 in the recipe)")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
-        self.compressor = Compressor(self.embedding, config.hidden, [PAD_ID, UNK_ID, BOS_ID, EOS_ID])
+        self.compressor = (Extractor(self.embedding, config.hidden) if config.emit == "extract"
+                           else Compressor(self.embedding, config.hidden, [PAD_ID, UNK_ID, BOS_ID, EOS_ID]))
         self.reconstructor_embedding = self.embedding
         if not config.share_embeddings:
             self.reconstructor_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)

@@ -94,6 +94,68 @@ class Compressor(nn.Module):
         return torch.stack(words, dim=1), log_prob
 
 
+class Extractor(nn.Module):
+    """Reads the text, picks ``L_b`` of its tokens in their order (a monotone pointer: deletion-based
+    compression). Each step: GRU cell on the previously picked word's embedding, attention over the text's
+    states, and a score for every position after the last pick that leaves enough positions for the words
+    still to pick. The same interface as :class:`Compressor`: ``"gumbel"`` gives straight-through word
+    one-hots ``(B, L, V)`` (a one-hot over positions, times the text's one-hots), ``"teacher"`` picks the
+    first ``L`` positions (the lead), and ``distributions`` the word distributions ``(B, L, V)`` the position
+    distributions make (a word's probability is the sum of its positions')."""
+
+    def __init__(self, embedding: nn.Embedding, hidden: int):
+        super().__init__()
+        self.__dict__["embedding"] = embedding
+        embed_dim = embedding.weight.shape[1]
+        self.encoder = WordEncoder(embed_dim, hidden)
+        self.cell = nn.GRUCell(embed_dim, hidden)
+        self.query = nn.Linear(2 * hidden, hidden)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, summary_lengths: torch.Tensor, mode: str,
+                tau: float = 1.0, targets: torch.Tensor | None = None, distributions: bool = False):
+        embedded = self.embedding(tokens)
+        states, h = self.encoder(embedded, lengths)
+        device, (batch, length) = tokens.device, tokens.shape
+        lengths, summary_lengths = lengths.to(device), summary_lengths.to(device)
+        positions = torch.arange(length, device=device)[None]
+        text = positions < lengths[:, None]
+        steps = int(summary_lengths.max())
+        one_hots = F.one_hot(tokens, self.embedding.weight.shape[0]).float() if mode == "gumbel" or distributions else None
+        last = torch.full((batch,), -1, device=device)
+        previous = embedded.new_zeros(batch, embedded.shape[2])
+        words, log_prob, kept = [], torch.zeros(batch, device=device), []
+        for t in range(steps):
+            h = self.cell(previous, h)
+            query = self.query(torch.cat([h, attend(h, states, text)], dim=-1))
+            left = (summary_lengths - t - 1).clamp_min(0)
+            allowed = text & (positions > last[:, None]) & (positions < (lengths - left)[:, None])
+            allowed = torch.where(allowed.any(1, keepdim=True), allowed, text)  # past an example's L_b: anything (masked later)
+            logp = torch.log_softmax((states @ query[:, :, None])[..., 0].masked_fill(~allowed, float("-inf")), dim=-1)
+            if distributions:
+                kept.append(torch.log((logp.exp()[:, None] @ one_hots)[:, 0].clamp_min(1e-12)))
+            if mode == "gumbel":
+                pick = straight_through_gumbel(logp, tau)  # (B, T)
+                word = (pick[:, None] @ one_hots)[:, 0]
+                previous = (pick[:, None] @ embedded)[:, 0]
+                at = pick.argmax(-1)
+                chosen = (pick * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
+            else:
+                if mode == "teacher":
+                    at = torch.minimum(torch.full_like(lengths, t), lengths - 1)
+                else:
+                    at = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
+                word = tokens.gather(1, at[:, None])[:, 0]
+                previous = embedded[torch.arange(batch, device=device), at]
+                chosen = logp.gather(1, at[:, None])[:, 0]
+            valid = t < summary_lengths
+            last = torch.where(valid, at, last)
+            log_prob = log_prob + torch.where(valid & torch.isfinite(chosen), chosen, torch.zeros_like(chosen))
+            words.append(word)
+        if distributions:
+            return torch.stack(words, dim=1), log_prob, torch.stack(kept, dim=1)
+        return torch.stack(words, dim=1), log_prob
+
+
 def straight_through_gumbel(logp: torch.Tensor, tau: float) -> torch.Tensor:
     """One-hot ``argmax(logp + g)`` forward, ``softmax((logp + g) / tau)`` backward, ``g`` Gumbel noise
     ``-log(-log u)`` (from uniform draws: several times faster on the CPU than torch's exponential draws)."""
