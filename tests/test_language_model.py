@@ -153,3 +153,18 @@ def test_a_summariser_with_an_lm_prior_trains_carries_its_prior_and_names_bad_pr
                         overrides=["data.vocab_size=120"])
     expect_error(train_with(f'readability = "lm_prior"\nlm_prior = "{other}"', "d.toml"), capsys, "model.lm_prior", "tokenizer",
                  "same corpus")
+
+
+def test_an_lm_of_a_separate_sentence_file_keeps_the_corpus_tokenizer(tmp_path, capsys):
+    """data.sentences: the lines modelled, tokenised with data.corpus's tokenizer (a summariser of
+    texts.txt takes this LM, trained on readable.txt, as its prior)."""
+    corpus = book_corpus(tmp_path / "corpus")
+    sentences = tmp_path / "readable.txt"
+    sentences.write_text("\n".join(grammar_lines(60)) + "\n\n")
+    recipe = lm_recipe(tmp_path, corpus, 3, unit=f'sentences = "{sentences}"', test_every=3)
+    run = seqae.train(recipe, out=tmp_path / "run")
+    plain = seqae.train(lm_recipe(tmp_path, corpus, 1, unit="", test_every=3, name="plain.toml"), out=tmp_path / "plain")
+    assert (run / "tokenizer.json").read_bytes() == (plain / "tokenizer.json").read_bytes()
+    assert seqae.evaluate(run, write=False)["test_sentences"] == 20  # every third of the 60 lines
+    sentences.write_text("\n\n")
+    expect_error(["train", str(recipe), "--out", str(tmp_path / "r2")], capsys, "readable.txt", "no sentences")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqae.config import ConfigError, Recipe, choice
+from seqae.config import ConfigError, Recipe, choice, path_field
 from seqae.datasets.base import BatchSource, DataError, read_text_lines
 from seqae.datasets.text import TextDataConfig
 from seqae.families.base import Family, Inferred, Prepared
@@ -25,6 +25,9 @@ class LanguageModelDataConfig(TextDataConfig):
 
     tokenizer: str = choice("wordpiece", "bpe", "wordpiece")
     unit: str = choice("sentence", "sentence", "line", doc="sentence: the corpus's sentences; line: one sentence per line")
+    # the sentences to model, one per line, tokenised with data.corpus's tokenizer (so a prior shares a
+    # summariser's tokenizer when the summariser's texts and its readable sentences are separate files)
+    sentences: str = path_field("", doc="sentences to model, one per line ('': data.corpus's own)")
     min_words: int = 1  # sentences of at least this many words ...
     max_words: int = 0  # ... and at most this many (0: no limit)
     max_tokens: int = 64
@@ -49,10 +52,11 @@ class LanguageModelEvalConfig:
 
 
 class Sentences(BatchSource):
-    """Sentences of a tokenised corpus as ``{"tokens": (B, T), "lengths": (B,)}``."""
+    """Sentences as ``{"tokens": (B, T), "lengths": (B,)}``: ``source`` is a tokenised corpus (items at
+    ``indices``) or a list of id arrays."""
 
-    def __init__(self, corpus, indices: np.ndarray, name: str):
-        self.corpus, self.indices, self.name = corpus, np.asarray(indices), name
+    def __init__(self, source, indices: np.ndarray, name: str):
+        self.source, self.indices, self.name = source, np.asarray(indices), name
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -60,14 +64,30 @@ class Sentences(BatchSource):
     def describe(self) -> str:
         return self.name
 
+    def item(self, i: int) -> np.ndarray:
+        return self.source[i] if isinstance(self.source, list) else self.source.ids(i)
+
     def collate(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         from seqae.datasets.text import pad_batch
 
-        tokens, lengths = pad_batch([self.corpus.ids(int(i)) for i in self.indices[positions]])
+        tokens, lengths = pad_batch([self.item(int(i)) for i in self.indices[positions]])
         return {"tokens": tokens, "lengths": lengths}
 
     def ids(self, count: int) -> list[np.ndarray]:
-        return [self.corpus.ids(int(i)) for i in self.indices[:count]]
+        return [self.item(int(i)) for i in self.indices[:count]]
+
+
+def sentence_file(path: str, tokenizer, config: LanguageModelDataConfig) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """``data.sentences``: the lines' ids (empty lines dropped), their word counts, and which are held out
+    (every ``test_every``-th line)."""
+    from seqae.datasets.text import encode_batch
+
+    lines = [line.strip() for line in read_text_lines(path, "sentences to model (one per line)") if line.strip()]
+    if not lines:
+        raise DataError(f"{path}: no sentences; give one sentence per line (data.sentences)")
+    ids = [np.asarray(row, dtype=np.int32) for row in encode_batch(tokenizer, lines, config.max_tokens)]
+    words = np.asarray([len(line.split()) for line in lines])
+    return ids, words, np.arange(len(lines)) % config.test_every == config.test_every - 1
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -75,20 +95,32 @@ def prepare(recipe: Recipe) -> Prepared:
 
     data = recipe.data
     corpus = tokenise_corpus(data)
-    vocab = load_tokenizer(corpus.folder / "tokenizer.json").get_vocab_size()
+    tokenizer = load_tokenizer(corpus.folder / "tokenizer.json")
+    vocab = tokenizer.get_vocab_size()
     if recipe.model.vocab_size not in (0, vocab):
         raise ConfigError(f"{recipe.source}: model.vocab_size = {recipe.model.vocab_size} but the tokenizer has {vocab}")
-    words = word_counts(corpus.folder)
+    if data.sentences:
+        source, words, mask = sentence_file(data.sentences, tokenizer, data)
+        fingerprint = corpus.content_fingerprint + ":" + file_fingerprint(Path(data.sentences))
+    else:
+        source, words, mask = corpus, word_counts(corpus.folder), held_out(corpus, data.test_every)
+        fingerprint = corpus.content_fingerprint
     chosen = (words >= data.min_words) & ((words <= data.max_words) if data.max_words else True)
-    mask = held_out(corpus, data.test_every)
     train, test = np.flatnonzero(chosen & ~mask), np.flatnonzero(chosen & mask)
+    where = data.sentences or data.corpus
     if len(train) == 0 or len(test) == 0:
-        raise DataError(f"{data.corpus}: {int(chosen.sum())} sentences of {data.min_words} to {data.max_words or 'any'} words, "
+        raise DataError(f"{where}: {int(chosen.sum())} sentences of {data.min_words} to {data.max_words or 'any'} words, "
                         f"{len(test)} of them held out; widen data.min_words / data.max_words, lower data.test_every, or bring more text")
-    name = Path(data.corpus).name
-    return Prepared(Sentences(corpus, train, f"{name} (training sentences)"), Sentences(corpus, test, f"{name} (held-out sentences)"),
+    name = Path(where).name
+    return Prepared(Sentences(source, train, f"{name} (training sentences)"), Sentences(source, test, f"{name} (held-out sentences)"),
                     corpus, Inferred(vocab_size=vocab), run_files={"tokenizer.json": corpus.folder / "tokenizer.json"},
-                    fingerprint=corpus.content_fingerprint, data_name=str(data.corpus))
+                    fingerprint=fingerprint, data_name=str(where))
+
+
+def file_fingerprint(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
 
 
 def attach(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
