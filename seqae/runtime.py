@@ -84,7 +84,8 @@ def to_float(value: Any) -> float:
 
 
 class LogWindow:
-    """Metrics summed over the steps since the last log line, and the samples they took."""
+    """Metrics summed over the steps since the last log line (tensors stay on their device until
+    :meth:`means`), and the samples they took."""
 
     def __init__(self):
         self.reset()
@@ -102,7 +103,8 @@ class LogWindow:
         self.samples += samples
 
     def means(self) -> dict[str, float]:
-        return {k: v / self.steps for k, v in self.sums.items()}
+        """The means as numbers: the one synchronisation with the device per log line."""
+        return {k: to_float(v) / self.steps for k, v in self.sums.items()}
 
     def samples_per_second(self) -> float:
         return self.samples / max(time.perf_counter() - self.started, 1e-9)

@@ -288,7 +288,7 @@ class Trainer:
 
     def forward_backward(self, module, micro: list, prefix: str, autocast) -> dict[str, float]:
         """One phase's forward and backward over the micro-batches (gradients summed, DDP synchronised on
-        the last); the loss and metrics averaged over them."""
+        the last); the loss and metrics averaged over them, kept on the device (LogWindow reads them at log steps)."""
         metrics: dict[str, float] = {}
         for i, batch in enumerate(micro):
             last = i == len(micro) - 1
@@ -300,9 +300,10 @@ class Trainer:
                 if not torch.isfinite(loss.detach()).item():
                     self.fail(f"the loss became {to_float(loss)} at step {self.step + 1}")
                 (loss / len(micro)).backward()
-            metrics[f"{prefix}loss"] = metrics.get(f"{prefix}loss", 0.0) + to_float(loss) / len(micro)
+            metrics[f"{prefix}loss"] = metrics.get(f"{prefix}loss", 0.0) + loss.detach().float() / len(micro)
             for k, v in out.metrics.items():
-                metrics[prefix + k] = metrics.get(prefix + k, 0.0) + to_float(v) / len(micro)
+                v = v.detach().float() if torch.is_tensor(v) else float(v)
+                metrics[prefix + k] = metrics.get(prefix + k, 0.0) + v / len(micro)
         return metrics
 
     def train_step(self, stage: Stage, optimizers, schedulers, module, autocast) -> dict[str, float]:
