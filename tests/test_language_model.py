@@ -112,9 +112,9 @@ def test_the_reward_adds_the_prior_score():
     words, _ = model.compressor(data["tokens"], data["lengths"], lengths, "greedy")
     words = words * model.valid(lengths, words.shape[1])
     with torch.no_grad():
-        reward, nll, _ = model.reward(words, lengths, data["tokens"], data["lengths"])
+        reward, per_word, nll, _ = model.reward(words, lengths, data["tokens"], data["lengths"])
         expected = -nll / data["lengths"] + 0.1 * model.prior_score(words, lengths)
-    assert torch.allclose(reward, expected)
+    assert torch.allclose(reward, expected) and not per_word.any()
     one = model.prior.next_log_probs(words[:1, :2])[0]
     assert model.prior_score(words[:1], torch.tensor([2]))[0].item() == pytest.approx(
         ((one[0, words[0, 0]] + one[1, words[0, 1]]) / 2).item(), rel=1e-5)

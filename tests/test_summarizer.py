@@ -77,12 +77,12 @@ def policy_gradients(model: Summarizer, data: dict, draws: int, with_baseline: b
         sampled, log_prob = model.compressor(tokens, lengths, summary_lengths, "sample")
         sampled = sampled * model.valid(summary_lengths, sampled.shape[1])
         with torch.no_grad():
-            reward, _, _ = model.reward(sampled, summary_lengths, tokens, lengths)
+            reward, _, _, _ = model.reward(sampled, summary_lengths, tokens, lengths)
             baseline = torch.zeros_like(reward)
             if with_baseline:
                 greedy, _ = model.compressor(tokens, lengths, summary_lengths, "greedy")
-                baseline, _, _ = model.reward(greedy * model.valid(summary_lengths, greedy.shape[1]), summary_lengths, tokens, lengths)
-        (-((reward - baseline) * log_prob).mean()).backward()
+                baseline, _, _, _ = model.reward(greedy * model.valid(summary_lengths, greedy.shape[1]), summary_lengths, tokens, lengths)
+        (-((reward - baseline) * log_prob.sum(1)).mean()).backward()
         grads.append(model.compressor.out.weight.grad.flatten().clone())
     return torch.stack(grads)
 
@@ -245,3 +245,31 @@ def test_an_extracting_compressor_emits_a_subsequence_of_the_text_and_learns(pat
     model.set_phase("copy", "main")
     model(data).loss.backward()  # copy pre-training teaches it to pick the lead
     assert model.compressor.query.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("path", ["gumbel", "reinforce"])
+def test_per_word_discriminator_scores_judge_every_prefix_and_credit_each_word(path):
+    model = make(through_words=path, discriminator_scores="word", lead_baseline=False)
+    data = batch()
+    lengths = model.summary_lengths(data["lengths"])
+    words, _ = model.compressor(data["tokens"], data["lengths"], lengths, "greedy")
+    words = words * model.valid(lengths, words.shape[1])
+    logits = model.readability_logits(words, lengths)
+    assert logits.shape == words.shape
+    # the prefix of the first k words scores the same whatever follows it (the GRU reads left to right)
+    changed = words.clone()
+    changed[:, -1] = 7
+    assert torch.allclose(model.readability_logits(changed, lengths)[:, :-1], logits[:, :-1])
+    with torch.no_grad():
+        _, per_word, _, _ = model.reward(words, lengths, data["tokens"], data["lengths"])
+    scores = torch.nn.functional.logsigmoid(logits.detach())
+    n = int(lengths[0])
+    assert per_word[0, 0].item() == pytest.approx(0.3 * scores[0, :n].mean().item(), rel=1e-5)
+    assert per_word[0, n - 1].item() == pytest.approx(0.3 * scores[0, n - 1].item(), rel=1e-5)
+    assert (per_word[0, n:] == 0).all()
+    for phase, part in (("main", model.compressor.cell.weight_ih), ("discriminator", model.discriminator.score.weight)):
+        model.zero_grad()
+        model.set_phase("main", phase)
+        out = model(data)
+        out.loss.backward()
+        assert math.isfinite(out.loss.item()) and part.grad.abs().sum() > 0

@@ -23,7 +23,8 @@ positions instead of the vocabulary.
 
 Training starts (``model.pretrain_copy_steps``) with the compressor alone learning to copy the text's
 first ``L_b`` words, as Wang & Lee's generator does. Here the discriminator judges the whole sequence
-(one score; Wang & Lee score each word). With ``model.lead_baseline`` a twin reconstructor (its own
+(one score; with ``model.discriminator_scores = "word"`` every prefix, as Wang & Lee's, and REINFORCE
+credits each word with the mean score of the words from it on). With ``model.lead_baseline`` a twin reconstructor (its own
 weights) learns to rebuild ``x`` from its first ``L_b`` words (Lead-N), the fair baseline for
 reconstruction from the summary.
 """
@@ -63,6 +64,9 @@ class SummarizerConfig:
     tau: float = 0.5  # gumbel: the softmax temperature of the backward pass
     readability: str = choice("discriminator", "discriminator", "lm_prior", "both", "none", doc="what keeps the summary readable")
     readability_weight: float = 0.3  # w_r
+    # the discriminator's verdict: one per summary, or one per word (every prefix judged, Wang & Lee's), which
+    # REINFORCE turns into per-word credit
+    discriminator_scores: str = choice("sequence", "sequence", "word", doc="one discriminator score per summary or per word")
     # readability = lm_prior / both: a language_model run trained on the readable sentences with this run's tokenizer
     lm_prior: str = path_field("", doc="a language_model run directory (recipes/lm_austen.toml)")
     lm_weight: float = 0.1  # w_lm
@@ -219,7 +223,13 @@ class Summarizer(nn.Module):
         return ModelOutput(loss, {"copy_nll": loss.detach()})
 
     def readability_logits(self, words, summary_lengths) -> torch.Tensor:
-        return self.discriminator(words, summary_lengths)
+        """The discriminator's logits: ``(B,)``, or ``(B, L)`` with per-word scores."""
+        return self.discriminator(words, summary_lengths, per_word=self.config.discriminator_scores == "word")
+
+    def fool_loss(self, words, summary_lengths) -> torch.Tensor:
+        """``-log D(y)``, averaged over the summaries (or over their words, with per-word scores)."""
+        loss = F.softplus(-self.readability_logits(words, summary_lengths))
+        return loss.mean() if loss.dim() == 1 else masked_mean(loss, self.valid(summary_lengths, loss.shape[1]))
 
     def prior_kl(self, words, logp, summary_lengths) -> torch.Tensor:
         """SEQ^3's prior loss: ``KL(p(. | y_<t, x) || p_LM(. | y_<t))`` averaged over the summary words;
@@ -246,7 +256,7 @@ class Summarizer(nn.Module):
         recon = nll.sum() / lengths.sum()
         loss, metrics = recon, {"nll": recon.detach(), "accuracy": (right.sum() / lengths.sum()).detach()}
         if self.discriminator is not None:
-            fool = F.softplus(-self.readability_logits(words, summary_lengths)).mean()  # -log D(y)
+            fool = self.fool_loss(words, summary_lengths)
             loss = loss + self.config.readability_weight * fool
             metrics["fool_loss"] = fool.detach()
         if self.prior is not None:
@@ -256,27 +266,36 @@ class Summarizer(nn.Module):
         metrics["summary_length"] = summary_lengths.float().mean()
         return ModelOutput(loss, metrics)
 
-    def reward(self, words, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``R = -NLL(x | y) / |x| + w_r log D(y) + w_lm mean_t log p_LM(y_t | y_<t)`` per example (the
-        terms of the readability chosen), with the NLL and right guesses."""
+    def reward(self, words, summary_lengths, tokens, lengths):
+        """``R = -NLL(x | y) / |x| + w_r log D(y) + w_lm mean_t log p_LM(y_t | y_<t)`` per example ``(B,)``
+        (the terms of the readability chosen); with per-word scores the ``D`` term is per word instead,
+        ``G_t = w_r mean_{t' >= t} log D(y_<=t')`` ``(B, L)`` (the words from ``t`` on), else zeros.
+        Also the NLL and right guesses."""
         nll, right = self.reconstruction(words, summary_lengths, tokens, lengths)
         reward = -nll / lengths.to(nll.device)
+        valid = self.valid(summary_lengths, words.shape[1]).float()
+        per_word = torch.zeros_like(valid)
         if self.discriminator is not None:
-            reward = reward + self.config.readability_weight * F.logsigmoid(self.readability_logits(words, summary_lengths))
+            scores = F.logsigmoid(self.readability_logits(words, summary_lengths))
+            if scores.dim() == 1:
+                reward = reward + self.config.readability_weight * scores
+            else:  # the mean of the scores from each word on: reversed cumulative sums
+                ahead = (scores * valid).flip(1).cumsum(1).flip(1) / valid.flip(1).cumsum(1).flip(1).clamp_min(1)
+                per_word = self.config.readability_weight * ahead * valid
         if self.prior is not None:
             reward = reward + self.config.lm_weight * self.prior_score(words, summary_lengths)
-        return reward, nll, right
+        return reward, per_word, nll, right
 
     def reinforce_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
         sampled, log_prob = self.compressor(tokens, lengths, summary_lengths, "sample")
         sampled = sampled * self.valid(summary_lengths, sampled.shape[1])
-        reward, nll, right = self.reward(sampled, summary_lengths, tokens, lengths)
+        reward, per_word, nll, right = self.reward(sampled, summary_lengths, tokens, lengths)
         with torch.no_grad():
             greedy, _ = self.compressor(tokens, lengths, summary_lengths, "greedy")
             greedy = greedy * self.valid(summary_lengths, greedy.shape[1])
-            baseline, _, _ = self.reward(greedy, summary_lengths, tokens, lengths)
-        advantage = (reward - baseline).detach()
-        policy = -(advantage * log_prob).mean()
+            baseline, greedy_per_word, _, _ = self.reward(greedy, summary_lengths, tokens, lengths)
+        advantage = ((reward - baseline)[:, None] + per_word - greedy_per_word).detach()  # (B, L): each word's credit
+        policy = -(advantage * log_prob).sum(1).mean()
         recon = nll.sum() / lengths.sum()
         metrics = {"nll": recon.detach(), "accuracy": (right.sum() / lengths.sum()).detach(), "reward": reward.mean().detach(),
                    "baseline": baseline.mean(), "summary_length": summary_lengths.float().mean()}
@@ -289,15 +308,23 @@ class Summarizer(nn.Module):
             fake, _ = self.compressor(tokens, lengths, summary_lengths, mode, self.config.tau)
             fake = fake.argmax(-1) if fake.dim() == 3 else fake
             fake = fake * self.valid(summary_lengths, fake.shape[1])
-        real = self.discriminator(batch["readable"], batch["readable_lengths"])
-        made = self.discriminator(fake, summary_lengths)
-        loss = F.softplus(-real).mean() + F.softplus(made).mean()
-        accuracy = ((real > 0).float().mean() + (made < 0).float().mean()) / 2
+        word = self.config.discriminator_scores == "word"  # every prefix judged
+        real = self.discriminator(batch["readable"], batch["readable_lengths"], per_word=word)
+        made = self.discriminator(fake, summary_lengths, per_word=word)
+        weights = [torch.ones_like(real), torch.ones_like(made)]
+        if word:
+            weights = [self.valid(batch["readable_lengths"], real.shape[1]).float(), self.valid(summary_lengths, made.shape[1]).float()]
+        loss = masked_mean(F.softplus(-real), weights[0]) + masked_mean(F.softplus(made), weights[1])
+        accuracy = (masked_mean((real > 0).float(), weights[0]) + masked_mean((made < 0).float(), weights[1])) / 2
         return ModelOutput(loss, {"loss": loss.detach(), "accuracy": accuracy.detach()})
 
     @staticmethod
     def valid(summary_lengths: torch.Tensor, steps: int) -> torch.Tensor:
         return (torch.arange(steps, device=summary_lengths.device)[None] < summary_lengths[:, None]).long()
+
+
+def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (values * weights).sum() / weights.sum().clamp_min(1)
 
 
 def perplexity(nll_sum: float, tokens: int) -> float:

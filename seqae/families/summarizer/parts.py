@@ -62,14 +62,14 @@ class Compressor(nn.Module):
                 tau: float = 1.0, targets: torch.Tensor | None = None, distributions: bool = False):
         """``mode``: ``"gumbel"`` -> straight-through one-hots ``(B, L, V)``; ``"sample"`` / ``"greedy"``
         -> word ids ``(B, L)``; ``"teacher"`` -> the given ``targets`` ``(B, L)`` fed back (teacher forcing).
-        Also returns the log-probability of the emitted words summed over each example's ``L_b``
-        positions ``(B,)``, and with ``distributions`` every step's log-probabilities ``(B, L, V)``."""
+        Also returns the log-probability of each emitted word ``(B, L)`` (0 past an example's ``L_b``),
+        and with ``distributions`` every step's log-probabilities ``(B, L, V)``."""
         states, h = self.encoder(self.embedding(tokens), lengths)
         mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
         steps = int(summary_lengths.max())
         valid = torch.arange(steps, device=tokens.device)[None] < summary_lengths[:, None].to(tokens.device)
         previous = self.embedding.weight.new_zeros(tokens.shape[0], self.embedding.weight.shape[1])
-        words, log_prob, kept = [], torch.zeros(tokens.shape[0], device=tokens.device), []
+        words, log_prob, kept = [], [], []
         for t in range(steps):
             h = self.cell(previous, h)
             logp = torch.log_softmax(self.logits_step(h, states, mask), dim=-1)
@@ -87,11 +87,11 @@ class Compressor(nn.Module):
                 word, previous = ids, self.embedding(ids)
                 chosen = logp.gather(1, ids[:, None])[:, 0]
             # past an example's L_b, and (teacher forcing) at a target the compressor may not emit (UNK): nothing
-            log_prob = log_prob + torch.where(valid[:, t] & torch.isfinite(chosen), chosen, torch.zeros_like(chosen))
+            log_prob.append(torch.where(valid[:, t] & torch.isfinite(chosen), chosen, torch.zeros_like(chosen)))
             words.append(word)
         if distributions:
-            return torch.stack(words, dim=1), log_prob, torch.stack(kept, dim=1)
-        return torch.stack(words, dim=1), log_prob
+            return torch.stack(words, dim=1), torch.stack(log_prob, dim=1), torch.stack(kept, dim=1)
+        return torch.stack(words, dim=1), torch.stack(log_prob, dim=1)
 
 
 class Extractor(nn.Module):
@@ -123,7 +123,7 @@ class Extractor(nn.Module):
         one_hots = F.one_hot(tokens, self.embedding.weight.shape[0]).float() if mode == "gumbel" or distributions else None
         last = torch.full((batch,), -1, device=device)
         previous = embedded.new_zeros(batch, embedded.shape[2])
-        words, log_prob, kept = [], torch.zeros(batch, device=device), []
+        words, log_prob, kept = [], [], []
         for t in range(steps):
             h = self.cell(previous, h)
             query = self.query(torch.cat([h, attend(h, states, text)], dim=-1))
@@ -149,11 +149,11 @@ class Extractor(nn.Module):
                 chosen = logp.gather(1, at[:, None])[:, 0]
             valid = t < summary_lengths
             last = torch.where(valid, at, last)
-            log_prob = log_prob + torch.where(valid & torch.isfinite(chosen), chosen, torch.zeros_like(chosen))
+            log_prob.append(torch.where(valid & torch.isfinite(chosen), chosen, torch.zeros_like(chosen)))
             words.append(word)
         if distributions:
-            return torch.stack(words, dim=1), log_prob, torch.stack(kept, dim=1)
-        return torch.stack(words, dim=1), log_prob
+            return torch.stack(words, dim=1), torch.stack(log_prob, dim=1), torch.stack(kept, dim=1)
+        return torch.stack(words, dim=1), torch.stack(log_prob, dim=1)
 
 
 def straight_through_gumbel(logp: torch.Tensor, tau: float) -> torch.Tensor:
@@ -196,7 +196,8 @@ class Reconstructor(nn.Module):
 
 class Discriminator(nn.Module):
     """Is an embedded word sequence a real sentence? A GRU over its own word embeddings (applied to ids,
-    or to one-hots through ``weights``), the last state of the real words -> one logit ``(B,)``."""
+    or to one-hots through ``weights``), the last state of the real words -> one logit ``(B,)``; with
+    ``per_word``, every prefix's state -> a logit per word ``(B, L)`` (Wang & Lee's per-word scores)."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int):
         super().__init__()
@@ -204,9 +205,11 @@ class Discriminator(nn.Module):
         self.rnn = nn.GRU(embed_dim, hidden, batch_first=True)
         self.score = nn.Linear(hidden, 1)
 
-    def forward(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor, per_word: bool = False) -> torch.Tensor:
         """``words``: ids ``(B, L)`` or one-hots ``(B, L, V)``."""
         embedded = self.embedding(words) if words.dim() == 2 else words @ self.embedding.weight
         states, _ = self.rnn(embedded)
+        if per_word:
+            return self.score(states)[..., 0]
         last = states[torch.arange(words.shape[0], device=words.device), (lengths - 1).to(words.device)]
         return self.score(last)[:, 0]
