@@ -143,6 +143,11 @@ def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys):
     assert main(["summarize", str(run), "-i", str(texts), "-o", str(out), "--length", "3"]) == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 2 and all(1 <= len(line.split()) <= 3 for line in lines)
+    model = seqae.load(run)
+    two = model.summarize(["the ship sails at dawn with the whale and the captain", "sister letter ball dance"], length=2)
+    assert len(two) == 2 and all(isinstance(t, str) and 1 <= len(t.split()) <= 2 for t in two)
+    assert two == seqae.load(run).summarize(["the ship sails at dawn with the whale and the captain", "sister letter ball dance"],
+                                            length=2)  # greedy: the same words every time
     names = {p.name for p in seqae.plot(run, tmp_path / "plots")}
     assert {"training_curves.png", "summaries.png", "players.png"} <= names
     assert main(["codes", str(run), "-i", str(texts), "-o", str(tmp_path / "ids.npy")]) == 0  # the summaries' word ids

@@ -191,6 +191,14 @@ class Summarizer(nn.Module):
         keep = torch.arange(words.shape[1], device=words.device)[None] < summary_lengths[:, None].to(words.device)
         return words.masked_fill(~keep, PAD_ID), summary_lengths
 
+    def summarize(self, texts: list[str], ratio: float | None = None, length: int | None = None,
+                  batch_size: int = 64) -> list[str]:
+        """Greedy summaries of ``texts`` (one string each): ``length`` tokens each, or ``ratio`` (default
+        the run's ``summary_ratio``) of each text's. Needs the run's tokenizer: ``seqae.load(run).summarize([...])``."""
+        from seqae.families.summarizer.texts import summarize
+
+        return summarize(self, texts, ratio, length, batch_size)
+
     # -- training ----------------------------------------------------------------------------------
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:

@@ -1,0 +1,46 @@
+"""Text in and out of a summariser with its tokenizer attached (a loaded run): texts to padded ids,
+ids to text, and greedy summaries of a list of strings (``model.summarize`` and ``seqae summarize``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqae.config import ConfigError
+from seqae.datasets.base import DataError
+from seqae.families.summarizer.evaluate import strip
+
+
+def encode_texts(model: nn.Module, texts: list[str], where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from seqae.datasets.text import encode_batch, pad_batch
+
+    ids = encode_batch(model.tokenizer, texts, model.max_tokens)
+    for number, row in enumerate(ids, start=1):
+        if not row:
+            raise DataError(f"{where}:{number}: nothing left to summarise after tokenising this line")
+    return pad_batch([np.asarray(r, dtype=np.int64) for r in ids])
+
+
+def decode(model: nn.Module, ids: np.ndarray) -> str:
+    return model.tokenizer.decode([int(i) for i in ids]).replace(" ##", "")
+
+
+@torch.no_grad()
+def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, length: int | None = None,
+              batch_size: int = 64, where: str = "texts") -> list[str]:
+    """Greedy summaries of ``texts`` (one string each), ``length`` tokens each or the run's ratio."""
+    if length is not None and length < 1:
+        raise ConfigError(f"--length {length}: a summary needs at least one word")
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(texts), batch_size):
+        tokens, lengths = encode_texts(model, texts[start : start + batch_size], where)
+        if length is not None and int(lengths.min()) < length:
+            first = int(torch.nonzero(lengths < length)[0, 0])
+            raise DataError(f"{where}:{start + first + 1}: {int(lengths[first])} tokens, shorter than the summary length {length} "
+                            "asked for; ask for a shorter --length")
+        words, summary_lengths = model.summarize_tokens(tokens.to(device), lengths.to(device), ratio, length)
+        out += [decode(model, strip(w, int(n))) for w, n in zip(words.cpu(), summary_lengths.cpu())]
+    return out
