@@ -1,0 +1,142 @@
+"""Training throughput of every family's main recipe on this machine, in one run: for each recipe's model
+at its batch size, on its own data, the median time of a whole Trainer step (``Trainer.train_step``: the
+next batch, forward, backward, clipping and the optimizer for every phase), of the data alone (picking and
+collating the batch) and of the compute alone (the same step on a batch already made); items per second;
+model FLOPs per step counted by ``torch.utils.flop_counter.FlopCounterMode`` (forward and backward of every
+phase); FLOP/s as a share of a large fp32 matmul's measured in the same process; the share of a step spent
+outside the compute (Trainer and data overhead); and peak resident memory. Each recipe runs in its own
+process (so the peak is its own); a recipe whose data is not there (the speech corpora that `seqae data
+speech` builds) is reported as skipped.
+
+    .venv/bin/python benchmarks/throughput.py [--recipes ae_digits,summarizer_austen] [--steps 10] [--out throughput.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from machine import matmul_flops  # benchmarks/machine.py, beside this script
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ["ae_digits", "vae_digits", "vqvae_digits", "gumbel_vae_digits", "infomax_digits", "quick_thought_austen",
+           "skip_thought_austen", "summarizer_austen", "lm_austen", "cpc_speech", "adain_vc_source_filter"]
+
+
+def compute_step(trainer, stage, optimizers, micro, module) -> None:
+    """``Trainer.train_step`` without the data: every phase's forward, backward, clipping and update."""
+    for phase in stage.phases:
+        if hasattr(trainer.model, "set_phase"):
+            trainer.model.set_phase(stage.name, phase.name)
+        opt = optimizers[phase.name]
+        opt.zero_grad(set_to_none=True)
+        trainer.forward_backward(module, micro, "", nullcontext())
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], trainer.config.grad_clip or float("inf"))
+        opt.step()
+
+
+def median_time(fn, steps: int, warmup: int = 2) -> float:
+    times = []
+    for i in range(steps + warmup):
+        start = time.perf_counter()
+        fn()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(name: str, steps: int) -> dict:
+    """One recipe's figures (run in a process of its own)."""
+    from seqae.config import ConfigError, load_recipe
+    from seqae.families.base import prepare
+    from seqae.registry import get_family
+    from seqae.runtime import seed_everything
+    from seqae.train import Trainer
+
+    try:
+        recipe = load_recipe(ROOT / "recipes" / f"{name}.toml")
+    except ConfigError as err:
+        return {"recipe": name, "skipped": str(err)}
+    seed_everything(recipe.train.seed)
+    family = get_family(recipe.family)
+    prepared = prepare(family, recipe)
+    model = family.build_model(recipe)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, device="cpu")
+        index = len(trainer.stages) - 1  # the main stage
+        stage = trainer.stages[index]
+        trainer.switch_data(index)
+        optimizers, schedulers = trainer.make_optimizers(stage)
+        model.train()
+        nothing = nullcontext()
+        micro = trainer.micro_batches(trainer.next_global_batch())
+        with FlopCounterMode(display=False) as counter:
+            for phase in stage.phases:
+                if hasattr(model, "set_phase"):
+                    model.set_phase(stage.name, phase.name)
+                model(micro[0]).loss.backward()
+        flops = counter.get_total_flops()
+        reference = matmul_flops()
+        full = median_time(lambda: trainer.train_step(stage, optimizers, schedulers, model, nothing), steps)
+        data = median_time(lambda: trainer.micro_batches(trainer.next_global_batch()), steps)
+        compute = median_time(lambda: compute_step(trainer, stage, optimizers, micro, model), steps)
+        reference = max(reference, matmul_flops())
+    batch = recipe.train.batch_size
+    return {"recipe": name, "family": recipe.family, "phases": [p.name for p in stage.phases], "batch": batch,
+            "step_s": full, "data_s": data, "compute_s": compute, "items_per_s": batch / full, "flops_per_step": flops,
+            "model_flops_per_s": flops / full, "matmul_flops_per_s": reference, "share_of_matmul": flops / full / reference,
+            "compute_share_of_matmul": flops / compute / reference, "overhead_share": max(0.0, 1 - compute / full),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": torch.get_num_threads()}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| recipe | batch | step (s) | items/s | GFLOP/step | share of matmul | overhead | data (s) | peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['recipe']} | skipped: {r['skipped'][:90]} |||||||| ")
+            continue
+        lines.append(f"| {r['recipe']} | {r['batch']} | {r['step_s']:.3f} | {r['items_per_s']:.0f} | {r['flops_per_step'] / 1e9:.2f} | "
+                     f"{100 * r['share_of_matmul']:.0f} % | {100 * r['overhead_share']:.1f} % | {r['data_s']:.4f} | "
+                     f"{r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names (recipes/NAME.toml)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (after two warm-up steps)")
+    parser.add_argument("--out", help="also write the rows as JSON here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # measure one recipe in this process (JSON on stdout)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.steps)))
+        return
+    rows = []
+    for name in args.recipes.split(","):
+        done = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)], capture_output=True, text=True,
+                              env=os.environ)
+        if done.returncode != 0:
+            rows.append({"recipe": name, "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"})
+        else:
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    print(f"{torch.get_num_threads()} threads, fp32, CPU")
+    print(table(rows))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
