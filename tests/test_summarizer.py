@@ -278,3 +278,23 @@ def test_per_word_discriminator_scores_judge_every_prefix_and_credit_each_word(p
         out = model(data)
         out.loss.backward()
         assert math.isfinite(out.loss.item()) and part.grad.abs().sum() > 0
+
+
+def test_spread_copy_targets_cover_the_text_and_teach_both_compressors():
+    model = make(copy_target="spread", summary_ratio=0.5)
+    lengths = torch.tensor([9, 4])
+    positions = model.copy_positions(lengths, model.summary_lengths(lengths))
+    assert positions[0].tolist() == [1, 3, 5, 7] and positions[1, :2].tolist() == [1, 3]
+    for emit in ("vocabulary", "extract"):
+        model = make(copy_target="spread", emit=emit, lead_baseline=False)
+        data = batch()
+        model.set_phase("copy", "main")
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
+        for _ in range(60):
+            optimizer.zero_grad()
+            model(data).loss.backward()
+            optimizer.step()
+        words, lengths = model.summarize_tokens(data["tokens"], data["lengths"])
+        wanted = data["tokens"].gather(1, model.copy_positions(data["lengths"], lengths))
+        keep = model.valid(lengths, words.shape[1]).bool()
+        assert (words == wanted)[keep].float().mean() > 0.9, emit

@@ -79,7 +79,10 @@ class SummarizerConfig:
     # one word embedding for compressor and reconstructor (the papers'); false: the reconstructor has its own, so
     # its gradients cannot move the compressor's tied output layer
     share_embeddings: bool = False
-    copy_weight: float = 0.0  # w_c: the copy loss kept in the main stage too, an anchor towards the text's first words
+    copy_weight: float = 0.0  # w_c: the copy loss kept in the main stage too, an anchor towards the copy target
+    # what copy pre-training (and the anchor) teaches: the text's first L_b words (Wang & Lee), or L_b words
+    # spread evenly over the text (positions floor((t + 1/2) |x| / L_b)), so that the summary starts out covering it all
+    copy_target: str = choice("lead", "lead", "spread", doc="the words copy pre-training teaches")
 
     def validate(self, where: str) -> None:
         if self.embed_dim <= 0 or self.hidden <= 0 or self.discriminator_hidden <= 0:
@@ -223,10 +226,21 @@ class Summarizer(nn.Module):
             out.metrics.update(lead_nll=lead_loss.detach(), lead_accuracy=(right.sum() / lengths.sum()).detach())
         return out
 
+    def copy_positions(self, lengths, summary_lengths) -> torch.Tensor:
+        """The text positions copy pre-training teaches ``(B, L)``: ``t`` (the lead), or, with
+        ``copy_target = "spread"``, ``floor((t + 1/2) |x| / L_b)`` (increasing, within the text)."""
+        steps = torch.arange(int(summary_lengths.max()), device=lengths.device)[None]
+        if self.config.copy_target == "lead":
+            return steps.expand(len(lengths), -1)
+        spread = torch.floor((steps + 0.5) * lengths[:, None].float() / summary_lengths[:, None].float()).long()
+        return torch.minimum(spread, (lengths - 1)[:, None])
+
     def copy_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
-        """Pre-training (Wang & Lee): the compressor, teacher-forced, learns to emit the text's first L_b words."""
-        lead = tokens[:, : int(summary_lengths.max())]
-        _, log_prob = self.compressor(tokens, lengths, summary_lengths, "teacher", targets=lead)
+        """Pre-training (Wang & Lee): the compressor, teacher-forced, learns to emit the copy target's words
+        (the text's first L_b, or L_b spread over it); the extractor learns to pick their positions."""
+        positions = self.copy_positions(lengths.to(tokens.device), summary_lengths.to(tokens.device))
+        targets = positions if isinstance(self.compressor, Extractor) else tokens.gather(1, positions)
+        _, log_prob = self.compressor(tokens, lengths, summary_lengths, "teacher", targets=targets)
         loss = -log_prob.sum() / summary_lengths.sum()
         return ModelOutput(loss, {"copy_nll": loss.detach()})
 

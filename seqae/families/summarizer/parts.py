@@ -100,8 +100,9 @@ class Extractor(nn.Module):
     states, and a score for every position after the last pick that leaves enough positions for the words
     still to pick. The same interface as :class:`Compressor`: ``"gumbel"`` gives straight-through word
     one-hots ``(B, L, V)`` (a one-hot over positions, times the text's one-hots), ``"teacher"`` picks the
-    first ``L`` positions (the lead), and ``distributions`` the word distributions ``(B, L, V)`` the position
-    distributions make (a word's probability is the sum of its positions')."""
+    positions ``targets`` ``(B, L)`` (increasing; the first ``L``: the lead), and ``distributions`` the word
+    distributions ``(B, L, V)`` the position distributions make (a word's probability is the sum of its
+    positions')."""
 
     def __init__(self, embedding: nn.Embedding, hidden: int):
         super().__init__()
@@ -141,7 +142,7 @@ class Extractor(nn.Module):
                 chosen = (pick * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
             else:
                 if mode == "teacher":
-                    at = torch.minimum(torch.full_like(lengths, t), lengths - 1)
+                    at = torch.minimum(targets[:, t], lengths - 1)
                 else:
                     at = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
                 word = tokens.gather(1, at[:, None])[:, 0]
