@@ -298,3 +298,31 @@ def test_spread_copy_targets_cover_the_text_and_teach_both_compressors():
         wanted = data["tokens"].gather(1, model.copy_positions(data["lengths"], lengths))
         keep = model.valid(lengths, words.shape[1]).bool()
         assert (words == wanted)[keep].float().mean() > 0.9, emit
+
+
+@pytest.mark.parametrize("path", ["gumbel", "reinforce"])
+def test_the_topic_loss_is_zero_for_the_text_itself_and_reaches_the_compressor(path):
+    model = make(through_words=path, topic_weight=1.0, readability="none", lead_baseline=False)
+    data = batch()
+    model.idf.copy_(torch.linspace(0.5, 2.0, 40))
+    tokens, lengths = data["tokens"], data["lengths"]
+    same = model.topic_distance(tokens, lengths, tokens, lengths)
+    assert torch.allclose(same, torch.zeros_like(same), atol=1e-5)  # a 'summary' that is the text: cos 1
+    other = model.topic_distance(tokens.flip(0), lengths.flip(0), tokens, lengths)
+    assert (other > 0.01).all() and (other <= 2.0).all()
+    model.set_phase("main", "main")
+    out = model(data)
+    out.loss.backward()
+    assert model.compressor.cell.weight_ih.grad.abs().sum() > 0
+    if path == "gumbel":
+        assert "topic_loss" in out.metrics
+
+
+def test_the_idf_comes_from_the_training_texts(tmp_path):
+    corpus = book_corpus(tmp_path / "corpus")
+    text = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "gumbel")
+    run = seqae.train(write_recipe(tmp_path, text), out=tmp_path / "run", overrides=["model.topic_weight=0.5"])
+    idf = seqae.load(run).idf
+    assert idf.min() >= 0 and idf.max() > idf.min()  # rare tokens weigh more than frequent ones
+    plain = seqae.train(write_recipe(tmp_path, text, "p.toml"), out=tmp_path / "plain")
+    assert not hasattr(seqae.load(plain), "idf")  # runs without the topic loss keep their weights file as before

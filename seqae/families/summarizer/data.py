@@ -91,3 +91,13 @@ def split_items(corpus, config: SummaryDataConfig, source: str):
         raise DataError(f"{config.corpus}: no sentences of {config.readable_min_words} to {config.readable_max_words} words "
                         f"for the readable side; set data.readable to a file of real sentences ({source})")
     return train, test, readable
+
+
+def inverse_document_frequency(corpus, indices: np.ndarray, vocab: int, limit: int = 100_000) -> np.ndarray:
+    """Smoothed IDF ``log((1 + N) / (1 + df))`` of every token id over the texts at ``indices`` (the first
+    ``limit`` of them) ``(vocab,)``: SEQ^3's topic-loss weights."""
+    df = np.zeros(vocab, dtype=np.float64)
+    chosen = np.asarray(indices)[:limit]
+    for i in chosen:
+        df[np.unique(corpus.ids(int(i)))] += 1
+    return np.log((1.0 + len(chosen)) / (1.0 + df)).astype(np.float32)

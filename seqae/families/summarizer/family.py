@@ -15,7 +15,13 @@ from seqae.checkpoint import read_metrics
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.base import DataError, read_text_lines
 from seqae.families.base import Command, Family, Inferred, Prepared
-from seqae.families.summarizer.data import SummaryBatches, SummaryDataConfig, readable_from_file, split_items
+from seqae.families.summarizer.data import (
+    SummaryBatches,
+    SummaryDataConfig,
+    inverse_document_frequency,
+    readable_from_file,
+    split_items,
+)
 from seqae.families.summarizer.evaluate import (
     BigramLM,
     SummaryEvalConfig,
@@ -36,6 +42,7 @@ class SummaryData:
     readable_train: list  # id arrays of the readable sentences the discriminator saw
     tokenizer_path: Path  # the corpus's tokenizer.json
     prior: dict | None = None  # the LM prior's weights (readability = lm_prior / both), read at training
+    idf: np.ndarray | None = None  # the training texts' IDF (model.topic_weight > 0)
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -56,18 +63,21 @@ def prepare(recipe: Recipe) -> Prepared:
     shape, prior = None, None
     if recipe.model.uses_prior and not recipe.model.lm_hidden:  # recorded: a trained run (its checkpoint holds the prior)
         shape, prior = read_prior(recipe.model.lm_prior, corpus.folder / "tokenizer.json", str(recipe.source))
-    extra = SummaryData(corpus, tokenizer, readable_ids, corpus.folder / "tokenizer.json", prior)
+    idf = inverse_document_frequency(corpus, train_idx, vocab) if recipe.model.topic_weight else None
+    extra = SummaryData(corpus, tokenizer, readable_ids, corpus.folder / "tokenizer.json", prior, idf)
     return Prepared(train, test, extra, Inferred(vocab_size=vocab, model_fields=shape),
                     run_files={"tokenizer.json": corpus.folder / "tokenizer.json"}, fingerprint=corpus.content_fingerprint,
                     data_name=str(data.corpus))
 
 
 def initialise(model: nn.Module, prepared: Prepared) -> None:
-    """The LM prior's weights, read from its run by :func:`prepare` (or now, for a recipe that already
-    records the prior's shape)."""
+    """The training texts' IDF (the topic loss), and the LM prior's weights, read from its run by
+    :func:`prepare` (or now, for a recipe that already records the prior's shape)."""
+    data: SummaryData = prepared.extra
+    if data.idf is not None:
+        model.idf.copy_(torch.from_numpy(data.idf))
     if model.prior is None:
         return
-    data: SummaryData = prepared.extra
     weights = data.prior if data.prior is not None else read_prior(model.config.lm_prior, data.tokenizer_path, "recipe")[1]
     try:
         model.prior.load_state_dict(weights)

@@ -8,7 +8,7 @@ and the compressor learns to fool it. The words are discrete; two gradient paths
 - ``gumbel`` (SEQ^3): each word a straight-through Gumbel-softmax one-hot
   ``y_t = onehot(argmax(log p_t + g) )`` forward, ``softmax((log p_t + g) / tau)`` backward, fed on as
   ``y_t E``; the loss ``L = NLL(x | y) + w_r * softplus(-D(y)) + w_lm * mean_t KL(p_t || p_LM(. | y_<t))``
-  is differentiated through the words.
+  (``+ w_t * topic``, SEQ^3's topic loss, with ``model.topic_weight``) is differentiated through the words.
 - ``reinforce`` (Wang & Lee): words sampled, ``y ~ p(y | x)``; the reward ``R(y) = -NLL(x | y) / |x| +
   w_r * log D(y) + w_lm * mean_t log p_LM(y_t | y_<t)`` with the self-critical baseline ``b = R(y_greedy)``;
   the compressor's loss ``-(R(y) - b) sum_t log p(y_t | y_<t, x)``, the reconstructor's ``NLL(x | y)``.
@@ -82,6 +82,9 @@ class SummarizerConfig:
     copy_weight: float = 0.0  # w_c: the copy loss kept in the main stage too, an anchor towards the copy target
     # what copy pre-training (and the anchor) teaches: the text's first L_b words (Wang & Lee), or L_b words
     # spread evenly over the text (positions floor((t + 1/2) |x| / L_b)), so that the summary starts out covering it all
+    # SEQ^3's topic loss: 1 - cos of the IDF-weighted mean word embeddings of the text and of the summary
+    # (the training texts' IDF); in REINFORCE's reward with the opposite sign
+    topic_weight: float = 0.0  # w_t
     copy_target: str = choice("lead", "lead", "spread", doc="the words copy pre-training teaches")
 
     def validate(self, where: str) -> None:
@@ -137,6 +140,8 @@ class Summarizer(nn.Module):
         if config.lead_baseline:
             self.lead_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
             self.lead = Reconstructor(self.lead_embedding, config.hidden)
+        if config.topic_weight:
+            self.register_buffer("idf", torch.ones(config.vocab_size))  # set from the training texts before training
         self.stage, self.phase = "main", "main"
 
     # -- the Trainer's hook: the discriminator and the autoencoder alternate ---------------------------
@@ -268,6 +273,18 @@ class Summarizer(nn.Module):
         valid = self.valid(summary_lengths, ids.shape[1])
         return (lm.gather(-1, ids[..., None])[..., 0] * valid).sum(1) / valid.sum(1).clamp_min(1)
 
+    def topic_distance(self, words, summary_lengths, tokens, lengths) -> torch.Tensor:
+        """SEQ^3's topic loss per example ``(B,)``: ``1 - cos(sum_i idf(x_i) e(x_i) / sum_i idf(x_i), same over
+        the summary's words)`` with the compressor's word embeddings ``e`` (one-hot summaries: their idf and
+        embedding rows through the one-hots, so the gradient reaches the words)."""
+        table = self.embedding.weight
+        text_weights = self.idf[tokens] * self.valid(lengths.to(tokens.device), tokens.shape[1])
+        text = (text_weights[..., None] * table[tokens]).sum(1) / text_weights.sum(1, keepdim=True).clamp_min(1e-6)
+        one_hot = words if words.dim() == 3 else F.one_hot(words, table.shape[0]).float()
+        weights = (one_hot @ self.idf) * self.valid(summary_lengths, one_hot.shape[1])
+        summary = (weights[..., None] * (one_hot @ table)).sum(1) / weights.sum(1, keepdim=True).clamp_min(1e-6)
+        return 1.0 - F.cosine_similarity(text, summary, dim=-1)
+
     def gumbel_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
         if self.prior is not None:
             words, _, logp = self.compressor(tokens, lengths, summary_lengths, "gumbel", self.config.tau, distributions=True)
@@ -285,6 +302,10 @@ class Summarizer(nn.Module):
             kl = self.prior_kl(words, logp, summary_lengths)
             loss = loss + self.config.lm_weight * kl
             metrics["prior_kl"] = kl.detach()
+        if self.config.topic_weight:
+            topic = self.topic_distance(words, summary_lengths, tokens, lengths).mean()
+            loss = loss + self.config.topic_weight * topic
+            metrics["topic_loss"] = topic.detach()
         metrics["summary_length"] = summary_lengths.float().mean()
         return ModelOutput(loss, metrics)
 
@@ -306,6 +327,8 @@ class Summarizer(nn.Module):
                 per_word = self.config.readability_weight * ahead * valid
         if self.prior is not None:
             reward = reward + self.config.lm_weight * self.prior_score(words, summary_lengths)
+        if self.config.topic_weight:
+            reward = reward - self.config.topic_weight * self.topic_distance(words, summary_lengths, tokens, lengths)
         return reward, per_word, nll, right
 
     def reinforce_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
