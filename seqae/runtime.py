@@ -110,6 +110,47 @@ class LogWindow:
         return self.samples / max(time.perf_counter() - self.started, 1e-9)
 
 
+class Progress:
+    """Training progress: a tqdm bar on a terminal; off one (a log file, ``nohup``, a batch job) a plain line
+    at log steps, at most every ``SEQAE_PROGRESS_SECONDS`` seconds (default 60): step, loss, samples per
+    second, time elapsed and an estimate of the time left."""
+
+    def __init__(self, total: int, initial: int, show: bool, terminal: bool, stream=None):
+        import sys
+
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, disable=not (show and terminal), dynamic_ncols=True, unit="step")
+        self.plain, self.stream = show and not terminal, stream or sys.stderr
+        self.total, self.initial, self.step = total, initial, initial
+        self.started = self.last = time.perf_counter()
+        self.every = float(os.environ.get("SEQAE_PROGRESS_SECONDS", "60"))
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+        self.step += n
+
+    def set_postfix(self, loss: str = "", samples_s: str = "") -> None:
+        self.bar.set_postfix(loss=loss, samples_s=samples_s)
+        now = time.perf_counter()
+        if not self.plain or (now - self.last < self.every and self.step < self.total):
+            return
+        self.last, elapsed = now, now - self.started
+        left = elapsed / max(self.step - self.initial, 1) * (self.total - self.step)
+        print(f"step {self.step}/{self.total} ({100 * self.step / max(self.total, 1):.0f} %)  loss {loss}  {samples_s} samples/s  "
+              f"elapsed {clock(elapsed)}  left about {clock(left)}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def clock(seconds: float) -> str:
+    """``1:02:03`` or ``2:03``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def lr_factor(step: int, total: int, config: TrainConfig) -> float:
     """Linear warm-up to 1, then cosine (or linear) decay to ``min_lr_ratio`` at ``total``."""
     warmup = min(config.warmup_steps, max(total - 1, 0))

@@ -4,7 +4,7 @@ It knows a model only through the contract of :mod:`seqae.models.base`: ``model(
 and metrics, and an optional ``training_stages`` hook splits training into stages and phases.
 
 Features: CUDA when present (bf16 autocast on request), AdamW with warm-up and cosine decay, gradient
-clipping and accumulation, atomic checkpoints, exact resume, a tqdm progress bar, ``torchrun``
+clipping and accumulation, atomic checkpoints, exact resume, a progress bar (plain lines off a terminal), ``torchrun``
 data parallelism (only rank 0 writes), and a stop with a clear message when the loss turns NaN/inf.
 """
 
@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from seqae import checkpoint
 from seqae.config import TrainConfig
@@ -31,6 +30,7 @@ from seqae.faults import failpoint
 from seqae.models.base import Stage, training_plan
 from seqae.runtime import (
     LogWindow,
+    Progress,
     TrainingError,
     catch_interrupt,
     init_distributed,
@@ -359,8 +359,7 @@ class Trainer:
             return {"step": self.step, "already_finished": True}
         module = self.ddp if self.ddp is not None else self.model
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if c.precision == "bf16" else nullcontext()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.dist.is_main and sys.stdout.isatty()),
-                   dynamic_ncols=True, unit="step")
+        bar = Progress(self.total_steps, self.step, show=self.dist.is_main, terminal=sys.stdout.isatty())
         previous_handler = catch_interrupt(self.dist.world, self.request_stop)
         self.model.train()
         window, record = LogWindow(), {}

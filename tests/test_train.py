@@ -146,3 +146,19 @@ def test_metrics_log_is_json_lines(tiny_recipe, tmp_path):
 def test_bf16_on_the_cpu_is_a_clear_error(tiny_recipe, tmp_path):
     with pytest.raises(TrainingError, match="bf16.*needs a CUDA device"):
         seqae.train(tiny_recipe, out=tmp_path / "run", overrides={"train.precision": "bf16"})
+
+
+def test_off_a_terminal_training_prints_plain_progress_lines(tmp_path, capsys, monkeypatch):
+    """With output to a file (no terminal) a progress line at log steps, at most every
+    SEQAE_PROGRESS_SECONDS: step, loss, samples/s, elapsed and time left; the last step always."""
+    from tiny import TINY_AE, write_recipe
+
+    monkeypatch.setenv("SEQAE_PROGRESS_SECONDS", "0")
+    recipe = write_recipe(tmp_path, TINY_AE)
+    seqae.train(recipe, out=tmp_path / "run", overrides=["train.steps=6", "train.log_every=2"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/6", "4/6", "6/6"]
+    assert all("loss" in line and "samples/s" in line and "left about" in line for line in lines)
+    monkeypatch.setenv("SEQAE_PROGRESS_SECONDS", "3600")
+    seqae.train(recipe, out=tmp_path / "run2", overrides=["train.steps=6", "train.log_every=2"])
+    assert [line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith("step ")] == ["6/6"]
