@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from contextlib import nullcontext
@@ -21,7 +22,8 @@ from seqae.runtime import resolve_device, seed_everything
 from seqae.train import Trainer
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
-RESUMABLE_CHANGES = {"train.steps", "train.device", "train.log_every", "train.checkpoint_every", "train.eval_every"}
+RESUMABLE_CHANGES = {"train.steps", "train.device", "train.log_every", "train.checkpoint_every", "train.eval_every",
+                     "train.tensorboard"}
 
 
 def is_main_process() -> bool:
@@ -65,6 +67,9 @@ def train(
     if device is not None:
         recipe.train.device = device
     family = get_family(recipe.family, recipe.source)
+    if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(f"{recipe.source}: train.tensorboard = true needs the tensorboard package: pip install "
+                          "'seqae[tensorboard]' (or set train.tensorboard = false)")
     run_dir = Path(out) if out is not None else Path("runs") / source.stem
     main = is_main_process()
     # only the main process judges the folder: the others would see its files (and their temporaries)

@@ -36,6 +36,8 @@ def add_train(sub) -> None:
                    help="override a recipe value, e.g. --set train.steps=500 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard/ "
+                   "(train.tensorboard = true; needs seqae[tensorboard])")
 
 
 def add_eval(sub) -> None:
@@ -163,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    run_dir = api.train(args.recipe, out=args.out, overrides=args.overrides, resume=args.resume, device=args.device)
+    overrides = args.overrides + (["train.tensorboard=true"] if args.tensorboard else [])
+    run_dir = api.train(args.recipe, out=args.out, overrides=overrides, resume=args.resume, device=args.device)
     if not checkpoint.read_trainer_state(Path(run_dir) / checkpoint.STATE_FILE).get("finished", True):
         return 130  # interrupted (Ctrl-C): the checkpoint is saved and the Trainer said how to resume
     if api.is_main_process():

@@ -8,6 +8,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,6 +109,27 @@ class LogWindow:
 
     def samples_per_second(self) -> float:
         return self.samples / max(time.perf_counter() - self.started, 1e-9)
+
+
+_writers: dict[str, Any] = {}
+
+
+def tensorboard_scalars(run_dir, record: dict[str, Any]) -> None:
+    """Every number of a ``metrics.jsonl`` record as a TensorBoard scalar at its step, in ``RUN/tensorboard/``
+    (one writer per run directory, flushed after each record)."""
+    key = str(run_dir)
+    if key not in _writers:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise TrainingError("train.tensorboard = true needs the tensorboard package: pip install 'seqae[tensorboard]' "
+                                "(or set train.tensorboard = false)") from None
+        _writers[key] = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+    writer = _writers[key]
+    for name, value in record.items():
+        if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            writer.add_scalar(name, value, int(record["step"]))
+    writer.flush()
 
 
 class Progress:

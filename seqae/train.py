@@ -39,6 +39,7 @@ from seqae.runtime import (
     rng_state,
     seed_everything,
     set_rng_state,
+    tensorboard_scalars,
     to_float,
 )
 
@@ -84,12 +85,8 @@ class Trainer:
         self.total_steps = sum(s.steps for s in self.stages)
         per_step = self.dist.world * config.grad_accum
         if config.batch_size % per_step:
-            raise TrainingError(
-                f"train.batch_size ({config.batch_size}) must be divisible by processes x grad_accum ({per_step})"
-            )
-        self.step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
+            raise TrainingError(f"train.batch_size ({config.batch_size}) must be divisible by processes x grad_accum ({per_step})")
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.stop_requested = False
         self.ddp: nn.Module | None = None
         if self.dist.world > 1:
@@ -206,9 +203,12 @@ class Trainer:
     # -- logging ---------------------------------------------------------------------------------
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one line to ``metrics.jsonl`` whole or not at all (a full disk is a TrainingError)."""
+        """Append one line to ``metrics.jsonl`` whole or not at all (a full disk is a TrainingError); with
+        ``train.tensorboard``, the record's numbers as TensorBoard scalars too."""
         if not self.dist.is_main:
             return
+        if self.config.tensorboard:
+            tensorboard_scalars(self.run_dir, record)
         path = self.run_dir / checkpoint.METRICS_FILE
         line = (json.dumps(record) + "\n").encode("utf-8")
         try:

@@ -162,3 +162,33 @@ def test_off_a_terminal_training_prints_plain_progress_lines(tmp_path, capsys, m
     monkeypatch.setenv("SEQAE_PROGRESS_SECONDS", "3600")
     seqae.train(recipe, out=tmp_path / "run2", overrides=["train.steps=6", "train.log_every=2"])
     assert [line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith("step ")] == ["6/6"]
+
+
+def test_tensorboard_scalars_are_the_metrics_log(tmp_path, capsys, monkeypatch):
+    """--tensorboard (train.tensorboard): every number of metrics.jsonl as a scalar at its step, read back
+    from the event files; without the package, a clear error before any step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from seqae.cli import main
+
+    from tiny import TINY_AE, write_recipe
+
+    recipe = write_recipe(tmp_path, TINY_AE)
+    out = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(out), "--tensorboard", "--set", "train.steps=6", "--set", "train.log_every=2",
+                 "--set", "train.eval_every=3"]) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    records = read_metrics(out)
+    for name in ("loss", "lr", "eval_loss"):
+        logged = [(r["step"], r[name]) for r in records if name in r]
+        scalars = [(e.step, e.value) for e in events.Scalars(name)]
+        assert len(logged) >= 2 and [s for s, _ in scalars] == [s for s, _ in logged]
+        assert [v for _, v in scalars] == pytest.approx([v for _, v in logged], rel=1e-6)
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a))
+    capsys.readouterr()
+    assert main(["train", str(recipe), "--out", str(tmp_path / "r2"), "--tensorboard"]) == 1
+    assert "pip install 'seqae[tensorboard]'" in capsys.readouterr().err and not (tmp_path / "r2").exists()
