@@ -328,7 +328,7 @@ def check_run_dir(run_dir: str | os.PathLike, resume: bool) -> bool:
         if resume:
             what = "does not exist" if not run_dir.exists() else "is empty"
             raise CheckpointError(f"{run_dir}: {what}; there is no run to resume (check the path, or train without "
-                                  "--resume to start a new run)")
+                                  "--resume, resume=True in Python, to start a new run)")
         return False
     if not is_seqae_run(run_dir):
         shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
@@ -336,7 +336,8 @@ def check_run_dir(run_dir: str | os.PathLike, resume: bool) -> bool:
                               "empty folder for --out (nothing in it was changed)")
     has_run = (run_dir / STATE_FILE).exists() or (run_dir / MODEL_FILE).exists()
     if has_run and not resume:
-        raise CheckpointError(f"{run_dir}: already holds a trained run; pass --resume to continue it, or choose another --out")
+        raise CheckpointError(f"{run_dir}: already holds a trained run; pass --resume (in Python: resume=True) to continue it, or choose "
+                              "another --out (out=)")
     return has_run
 
 

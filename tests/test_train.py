@@ -83,7 +83,7 @@ def test_resuming_a_finished_run_changes_nothing(tiny_recipe, tmp_path):
 def test_existing_run_is_never_overwritten(tiny_recipe, tmp_path):
     run = seqae.train(tiny_recipe, out=tmp_path / "run")
     before = (run / "model.safetensors").read_bytes()
-    with pytest.raises(CheckpointError, match="already holds a trained run; pass --resume"):
+    with pytest.raises(CheckpointError, match=r"already holds a trained run; pass --resume \(in Python: resume=True\)"):
         seqae.train(tiny_recipe, out=run)
     assert (run / "model.safetensors").read_bytes() == before
 
