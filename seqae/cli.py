@@ -1,4 +1,4 @@
-"""The ``seqae`` command."""
+"""The seqae command: train, evaluate, plot and use representation-learning runs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ from seqae.registry import all_families, get_family
 from seqae.runtime import TrainingError
 
 USER_ERRORS = (ConfigError, CheckpointError, DataError, TrainingError)
+
+
+RUN_HELP = "a run directory (what seqae train wrote)"
+DEVICE_HELP = "cpu (default), cuda, cuda:N"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +46,7 @@ def add_train(sub) -> None:
 
 def add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
     p.add_argument("--manifest", action="append", default=[], metavar="FILE",
                    help="audio families: a .jsonl manifest to evaluate on (repeatable; voice conversion: speakers "
@@ -62,28 +66,28 @@ def add_eval(sub) -> None:
     p.add_argument("--references", metavar="FILE", help="summariser: their reference summaries, one per line")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="eval.KEY=VALUE",
                    help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.seen_references=5 (repeatable)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
 def add_plot(sub) -> None:
     p = sub.add_parser("plot", help="training curves and the family's figures as PNG")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_HELP)
     p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
 def add_family_commands(sub) -> None:
     for name, command in family_commands().items():
         p = sub.add_parser(name, help=command.help)
-        p.add_argument("run_dir")
+        p.add_argument("run_dir", help=RUN_HELP)
         command.add_arguments(p)
-        p.add_argument("--device", default="cpu")
+        p.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
 def add_search(sub) -> None:
     p = sub.add_parser("search", help="search by code: the items of a collection nearest to each query (images and arrays, "
                                       "sentences, audio files)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_HELP)
     p.add_argument("--index", "--corpus", dest="index", required=True, metavar="INPUT",
                    help="the collection: an array file (.npy/.npz/IDX), a text file of sentences, or an audio file, folder or manifest")
     query = p.add_mutually_exclusive_group(required=True)
@@ -96,7 +100,7 @@ def add_search(sub) -> None:
     p.add_argument("--rebuild", action="store_true", help="encode the collection again, replacing --index-file")
     p.add_argument("-o", "--output", metavar="FILE", help="write the hits as JSON lines (one object per query)")
     p.add_argument("--json", action="store_true", help="one JSON object per query on stdout")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
 def add_data(sub) -> None:
@@ -120,16 +124,19 @@ def add_outputs(sub) -> None:
     for name, what in (("codes", "codes of new input"), ("score", "anomaly scores (reconstruction error) of new input"),
                        ("embed", "sentence embeddings of a text file (one sentence per line)")):
         p = sub.add_parser(name, help=f"write the {what} to a .npy file")
-        p.add_argument("run_dir")
-        p.add_argument("-i", "--input", required=True,
-                       help="input: .npy, .npz or IDX (array families); an audio file, folder or .jsonl manifest (log-mel)")
-        p.add_argument("-o", "--output", required=True, help="output .npy file (.npz: one array per audio file)")
+        p.add_argument("run_dir", help=RUN_HELP)
+        p.add_argument("-i", "--input", required=True, help=(
+            "a text file, one sentence per line" if name == "embed" else
+            "input: .npy, .npz or IDX (array families); a text file, one item per line (text families); an audio file, "
+            "folder or .jsonl manifest (audio families)"))
+        p.add_argument("-o", "--output", required=True,
+                       help="output .npy file" + ("" if name == "embed" else " (.npz: one array per audio file)"))
         if name == "codes":
             kinds = {f.name: f.code_kinds for f in all_families() if f.code_kinds}
             p.add_argument("--kind", choices=sorted({k for ks in kinds.values() for k in ks}),
                            help="which code, by family (the first the default): "
                                 + "; ".join(f"{name}: {', '.join(ks)}" for name, ks in kinds.items()))
-        p.add_argument("--device", default="cpu")
+        p.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
 def family_commands() -> dict:
