@@ -365,5 +365,6 @@ def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, d
     records = checkpoint.read_metrics(run_dir)
     if records:
         paths.append(plots.training_curves(records, out / "training_curves.png", title=f"{run_dir.name} ({recipe.family})"))
+        paths.append(plots.logged_metrics(records, out / "metrics.png", title=f"{run_dir.name}: every logged metric"))
     paths += family.figures(model, recipe, prepared_for_evaluation(recipe, run_dir), out)
     return paths

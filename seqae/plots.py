@@ -246,3 +246,29 @@ def metric_panels(records: list[dict[str, Any]], panels: list[tuple[str, list[st
     axes[-1, 0].set_xlabel("step")
     axes[0, 0].set_title(title)
     return save(fig, path)
+
+
+def logged_metrics(records: list[dict[str, Any]], path: Path, title: str = "", most: int = 12) -> Path:
+    """One small panel per metric of ``metrics.jsonl`` (the ``most`` first, in the order logged; training
+    and, where logged, held-out values on the same panel: ``eval_X`` beside ``X``), linear axes."""
+    skip = {"step", "stage", "lr", "samples_per_s", "loss", "eval_loss"}
+    names = [k for r in records for k, v in r.items() if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    names = [n for n in dict.fromkeys(names) if not (n.startswith("eval_") and n[5:] in names)][:most]
+    cols = min(3, max(len(names), 1))
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for key, label in ((name, "train"), (f"eval_{name}", "held out")):
+            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+            if points:
+                ax.plot(*zip(*points), "o-" if label == "held out" else "-", ms=3, label=label)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    if names and any(f"eval_{n}" in r for r in records for n in names):
+        axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title or "logged metrics", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return save(fig, path)

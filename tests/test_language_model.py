@@ -50,7 +50,7 @@ def test_a_short_training_learns_word_order(tmp_path, capsys):
     assert scores.shape == (2,) and scores[0] < scores[1]
     assert main(["codes", str(run), "-i", str(lines), "-o", str(tmp_path / "c.npy")]) == 0
     assert np.load(tmp_path / "c.npy").shape == (2, 32)
-    assert {p.name for p in seqae.plot(run, tmp_path / "plots")} >= {"training_curves.png", "samples.png"}
+    assert {p.name for p in seqae.plot(run, tmp_path / "plots")} >= {"training_curves.png", "metrics.png", "samples.png"}
     lines.write_text("the red cat\n\n")
     capsys.readouterr()
     expect_error(["score", str(run), "-i", str(lines), "-o", str(tmp_path / "t.npy")], capsys, "score.txt:2", "no tokens")
