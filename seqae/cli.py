@@ -27,7 +27,7 @@ DEVICE_HELP = "cpu (default), cuda, cuda:N"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqae", description=__doc__.strip() + " See README.md for recipes.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_eval, add_plot, add_family_commands, add_search, add_data, add_outputs):
+    for add in (add_train, add_eval, add_plot, add_compare, add_family_commands, add_search, add_data, add_outputs):
         add(sub)
     return parser
 
@@ -74,6 +74,12 @@ def add_plot(sub) -> None:
     p.add_argument("run_dir", help=RUN_HELP)
     p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="the evaluation figures of several runs side by side, with the settings that differ")
+    p.add_argument("run_dirs", nargs="+", metavar="run_dir", help=RUN_HELP)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else")
 
 
 def add_family_commands(sub) -> None:
@@ -164,7 +170,7 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    handlers = {"train": train, "eval": evaluate, "plot": plot, "data": make_speech_data, "search": search,
+    handlers = {"train": train, "eval": evaluate, "plot": plot, "compare": compare, "data": make_speech_data, "search": search,
                 "codes": write_output, "score": write_output, "embed": write_output}
     if args.command in family_commands():
         return run_family_command(args)
@@ -197,6 +203,14 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"{key:<{width}}  {shown}")
     if table:
         print("\n" + table)
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from seqae import compare as comparing
+
+    result = comparing.compare(args.run_dirs)
+    print(json.dumps(result, allow_nan=False, default=str) if args.json else comparing.table(result))
     return 0
 
 

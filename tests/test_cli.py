@@ -80,3 +80,26 @@ def test_eval_takes_eval_settings_only(run_dir, capsys):
     assert "eval.* settings only" in capsys.readouterr().err
     assert main(["eval", str(run_dir), "--set", "eval.no_such_key=1"]) == 1
     assert "no_such_key" in capsys.readouterr().err
+
+
+def test_compare_lists_the_differing_settings_and_every_figure(tmp_path, capsys):
+    import seqae
+    from conftest import expect_error
+    from tiny import TINY_AE, write_recipe
+
+    recipe = write_recipe(tmp_path, TINY_AE)
+    a = seqae.train(recipe, out=tmp_path / "a", overrides=["train.steps=4"])
+    b = seqae.train(recipe, out=tmp_path / "b", overrides=["train.steps=4", "train.lr=0.01"])
+    evaluated = seqae.evaluate(a)
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["differing_settings"] == {"train.lr": [0.003, 0.01]}
+    key = next(k for k, v in evaluated.items() if isinstance(v, float))
+    assert result["figures"][key] == [pytest.approx(evaluated[key]), None]
+    assert result["not_evaluated"] == ["", f"not evaluated (seqae eval {b})"]
+    assert main(["compare", str(a), str(b)]) == 0
+    text = capsys.readouterr().out
+    assert "train.lr" in text and key in text and "not evaluated" in text and "train.steps" not in text
+    (tmp_path / "plain").mkdir()
+    expect_error(["compare", str(a), str(tmp_path / "plain")], capsys, "plain", "not a seqae run directory")
