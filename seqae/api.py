@@ -18,7 +18,7 @@ from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_
 from seqae.datasets.base import DataError
 from seqae.families.base import prepare
 from seqae.registry import get_family
-from seqae.runtime import resolve_device, seed_everything
+from seqae.runtime import provenance, resolve_device, seed_everything, session_end, session_start
 from seqae.train import Trainer
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
@@ -91,7 +91,12 @@ def train(
                 check_resumable(run_dir, recipe, model, prepared)
             write_run_files(run_dir, recipe, prepared)
         trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test)
+        session = session_start(trainer.device, trainer.dist.world)
         trainer.fit(resume=resume and has_run)
+        if main:  # what ran, where and how long: run.json's provenance, one entry per training session
+            record = checkpoint.read_run_file(run_dir) or {}
+            sessions = record.get("sessions", []) + [session_end(session, trainer.device, trainer.step)]
+            checkpoint.write_run_file(run_dir, provenance=provenance(), sessions=sessions)
     return run_dir
 
 

@@ -198,3 +198,51 @@ def catch_interrupt(world: int, handler):
         return signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread
         return None
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a run: the versions of seqae and its main libraries (from the installed packages'
+    metadata, nothing imported), the git commit when seqae runs from a checkout, Python and the platform."""
+    import importlib.metadata
+    import platform
+    import subprocess
+    import sys
+
+    versions = {}
+    for name in ("seqae", "torch", "torchaudio", "tokenizers", "numpy", "scikit-learn"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    root = Path(__file__).resolve().parents[1]
+    commit = None
+    if (root / ".git").exists():
+        try:
+            done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10)
+            commit = done.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if done.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    return {"versions": versions, "git_commit": commit, "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def session_start(device: torch.device, processes: int) -> dict[str, Any]:
+    import sys
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"command": sys.argv, "device": str(device), "device_name": name, "processes": processes,
+            "threads": torch.get_num_threads(), "start": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "started": time.time()}
+
+
+def session_end(session: dict[str, Any], device: torch.device, step: int) -> dict[str, Any]:
+    """The session's record with its end, wall seconds, the step it reached and the peak memory (resident, and
+    on a GPU the most allocated)."""
+    import resource
+
+    out = {k: v for k, v in session.items() if k != "started"}
+    out.update(end=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_s=round(time.time() - session["started"], 1), step=step,
+               peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out

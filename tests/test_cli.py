@@ -84,6 +84,7 @@ def test_eval_takes_eval_settings_only(run_dir, capsys):
 
 def test_compare_lists_the_differing_settings_and_every_figure(tmp_path, capsys):
     import seqae
+
     from conftest import expect_error
     from tiny import TINY_AE, write_recipe
 

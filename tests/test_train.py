@@ -192,3 +192,19 @@ def test_tensorboard_scalars_are_the_metrics_log(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["train", str(recipe), "--out", str(tmp_path / "r2"), "--tensorboard"]) == 1
     assert "pip install 'seqae[tensorboard]'" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_run_json_records_what_ran_where_and_how_long(tmp_path):
+    from tiny import TINY_AE, write_recipe
+
+    recipe = write_recipe(tmp_path, TINY_AE)
+    run = seqae.train(recipe, out=tmp_path / "run", overrides=["train.steps=4"])
+    seqae.train(recipe, out=run, overrides=["train.steps=6"], resume=True)
+    record = json.loads((run / "run.json").read_text())
+    import importlib.metadata
+
+    assert record["provenance"]["versions"]["torch"] == importlib.metadata.version("torch")
+    assert record["provenance"]["versions"]["seqae"] == seqae.__version__ and record["provenance"]["python"]
+    first, second = record["sessions"]
+    assert (first["step"], second["step"]) == (4, 6) and first["device"] == "cpu" and first["processes"] == 1
+    assert first["wall_s"] >= 0 and first["peak_rss_mb"] > 10 and first["start"] <= second["start"]
