@@ -92,8 +92,8 @@ def train(
             write_run_files(run_dir, recipe, prepared)
         trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test)
         session = session_start(trainer.device, trainer.dist.world)
-        trainer.fit(resume=resume and has_run)
-        if main:  # what ran, where and how long: run.json's provenance, one entry per training session
+        done = trainer.fit(resume=resume and has_run)
+        if main and not done.get("already_finished"):  # what ran, where and how long: one entry per training session
             record = checkpoint.read_run_file(run_dir) or {}
             sessions = record.get("sessions", []) + [session_end(session, trainer.device, trainer.step)]
             checkpoint.write_run_file(run_dir, provenance=provenance(), sessions=sessions)
