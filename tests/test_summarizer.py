@@ -127,7 +127,7 @@ def summarizer_run(tmp_path_factory):
     return seqae.train(write_recipe(root, text), out=root / "run"), root
 
 
-def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys):
+def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys, monkeypatch):
     run, _ = summarizer_run
     texts = tmp_path / "texts.txt"
     texts.write_text("the ship sails at dawn with the whale and the captain\nsister letter ball dance walk rain garden\n")
@@ -139,6 +139,14 @@ def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys):
     assert result["lead_copy_share"] == 1.0 and result["lead_compression"] == pytest.approx(result["summary_compression"])
     assert "lead_reconstruction_perplexity" in result and len(result["examples"]) == 2
     assert result["rouge_pairs"] == 2 and 0.0 <= result["summary_rouge1_f"] <= 1.0 and "lead8_rouge1_f" in result
+    import seqae.families.summarizer.family as summarizer_family
+
+    asked, real = [], summarizer_family.summarize
+    monkeypatch.setattr(summarizer_family, "summarize", lambda *a, **k: asked.append(k.get("length")) or real(*a, **k))
+    short = seqae.evaluate(run, inputs=texts, references=refs, overrides=["eval.rouge_length=2"], write=False)
+    assert asked == [2] and result["lead8_words"] == 7.5  # Lead-8 of an 11- and a 7-word text
+    # greedy summaries do not depend on their length: two tokens are a prefix of the longer summary
+    assert short["summary_rouge1_recall"] <= result["summary_rouge1_recall"] + 1e-9
     out = tmp_path / "summaries.txt"
     assert main(["summarize", str(run), "-i", str(texts), "-o", str(out), "--length", "3"]) == 0
     lines = out.read_text().splitlines()

@@ -27,11 +27,12 @@ class SummaryEvalConfig:
     examples: int = 8  # example summaries in the result and the figure
     inputs: str = ""  # texts to summarise for ROUGE (one per line; seqae eval --inputs)
     references: str = ""  # their reference summaries (one per line; seqae eval --references)
+    rouge_length: int = 0  # tokens per summary of --inputs for ROUGE (0: the run's summary_ratio of each text)
     lm: str = path_field("", doc="a language_model run to judge how the summaries read ('': the run's own prior, if any)")
 
     def validate(self, where: str) -> None:
-        if self.max_texts < 1 or self.lead_words < 1 or self.examples < 0:
-            raise ConfigError(f"{where}: eval.max_texts and eval.lead_words must be >= 1, eval.examples >= 0")
+        if self.max_texts < 1 or self.lead_words < 1 or self.examples < 0 or self.rouge_length < 0:
+            raise ConfigError(f"{where}: eval.max_texts and eval.lead_words must be >= 1, eval.examples and eval.rouge_length >= 0")
 
 
 def strip(ids: torch.Tensor | np.ndarray, length: int) -> np.ndarray:
@@ -82,4 +83,5 @@ def rouge_table(summaries: list[str], inputs: list[str], references: list[str], 
     for name, predictions in (("summary", summaries), (f"lead{lead_words}", lead), (f"random{lead_words}", randoms)):
         for key, value in rouge(predictions, references).items():
             result[f"{name}_{key}"] = value
+        result[f"{name}_words"] = float(np.mean([len(p.split()) for p in predictions]))
     return result

@@ -167,7 +167,7 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, inputs: str |
         if len(texts) != len(refs) or not texts:
             raise DataError(f"{references}: {len(refs)} reference lines for the {len(texts)} lines of {inputs}; give one reference "
                             "per text, on the same line number")
-        predictions = summarize(model, texts, where=str(inputs))
+        predictions = summarize(model, texts, length=recipe.eval.rouge_length or None, where=str(inputs))
         result.update(rouge_table(predictions, texts, refs, recipe.eval.lead_words, recipe.eval.seed))
     return result
 
