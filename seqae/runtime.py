@@ -155,7 +155,7 @@ class Progress:
     def set_postfix(self, loss: str = "", samples_s: str = "") -> None:
         self.bar.set_postfix(loss=loss, samples_s=samples_s)
         now = time.perf_counter()
-        if not self.plain or (now - self.last < self.every and self.step < self.total):
+        if not self.plain or now - self.last < self.every:
             return
         self.last, elapsed = now, now - self.started
         left = elapsed / max(self.step - self.initial, 1) * (self.total - self.step)

@@ -33,6 +33,7 @@ def run_cli(argv, capsys):
     """``seqae`` in this process: (exit status, stderr)."""
     from seqae.cli import main
 
+    capsys.readouterr()  # only this command's output
     code = main([str(a) for a in argv])
     return code, capsys.readouterr().err
 

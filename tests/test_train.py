@@ -150,7 +150,7 @@ def test_bf16_on_the_cpu_is_a_clear_error(tiny_recipe, tmp_path):
 
 def test_off_a_terminal_training_prints_plain_progress_lines(tmp_path, capsys, monkeypatch):
     """With output to a file (no terminal) a progress line at log steps, at most every
-    SEQAE_PROGRESS_SECONDS: step, loss, samples/s, elapsed and time left; the last step always."""
+    SEQAE_PROGRESS_SECONDS: step, loss, samples/s, elapsed and time left; a short run prints none."""
     from tiny import TINY_AE, write_recipe
 
     monkeypatch.setenv("SEQAE_PROGRESS_SECONDS", "0")
@@ -161,7 +161,7 @@ def test_off_a_terminal_training_prints_plain_progress_lines(tmp_path, capsys, m
     assert all("loss" in line and "samples/s" in line and "left about" in line for line in lines)
     monkeypatch.setenv("SEQAE_PROGRESS_SECONDS", "3600")
     seqae.train(recipe, out=tmp_path / "run2", overrides=["train.steps=6", "train.log_every=2"])
-    assert [line.split()[1] for line in capsys.readouterr().err.splitlines() if line.startswith("step ")] == ["6/6"]
+    assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
 
 
 def test_tensorboard_scalars_are_the_metrics_log(tmp_path, capsys, monkeypatch):
