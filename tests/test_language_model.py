@@ -139,6 +139,7 @@ def test_a_summariser_with_an_lm_prior_trains_carries_its_prior_and_names_bad_pr
     shutil.move(tmp_path / "moved", lm_run)
     judged = seqae.evaluate(run, overrides=[f"eval.lm={lm_run}"])
     assert judged["summary_lm_perplexity"] == pytest.approx(result["summary_lm_perplexity"], rel=1e-5)
+    expect_error(["eval", str(run), "--set", f"eval.lm={run}"], capsys, "eval.lm", "not a 'language_model' run")
 
     def train_with(extra: str, name: str):
         recipe = write_recipe(tmp_path, base.replace('through_words = "gumbel"', f'through_words = "gumbel"\n{extra}'), name)

@@ -93,7 +93,7 @@ def judge_lm(model: nn.Module, recipe: Recipe, data: SummaryData):
 
     if not recipe.eval.lm:
         return model.prior
-    shape, weights = read_prior(recipe.eval.lm, data.tokenizer_path, "eval.lm")
+    shape, weights = read_prior(recipe.eval.lm, data.tokenizer_path, "--set eval.lm", key="eval.lm")
     lm = RecurrentLM(model.config.vocab_size, shape["lm_embed_dim"], shape["lm_hidden"], shape["lm_layers"])
     lm.load_state_dict(weights)
     return lm.to(next(model.parameters()).device).eval()

@@ -14,20 +14,20 @@ from seqae.config import ConfigError, read_toml
 SHAPE = ("embed_dim", "hidden", "layers")  # the LM's model fields the summariser records as lm_<name>
 
 
-def read_prior(path: str, tokenizer: Path, where: str) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+def read_prior(path: str, tokenizer: Path, where: str, key: str = "model.lm_prior") -> tuple[dict[str, int], dict[str, torch.Tensor]]:
     """``({"lm_embed_dim": .., "lm_hidden": .., "lm_layers": ..}, the RecurrentLM's weights)`` of the
-    ``language_model`` run at ``path``; a ConfigError naming ``model.lm_prior`` when it is not one, or
+    ``language_model`` run at ``path``; a ConfigError naming ``key`` (the recipe key that gave it) when it is not one, or
     when its tokenizer is not ``tokenizer`` (the summariser's)."""
     run = Path(path)
     hint = "train one first: seqae train recipes/lm_austen.toml (or the same recipe on your readable sentences)"
     if not (run / CONFIG_FILE).is_file():
-        raise ConfigError(f"{where}: model.lm_prior = {run}: not a seqae run directory (no {CONFIG_FILE}); {hint}")
+        raise ConfigError(f"{where}: {key} = {run}: not a seqae run directory (no {CONFIG_FILE}); {hint}")
     model = read_toml(run / CONFIG_FILE).get("model", {})
     if model.get("family") != "language_model":
-        raise ConfigError(f"{where}: model.lm_prior = {run} is a '{model.get('family')}' run, not a 'language_model' run; {hint}")
+        raise ConfigError(f"{where}: {key} = {run} is a '{model.get('family')}' run, not a 'language_model' run; {hint}")
     theirs = run / "tokenizer.json"
     if not theirs.is_file() or theirs.read_bytes() != Path(tokenizer).read_bytes():
-        raise ConfigError(f"{where}: model.lm_prior = {run}: its tokenizer ({theirs}) is not the one data.corpus gives this "
+        raise ConfigError(f"{where}: {key} = {run}: its tokenizer ({theirs}) is not the one data.corpus gives this "
                           "summariser; train the language model on the same corpus with the same data.tokenizer, "
                           "data.vocab_size, data.lowercase and data.max_tokens")
     tensors, _ = read_model_file(run / MODEL_FILE)
