@@ -28,16 +28,25 @@ class TextData:
     tokenizer: Any  # tokenizers.Tokenizer
 
 
-def prepare_text(recipe: Recipe, batches: Callable[..., BatchSource]) -> Prepared:
-    """The tokenised corpus, split by chapters; ``batches(corpus, indices, name)`` makes the family's
-    batch source of one split."""
-    from seqae.datasets.text import held_out, load_tokenizer, tokenise_corpus
+def tokenised(recipe: Recipe) -> tuple[Any, Any, int]:
+    """The recipe's tokenised corpus (the sentence pipeline's cache), its tokenizer and vocabulary size, with
+    ``model.vocab_size`` (0: the tokenizer's) checked against it."""
+    from seqae.datasets.text import load_tokenizer, tokenise_corpus
 
     corpus = tokenise_corpus(recipe.data)
     tokenizer = load_tokenizer(corpus.folder / "tokenizer.json")
     vocab = tokenizer.get_vocab_size()
     if recipe.model.vocab_size not in (0, vocab):
         raise ConfigError(f"{recipe.source}: model.vocab_size = {recipe.model.vocab_size} but the tokenizer has {vocab}")
+    return corpus, tokenizer, vocab
+
+
+def prepare_text(recipe: Recipe, batches: Callable[..., BatchSource]) -> Prepared:
+    """The tokenised corpus, split by chapters; ``batches(corpus, indices, name)`` makes the family's
+    batch source of one split."""
+    from seqae.datasets.text import held_out
+
+    corpus, tokenizer, vocab = tokenised(recipe)
     mask = held_out(corpus, recipe.data.test_every)
     train_idx, test_idx = np.flatnonzero(~mask), np.flatnonzero(mask)
     if len(test_idx) == 0 or len(train_idx) == 0:

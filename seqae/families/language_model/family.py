@@ -16,6 +16,7 @@ from seqae.datasets.base import BatchSource, DataError, read_text_lines
 from seqae.datasets.text import TextDataConfig
 from seqae.families.base import Family, Inferred, Prepared
 from seqae.families.language_model.model import LanguageModel, LanguageModelConfig
+from seqae.families.text import tokenised
 
 
 @dataclass
@@ -91,14 +92,10 @@ def sentence_file(path: str, tokenizer, config: LanguageModelDataConfig) -> tupl
 
 
 def prepare(recipe: Recipe) -> Prepared:
-    from seqae.datasets.text import held_out, load_tokenizer, tokenise_corpus, word_counts
+    from seqae.datasets.text import held_out, word_counts
 
     data = recipe.data
-    corpus = tokenise_corpus(data)
-    tokenizer = load_tokenizer(corpus.folder / "tokenizer.json")
-    vocab = tokenizer.get_vocab_size()
-    if recipe.model.vocab_size not in (0, vocab):
-        raise ConfigError(f"{recipe.source}: model.vocab_size = {recipe.model.vocab_size} but the tokenizer has {vocab}")
+    corpus, tokenizer, vocab = tokenised(recipe)
     if data.sentences:
         source, words, mask = sentence_file(data.sentences, tokenizer, data)
         fingerprint = corpus.content_fingerprint + ":" + file_fingerprint(Path(data.sentences))

@@ -33,6 +33,7 @@ from seqae.families.summarizer.evaluate import (
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig, perplexity
 from seqae.families.summarizer.prior import read_prior
 from seqae.families.summarizer.texts import decode, encode_texts, summarize
+from seqae.families.text import tokenised
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,8 @@ class SummaryData:
 
 
 def prepare(recipe: Recipe) -> Prepared:
-    from seqae.datasets.text import load_tokenizer, tokenise_corpus
-
     data = recipe.data
-    corpus = tokenise_corpus(data)
-    tokenizer = load_tokenizer(corpus.folder / "tokenizer.json")
-    vocab = tokenizer.get_vocab_size()
-    if recipe.model.vocab_size not in (0, vocab):
-        raise ConfigError(f"{recipe.source}: model.vocab_size = {recipe.model.vocab_size} but the tokenizer has {vocab}")
+    corpus, tokenizer, vocab = tokenised(recipe)
     train_idx, test_idx, readable_idx = split_items(corpus, data, str(recipe.source))
     readable = readable_from_file(data.readable, tokenizer, data.max_tokens) if data.readable else readable_idx
     name = Path(data.corpus).name
