@@ -18,7 +18,7 @@ from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_
 from seqae.datasets.base import DataError
 from seqae.families.base import prepare
 from seqae.registry import get_family
-from seqae.runtime import provenance, resolve_device, seed_everything, session_end, session_start
+from seqae.runtime import TENSORBOARD_MISSING, provenance, resolve_device, seed_everything, session_end, session_start
 from seqae.train import Trainer
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
@@ -68,8 +68,7 @@ def train(
         recipe.train.device = device
     family = get_family(recipe.family, recipe.source)
     if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError(f"{recipe.source}: train.tensorboard = true needs the tensorboard package: pip install "
-                          "'seqae[tensorboard]' (or set train.tensorboard = false)")
+        raise ConfigError(f"{recipe.source}: {TENSORBOARD_MISSING}")  # before any work
     run_dir = Path(out) if out is not None else Path("runs") / source.stem
     main = is_main_process()
     # only the main process judges the folder: the others would see its files (and their temporaries)

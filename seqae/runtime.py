@@ -112,6 +112,8 @@ class LogWindow:
 
 
 _writers: dict[str, Any] = {}
+TENSORBOARD_MISSING = ("train.tensorboard = true needs the tensorboard package: pip install 'seqae[tensorboard]' "
+                       "(or set train.tensorboard = false)")
 
 
 def tensorboard_scalars(run_dir, record: dict[str, Any]) -> None:
@@ -122,8 +124,7 @@ def tensorboard_scalars(run_dir, record: dict[str, Any]) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise TrainingError("train.tensorboard = true needs the tensorboard package: pip install 'seqae[tensorboard]' "
-                                "(or set train.tensorboard = false)") from None
+            raise TrainingError(TENSORBOARD_MISSING) from None
         _writers[key] = SummaryWriter(str(Path(run_dir) / "tensorboard"))
     writer = _writers[key]
     for name, value in record.items():

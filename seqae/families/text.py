@@ -80,6 +80,32 @@ def report_uncovered_documents(corpus, mask: np.ndarray, source: str) -> list[st
     return uncovered
 
 
+def attach_run_tokenizer(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
+    """A loaded run's ``tokenizer.json`` and ``data.max_tokens`` as ``model.tokenizer`` and ``model.max_tokens``
+    (the summariser and the language model, which read and write text through them)."""
+    from seqae.datasets.text import load_tokenizer
+
+    model.tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    model.max_tokens = recipe.data.max_tokens
+
+
+def encode_lines(tokenizer, lines: list[str], max_tokens: int, where: str, empty: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lines of text as padded ids ``(N, T)`` and lengths ``(N,)``; a line with no tokens is a DataError
+    ``where:LINE: empty``."""
+    from seqae.datasets.text import encode_batch, pad_batch
+
+    ids = encode_batch(tokenizer, lines, max_tokens)
+    for number, row in enumerate(ids, start=1):
+        if not row:
+            raise DataError(f"{where}:{number}: {empty}")
+    return pad_batch([np.asarray(r, dtype=np.int64) for r in ids])
+
+
+def decode_ids(tokenizer, ids) -> str:
+    """Token ids back to text, WordPiece continuations joined to their words."""
+    return tokenizer.decode([int(i) for i in ids]).replace(" ##", "")
+
+
 def attach_tokenizer(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
     from seqae.checkpoint import CheckpointError
     from seqae.datasets.text import load_tokenizer

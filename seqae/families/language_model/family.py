@@ -13,10 +13,11 @@ from torch import nn
 
 from seqae.config import ConfigError, Recipe, choice, path_field
 from seqae.datasets.base import BatchSource, DataError, read_text_lines
+from seqae.datasets.base import fingerprint as data_fingerprint
 from seqae.datasets.text import TextDataConfig
 from seqae.families.base import Family, Inferred, Prepared
 from seqae.families.language_model.model import LanguageModel, LanguageModelConfig
-from seqae.families.text import tokenised
+from seqae.families.text import attach_run_tokenizer, decode_ids, encode_lines, tokenised
 
 
 @dataclass
@@ -78,9 +79,9 @@ class Sentences(BatchSource):
         return [self.item(int(i)) for i in self.indices[:count]]
 
 
-def sentence_file(path: str, tokenizer, config: LanguageModelDataConfig) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """``data.sentences``: the lines' ids (empty lines dropped), their word counts, and which are held out
-    (every ``test_every``-th line)."""
+def sentence_file(path: str, tokenizer, config: LanguageModelDataConfig):
+    """``data.sentences``: the lines' ids (empty lines dropped), their word counts, which are held out
+    (every ``test_every``-th line), and the lines."""
     from seqae.datasets.text import encode_batch
 
     lines = [line.strip() for line in read_text_lines(path, "sentences to model (one per line)") if line.strip()]
@@ -88,7 +89,7 @@ def sentence_file(path: str, tokenizer, config: LanguageModelDataConfig) -> tupl
         raise DataError(f"{path}: no sentences; give one sentence per line (data.sentences)")
     ids = [np.asarray(row, dtype=np.int32) for row in encode_batch(tokenizer, lines, config.max_tokens)]
     words = np.asarray([len(line.split()) for line in lines])
-    return ids, words, np.arange(len(lines)) % config.test_every == config.test_every - 1
+    return ids, words, np.arange(len(lines)) % config.test_every == config.test_every - 1, lines
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -97,8 +98,8 @@ def prepare(recipe: Recipe) -> Prepared:
     data = recipe.data
     corpus, tokenizer, vocab = tokenised(recipe)
     if data.sentences:
-        source, words, mask = sentence_file(data.sentences, tokenizer, data)
-        fingerprint = corpus.content_fingerprint + ":" + file_fingerprint(Path(data.sentences))
+        source, words, mask, lines = sentence_file(data.sentences, tokenizer, data)
+        fingerprint = data_fingerprint(corpus.content_fingerprint, lines)  # the lines modelled, read once
     else:
         source, words, mask = corpus, word_counts(corpus.folder), held_out(corpus, data.test_every)
         fingerprint = corpus.content_fingerprint
@@ -112,23 +113,6 @@ def prepare(recipe: Recipe) -> Prepared:
     return Prepared(Sentences(source, train, f"{name} (training sentences)"), Sentences(source, test, f"{name} (held-out sentences)"),
                     corpus, Inferred(vocab_size=vocab), run_files={"tokenizer.json": corpus.folder / "tokenizer.json"},
                     fingerprint=fingerprint, data_name=str(where))
-
-
-def file_fingerprint(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
-
-
-def attach(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
-    from seqae.datasets.text import load_tokenizer
-
-    model.tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-    model.max_tokens = recipe.data.max_tokens
-
-
-def decode(tokenizer, ids) -> str:
-    return tokenizer.decode([int(i) for i in ids]).replace(" ##", "")
 
 
 def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) -> dict[str, Any]:
@@ -150,7 +134,7 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) ->
         "unigram_perplexity": unigram_perplexity(train, test, model.config.vocab_size),
     }
     generator = torch.Generator().manual_seed(config.seed)
-    result["samples"] = [decode(model.tokenizer, s) for s in model.lm.sample(config.samples, recipe.data.max_tokens, generator)]
+    result["samples"] = [decode_ids(model.tokenizer, s) for s in model.lm.sample(config.samples, recipe.data.max_tokens, generator)]
     return result
 
 
@@ -171,29 +155,23 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
     n = max(recipe.eval.samples, 1)
     drawn = model.lm.sample(n, recipe.data.max_tokens, torch.Generator().manual_seed(recipe.eval.seed))
     real = prepared.test.ids(n)
-    rows = [[decode(model.tokenizer, d), decode(model.tokenizer, r)] for d, r in zip(drawn, real)]
+    rows = [[decode_ids(model.tokenizer, d), decode_ids(model.tokenizer, r)] for d, r in zip(drawn, real)]
     return [plots.text_table(rows, ["drawn from the model", "held-out sentence"], out_dir / "samples.png",
                              title="sentences drawn from the language model")]
 
 
-def encode_lines(model: nn.Module, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    from seqae.datasets.text import encode_batch, pad_batch
-
+def encode_file(model: nn.Module, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     lines = read_text_lines(path, "sentences (one per line)")
     if not lines:
         raise DataError(f"{path}: empty file; give one sentence per line")
-    ids = encode_batch(model.tokenizer, lines, model.max_tokens)
-    for number, row in enumerate(ids, start=1):
-        if not row:
-            raise DataError(f"{path}:{number}: no tokens in this line; remove empty lines")
-    return pad_batch([np.asarray(r, dtype=np.int64) for r in ids])
+    return encode_lines(model.tokenizer, lines, model.max_tokens, str(path), "no tokens in this line; remove empty lines")
 
 
 @torch.no_grad()
 def codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
     """The top layer's state after each line's last token ``(lines, hidden)``."""
     model.eval()
-    tokens, lengths = encode_lines(model, path)
+    tokens, lengths = encode_file(model, path)
     return model.lm.final_states(tokens, lengths).cpu().numpy()
 
 
@@ -201,12 +179,12 @@ def codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
 def scores(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
     """Each line's perplexity per token (its tokens and EOS) ``(lines,)``: higher reads less like the corpus."""
     model.eval()
-    tokens, lengths = encode_lines(model, path)
+    tokens, lengths = encode_file(model, path)
     nll, _ = model.lm.sequence_nll(tokens, lengths)
     return np.exp((nll / (lengths + 1)).cpu().numpy())
 
 
 FAMILY = Family(
     "language_model", LanguageModelConfig, LanguageModelDataConfig, LanguageModelEvalConfig,
-    prepare, lambda r: LanguageModel(r.model), evaluate, figures, codes, scores=scores, on_load=attach,
+    prepare, lambda r: LanguageModel(r.model), evaluate, figures, codes, scores=scores, on_load=attach_run_tokenizer,
 )

@@ -33,7 +33,7 @@ from seqae.families.summarizer.evaluate import (
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig, perplexity
 from seqae.families.summarizer.prior import read_prior
 from seqae.families.summarizer.texts import decode, encode_texts, summarize
-from seqae.families.text import tokenised
+from seqae.families.text import attach_run_tokenizer, tokenised
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,6 @@ def judge_lm(model: nn.Module, recipe: Recipe, data: SummaryData):
     lm = RecurrentLM(model.config.vocab_size, shape["lm_embed_dim"], shape["lm_hidden"], shape["lm_layers"])
     lm.load_state_dict(weights)
     return lm.to(next(model.parameters()).device).eval()
-
-
-def attach(model: nn.Module, recipe: Recipe, run_dir: Path) -> None:
-    from seqae.datasets.text import load_tokenizer
-
-    model.tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-    model.max_tokens = recipe.data.max_tokens
 
 
 @torch.no_grad()
@@ -229,7 +222,7 @@ def run(model: nn.Module, args: Any) -> int:
 
 FAMILY = Family(
     "summarizer", SummarizerConfig, SummaryDataConfig, SummaryEvalConfig,
-    prepare, lambda r: Summarizer(r.model), evaluate, figures, codes, on_load=attach, initialise=initialise,
+    prepare, lambda r: Summarizer(r.model), evaluate, figures, codes, on_load=attach_run_tokenizer, initialise=initialise,
     eval_options=("inputs", "references"),
     commands=(Command("summarize", "summarise texts (one per line) with a summariser run", add_arguments, run),),
 )

@@ -82,10 +82,10 @@ class SummarizerConfig:
     copy_weight: float = 0.0  # w_c: the copy loss kept in the main stage too, an anchor towards the copy target
     # what copy pre-training (and the anchor) teaches: the text's first L_b words (Wang & Lee), or L_b words
     # spread evenly over the text (positions floor((t + 1/2) |x| / L_b)), so that the summary starts out covering it all
+    copy_target: str = choice("lead", "lead", "spread", doc="the words copy pre-training teaches")
     # SEQ^3's topic loss: 1 - cos of the IDF-weighted mean word embeddings of the text and of the summary
     # (the training texts' IDF); in REINFORCE's reward with the opposite sign
     topic_weight: float = 0.0  # w_t
-    copy_target: str = choice("lead", "lead", "spread", doc="the words copy pre-training teaches")
 
     def validate(self, where: str) -> None:
         if self.embed_dim <= 0 or self.hidden <= 0 or self.discriminator_hidden <= 0:
@@ -263,8 +263,7 @@ class Summarizer(nn.Module):
         the LM reads the emitted (straight-through) words, so the gradient also reaches them."""
         lm = self.prior.next_log_probs(words)[:, :-1]  # position t: word t given BOS and the words before
         kl = (logp.exp() * (logp.masked_fill(torch.isinf(logp), 0.0) - lm)).sum(-1)  # (B, L)
-        valid = self.valid(summary_lengths, words.shape[1])
-        return (kl * valid).sum() / valid.sum()
+        return masked_mean(kl, self.valid(summary_lengths, words.shape[1]))
 
     def prior_score(self, words, summary_lengths) -> torch.Tensor:
         """The mean ``log p_LM(y_t | y_<t)`` of each summary's words ``(B,)`` (ids or one-hots)."""

@@ -10,20 +10,15 @@ from torch import nn
 from seqae.config import ConfigError
 from seqae.datasets.base import DataError
 from seqae.families.summarizer.evaluate import strip
+from seqae.families.text import decode_ids, encode_lines
 
 
 def encode_texts(model: nn.Module, texts: list[str], where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from seqae.datasets.text import encode_batch, pad_batch
-
-    ids = encode_batch(model.tokenizer, texts, model.max_tokens)
-    for number, row in enumerate(ids, start=1):
-        if not row:
-            raise DataError(f"{where}:{number}: nothing left to summarise after tokenising this line")
-    return pad_batch([np.asarray(r, dtype=np.int64) for r in ids])
+    return encode_lines(model.tokenizer, texts, model.max_tokens, where, "nothing left to summarise after tokenising this line")
 
 
 def decode(model: nn.Module, ids: np.ndarray) -> str:
-    return model.tokenizer.decode([int(i) for i in ids]).replace(" ##", "")
+    return decode_ids(model.tokenizer, ids)
 
 
 @torch.no_grad()
