@@ -1,7 +1,8 @@
 """Training throughput of every family's main recipe on this machine, in one run: for each recipe's model
 at its batch size, on its own data, the median time of a whole Trainer step (``Trainer.train_step``: the
 next batch, forward, backward, clipping and the optimizer for every phase), of the data alone (picking and
-collating the batch) and of the compute alone (the same step on a batch already made); items per second;
+collating the batch) and of the compute alone (the same step on batches already made, as many as the timed
+steps, so batches of every length count in both); items per second;
 model FLOPs per step counted by ``torch.utils.flop_counter.FlopCounterMode`` (forward and backward of every
 phase); FLOP/s as a share of a large fp32 matmul's measured in the same process; the share of a step spent
 outside the compute (Trainer and data overhead); and peak resident memory. Each recipe runs in its own
@@ -9,6 +10,7 @@ process (so the peak is its own); a recipe whose data is not there (the speech c
 speech` builds) is reported as skipped.
 
     .venv/bin/python benchmarks/throughput.py [--recipes ae_digits,summarizer_austen] [--steps 10] [--out throughput.json]
+        [--set train.batch_size=1024]
 """
 
 from __future__ import annotations
@@ -46,26 +48,30 @@ def compute_step(trainer, stage, optimizers, micro, module) -> None:
         opt.step()
 
 
-def median_time(fn, steps: int, warmup: int = 2) -> float:
+def median_time(fn, steps: int, warmup: int = 2, at_least_s: float = 2.0) -> float:
+    """The median of ``steps`` timed calls after ``warmup``; more calls while they add up to less than
+    ``at_least_s`` (a 3 ms step timed 10 times is mostly noise)."""
     times = []
-    for i in range(steps + warmup):
+    i = 0
+    while i < steps + warmup or sum(times) < at_least_s:
         start = time.perf_counter()
         fn()
         if i >= warmup:
             times.append(time.perf_counter() - start)
+        i += 1
     return statistics.median(times)
 
 
-def measure(name: str, steps: int) -> dict:
+def measure(name: str, steps: int, overrides: list[str] | None = None) -> dict:
     """One recipe's figures (run in a process of its own)."""
     from seqae.config import ConfigError, load_recipe
     from seqae.families.base import prepare
     from seqae.registry import get_family
     from seqae.runtime import seed_everything
-    from seqae.train import Trainer
+    from seqae.trainer import Trainer
 
     try:
-        recipe = load_recipe(ROOT / "recipes" / f"{name}.toml")
+        recipe = load_recipe(ROOT / "recipes" / f"{name}.toml", overrides or None)
     except ConfigError as err:
         return {"recipe": name, "skipped": str(err)}
     seed_everything(recipe.train.seed)
@@ -89,8 +95,10 @@ def measure(name: str, steps: int) -> dict:
         flops = counter.get_total_flops()
         reference = matmul_flops()
         full = median_time(lambda: trainer.train_step(stage, optimizers, schedulers, model, nothing), steps)
+        made = [trainer.micro_batches(trainer.next_global_batch()) for _ in range(steps + 2)]  # batches of every length
+        batches = iter(made * 1000)
         data = median_time(lambda: trainer.micro_batches(trainer.next_global_batch()), steps)
-        compute = median_time(lambda: compute_step(trainer, stage, optimizers, micro, model), steps)
+        compute = median_time(lambda: compute_step(trainer, stage, optimizers, next(batches), model), steps)
         reference = max(reference, matmul_flops())
     batch = recipe.train.batch_size
     return {"recipe": name, "family": recipe.family, "phases": [p.name for p in stage.phases], "batch": batch,
@@ -118,15 +126,18 @@ def main():
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipe names (recipes/NAME.toml)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after two warm-up steps)")
     parser.add_argument("--out", help="also write the rows as JSON here")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe override for every recipe, e.g. --set train.batch_size=1024 (repeatable)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # measure one recipe in this process (JSON on stdout)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.steps)))
+        print(json.dumps(measure(args.one, args.steps, args.overrides)))
         return
     rows = []
     for name in args.recipes.split(","):
-        done = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)], capture_output=True, text=True,
-                              env=os.environ)
+        sets = [f"--set={o}" for o in args.overrides]
+        done = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps), *sets], capture_output=True,
+                              text=True, env=os.environ)
         if done.returncode != 0:
             rows.append({"recipe": name, "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"})
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,16 @@ from seqae.config import ConfigError, Recipe, apply_overrides, dumps_toml, load_
 from seqae.datasets.base import DataError
 from seqae.families.base import prepare
 from seqae.registry import get_family
-from seqae.runtime import TENSORBOARD_MISSING, provenance, resolve_device, seed_everything, session_end, session_start
-from seqae.train import Trainer
+from seqae.runtime import (
+    TENSORBOARD_MISSING,
+    provenance,
+    resolve_device,
+    seed_everything,
+    session_end,
+    session_start,
+    tensorboard_media,
+)
+from seqae.trainer import Trainer
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
 RESUMABLE_CHANGES = {"train.steps", "train.device", "train.log_every", "train.checkpoint_every", "train.eval_every",
@@ -96,6 +105,9 @@ def train(
             record = checkpoint.read_run_file(run_dir) or {}
             sessions = record.get("sessions", []) + [session_end(session, trainer.device, trainer.step)]
             checkpoint.write_run_file(run_dir, provenance=provenance(), sessions=sessions)
+    if main and recipe.train.tensorboard and not done.get("already_finished"):
+        with tempfile.TemporaryDirectory() as folder:  # the family's figures and clips, as images and audio
+            tensorboard_media(run_dir, plot(run_dir, folder, device=str(trainer.device)), trainer.step)
     return run_dir
 
 

@@ -7,16 +7,19 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from seqae import api, checkpoint
-from seqae.checkpoint import CheckpointError
+from seqae.atomic import CheckpointError
 from seqae.config import ConfigError
-from seqae.datasets.base import DataError
-from seqae.registry import all_families, get_family
-from seqae.runtime import TrainingError
+from seqae.errors import DataError, TrainingError
+from seqae.figures import text_table
+from seqae.registry import CODE_KINDS, COMMANDS, command_modules
 
+if TYPE_CHECKING:
+    import numpy as np
+
+# torch, numpy and the families are imported by the commands that use them, not here: `seqae --help` and
+# argument errors answer without loading them (python -X importtime -m seqae.cli --help)
 USER_ERRORS = (ConfigError, CheckpointError, DataError, TrainingError)
 
 
@@ -27,7 +30,7 @@ DEVICE_HELP = "cpu (default), cuda, cuda:N"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqae", description=__doc__.strip() + " See README.md for recipes.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_eval, add_plot, add_compare, add_family_commands, add_search, add_data, add_outputs):
+    for add in (add_train, add_eval, add_plot, add_report, add_compare, add_family_commands, add_search, add_data, add_outputs):
         add(sub)
     return parser
 
@@ -76,6 +79,16 @@ def add_plot(sub) -> None:
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML page of a run (or a comparison of several): what was "
+                       "trained, curves, figures beside baselines, the family's figures and audio")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN", help=RUN_HELP + "; several: a comparison page")
+    p.add_argument("-o", "--out", help="the HTML file (default: RUN/report.html for one run, report.html for several)")
+    p.add_argument("--no-figures", action="store_true",
+                   help="leave out the family's figures and audio (they load the model and its evaluation data)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+
+
 def add_compare(sub) -> None:
     p = sub.add_parser("compare", help="the evaluation figures of several runs side by side, with the settings that differ")
     p.add_argument("run_dirs", nargs="+", metavar="run_dir", help=RUN_HELP)
@@ -83,10 +96,10 @@ def add_compare(sub) -> None:
 
 
 def add_family_commands(sub) -> None:
-    for name, command in family_commands().items():
-        p = sub.add_parser(name, help=command.help)
+    for name, module in command_modules().items():
+        p = sub.add_parser(name, help=module.HELP)
         p.add_argument("run_dir", help=RUN_HELP)
-        command.add_arguments(p)
+        module.add_arguments(p)
         p.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
@@ -138,46 +151,49 @@ def add_outputs(sub) -> None:
         p.add_argument("-o", "--output", required=True,
                        help="output .npy file" + ("" if name == "embed" else " (.npz: one array per audio file)"))
         if name == "codes":
-            kinds = {f.name: f.code_kinds for f in all_families() if f.code_kinds}
-            p.add_argument("--kind", choices=sorted({k for ks in kinds.values() for k in ks}),
+            p.add_argument("--kind", choices=sorted({k for ks in CODE_KINDS.values() for k in ks}),
                            help="which code, by family (the first the default): "
-                                + "; ".join(f"{name}: {', '.join(ks)}" for name, ks in kinds.items()))
+                                + "; ".join(f"{name}: {', '.join(ks)}" for name, ks in CODE_KINDS.items()))
         p.add_argument("--device", default="cpu", help=DEVICE_HELP)
-
-
-def family_commands() -> dict:
-    """The commands the families add (``seqae convert``), each under its name."""
-    return {command.name: command for family in all_families() for command in family.commands}
 
 
 def run_family_command(args: argparse.Namespace) -> int:
     """A family's command on a run of that family; a clear error for a run of another family."""
+    from seqae import api
+    from seqae.registry import get_family
+
     if getattr(args, "output", None):
         check_output(args.output)
     model = api.load(args.run_dir, device=args.device)
     family = get_family(model.recipe.family)
     command = next((c for c in family.commands if c.name == args.command), None)
     if command is None:
-        owners = [f.name for f in all_families() if any(c.name == args.command for c in f.commands)]
-        raise ConfigError(f"{args.run_dir}: a '{family.name}' run; seqae {args.command} takes a run of: {', '.join(owners)}")
+        owner = COMMANDS[args.command][0]
+        raise ConfigError(f"{args.run_dir}: a '{family.name}' run; seqae {args.command} takes a run of: {owner}")
     return command.run(model, args)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
+    import numpy as np
+
+    from seqae import checkpoint
+
     buffer = io.BytesIO()
     np.save(buffer, array)
     checkpoint.atomic_write(path, buffer.getvalue())
 
 
 def run(args: argparse.Namespace) -> int:
-    handlers = {"train": train, "eval": evaluate, "plot": plot, "compare": compare, "data": make_speech_data, "search": search,
-                "codes": write_output, "score": write_output, "embed": write_output}
-    if args.command in family_commands():
+    handlers = {"train": train, "eval": evaluate, "plot": plot, "report": report, "compare": compare, "data": make_speech_data,
+                "search": search, "codes": write_output, "score": write_output, "embed": write_output}
+    if args.command in COMMANDS:
         return run_family_command(args)
     return handlers[args.command](args)
 
 
 def train(args: argparse.Namespace) -> int:
+    from seqae import api, checkpoint
+
     overrides = args.overrides + (["train.tensorboard=true"] if args.tensorboard else [])
     run_dir = api.train(args.recipe, out=args.out, overrides=overrides, resume=args.resume, device=args.device)
     if not checkpoint.read_trainer_state(Path(run_dir) / checkpoint.STATE_FILE).get("finished", True):
@@ -188,6 +204,10 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from seqae import api
+
     result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None,
                           overrides=args.overrides or None, senteval=args.senteval, senteval_tasks=args.senteval_tasks,
                           discriminator=args.discriminator, inputs=args.inputs, references=args.references)
@@ -197,10 +217,7 @@ def evaluate(args: argparse.Namespace) -> int:
         clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
         print(json.dumps(clean, allow_nan=False))
         return 0
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        shown = f"{value:.6g}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
+    print(text_table(result))
     if table:
         print("\n" + table)
     return 0
@@ -214,7 +231,16 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def report(args: argparse.Namespace) -> int:
+    from seqae.report import write_report
+
+    print(write_report(args.run_dirs, args.out, device=args.device, figures=not args.no_figures))
+    return 0
+
+
 def plot(args: argparse.Namespace) -> int:
+    from seqae import api
+
     for path in api.plot(args.run_dir, args.out, device=args.device):
         print(path)
     return 0
@@ -222,6 +248,9 @@ def plot(args: argparse.Namespace) -> int:
 
 def write_output(args: argparse.Namespace) -> int:
     """``seqae codes``, ``score`` and ``embed``: the family's function of the input, written to -o."""
+    from seqae import api
+    from seqae.registry import get_family
+
     check_output(args.output)
     model = api.load(args.run_dir, device=args.device)
     family = get_family(model.recipe.family)
@@ -249,6 +278,10 @@ def write_output(args: argparse.Namespace) -> int:
 
 
 def save_npz(path: Path, arrays: dict) -> int:
+    import numpy as np
+
+    from seqae import checkpoint
+
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     checkpoint.atomic_write(path, buffer.getvalue())
@@ -257,6 +290,8 @@ def save_npz(path: Path, arrays: dict) -> int:
 
 
 def search(args: argparse.Namespace) -> int:
+    from seqae import api, checkpoint
+
     queries = args.queries or args.query
     results, built = api.search_collection(args.run_dir, args.index, queries, top_k=args.top_k, metric=args.metric,
                                            index_file=args.index_file, rebuild=args.rebuild, device=args.device)
@@ -312,6 +347,8 @@ def check_output(path: str) -> Path:
 
 def check_finite(array: np.ndarray, source: str) -> np.ndarray:
     """Outputs that are not finite are never written: the input was far outside what the model saw."""
+    import numpy as np
+
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise DataError(f"{source}: the model's output holds NaN or infinite values; the input's values are far outside "
                         "the range it was trained on")

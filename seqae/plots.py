@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -45,9 +46,15 @@ def training_curves(records: list[dict[str, Any]], path: Path, title: str = "") 
             ax.plot(steps, losses, label=f"train ({stage})" if len(stages) > 1 else "train")
     if evals:
         ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", ms=3, label="evaluation")
+    chance = [r["chance_loss"] for r in records if isinstance(r.get("chance_loss"), (int, float))]
+    if chance:  # a contrastive or language-model loss: where a uniform guess sits
+        ax.axhline(chance[-1], color="gray", linestyle="--", linewidth=1, label=f"chance ({chance[-1]:.3g})")
     ax.set_ylabel("loss")
     if train and min(r["loss"] for r in train) > 0:
         ax.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}")  # 4.8, not 4.8x10^0
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     ax.legend()
     ax.grid(alpha=0.3)
     ax.set_title(title or "training curves")
@@ -80,6 +87,21 @@ def image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: Path, col
     """Images in a grid (e.g. samples from a VAE)."""
     rows = int(np.ceil(len(images) / columns))
     return image_rows([images[r * columns : (r + 1) * columns] for r in range(rows)], [""] * rows, image_shape, path, title)
+
+
+def projector(vectors: np.ndarray, path: Path, **columns) -> Path:
+    """Vectors ``(items, dim)`` and their metadata (``columns``: one string per item each, e.g. ``label=``,
+    ``sentence=``) as ``path`` (.npz), which training with ``train.tensorboard`` hands to TensorBoard's
+    embedding projector."""
+    import io
+
+    from seqae.atomic import atomic_write
+
+    buffer = io.BytesIO()
+    np.savez(buffer, vectors=np.asarray(vectors, dtype=np.float32), **{k: np.asarray([str(v) for v in c]) for k, c in columns.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue())
+    return path
 
 
 def code_map(codes: np.ndarray, labels: np.ndarray | None, path: Path, title: str = "", names: list[str] | None = None,

@@ -27,6 +27,16 @@ FAMILIES: dict[str, str] = {
     "language_model": "seqae.families.language_model.family:FAMILY",
 }
 
+# What the command line shows before any family is imported (so ``seqae --help`` imports no torch): the
+# commands the families add, each the light module (argparse only) that holds its NAME, HELP and
+# add_arguments, and each family's code kinds (``seqae codes --kind``; the first the default). The
+# families take their code kinds from here and their commands' help from those modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("voice_conversion", "seqae.families.voice_conversion.command_line"),
+    "summarize": ("summarizer", "seqae.families.summarizer.command_line"),
+}
+CODE_KINDS: dict[str, tuple[str, ...]] = {"cpc": ("c", "z"), "voice_conversion": ("content", "speaker")}
+
 _loaded: dict[str, Any] = {}
 
 
@@ -44,6 +54,11 @@ def get_family(name: Any, where: str = "recipe") -> Any:
         module, attribute = FAMILIES[name].split(":")
         _loaded[name] = getattr(importlib.import_module(module), attribute)
     return _loaded[name]
+
+
+def command_modules() -> dict[str, Any]:
+    """The families' commands' light modules (NAME, HELP, add_arguments), by command name."""
+    return {name: importlib.import_module(module) for name, (_, module) in COMMANDS.items()}
 
 
 def all_families() -> list[Any]:

@@ -16,10 +16,7 @@ import torch
 import torch.distributed as dist
 
 from seqae.config import TrainConfig
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN loss, say); the message says why and what was kept."""
+from seqae.errors import TrainingError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,9 +113,8 @@ TENSORBOARD_MISSING = ("train.tensorboard = true needs the tensorboard package: 
                        "(or set train.tensorboard = false)")
 
 
-def tensorboard_scalars(run_dir, record: dict[str, Any]) -> None:
-    """Every number of a ``metrics.jsonl`` record as a TensorBoard scalar at its step, in ``RUN/tensorboard/``
-    (one writer per run directory, flushed after each record)."""
+def tensorboard_writer(run_dir) -> Any:
+    """The run directory's one TensorBoard writer (``RUN/tensorboard/``)."""
     key = str(run_dir)
     if key not in _writers:
         try:
@@ -126,7 +122,39 @@ def tensorboard_scalars(run_dir, record: dict[str, Any]) -> None:
         except ImportError:
             raise TrainingError(TENSORBOARD_MISSING) from None
         _writers[key] = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-    writer = _writers[key]
+    return _writers[key]
+
+
+def tensorboard_media(run_dir, paths: list[Path], step: int) -> None:
+    """The family's figures (PNG, ``seqae plot``'s) as TensorBoard images, its clips (WAV) as audio and its
+    vectors (.npz from :func:`seqae.plots.projector`) in the embedding projector with their metadata, at
+    ``step``, each under its file name (``figures/conversion``, ``audio/clip_1_converted``, ``embeddings``)."""
+    import matplotlib.image
+    import soundfile
+
+    writer = tensorboard_writer(run_dir)
+    for path in paths:
+        if path.suffix.lower() == ".npz":  # plots.projector's vectors and metadata
+            with np.load(path, allow_pickle=False) as data:
+                columns = [k for k in data.files if k != "vectors"]
+                rows = [list(r) for r in zip(*(data[k].tolist() for k in columns))] if columns else None
+                if columns and len(columns) == 1:
+                    rows = [r[0] for r in rows]
+                writer.add_embedding(torch.from_numpy(data["vectors"]), metadata=rows, tag=path.stem, global_step=step,
+                                     metadata_header=columns if len(columns) > 1 else None)
+        elif path.suffix.lower() == ".png":
+            image = matplotlib.image.imread(str(path))[..., :3]  # (H, W, 3) floats in [0, 1]
+            writer.add_image(f"figures/{path.stem}", image, step, dataformats="HWC")
+        elif path.suffix.lower() == ".wav":
+            samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            writer.add_audio(f"audio/{path.stem}", torch.from_numpy(samples.mean(1)), step, sample_rate=rate)
+    writer.flush()
+
+
+def tensorboard_scalars(run_dir, record: dict[str, Any]) -> None:
+    """Every number of a ``metrics.jsonl`` record as a TensorBoard scalar at its step, in ``RUN/tensorboard/``
+    (one writer per run directory, flushed after each record)."""
+    writer = tensorboard_writer(run_dir)
     for name, value in record.items():
         if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             writer.add_scalar(name, value, int(record["step"]))

@@ -104,3 +104,35 @@ def test_compare_lists_the_differing_settings_and_every_figure(tmp_path, capsys)
     assert "train.lr" in text and key in text and "not evaluated" in text and "train.steps" not in text
     (tmp_path / "plain").mkdir()
     expect_error(["compare", str(a), str(tmp_path / "plain")], capsys, "plain", "not a seqae run directory")
+
+
+def test_help_imports_no_torch_and_the_registry_tables_match_the_families():
+    """`seqae --help` and argument errors answer without torch (it takes seconds to import on a busy
+    machine); the command line reads the families' commands and code kinds from the registry's light
+    tables, which must say what the families themselves say."""
+    import subprocess
+    import sys
+
+    from seqae.registry import CODE_KINDS, COMMANDS, all_families, command_modules
+
+    probe = "import sys, seqae.cli; seqae.cli.build_parser(); print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+    modules = command_modules()
+    for family in all_families():
+        assert family.code_kinds == CODE_KINDS.get(family.name, ()), family.name
+        for command in family.commands:
+            assert COMMANDS[command.name][0] == family.name
+            assert (command.help, command.add_arguments) == (modules[command.name].HELP, modules[command.name].add_arguments)
+    assert sorted(COMMANDS) == sorted(c.name for f in all_families() for c in f.commands)
+
+
+def test_long_work_off_a_terminal_prints_a_line_per_part():
+    import io
+
+    from seqae import progress
+
+    stream = io.StringIO()
+    assert list(progress.each([("a", 1), ("b", 2)], "probing", name=lambda item: item[0], stream=stream)) == [("a", 1), ("b", 2)]
+    lines = stream.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["seqae: probing: 1/2 done (a)", "seqae: probing: 2/2 done (b)"]

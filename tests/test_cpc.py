@@ -1,4 +1,6 @@
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -89,7 +91,7 @@ def test_infonce_is_cross_entropy_with_the_true_future_first(monkeypatch):
     logits = torch.cat([(pred * z[:, 1:]).sum(-1, keepdim=True), torch.einsum("btc,btnc->btn", pred, negs)], -1)
     expected = F.cross_entropy(logits.reshape(-1, 4), torch.zeros(14, dtype=torch.long))
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert set(out.metrics) == {"accuracy_k1"}
+    assert set(out.metrics) == {"accuracy_k1", "chance_loss"} and out.metrics["chance_loss"] == pytest.approx(math.log(4))
 
 
 def test_sequence_draws_share_one_set_of_negatives_across_time(monkeypatch):
@@ -141,3 +143,26 @@ def test_cpc_trains_and_its_probes_report_every_baseline(tmp_path):
 
     assert main(["codes", str(run), "-i", str(tmp_path / "low_0.wav"), "-o", str(tmp_path / "c.npy"), "--kind", "z"]) == 0
     assert np.load(tmp_path / "c.npy").shape == ((int(16000 * 0.96) - 465) // 160 + 1, 16)
+
+
+@pytest.mark.parametrize("draws", ["frame", "sequence"])
+@pytest.mark.parametrize("mode", ["same_speaker", "any_speaker", "same_sequence"])
+def test_scoring_by_blocks_equals_gathering_the_negatives(mode, draws):
+    """The two ways of scoring the negatives give the same scores and the same gradients."""
+    from seqae.families.cpc.model import negative_scores_of
+
+    model = make(prediction_steps=3, negatives=5, negative_sampling=mode, negative_draws=draws)
+    b, t, k, c = 4, 9, 3, 6
+    torch.manual_seed(1)
+    indices = model.negative_indices(torch.tensor([0, 1, 0, 2]), b, t, t if draws == "frame" else 1)
+    results = []
+    for blocks in (False, True):
+        predictions = torch.randn(b, t, k, c, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        z = torch.randn(b, t, c, generator=torch.Generator().manual_seed(3), requires_grad=True)
+        scores = negative_scores_of(predictions, z, indices, blocks)
+        (scores * torch.arange(scores.numel()).reshape(scores.shape).sin()).sum().backward()
+        results.append((scores.detach(), predictions.grad, z.grad))
+    for gathered, blocked in zip(*results):
+        assert gathered.shape == blocked.shape
+        torch.testing.assert_close(blocked, gathered, rtol=1e-5, atol=1e-5)
+    assert results[0][0].shape == (b, t, k, 5)

@@ -109,6 +109,8 @@ def test_train_embed_and_evaluate_end_to_end(tmp_path, corpus_dir, family):
             gain = result[f"{figure}_gain_over_{other}"]
             assert gain == pytest.approx(result[f"{figure}_trained"] - result[f"{figure}_{other}"], abs=1e-9)
             assert result[f"{figure}_gain_over_{other}_se"] >= 0
+    neighbours = result["neighbours"]  # what the encoder counts as alike, to read (seqae report shows it)
+    assert len(neighbours) == 5 and all(n["nearest"] != n["sentence"] and -1 <= n["cosine"] <= 1 + 1e-5 for n in neighbours)
     (tmp_path / "in.txt").write_text("The whale.\nA dance in the rain.\n")
     assert main(["embed", str(run), "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "emb.npy")]) == 0
     assert np.load(tmp_path / "emb.npy").shape == (2, model.embedding_dim)

@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -9,7 +10,7 @@ import seqae
 from seqae import checkpoint
 from seqae.checkpoint import CheckpointError, read_metrics
 from seqae.config import TrainConfig
-from seqae.train import TrainingError, lr_factor
+from seqae.trainer import TrainingError, lr_factor
 
 
 def losses(run_dir):
@@ -185,6 +186,15 @@ def test_tensorboard_scalars_are_the_metrics_log(tmp_path, capsys, monkeypatch):
         scalars = [(e.step, e.value) for e in events.Scalars(name)]
         assert len(logged) >= 2 and [s for s, _ in scalars] == [s for s, _ in logged]
         assert [v for _, v in scalars] == pytest.approx([v for _, v in logged], rel=1e-6)
+    images = events.Tags()["images"]  # the family's figures (seqae plot's) at the last step
+    assert {"figures/training_curves", "figures/reconstructions"} <= set(images), images
+    shown = events.Images("figures/reconstructions")[-1]
+    assert shown.step == 6 and shown.width > 100 and shown.height > 100
+    # the test split's codes in the embedding projector, one metadata row (the digit) per vector
+    assert "codes" in (out / "tensorboard" / "projector_config.pbtxt").read_text()
+    vectors = (out / "tensorboard" / "00006" / "codes" / "tensors.tsv").read_text().splitlines()
+    labels = (out / "tensorboard" / "00006" / "codes" / "metadata.tsv").read_text().splitlines()
+    assert len(vectors) == len(labels) > 100 and len(vectors[0].split("\t")) == 8 and set(labels) <= set("0123456789")
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
@@ -192,6 +202,23 @@ def test_tensorboard_scalars_are_the_metrics_log(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["train", str(recipe), "--out", str(tmp_path / "r2"), "--tensorboard"]) == 1
     assert "pip install 'seqae[tensorboard]'" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_tensorboard_audio_is_the_clip(tmp_path):
+    """Clips (voice conversion's source, target and converted WAVs) as TensorBoard audio, read back."""
+    import soundfile
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from seqae.runtime import tensorboard_media
+
+    clip = tmp_path / "clip_1_converted.wav"
+    soundfile.write(clip, 0.5 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440), 16000)
+    tensorboard_media(tmp_path / "run", [clip], 7)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    heard = events.Audio("audio/clip_1_converted")
+    assert len(heard) == 1 and heard[0].step == 7 and heard[0].sample_rate == 16000
+    assert heard[0].length_frames == 8000
 
 
 def test_run_json_records_what_ran_where_and_how_long(tmp_path):

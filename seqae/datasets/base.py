@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file (and line or key)."""
+from seqae.errors import DataError
 
 
 def check_input_file(path, what: str = "file") -> Path:

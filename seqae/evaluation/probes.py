@@ -84,12 +84,14 @@ def probe(
 
     ``extractors``: name -> (function, centre of the first frame in seconds, hop in seconds).
     """
+    from seqae import progress
+
     train_idx, test_idx = split_by_sentence(utterances, config.seed)
     has_phones = all(u.phones for u in utterances)
     speakers = [u.speaker for u in utterances]
     result: dict[str, float] = {"probe_train_utterances": float(len(train_idx)), "probe_test_utterances": float(len(test_idx))}
     rng = np.random.default_rng(config.seed)
-    for name, (extract, first_centre, hop) in extractors.items():
+    for name, (extract, first_centre, hop) in progress.each(extractors.items(), "phone and speaker probes", name=lambda e: e[0]):
         frames, labels, means = [], [], []
         for utt, wave in zip(utterances, waves):
             feats = extract(wave)

@@ -127,6 +127,8 @@ def code_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
     codes = model.encode(torch.from_numpy(test_x).to(next(model.parameters()).device))
     codes = (codes[0] if isinstance(codes, tuple) else codes).cpu().numpy()
     paths.append(plots.code_map(codes, test_y, out_dir / "code_map.png"))
+    labels = {} if test_y is None else {"label": test_y}
+    paths.append(plots.projector(codes, out_dir / "codes.npz", **labels))
     if test_y is not None:
         paths.append(plots.code_map(codes, test_y, out_dir / "tsne_map.png", title="codes of the test split (t-SNE)", projection="tsne"))
     return paths

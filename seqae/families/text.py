@@ -176,6 +176,7 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
     ``data/downstream`` folder; ``senteval_tasks``: their names, default all there are) for the trained
     encoder, the same encoder untrained, and bags of words (mean of the trained, and of the untrained,
     token embeddings)."""
+    from seqae import progress
     from seqae.evaluation import senteval as se
     from seqae.evaluation.sentences import builtin_tasks, paired_gains, read_task, user_task
 
@@ -197,7 +198,9 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
     result: dict[str, Any] = {"held_out_sentences": len(prepared.extra.test_idx), "retrieval_queries": len(held["queries"]),
                               "embedding_dim": model.embedding_dim}
     per_item: dict[str, dict[str, np.ndarray]] = {name: {} for name in embedders}
-    for name, embed in embedders.items():
+    parts = progress.each(embedders.items(), "evaluating the trained encoder, the untrained one and the bags of words",
+                          name=lambda item: item[0])
+    for name, embed in parts:
         for key, value in builtin_tasks(embed, held, recipe.eval, per_item[name]).items():
             result[f"{key}_{name}"] = value
         for path, kind, items in parsed:
@@ -208,9 +211,25 @@ def evaluate_text(model: nn.Module, recipe: Recipe, prepared: Prepared, tasks: l
                 result[f"senteval_{task.name}_{key}_{name}"] = value
     # the trained encoder against the untrained one and its bag of words, on the same items (paired)
     result.update(paired_gains(per_item, "trained", ["untrained", "bow_trained"]))
+    result["neighbours"] = nearest_neighbours(model.embed, held["pool"])
     if benchmark:
         result["senteval_table"] = se.table(result, [t.name for t in benchmark], list(embedders))
     return result
+
+
+def nearest_neighbours(embed, sentences: list[str], queries: int = 5) -> list[dict[str, Any]]:
+    """For ``queries`` held-out sentences spread through ``sentences`` (up to the first 2000), the nearest other
+    one by cosine similarity of the embeddings: what the encoder counts as alike, to read."""
+    pool = list(dict.fromkeys(sentences))[:2000]
+    vectors = embed(pool)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    out = []
+    for i in np.linspace(0, len(pool) - 1, num=min(queries, len(pool)), dtype=int).tolist():
+        similarity = vectors @ vectors[i]
+        similarity[i] = -np.inf
+        j = int(similarity.argmax())
+        out.append({"sentence": pool[i], "nearest": pool[j], "cosine": round(float(similarity[j]), 4)})
+    return out
 
 
 def text_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
@@ -222,7 +241,12 @@ def text_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
     embeddings = model.embed(held["probe_sentences"])
     names = prepared.extra.corpus.document_names
     return [plots.code_map(embeddings, held["probe_labels"], out_dir / "embedding_map.png",
-                           title="held-out sentence embeddings, by book", names=names)]
+                           title="held-out sentence embeddings, by book", names=names),
+            # with many books the first two principal components overlap; t-SNE keeps neighbours together
+            plots.code_map(embeddings, held["probe_labels"], out_dir / "embedding_tsne.png", projection="tsne",
+                           title="held-out sentence embeddings, by book (t-SNE)", names=names),
+            plots.projector(embeddings, out_dir / "embeddings.npz", sentence=held["probe_sentences"],
+                            book=[names[i] for i in held["probe_labels"]])]
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from seqae.datasets.base import BatchSource, utterances_fingerprint
 from seqae.evaluation.probes import ProbeEvalConfig
 from seqae.families.base import Family, Prepared, Utterances, manifest_utterances, resolve_manifests, utterance_items
 from seqae.families.cpc.model import CPC, CPCConfig
+from seqae.registry import CODE_KINDS
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -125,6 +126,8 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
     names = sorted({u.speaker for u in by_speaker})
     labels = np.array([names.index(u.speaker) for u in by_speaker])
     paths.append(plots.code_map(feats, labels, out_dir / "speaker_map.png", title="utterance-mean CPC context by speaker", names=names))
+    paths.append(plots.projector(feats, out_dir / "utterance_context.npz", speaker=[u.speaker for u in by_speaker],
+                                 text=[u.text for u in by_speaker]))
     return paths
 
 
@@ -145,6 +148,6 @@ def search_items(model: nn.Module, recipe: Recipe, path: Path) -> tuple[list[str
 
 FAMILY = Family(
     "cpc", CPCConfig, AudioDataConfig, ProbeEvalConfig,
-    prepare, lambda r: CPC(r.model), evaluate, figures, codes, code_kinds=("c", "z"), eval_options=("manifest",),
+    prepare, lambda r: CPC(r.model), evaluate, figures, codes, code_kinds=CODE_KINDS["cpc"], eval_options=("manifest",),
     search_items=search_items,
 )

@@ -8,6 +8,7 @@ predictor W_k per future step k scores the true future frame z_{t+k} against neg
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -156,12 +157,9 @@ class CPC(nn.Module):
             raise ValueError(f"segments of {t} frames are too short to predict {k_max} steps ahead")
         speaker = batch.get("speaker", torch.zeros(b, dtype=torch.long, device=wave.device))
         draws = t if self.config.negative_draws == "frame" else 1
-        negatives = z.reshape(b * t, ch)[self.negative_indices(speaker, b, t, draws)]  # (B, draws, N, C)
-        # every step's prediction at every t, scored against its draw's negatives in one batched matmul
+        indices = self.negative_indices(speaker, b, t, draws)  # (B, draws, N)
         predictions = torch.stack([p(c) for p in self.predictors], dim=2)  # (B, T, K, C)
-        negative_scores = torch.bmm(
-            predictions.reshape(b * draws, (t // draws) * k_max, ch), negatives.reshape(b * draws, -1, ch).transpose(1, 2)
-        ).view(b, t, k_max, -1)  # (B, T, K, N)
+        negative_scores = negative_scores_of(predictions, z, indices)  # (B, T, K, N)
         losses, metrics = [], {}
         for k in range(1, k_max + 1):
             prediction = predictions[:, : t - k, k - 1]  # (B, T-k, C): W_k c_t
@@ -174,4 +172,40 @@ class CPC(nn.Module):
             # encoder scores everything 0) is not a hit, as argmax == 0 would count it
             metrics[f"accuracy_k{k}"] = (positive.squeeze(-1) > negative.max(-1).values).float().mean().detach()
         loss = torch.stack(losses).mean()
+        metrics["chance_loss"] = math.log(self.config.negatives + 1)  # a uniform guess among the future and its negatives
         return ModelOutput(loss, metrics)
+
+
+def negative_scores_of(predictions: torch.Tensor, z: torch.Tensor, indices: torch.Tensor, blocks: bool | None = None) -> torch.Tensor:
+    """Every prediction ``(B, T, K, C)`` scored against its negatives: ``indices`` ``(B, draws, N)`` are flat
+    indices into the batch's ``B * T`` frames ``z`` ``(B, T, C)``, one set per draw (``draws`` = T or 1).
+    Returns ``(B, T, K, N)``.
+
+    Two exact ways. Gathering the negative frames (``(B, draws, N, C)``) and one batched matmul; for a
+    fresh set per frame that gather and its backward (a scatter-add into z's gradient) move ``B*T*N*C``
+    floats and took about a fifth of a CPC step. Or, when the negatives come from few utterances (the
+    same speaker, the same sequence), scoring every prediction of utterance b against every frame of each
+    utterance b draws from (one matmul per used pair of utterances) and gathering the scalar scores:
+    ``P*T`` frames scored for each prediction against N gathered vectors, so it is used (``blocks=None``)
+    when ``P * T <= 2 * B * N``, P the number of (utterance, source utterance) pairs the draw uses."""
+    b, t, k_max, ch = predictions.shape
+    draws = indices.shape[1]
+    rows, times = indices // t, indices % t
+    used = torch.zeros(b, b, dtype=torch.bool, device=z.device)
+    used[torch.arange(b, device=z.device)[:, None, None].expand_as(rows), rows] = True
+    pairs = used.nonzero()  # (P, 2): (utterance, utterance it draws negatives from)
+    if blocks is None:
+        blocks = draws == t and len(pairs) * t <= 2 * b * indices.shape[-1]
+    if not blocks:
+        negatives = z.reshape(b * t, ch)[indices]  # (B, draws, N, C)
+        return torch.bmm(predictions.reshape(b * draws, (t // draws) * k_max, ch),
+                         negatives.reshape(b * draws, -1, ch).transpose(1, 2)).view(b, t, k_max, -1)
+    pair_id = torch.full((b, b), -1, dtype=torch.long, device=z.device)
+    pair_id[pairs[:, 0], pairs[:, 1]] = torch.arange(len(pairs), device=z.device)
+    block = torch.bmm(predictions[pairs[:, 0]].reshape(len(pairs), t * k_max, ch), z[pairs[:, 1]].transpose(1, 2))
+    # block[p, t' * K + k, s]: prediction (t', k) of the pair's first utterance against frame s of its second
+    p = pair_id[torch.arange(b, device=z.device)[:, None, None], rows].expand(b, t, -1)
+    at = torch.arange(t, device=z.device)[None, :, None]
+    base = (p * (t * k_max) + at * k_max) * t + times.expand(b, t, -1)  # (B, T, N), for k = 0
+    flat = base[:, :, None, :] + (torch.arange(k_max, device=z.device) * t)[None, None, :, None]
+    return block.reshape(-1)[flat]  # (B, T, K, N)

@@ -94,6 +94,7 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
     model.eval()
     codes = encode_all(model, test_x)
     paths = [plots.code_map(codes, test_y, out_dir / "code_map.png", title="infomax codes of the test split")]
+    paths.append(plots.projector(codes, out_dir / "codes.npz", **({} if test_y is None else {"label": test_y})))
     if test_y is not None:
         paths.append(plots.code_map(codes, test_y, out_dir / "tsne_map.png", title="infomax codes of the test split (t-SNE)",
                                     projection="tsne"))

@@ -3,6 +3,7 @@ cross-entropy (every token of a sentence and the EOS after it, given BOS and the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -46,4 +47,5 @@ class LanguageModel(nn.Module):
         nll, right = self.lm.sequence_nll(batch["tokens"], batch["lengths"])
         targets = (batch["lengths"] + 1).sum().to(nll.device)
         loss = nll.sum() / targets
-        return ModelOutput(loss, {"nll": loss.detach(), "accuracy": (right.sum() / targets).detach()})
+        metrics = {"nll": loss.detach(), "accuracy": (right.sum() / targets).detach(), "chance_loss": math.log(self.config.vocab_size)}
+        return ModelOutput(loss, metrics)  # chance_loss: a uniform guess over the vocabulary

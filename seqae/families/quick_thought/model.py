@@ -3,6 +3,7 @@ classifier over the other sentences of the batch, with scores f(s) . g(c), picks
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -87,4 +88,5 @@ class QuickThought(SentenceEmbedder):
         best_other = log_probs.masked_fill(target | self_mask, float("-inf")).max(dim=1).values
         hits = best_target > best_other
         accuracy = hits[has_target].float().mean() if has_target.any() else scores.new_zeros(())
-        return ModelOutput(loss, {"accuracy": accuracy.detach()})
+        # the loss of a uniform guess among the other candidates: where training starts, what it must go below
+        return ModelOutput(loss, {"accuracy": accuracy.detach(), "chance_loss": math.log(max(len(candidates) - 1, 1))})

@@ -15,6 +15,7 @@ from seqae.checkpoint import read_metrics
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.base import DataError, read_text_lines
 from seqae.families.base import Command, Family, Inferred, Prepared
+from seqae.families.summarizer import command_line
 from seqae.families.summarizer.data import (
     SummaryBatches,
     SummaryDataConfig,
@@ -198,14 +199,6 @@ def codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
     return model.summarize_tokens(tokens, lengths)[0].cpu().numpy()
 
 
-def add_arguments(parser: Any) -> None:
-    parser.add_argument("-i", "--input", required=True, help="texts to summarise, one per line")
-    parser.add_argument("-o", "--output", required=True, help="summaries, one per line (the same line numbers)")
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument("--ratio", type=float, help="summary length as a share of each text's (default: the run's)")
-    length.add_argument("--length", type=int, help="a fixed summary length in tokens")
-
-
 def run(model: nn.Module, args: Any) -> int:
     from seqae.atomic import atomic_write
 
@@ -224,5 +217,5 @@ FAMILY = Family(
     "summarizer", SummarizerConfig, SummaryDataConfig, SummaryEvalConfig,
     prepare, lambda r: Summarizer(r.model), evaluate, figures, codes, on_load=attach_run_tokenizer, initialise=initialise,
     eval_options=("inputs", "references"),
-    commands=(Command("summarize", "summarise texts (one per line) with a summariser run", add_arguments, run),),
+    commands=(Command(command_line.NAME, command_line.HELP, command_line.add_arguments, run),),
 )

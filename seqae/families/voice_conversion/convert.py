@@ -115,18 +115,24 @@ def convert_file(model: nn.Module, source, targets: list | None = None, out="con
 
 def write_outputs(model: nn.Module, converted: torch.Tensor, out: Path, vocoder: str) -> None:
     """The converted log-mel as audio (``out``) and as an array (``out`` with ``.npy``), each written atomically."""
-    import soundfile
-
     from seqae.vocoder import get_vocoder
 
     data = model.recipe.data
     wave = get_vocoder(vocoder, data.mel(), n_iter=model.recipe.eval.griffin_lim_iters)(converted)
-    buffer = io.BytesIO()
-    soundfile.write(buffer, wave.numpy(), data.sample_rate, format="WAV", subtype="PCM_16")
-    atomic_write(out, buffer.getvalue())
+    write_wave(wave.numpy(), data.sample_rate, out)
     array = io.BytesIO()
     np.save(array, converted.numpy())
     atomic_write(out.with_suffix(".npy"), array.getvalue())
+
+
+def write_wave(samples: np.ndarray, sample_rate: int, out: Path) -> Path:
+    """``samples`` (1-D, nominally in [-1, 1]) as a 16-bit WAV file, written atomically."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    atomic_write(out, buffer.getvalue())
+    return out
 
 
 def conversion_figure(model, source, source_mel, targets, target_mels, target_speaker, converted, out: Path) -> Path:
@@ -143,17 +149,6 @@ def conversion_figure(model, source, source_mel, targets, target_mels, target_sp
     shown = [source_mel.numpy()] + ([target_mels[0].numpy()] if target_mels else []) + [converted.numpy()]
     data = model.recipe.data
     return plots.spectrograms(shown, titles, out.with_suffix(".png"), hop_seconds=data.hop_length / data.sample_rate)
-
-
-def add_arguments(parser: Any) -> None:
-    parser.add_argument("--source", required=True, help="audio file whose content is kept")
-    parser.add_argument("--target", action="append", default=[], metavar="FILE",
-                        help="an utterance of the target speaker (repeatable: their speaker codes are averaged)")
-    parser.add_argument("--target-speaker", help="adversarial runs: the name of a training speaker")
-    parser.add_argument("-o", "--output", required=True, help="output .wav (a .npy of the converted log-mel and a .png beside it)")
-    parser.add_argument("--pitch-range", choices=PITCH_RANGES,
-                        help="models trained with model.pitch: scale the source's pitch contour to the target's range (target) or "
-                             "keep the source's (source); default: the run's eval.pitch_range (target)")
 
 
 def run(model: nn.Module, args: Any) -> int:

@@ -22,10 +22,11 @@ from seqae.families.base import (
     resolve_manifests,
     utterance_items,
 )
-from seqae.families.voice_conversion import convert
+from seqae.families.voice_conversion import command_line, convert
 from seqae.families.voice_conversion.convert import convert_mel
 from seqae.families.voice_conversion.evaluate import ConversionEvalConfig
 from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
+from seqae.registry import CODE_KINDS
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -113,6 +114,40 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared | None, out_dir
         unseen = {n for n in speakers if n not in model.config.speakers}
         paths.append(plots.speaker_map(codes, labels, speakers, unseen, out_dir / "speaker_map.png",
                                        title="speaker codes of held-out sentences"))
+        paths.append(plots.projector(codes, out_dir / "speaker_codes.npz", speaker=[u.speaker for u in picked],
+                                     unseen=[u.speaker in unseen for u in picked], text=[u.text for u in picked]))
+    return paths + conversion_clips(model, recipe, picked, mels, pitch, out_dir)
+
+
+def conversion_clips(model: nn.Module, recipe: Recipe, picked: list, mels: list[torch.Tensor], pitch: list | None,
+                     out_dir: Path, pairs: int = 3) -> list[Path]:
+    """Up to ``pairs`` conversions to listen to, each between a different pair of speakers (the next speaker
+    in name order that the run can convert to): ``clip_N_source.wav`` and ``clip_N_target.wav`` (the files as
+    read, at the run's sample rate) and ``clip_N_converted.wav`` (through the Griffin-Lim vocoder with
+    ``eval.griffin_lim_iters`` iterations), which ``seqae report`` shows as a table of players."""
+    from seqae.datasets.audio import read_audio
+
+    data, speakers = recipe.data, list(dict.fromkeys(u.speaker for u in picked))
+    targets_allowed = [s for s in speakers if model.config.method == "adain" or s in model.config.speakers]
+    paths = []
+    for n, name in enumerate(speakers[:pairs]):
+        order = speakers[n + 1:] + speakers[:n]
+        target_name = next((s for s in order if s in targets_allowed), None)
+        if target_name is None:
+            break
+        i = next(k for k, u in enumerate(picked) if u.speaker == name)
+        j = next(k for k, u in enumerate(picked) if u.speaker == target_name)
+        references = [mels[j]] if model.config.method == "adain" else None
+        tracks = None if pitch is None else [pitch[i], pitch[j]]
+        converted = convert_mel(model, mels[i], references, target_name, tracks, recipe.eval.pitch_range)
+        stem = out_dir / f"clip_{n + 1}"
+        for role, k in (("source", i), ("target", j)):
+            wave = read_audio(picked[k].audio, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
+            paths.append(convert.write_wave(wave.reshape(-1).numpy(), data.sample_rate, Path(f"{stem}_{role}.wav")))
+        out = Path(f"{stem}_converted.wav")
+        convert.write_outputs(model, data.denormalise(converted), out, "griffin_lim")
+        out.with_suffix(".npy").unlink(missing_ok=True)
+        paths.append(out)
     return paths
 
 
@@ -144,7 +179,7 @@ def search_items(model: nn.Module, recipe: Recipe, path: Path) -> tuple[list[str
 FAMILY = Family(
     "voice_conversion", VoiceConversionConfig, AudioDataConfig, ConversionEvalConfig,
     prepare, lambda r: VoiceConversion(r.model, r.data.mel()), evaluate, figures, codes,
-    eval_needs_training_data=False, code_kinds=("content", "speaker"), eval_options=("manifest",),
+    eval_needs_training_data=False, code_kinds=CODE_KINDS["voice_conversion"], eval_options=("manifest",),
     search_items=search_items,
-    commands=(Command("convert", "voice conversion: SOURCE's words in the voice of TARGET", convert.add_arguments, convert.run),),
+    commands=(Command(command_line.NAME, command_line.HELP, command_line.add_arguments, convert.run),),
 )
