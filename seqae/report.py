@@ -21,7 +21,7 @@ from typing import Any
 
 from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
-from seqae.figures import figure_rows, shown
+from seqae.figures import figure_rows, is_number, shown
 
 MARK = "<!-- written by seqae report -->"
 STYLE = """
@@ -30,8 +30,10 @@ line-height:1.45;color:#1a1a1a;background:#fff}
 h1{font-size:1.6rem}h2{font-size:1.3rem;border-bottom:1px solid #ccc;margin-top:2rem}h3{font-size:1.1rem}
 .scroll{overflow-x:auto;margin:.5rem 0}
 table{border-collapse:collapse;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;
-vertical-align:top}th[scope=row],td.text{text-align:left}thead th{background:#f0f0f0}
-tr.differs th,tr.differs td{background:#fff3c4}caption{text-align:left;font-weight:600;padding:.25rem 0}
+vertical-align:top}th[scope=row],td.text,thead th:first-child{text-align:left}thead th{background:#f0f0f0}
+tr.differs th,tr.differs td{background:#fff3c4}th[scope=row]{overflow-wrap:anywhere;min-width:7rem}
+td.text{overflow-wrap:anywhere;min-width:9rem}@media (max-width:600px){body{padding:.5rem}table{font-size:.8rem}}
+caption{text-align:left;font-weight:600;padding:.25rem 0}
 figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}figcaption{font-size:.9rem;color:#444}
 audio{width:100%;min-width:12rem;max-width:20rem}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5rem;font-size:.85rem}
 nav ul{padding-left:1.2rem}
@@ -47,11 +49,19 @@ def data_uri(path: Path) -> str:
     return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
+class Text(str):
+    """A table cell of words (left-aligned); other cells are numbers (right-aligned)."""
+
+
+def cell(content: str) -> str:
+    return f'<td class="text">{content}</td>' if isinstance(content, Text) else f"<td>{content}</td>"
+
+
 def table(headings: list[str], rows: list[tuple[str, list[str], str]], caption: str = "") -> str:
     """An accessible table: column headers, a row header per row; ``rows`` are (row header, cells, CSS class)
-    with the cells already escaped HTML."""
+    with the cells already escaped HTML (:class:`Text` for words)."""
     head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headings)
-    body = "".join(f'<tr class="{cls}"><th scope="row">{esc(name)}</th>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+    body = "".join(f'<tr class="{cls}"><th scope="row">{esc(name)}</th>' + "".join(cell(c) for c in cells) + "</tr>"
                    for name, cells, cls in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -80,12 +90,12 @@ def trained_section(run_dir: Path, config: dict[str, Any], record: dict[str, Any
             ("training time", f"{wall / 60:.1f} min in {len(sessions)} session(s)" if sessions else "not recorded"),
             ("versions", versions or f"seqae {record.get('seqae_version', '?')}"),
             ("git commit", made.get("git_commit") or "-"), ("python, platform", f"{made.get('python', '-')}, {made.get('platform', '-')}")]
-    out = table(["", "value"], [(k, [f'<span class="text">{esc(v)}</span>'], "") for k, v in rows], "What was trained")
+    out = table(["", "value"], [(k, [Text(esc(v))], "") for k, v in rows], "What was trained")
     if sessions:
         keys = ["start", "end", "wall_s", "step", "device", "device_name", "processes", "threads", "peak_rss_mb", "peak_gpu_mb"]
         keys = [k for k in keys if any(k in s for s in sessions)]
         out += table(["session"] + keys + ["command"],
-                     [(str(i + 1), [esc(shown(s.get(k))) for k in keys] + [f'<code>{esc(" ".join(s.get("command", [])))}</code>'], "")
+                     [(str(i + 1), [esc(shown(s.get(k))) for k in keys] + [Text(f'<code>{esc(" ".join(s.get("command", [])))}</code>')], "")
                       for i, s in enumerate(sessions)], "Training sessions")
     return out
 
@@ -107,7 +117,8 @@ def examples(key: str, items: list) -> str:
     title = key.replace("_", " ")
     if all(isinstance(i, dict) for i in items):
         keys = list(dict.fromkeys(k for i in items for k in i))
-        rows = [(str(n + 1), [f'<span class="text">{esc(shown(i.get(k)))}</span>' for k in keys], "") for n, i in enumerate(items)]
+        rows = [(str(n + 1), [esc(shown(v)) if is_number(v) else Text(esc(shown(v))) for v in (i.get(k) for k in keys)], "")
+                for n, i in enumerate(items)]
         return f"<h3>{esc(title)}</h3>" + table(["#"] + keys, rows)
     return f"<h3>{esc(title)}</h3><ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
 

@@ -23,11 +23,13 @@ window.addEventListener("load", async () => {
   const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);
   const clips = [...document.querySelectorAll("audio")];
   const states = await Promise.all(clips.map(a => new Promise(done => {
-    a.addEventListener("canplay", () => done("ok"), {once: true});
+    if (a.readyState >= 1) { done("ok"); return; }
+    a.addEventListener("loadedmetadata", () => done("ok"), {once: true});
     a.addEventListener("error", () => done("error: " + a.getAttribute("aria-label")), {once: true});
     a.preload = "auto"; a.load();
   })));
-  const result = {images: document.images.length, broken, clips: clips.length, bad: states.filter(s => s !== "ok")};
+  const durations = clips.map(a => a.duration);
+  const result = {images: document.images.length, broken, clips: clips.length, bad: states.filter(s => s !== "ok"), durations};
   document.body.setAttribute("data-check", JSON.stringify(result));
 });
 </script>"""
@@ -63,3 +65,4 @@ def test_the_report_renders_and_every_image_and_clip_loads(runs, tmp_path, capsy
     result = json.loads(found.group(1).replace("&quot;", '"'))
     assert result["images"] >= 4 and result["broken"] == [], result
     assert result["clips"] >= 3 and result["bad"] == [], result
+    assert all(d > 0.1 for d in result["durations"]), result  # every clip decoded: it has a length
