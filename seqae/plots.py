@@ -89,16 +89,19 @@ def image_grid(images: np.ndarray, image_shape: tuple[int, ...], path: Path, col
     return image_rows([images[r * columns : (r + 1) * columns] for r in range(rows)], [""] * rows, image_shape, path, title)
 
 
-def projector(vectors: np.ndarray, path: Path, **columns) -> Path:
+def projector(vectors: np.ndarray, path: Path, images: np.ndarray | None = None, **columns) -> Path:
     """Vectors ``(items, dim)`` and their metadata (``columns``: one string per item each, e.g. ``label=``,
-    ``sentence=``) as ``path`` (.npz), which training with ``train.tensorboard`` hands to TensorBoard's
-    embedding projector."""
+    ``sentence=``; ``images``: one ``(H, W)`` image in [0, 1] per item, the projector's thumbnails) as ``path``
+    (.npz), which training with ``train.tensorboard`` hands to TensorBoard's embedding projector."""
     import io
 
     from seqae.atomic import atomic_write
 
     buffer = io.BytesIO()
-    np.savez(buffer, vectors=np.asarray(vectors, dtype=np.float32), **{k: np.asarray([str(v) for v in c]) for k, c in columns.items()})
+    arrays = {k: np.asarray([str(v) for v in c]) for k, c in columns.items()}
+    if images is not None:
+        arrays["images"] = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    np.savez(buffer, vectors=np.asarray(vectors, dtype=np.float32), **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, buffer.getvalue())
     return path

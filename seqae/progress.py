@@ -13,9 +13,10 @@ T = TypeVar("T")
 
 
 def each(items: Iterable[T], what: str, total: int | None = None, name: Callable[[T], Any] | None = None,
-         stream: Any = None) -> Iterator[T]:
+         stream: Any = None, every: float = 10.0) -> Iterator[T]:
     """Yield ``items``, showing ``what`` and how many are done; ``name(item)`` labels each part in the plain
-    lines. A bar only when the stream is a terminal."""
+    lines, which come at most every ``every`` seconds and after the last item. A bar only when the stream is
+    a terminal."""
     stream = stream or sys.stderr
     total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
     if stream.isatty():
@@ -23,9 +24,12 @@ def each(items: Iterable[T], what: str, total: int | None = None, name: Callable
 
         yield from tqdm(items, desc=what, total=total, file=stream, leave=False)
         return
-    start = time.perf_counter()
+    start = last = time.perf_counter()
     for done, item in enumerate(items, start=1):
         yield item
-        label = f" ({name(item)})" if name else ""
-        of = f"/{total}" if total else ""
-        print(f"seqae: {what}: {done}{of} done{label}, {time.perf_counter() - start:.0f} s", file=stream, flush=True)
+        now = time.perf_counter()
+        if now - last >= every or done == total:
+            last = now
+            label = f" ({name(item)})" if name else ""
+            of = f"/{total}" if total else ""
+            print(f"seqae: {what}: {done}{of} done{label}, {now - start:.0f} s", file=stream, flush=True)

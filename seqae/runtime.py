@@ -136,12 +136,13 @@ def tensorboard_media(run_dir, paths: list[Path], step: int) -> None:
     for path in paths:
         if path.suffix.lower() == ".npz":  # plots.projector's vectors and metadata
             with np.load(path, allow_pickle=False) as data:
-                columns = [k for k in data.files if k != "vectors"]
+                columns = [k for k in data.files if k not in ("vectors", "images")]
+                thumbnails = torch.from_numpy(data["images"])[:, None] if "images" in data.files else None  # (N, 1, H, W)
                 rows = [list(r) for r in zip(*(data[k].tolist() for k in columns))] if columns else None
                 if columns and len(columns) == 1:
                     rows = [r[0] for r in rows]
                 writer.add_embedding(torch.from_numpy(data["vectors"]), metadata=rows, tag=path.stem, global_step=step,
-                                     metadata_header=columns if len(columns) > 1 else None)
+                                     metadata_header=columns if len(columns) > 1 else None, label_img=thumbnails)
         elif path.suffix.lower() == ".png":
             image = matplotlib.image.imread(str(path))[..., :3]  # (H, W, 3) floats in [0, 1]
             writer.add_image(f"figures/{path.stem}", image, step, dataformats="HWC")

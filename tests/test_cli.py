@@ -133,6 +133,9 @@ def test_long_work_off_a_terminal_prints_a_line_per_part():
     from seqae import progress
 
     stream = io.StringIO()
-    assert list(progress.each([("a", 1), ("b", 2)], "probing", name=lambda item: item[0], stream=stream)) == [("a", 1), ("b", 2)]
+    assert list(progress.each([("a", 1), ("b", 2)], "probing", name=lambda item: item[0], stream=stream, every=0)) == [("a", 1), ("b", 2)]
     lines = stream.getvalue().splitlines()
     assert [line.split(",")[0] for line in lines] == ["seqae: probing: 1/2 done (a)", "seqae: probing: 2/2 done (b)"]
+    stream = io.StringIO()  # quick parts: only the last line
+    assert len(list(progress.each(range(50), "converting", stream=stream))) == 50
+    assert stream.getvalue().splitlines()[0].startswith("seqae: converting: 50/50 done")

@@ -195,6 +195,7 @@ def test_tensorboard_scalars_are_the_metrics_log(tmp_path, capsys, monkeypatch):
     vectors = (out / "tensorboard" / "00006" / "codes" / "tensors.tsv").read_text().splitlines()
     labels = (out / "tensorboard" / "00006" / "codes" / "metadata.tsv").read_text().splitlines()
     assert len(vectors) == len(labels) > 100 and len(vectors[0].split("\t")) == 8 and set(labels) <= set("0123456789")
+    assert (out / "tensorboard" / "00006" / "codes" / "sprite.png").stat().st_size > 1000  # the digits as thumbnails
     import importlib.util
 
     real_find_spec = importlib.util.find_spec

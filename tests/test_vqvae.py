@@ -73,7 +73,10 @@ def test_train_eval_codes_and_figures_end_to_end(tmp_path):
     codes = np.load(tmp_path / "codes.npy")
     assert codes.shape == (9,) and codes.dtype == np.int64 and codes.max() < 16
     names = {p.name for p in seqae.plot(run, tmp_path / "plots")}
-    assert {"reconstructions.png", "code_usage.png", "training_curves.png"} <= names
+    assert {"reconstructions.png", "code_usage.png", "training_curves.png", "codebook.npz"} <= names
+    with np.load(tmp_path / "plots" / "codebook.npz") as codebook:  # the codebook for TensorBoard's projector
+        assert codebook["vectors"].shape[0] == 16 and codebook["uses"].astype(int).min() >= 0 and codebook["uses"].astype(int).sum() > 0
+        assert sorted(codebook["code"].astype(int)) == list(range(16))
 
 
 def test_exact_elbo_of_a_categorical_latent_sums_over_every_code():

@@ -117,6 +117,12 @@ def reconstruction_figure(model: nn.Module, recipe: Recipe, test_x: np.ndarray, 
     return plots.image_rows(rows, labels, tuple(recipe.data.image_shape), out_dir / "reconstructions.png", "test split")
 
 
+def thumbnails(recipe: Recipe, x: np.ndarray) -> np.ndarray | None:
+    """The inputs as ``(N, H, W)`` images for the projector, when they are 2-D images (else None)."""
+    shape = tuple(recipe.data.image_shape)
+    return x.reshape(len(x), *shape) if len(shape) == 2 and int(np.prod(shape)) == x.shape[1] else None
+
+
 @torch.no_grad()
 def code_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path) -> list[Path]:
     """The reconstructions and a map of the test split's codes (autoencoder; the posterior mean for a VAE)."""
@@ -127,8 +133,7 @@ def code_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
     codes = model.encode(torch.from_numpy(test_x).to(next(model.parameters()).device))
     codes = (codes[0] if isinstance(codes, tuple) else codes).cpu().numpy()
     paths.append(plots.code_map(codes, test_y, out_dir / "code_map.png"))
-    labels = {} if test_y is None else {"label": test_y}
-    paths.append(plots.projector(codes, out_dir / "codes.npz", **labels))
+    paths.append(plots.projector(codes, out_dir / "codes.npz", thumbnails(recipe, test_x), **({} if test_y is None else {"label": test_y})))
     if test_y is not None:
         paths.append(plots.code_map(codes, test_y, out_dir / "tsne_map.png", title="codes of the test split (t-SNE)", projection="tsne"))
     return paths

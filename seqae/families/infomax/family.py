@@ -23,6 +23,7 @@ from seqae.families.arrays import (
     probe_baselines,
     retrieval_by_label,
     splits,
+    thumbnails,
 )
 from seqae.families.base import Family, Prepared
 from seqae.families.infomax.model import InfoMax, InfoMaxConfig
@@ -94,7 +95,7 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
     model.eval()
     codes = encode_all(model, test_x)
     paths = [plots.code_map(codes, test_y, out_dir / "code_map.png", title="infomax codes of the test split")]
-    paths.append(plots.projector(codes, out_dir / "codes.npz", **({} if test_y is None else {"label": test_y})))
+    paths.append(plots.projector(codes, out_dir / "codes.npz", thumbnails(recipe, test_x), **({} if test_y is None else {"label": test_y})))
     if test_y is not None:
         paths.append(plots.code_map(codes, test_y, out_dir / "tsne_map.png", title="infomax codes of the test split (t-SNE)",
                                     projection="tsne"))

@@ -357,7 +357,7 @@ def evaluate_conversion(
     on ``normalise(mel)`` and its output goes back through ``denormalise``. ``pitch``: each utterance's
     pitch (:func:`seqae.datasets.audio.log_mels_and_pitch`), for models trained with ``model.pitch``.
     The result's ``records`` hold one entry per conversion (``seqae eval`` writes them to a file)."""
-    from tqdm import tqdm
+    from seqae import progress
 
     missing = [u.where for u in utterances if not u.speaker]
     if missing:
@@ -376,7 +376,7 @@ def evaluate_conversion(
     rows: dict[bool, dict[str, list]] = {True: {}, False: {}}
     phones: dict[str, list] = {"real": [], "converted": []}
     records = [run.score(conv, rows[conv.seen], phones, parallel)
-               for conv in tqdm(plan, desc="converting", leave=False, disable=len(plan) < 20)]
+               for conv in progress.each(plan, "converting and judging")]
     run.resynthesis(plan, result)
     summarise(rows, phones, result)
     result["records"] = records

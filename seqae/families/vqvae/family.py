@@ -130,7 +130,9 @@ def vqvae_figures(model, recipe, test_x, test_y, picks, out_dir: Path) -> list[P
     counts = np.bincount(codes.reshape(-1), minlength=model.config.codebook_size)
     sample = codes[picks]
     labels = None if test_y is None else test_y[picks]
-    return [plots.code_usage(counts, sample, labels, out_dir / "code_usage.png")]
+    codebook = model.quantizer.decode_codes(torch.arange(model.config.codebook_size, device=device)).cpu().numpy()
+    return [plots.code_usage(counts, sample, labels, out_dir / "code_usage.png"),  # and the codebook, for the projector
+            plots.projector(codebook, out_dir / "codebook.npz", code=range(len(codebook)), uses=counts.tolist())]
 
 
 @torch.no_grad()
