@@ -26,6 +26,7 @@ from seqae.runtime import (
     seed_everything,
     session_end,
     session_start,
+    tensorboard_at_evaluation,
     tensorboard_media,
 )
 from seqae.trainer import Trainer
@@ -98,7 +99,10 @@ def train(
             if has_run:
                 check_resumable(run_dir, recipe, model, prepared)
             write_run_files(run_dir, recipe, prepared)
-        trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test)
+        data = prepared if family.eval_needs_training_data else None  # the family's figures at evaluation steps, in TensorBoard
+        drawn = tensorboard_at_evaluation(run_dir, model, lambda out: family.figures(model, recipe, data, out))
+        trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test,
+                          on_evaluation=drawn if main and recipe.train.tensorboard else None)
         session = session_start(trainer.device, trainer.dist.world)
         done = trainer.fit(resume=resume and has_run)
         if main and not done.get("already_finished"):  # what ran, where and how long: one entry per training session

@@ -152,6 +152,25 @@ def tensorboard_media(run_dir, paths: list[Path], step: int) -> None:
     writer.flush()
 
 
+def tensorboard_at_evaluation(run_dir, model: torch.nn.Module, figures) -> Any:
+    """A callback for the Trainer's evaluation steps: ``figures(folder) -> paths`` (the family's figures of
+    the model as it trains) in TensorBoard at that step. Its random draws come from forked streams, so a
+    run with TensorBoard trains exactly as one without."""
+    import tempfile
+
+    def draw(step: int) -> None:
+        was_training, states = model.training, (random.getstate(), np.random.get_state())
+        try:
+            with torch.random.fork_rng(), tempfile.TemporaryDirectory() as folder:
+                tensorboard_media(run_dir, figures(Path(folder)), step)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            model.train(was_training)
+
+    return draw
+
+
 def tensorboard_scalars(run_dir, record: dict[str, Any]) -> None:
     """Every number of a ``metrics.jsonl`` record as a TensorBoard scalar at its step, in ``RUN/tensorboard/``
     (one writer per run directory, flushed after each record)."""

@@ -1,12 +1,8 @@
-"""One Trainer for every family.
-
-It knows a model only through the contract of :mod:`seqae.models.base`: ``model(batch)`` returns a loss
-and metrics, and an optional ``training_stages`` hook splits training into stages and phases.
-
-Features: CUDA when present (bf16 autocast on request), AdamW with warm-up and cosine decay, gradient
-clipping and accumulation, atomic checkpoints, exact resume, a progress bar (plain lines off a terminal), ``torchrun``
-data parallelism (only rank 0 writes), and a stop with a clear message when the loss turns NaN/inf.
-"""
+"""One Trainer for every family. It knows a model only through the contract of :mod:`seqae.models.base`:
+``model(batch)`` returns a loss and metrics; an optional ``training_stages`` hook splits training into
+stages and phases. CUDA when present (bf16 autocast on request), fused AdamW with warm-up and cosine decay,
+gradient clipping and accumulation, atomic checkpoints, exact resume, a progress bar (plain lines off a
+terminal), ``torchrun`` data parallelism (only rank 0 writes), a clear stop when the loss turns NaN/inf."""
 
 from __future__ import annotations
 
@@ -54,6 +50,7 @@ class Trainer:
         run_dir: where checkpoints and metrics go (written by rank 0 only).
         family: the family's name, stored with every checkpoint.
         eval_data: optional source for the evaluation loss every ``config.eval_every`` steps.
+        on_evaluation: called with the step after each evaluation (rank 0; TensorBoard's figures).
     """
 
     def __init__(
@@ -65,12 +62,13 @@ class Trainer:
         family: str,
         eval_data: BatchSource | None = None,
         device: str | None = None,
+        on_evaluation=None,
     ):
         self.config = config
         self.run_dir = Path(run_dir)
         self.family = family
         self.train_data = train_data
-        self.eval_data = eval_data
+        self.eval_data, self.on_evaluation = eval_data, on_evaluation
         device_name = device or config.device
         self.dist = init_distributed(device_name)
         if self.dist.world > 1 and device_name in ("auto", "cuda") and torch.cuda.is_available():
@@ -379,6 +377,8 @@ class Trainer:
                     record = self.log_window(window, stage, schedulers, bar)
                 if c.eval_every and self.eval_data is not None and self.step % c.eval_every == 0 and self.dist.is_main:
                     self.log({"step": self.step, **self.evaluation_loss()})
+                    if self.on_evaluation is not None:
+                        self.on_evaluation(self.step)
                 if self.step % c.checkpoint_every == 0 or self.step == self.total_steps or self.stop_requested:
                     self.save(optimizers, schedulers, stage_index)
                 if self.stop_requested:

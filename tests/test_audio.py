@@ -112,6 +112,12 @@ def test_mel_vqvae_trains_evaluates_and_writes_codes(tmp_path):
     assert main(["codes", str(run), "-i", str(tmp_path / "wavs"), "-o", str(tmp_path / "c.npz")]) == 0
     assert len(np.load(tmp_path / "c.npz").files) == 8
     names = {p.name for p in seqae.plot(run, tmp_path / "plots")}
-    assert {"reconstructions.png", "code_usage.png"} <= names
+    assert {"reconstructions.png", "code_usage.png", "clip_1_original.wav", "clip_1_reconstruction.wav"} <= names
+    import soundfile
+
+    original, rate = soundfile.read(tmp_path / "plots" / "clip_1_original.wav")
+    assert rate == 16000 and len(original) == 8000 and np.abs(original).max() > 0.1  # the tone back through Griffin-Lim
+    rebuilt, rate = soundfile.read(tmp_path / "plots" / "clip_1_reconstruction.wav")  # (near silence after a few steps)
+    assert rate == 16000 and len(rebuilt) == len(original) and np.isfinite(rebuilt).all()
     with pytest.raises(ConfigError, match="a code per frame"):
         seqae.evaluate(run, discriminator=True)

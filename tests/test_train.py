@@ -188,8 +188,13 @@ def test_tensorboard_scalars_are_the_metrics_log(tmp_path, capsys, monkeypatch):
         assert [v for _, v in scalars] == pytest.approx([v for _, v in logged], rel=1e-6)
     images = events.Tags()["images"]  # the family's figures (seqae plot's) at the last step
     assert {"figures/training_curves", "figures/reconstructions"} <= set(images), images
-    shown = events.Images("figures/reconstructions")[-1]
-    assert shown.step == 6 and shown.width > 100 and shown.height > 100
+    shown = events.Images("figures/reconstructions")
+    assert 3 in [i.step for i in shown]  # at the evaluation step as well as at the end
+    assert shown[-1].step == 6 and shown[-1].width > 100 and shown[-1].height > 100
+    # drawing the figures mid-run leaves training as it was: the same run without TensorBoard logs the same
+    assert main(["train", str(recipe), "--out", str(tmp_path / "plain"), "--set", "train.steps=6", "--set", "train.log_every=2",
+                 "--set", "train.eval_every=3"]) == 0
+    assert [r.get("loss") for r in read_metrics(tmp_path / "plain")] == [r.get("loss") for r in records]
     # the test split's codes in the embedding projector, one metadata row (the digit) per vector
     assert "codes" in (out / "tensorboard" / "projector_config.pbtxt").read_text()
     vectors = (out / "tensorboard" / "00006" / "codes" / "tensors.tsv").read_text().splitlines()
@@ -203,6 +208,26 @@ def test_tensorboard_scalars_are_the_metrics_log(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["train", str(recipe), "--out", str(tmp_path / "r2"), "--tensorboard"]) == 1
     assert "pip install 'seqae[tensorboard]'" in capsys.readouterr().err and not (tmp_path / "r2").exists()
+
+
+def test_figures_at_evaluation_steps_leave_every_random_stream_as_it_was(tmp_path):
+    import random
+
+    from seqae.runtime import tensorboard_at_evaluation
+
+    model = torch.nn.Linear(2, 2).train()
+
+    def figures(folder):  # draws from every stream, and leaves the model in evaluation mode
+        model.eval()
+        return [torch.rand(1), np.random.rand(), random.random()] and []
+
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    tensorboard_at_evaluation(tmp_path, model, figures)(5)
+    drawn = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(drawn[0], expected[0]) and np.array_equal(drawn[1], expected[1]) and drawn[2] == expected[2]
+    assert model.training
 
 
 def test_tensorboard_audio_is_the_clip(tmp_path):

@@ -47,6 +47,20 @@ def pcm16_to_float(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / 32768.0
 
 
+def write_wave(samples: np.ndarray, sample_rate: int, out: Path) -> Path:
+    """``samples`` (1-D, nominally in [-1, 1]) as a 16-bit WAV file, written atomically."""
+    import io
+
+    import soundfile
+
+    from seqae.atomic import atomic_write
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    atomic_write(out, buffer.getvalue())
+    return out
+
+
 def read_audio(path: str | Path, sample_rate: int, min_samples: int = 1, max_seconds: float | None = None) -> torch.Tensor:
     """Read an audio file as mono float32 ``(samples,)`` at ``sample_rate`` (mixed down, resampled).
 
@@ -244,6 +258,7 @@ class MelSegments(BatchSource):
 
     def __init__(self, mels: list[torch.Tensor], segment_frames: int, mean: float, std: float, name: str):
         self.mels = [(m - mean) / std for m in mels]
+        self.mean, self.std = mean, std
         self.segment = segment_frames
         self.name = name
         hop = max(1, segment_frames // 2)

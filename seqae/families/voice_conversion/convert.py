@@ -19,7 +19,7 @@ from torch import nn
 from seqae.audio import PITCH_RANGES, LogMel, PitchTrack, pitch_contour, target_contour, track_pitch
 from seqae.checkpoint import atomic_write
 from seqae.config import ConfigError
-from seqae.datasets.audio import ONE_PIECE_SECONDS, read_audio
+from seqae.datasets.audio import ONE_PIECE_SECONDS, read_audio, write_wave
 from seqae.datasets.base import DataError
 
 MIN_FRAMES = 10
@@ -123,16 +123,6 @@ def write_outputs(model: nn.Module, converted: torch.Tensor, out: Path, vocoder:
     array = io.BytesIO()
     np.save(array, converted.numpy())
     atomic_write(out.with_suffix(".npy"), array.getvalue())
-
-
-def write_wave(samples: np.ndarray, sample_rate: int, out: Path) -> Path:
-    """``samples`` (1-D, nominally in [-1, 1]) as a 16-bit WAV file, written atomically."""
-    import soundfile
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
-    atomic_write(out, buffer.getvalue())
-    return out
 
 
 def conversion_figure(model, source, source_mel, targets, target_mels, target_speaker, converted, out: Path) -> Path:

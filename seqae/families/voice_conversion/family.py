@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from seqae.config import ConfigError, Recipe
-from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig, log_mels_and_pitch
+from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig, log_mels_and_pitch, write_wave
 from seqae.datasets.base import DataError, utterances_fingerprint
 from seqae.families.base import (
     Command,
@@ -143,7 +143,7 @@ def conversion_clips(model: nn.Module, recipe: Recipe, picked: list, mels: list[
         stem = out_dir / f"clip_{n + 1}"
         for role, k in (("source", i), ("target", j)):
             wave = read_audio(picked[k].audio, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
-            paths.append(convert.write_wave(wave.reshape(-1).numpy(), data.sample_rate, Path(f"{stem}_{role}.wav")))
+            paths.append(write_wave(wave.reshape(-1).numpy(), data.sample_rate, Path(f"{stem}_{role}.wav")))
         out = Path(f"{stem}_converted.wav")
         convert.write_outputs(model, data.denormalise(converted), out, "griffin_lim")
         out.with_suffix(".npy").unlink(missing_ok=True)

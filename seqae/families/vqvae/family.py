@@ -107,7 +107,18 @@ def mel_figures(model: nn.Module, recipe: Recipe, test: MelSegments, out_dir: Pa
         plots.spectrograms([mel[0].cpu().numpy(), recon[0].cpu().numpy()], ["log-mel (normalised)", "reconstruction"],
                            out_dir / "reconstructions.png", hop_seconds=recipe.data.hop_length / recipe.data.sample_rate),
         plots.code_usage(counts, sample[:, :: max(1, sample.shape[1] // 40)], None, out_dir / "code_usage.png"),
-    ]
+    ] + mel_clips(recipe, test, mel[0].cpu(), recon[0].cpu(), out_dir)
+
+
+def mel_clips(recipe: Recipe, test: MelSegments, mel: torch.Tensor, recon: torch.Tensor, out_dir: Path) -> list[Path]:
+    """The first test utterance and its reconstruction as audio (Griffin-Lim, 32 iterations), to listen to
+    in the report and in TensorBoard: ``clip_1_original.wav``, ``clip_1_reconstruction.wav``."""
+    from seqae.datasets.audio import write_wave
+    from seqae.vocoder import get_vocoder
+
+    vocoder = get_vocoder("griffin_lim", recipe.data.mel(), n_iter=32)
+    return [write_wave(vocoder(m * test.std + test.mean).numpy(), recipe.data.sample_rate, out_dir / f"clip_1_{role}.wav")
+            for role, m in (("original", mel), ("reconstruction", recon))]
 
 
 @torch.no_grad()
