@@ -2,12 +2,13 @@
 at its batch size, on its own data, the median time of a whole Trainer step (``Trainer.train_step``: the
 next batch, forward, backward, clipping and the optimizer for every phase), of the data alone (picking and
 collating the batch) and of the compute alone (the same step on batches already made, as many as the timed
-steps, so batches of every length count in both); items per second;
-model FLOPs per step counted by ``torch.utils.flop_counter.FlopCounterMode`` (forward and backward of every
-phase); FLOP/s as a share of a large fp32 matmul's measured in the same process; the share of a step spent
-outside the compute (Trainer and data overhead); and peak resident memory. Each recipe runs in its own
-process (so the peak is its own); a recipe whose data is not there (the speech corpora that `seqae data
-speech` builds) is reported as skipped.
+steps, so batches of every length count in both); items per second; model FLOPs per step counted by
+``torch.utils.flop_counter.FlopCounterMode`` (forward and backward of every phase); FLOP/s as a share of a
+large fp32 matmul's measured in the same process; the share of a step spent outside the compute (Trainer
+and data overhead); peak resident memory; and the forward pass alone in evaluation mode under
+``torch.inference_mode`` (items/s and its share of the matmul). Each recipe runs in its own process (so the
+peak is its own); a recipe whose data is not there (the speech corpora that `seqae data speech` builds) is
+reported as skipped.
 
     .venv/bin/python benchmarks/throughput.py [--recipes ae_digits,summarizer_austen] [--steps 10] [--out throughput.json]
         [--set train.batch_size=1024]
@@ -62,6 +63,19 @@ def median_time(fn, steps: int, warmup: int = 2, at_least_s: float = 2.0) -> flo
     return statistics.median(times)
 
 
+def forward_only(model, batch: dict, steps: int) -> tuple[float, float]:
+    """``(seconds, FLOPs)`` of the model's forward pass on a training batch in evaluation mode under
+    ``torch.inference_mode`` (the last phase's; no backward, no optimizer): the network's inference cost,
+    not a command's (no file reading, tokenising or decoding)."""
+    model.eval()
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            model(batch)
+        seconds = median_time(lambda: model(batch), steps)
+    model.train()
+    return seconds, counter.get_total_flops()
+
+
 def measure(name: str, steps: int, overrides: list[str] | None = None) -> dict:
     """One recipe's figures (run in a process of its own)."""
     from seqae.config import ConfigError, load_recipe
@@ -99,25 +113,28 @@ def measure(name: str, steps: int, overrides: list[str] | None = None) -> dict:
         batches = iter(made * 1000)
         data = median_time(lambda: trainer.micro_batches(trainer.next_global_batch()), steps)
         compute = median_time(lambda: compute_step(trainer, stage, optimizers, next(batches), model), steps)
+        forward = forward_only(model, micro[0], steps)
         reference = max(reference, matmul_flops())
     batch = recipe.train.batch_size
     return {"recipe": name, "family": recipe.family, "phases": [p.name for p in stage.phases], "batch": batch,
             "step_s": full, "data_s": data, "compute_s": compute, "items_per_s": batch / full, "flops_per_step": flops,
             "model_flops_per_s": flops / full, "matmul_flops_per_s": reference, "share_of_matmul": flops / full / reference,
             "compute_share_of_matmul": flops / compute / reference, "overhead_share": max(0.0, 1 - compute / full),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": torch.get_num_threads()}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": torch.get_num_threads(),
+            "forward_s": forward[0], "forward_items_per_s": batch / forward[0],
+            "forward_share_of_matmul": forward[1] / forward[0] / reference}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| recipe | batch | step (s) | items/s | GFLOP/step | share of matmul | overhead | data (s) | peak RSS (MB) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| recipe | batch | step (s) | items/s | GFLOP/step | share of matmul | overhead | data (s) | peak RSS (MB) "
+             "| forward items/s | forward share |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "skipped" in r:
             lines.append(f"| {r['recipe']} | skipped: {r['skipped'][:90]} |||||||| ")
             continue
         lines.append(f"| {r['recipe']} | {r['batch']} | {r['step_s']:.3f} | {r['items_per_s']:.0f} | {r['flops_per_step'] / 1e9:.2f} | "
                      f"{100 * r['share_of_matmul']:.0f} % | {100 * r['overhead_share']:.1f} % | {r['data_s']:.4f} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+                     f"{r['peak_rss_mb']:.0f} | {r['forward_items_per_s']:.0f} | {100 * r['forward_share_of_matmul']:.0f} % |")
     return "\n".join(lines)
 
 
