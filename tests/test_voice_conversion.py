@@ -33,6 +33,13 @@ def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path):
                 "resynthesis_labelled_source"):
         assert 0.0 <= result[key] <= 1.0, key
     assert result["seen_mcd_source_to_target_db"] > 0
+    for key in ("seen_labelled_target", "unseen_labelled_source", "seen_mcd_below_source_share"):  # 95 % Wilson intervals
+        low, high = result[f"{key}_ci_low"], result[f"{key}_ci_high"]
+        assert 0.0 <= low <= result[key] <= high <= 1.0 and high - low > 0.05, key
+    n, k = result["seen_conversions"], round(result["seen_labelled_target"] * result["seen_conversions"])
+    centre, half = (k + 1.96**2 / 2) / (n + 1.96**2), 1.96 / (n + 1.96**2) * np.sqrt(k * (n - k) / n + 1.96**2 / 4)
+    interval = (result["seen_labelled_target_ci_low"], result["seen_labelled_target_ci_high"])
+    assert interval == pytest.approx((centre - half, centre + half), abs=1e-3)  # Wilson's formula
     # the tone-and-formant speakers are easy for the classifier on real speech
     assert result["speaker_classifier_accuracy_real"] > 0.9
     records = [json.loads(line) for line in (adain_run / "eval_records.jsonl").read_text().splitlines()]

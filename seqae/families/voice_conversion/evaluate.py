@@ -322,6 +322,17 @@ class ConversionEvaluation:
             result["resynthesis_labelled_source"] = float(np.mean(own))
 
 
+def share(result: dict[str, Any], key: str, hits) -> None:
+    """``result[key]``, the share of true ``hits``, with its 95 % Wilson interval (``key_ci_low``,
+    ``key_ci_high``; scipy's ``binomtest``): a share of 40 conversions is good to about +-15 points."""
+    from scipy.stats import binomtest
+
+    hits = np.asarray(hits, dtype=bool)
+    result[key] = float(hits.mean())
+    interval = binomtest(int(hits.sum()), len(hits)).proportion_ci(confidence_level=0.95, method="wilson")
+    result[f"{key}_ci_low"], result[f"{key}_ci_high"] = float(interval.low), float(interval.high)
+
+
 def summarise(rows: dict[bool, dict[str, list]], phones: dict[str, list], result: dict[str, Any]) -> None:
     """Shares and means per group (seen, unseen targets) and the phone-probe ratio."""
     for seen, row in rows.items():
@@ -329,13 +340,13 @@ def summarise(rows: dict[bool, dict[str, list]], phones: dict[str, list], result
         if not row:
             continue
         result[f"{group}_conversions"] = len(row["target"])
-        result[f"{group}_labelled_target"] = float(np.mean(row["target"]))
-        result[f"{group}_labelled_source"] = float(np.mean(row["source"]))
+        share(result, f"{group}_labelled_target", row["target"])
+        share(result, f"{group}_labelled_source", row["source"])
         if row.get("mcd_converted"):
             converted_mcd, source_mcd = np.array(row["mcd_converted"]), np.array(row["mcd_source"])
             result[f"{group}_mcd_converted_to_target_db"] = float(converted_mcd.mean())
             result[f"{group}_mcd_source_to_target_db"] = float(source_mcd.mean())
-            result[f"{group}_mcd_below_source_share"] = float((converted_mcd < source_mcd).mean())
+            share(result, f"{group}_mcd_below_source_share", converted_mcd < source_mcd)
     if phones["real"]:
         frames = sum(n for row in rows.values() for n in row.get("phone_frames", []))
         result["phone_accuracy_real"] = sum(phones["real"]) / frames
