@@ -135,6 +135,9 @@ def add_data(sub) -> None:
                    help="text to take sentences from (default: the bundled Austen)")
     q.add_argument("--sample-rate", type=int, default=16000)
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--held-out-variants", default="", metavar="LIST",
+                   help="espeak-ng variants no training or unseen speaker uses (e.g. klatt3,whisperf): two voices of each "
+                        "go to held_out_train/held_out_test.jsonl, targets from outside the training voice space")
     q.add_argument("--distinct-timbres", action="store_true",
                    help="every voice a different variant or pitch (accent at random): no two speakers differ by accent alone")
 
@@ -321,11 +324,12 @@ def make_speech_data(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out}: exists and is not an empty folder; choose a new --out (nothing is overwritten)")
-    check_settings(args.speakers, args.utterances, args.sample_rate, args.test_fraction, args.unseen_speakers)
+    held_out = tuple(v.strip() for v in args.held_out_variants.split(",") if v.strip())
+    check_settings(args.speakers, args.utterances, args.sample_rate, args.test_fraction, args.unseen_speakers, held_out)
     created = not out.exists()
     try:
         paths = synthesise_corpus(out, args.speakers, args.utterances, args.corpus, args.seed, args.sample_rate,
-                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres)
+                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres, held_out)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)

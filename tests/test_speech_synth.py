@@ -54,3 +54,27 @@ def test_distinct_timbres_never_share_a_variant_and_pitch():
     assert len(set(timbres)) == 80
     assert len({v.name.split("+")[1] for v in chosen[:38]}) > 20  # variants spread over the list
     assert voices(80, seed=3, distinct_timbres=True) == chosen
+
+
+def test_held_out_variants_are_voices_no_training_speaker_has(tmp_path, capsys):
+    """--held-out-variants: whole espeak-ng variants kept out of the training and unseen voices, two voices
+    of each in their own manifests (targets from outside the training voice space); an unknown variant is
+    an error naming the option, before anything is written."""
+    import json
+
+    from seqae.datasets.speech_synth import voices
+
+    from conftest import expect_error
+
+    args = ["data", "speech", "--speakers", "3", "--unseen-speakers", "1", "--utterances", "3", "--test-fraction", "0.34",
+            "--held-out-variants", "klatt3,whisperf"]
+    assert main(args + ["--out", str(tmp_path / "c")]) == 0
+    held = read_manifest(tmp_path / "c" / "held_out_test.jsonl") + read_manifest(tmp_path / "c" / "held_out_train.jsonl")
+    others = [u for name in ("train", "unseen_train") for u in read_manifest(tmp_path / "c" / f"{name}.jsonl")]
+    variants = {u.speaker.split("_")[1] for u in held}
+    assert variants == {"klatt3", "whisperf"} and len({u.speaker for u in held}) == 4
+    assert not any("klatt3" in u.speaker or "whisperf" in u.speaker for u in others)
+    assert json.loads((tmp_path / "c" / "corpus.json").read_text())["held_out_variants"] == ["klatt3", "whisperf"]
+    assert not any(v.name.endswith(("+klatt3", "+whisperf")) for v in voices(200, 0, exclude=("klatt3", "whisperf")))
+    expect_error(args[:-1] + ["klatt9", "--out", str(tmp_path / "d")], capsys, "--held-out-variants", "klatt9")
+    assert not (tmp_path / "d").exists()

@@ -143,21 +143,23 @@ class Espeak:
         return wave, phones
 
 
-def voices(n: int, seed: int, distinct_timbres: bool = False) -> list[Voice]:
+def voices(n: int, seed: int, distinct_timbres: bool = False, exclude: tuple[str, ...] = ()) -> list[Voice]:
     """``n`` distinct voices: accents x variants first, then pitch and rate settings, in a seeded order.
 
     ``distinct_timbres``: every voice a different (variant, pitch) pair, the accent drawn at random, so
-    that no two speakers differ by accent alone (voice conversion moves timbre and pitch, not accent)."""
+    that no two speakers differ by accent alone (voice conversion moves timbre and pitch, not accent).
+    ``exclude``: variants no voice may use (they are held out whole: :func:`held_out_voices`)."""
     rng = np.random.default_rng(seed)
+    pool = [v for v in VARIANTS if v not in exclude]
     if distinct_timbres:
-        variants = [VARIANTS[i] for i in rng.permutation(len(VARIANTS))]
+        variants = [pool[i] for i in rng.permutation(len(pool))]
         pitches = (50, 25, 75, 38, 62, 88, 12, 100)
         if n > len(variants) * len(pitches):
             raise DataError(f"at most {len(variants) * len(pitches)} voices with distinct timbres; asked for {n}")
         chosen = [Voice(f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variants[k % len(variants)]}", pitches[k // len(variants)])
                   for k in range(n)]
         return [chosen[i] for i in rng.permutation(n)]  # the held-out speakers are the last ones: any pitch
-    base = [Voice(f"{accent}+{variant}") for accent in ACCENTS for variant in VARIANTS]
+    base = [Voice(f"{accent}+{variant}") for accent in ACCENTS for variant in pool]
     order = [base[i] for i in rng.permutation(len(base))]
     out = order[:n]
     settings = [(p, r) for p in (35, 50, 65, 80) for r in (150, 175, 200)]
@@ -172,6 +174,14 @@ def voices(n: int, seed: int, distinct_timbres: bool = False) -> list[Voice]:
     return out
 
 
+def held_out_voices(variants: tuple[str, ...], seed: int) -> list[Voice]:
+    """Two voices of each held-out variant (pitch 35 and 65, an accent drawn at random): voices whose
+    variant (timbre, Klatt synthesis settings) no training or unseen speaker has, the nearest this engine
+    comes to voices from elsewhere."""
+    rng = np.random.default_rng([seed, 7])
+    return [Voice(f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variant}", pitch) for variant in variants for pitch in (35, 65)]
+
+
 def corpus_sentences(corpus: str | Path, n: int, seed: int, min_words: int = 4, max_words: int = 18) -> list[str]:
     """``n`` sentences of moderate length from a text corpus (the bundled Austen by default)."""
     from seqae.datasets.sentences import corpus_files, iter_sentences
@@ -184,8 +194,14 @@ def corpus_sentences(corpus: str | Path, n: int, seed: int, min_words: int = 4, 
     return [pool[i] for i in sorted(rng.choice(len(pool), size=n, replace=False))]
 
 
-def check_settings(speakers: int, utterances: int, sample_rate: int, test_sentences: float, test_speakers: int) -> None:
+def check_settings(speakers: int, utterances: int, sample_rate: int, test_sentences: float, test_speakers: int,
+                   held_out_variants: tuple[str, ...] = ()) -> None:
     """The corpus settings, checked before anything is written (each problem names its option)."""
+    unknown = [v for v in held_out_variants if v not in VARIANTS]
+    if unknown:
+        raise DataError(f"--held-out-variants: {', '.join(unknown)} is not an espeak-ng variant; choose among {', '.join(VARIANTS)}")
+    if len(held_out_variants) >= len(VARIANTS) - 1:
+        raise DataError(f"--held-out-variants: {len(held_out_variants)} of {len(VARIANTS)} variants held out leaves too few to train on")
     if speakers < 1:
         raise DataError(f"--speakers {speakers}: need at least 1 training speaker")
     if utterances < 2:
@@ -235,21 +251,26 @@ def synthesise_corpus(
     test_sentences: float = 0.2,
     test_speakers: int = 0,
     distinct_timbres: bool = False,
+    held_out_variants: tuple[str, ...] = (),
 ) -> dict[str, Path]:
     """Write WAVs and the manifests ``train.jsonl`` (training speakers, training sentences),
-    ``test.jsonl`` (training speakers, held-out sentences) and, with ``test_speakers``,
-    ``unseen_train.jsonl``/``unseen_test.jsonl`` (held-out speakers, the same two sentence sets)."""
+    ``test.jsonl`` (training speakers, held-out sentences), with ``test_speakers``
+    ``unseen_train.jsonl``/``unseen_test.jsonl`` (held-out speakers, the same two sentence sets) and, with
+    ``held_out_variants``, ``held_out_train.jsonl``/``held_out_test.jsonl`` (:func:`held_out_voices`: variants
+    no other speaker uses)."""
     from tqdm import tqdm
 
     out = Path(out)
-    check_settings(speakers, utterances, sample_rate, test_sentences, test_speakers)
+    check_settings(speakers, utterances, sample_rate, test_sentences, test_speakers, held_out_variants)
     engine = Espeak()
     sentences = corpus_sentences(corpus, utterances, seed)
-    all_voices = voices(speakers + test_speakers, seed, distinct_timbres)
+    held_out = held_out_voices(held_out_variants, seed)
+    all_voices = voices(speakers + test_speakers, seed, distinct_timbres, held_out_variants) + held_out
     n_test = max(1, int(round(test_sentences * utterances)))
     test_ids = set(np.random.default_rng(seed + 1).choice(utterances, size=n_test, replace=False).tolist())
     (out / "wavs").mkdir(parents=True, exist_ok=True)
-    manifests: dict[str, list[str]] = {"train": [], "test": [], "unseen_train": [], "unseen_test": []}
+    manifests: dict[str, list[str]] = {"train": [], "test": [], "unseen_train": [], "unseen_test": [], "held_out_train": [],
+                                       "held_out_test": []}
     with tqdm(total=len(all_voices) * utterances, desc="synthesising", unit=" utt") as bar:
         for v_index, voice in enumerate(all_voices):
             folder = out / "wavs" / voice.label
@@ -259,10 +280,13 @@ def synthesise_corpus(
                 phones = speak_to_file(engine, text, voice, sample_rate, path)
                 record = {"audio": str(path.relative_to(out)), "speaker": voice.label, "text": text, "sentence": s_index,
                           "phones": phones}
-                split = ("" if v_index < speakers else "unseen_") + ("test" if s_index in test_ids else "train")
+                group = "" if v_index < speakers else "unseen_" if v_index < speakers + test_speakers else "held_out_"
+                split = group + ("test" if s_index in test_ids else "train")
                 manifests[split].append(json.dumps(record))
                 bar.update(1)
-    info = {"speakers": [v.label for v in all_voices[:speakers]], "unseen_speakers": [v.label for v in all_voices[speakers:]],
+    info = {"speakers": [v.label for v in all_voices[:speakers]],
+            "unseen_speakers": [v.label for v in all_voices[speakers : speakers + test_speakers]],
+            "held_out_variants": list(held_out_variants), "held_out_speakers": [v.label for v in held_out],
             "sentences": len(sentences), "test_sentences": sorted(test_ids), "seed": seed, "sample_rate": sample_rate,
             "engine": "espeak-ng (espeakng-loader)"}
     return write_manifests(out, manifests, info)
