@@ -52,6 +52,30 @@ class MelConfig:
         return problems
 
 
+def vocal_tract_warp(log_mel: torch.Tensor, alpha: float, config: MelConfig) -> torch.Tensor:
+    """Vocal-tract-length perturbation of a log-mel ``(..., n_mels, frames)``: the frequency axis stretched
+    by ``alpha`` (the value at f Hz becomes the original's at f / alpha: alpha > 1 moves formants and
+    harmonics up, as a shorter vocal tract and a higher voice would), by linear interpolation between the
+    bands (HTK mel scale, as :class:`LogMel`'s filter bank); bands that would come from beyond the edges
+    repeat the edge band."""
+    if alpha == 1.0:
+        return log_mel
+
+    def mel(hz):
+        return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+    top = config.f_max or config.sample_rate / 2
+    low, high, n = mel(config.f_min), mel(top), config.n_mels
+    step = (high - low) / (n + 1)
+    centres = [700.0 * (10 ** ((low + (i + 1) * step) / 2595.0) - 1.0) for i in range(n)]
+    source = torch.tensor([(mel(f / alpha) - low) / step - 1.0 for f in centres], dtype=log_mel.dtype, device=log_mel.device)
+    source = source.clamp(0, n - 1)
+    below = source.floor().long()
+    above = (below + 1).clamp(max=n - 1)
+    weight = (source - below)[:, None]
+    return log_mel[..., below, :] * (1 - weight) + log_mel[..., above, :] * weight
+
+
 class LogMel(nn.Module):
     """Waveforms ``(batch, samples)`` or ``(samples,)`` -> log-mel ``(batch, n_mels, frames)`` on the
     waveform's device; frames = samples // hop_length + 1 (centred windows)."""

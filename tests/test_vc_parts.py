@@ -212,3 +212,57 @@ def test_conversion_plans_draw_references_of_the_target_never_of_the_source_sent
         for r in several.references:
             assert utterances[r].speaker == several.target_speaker != utterances[several.source].speaker
             assert utterances[r].text != utterances[several.source].text
+
+
+def test_vocal_tract_warp_moves_a_formant_up_and_leaves_alpha_1_alone():
+    from seqae.audio import MelConfig, vocal_tract_warp
+
+    config = MelConfig(n_mels=40)
+    bands = torch.arange(40, dtype=torch.float32)[:, None]
+    peak = torch.exp(-0.5 * ((bands - 15) / 1.5) ** 2).repeat(1, 5)  # (40 bands, 5 frames), a formant at band 15
+    assert torch.equal(vocal_tract_warp(peak, 1.0, config), peak)
+    up, down = vocal_tract_warp(peak, 1.2, config), vocal_tract_warp(peak, 0.8, config)
+    assert up.shape == peak.shape and int(up[:, 0].argmax()) > 15 > int(down[:, 0].argmax())
+    assert torch.allclose(up[:, 0], up[:, 4])  # every frame alike
+    # a warp and its inverse come back close to the start (interpolation blurs a little)
+    assert (vocal_tract_warp(up, 1 / 1.2, config) - peak)[:30].abs().max() < 0.15
+
+
+def test_vtlp_warps_each_example_and_its_references_alike_and_moves_its_pitch():
+    from seqae.audio import MelConfig, PitchTrack, vocal_tract_warp
+
+    rng = np.random.default_rng(0)
+    mels = [torch.from_numpy(rng.normal(size=(40, 20)).astype(np.float32)) for _ in range(4)]
+    pitch = [PitchTrack(torch.full((20,), 0.5 + 0.1 * i), 0.5 + 0.1 * i, 0.1) for i in range(4)]
+    config = MelConfig(n_mels=40)
+    plain = SpeakerSegments(mels, [0, 0, 1, 1], 16, 0.0, 1.0, "t", pitch=pitch)
+    warped = SpeakerSegments(mels, [0, 0, 1, 1], 16, 0.0, 1.0, "t", pitch=pitch, vtlp_warp=0.2, mel=config)
+    indices = np.array([0, 3, len(plain) + 1])  # two examples of epoch 0, one of epoch 1
+    a, b = plain.collate(indices), warped.collate(indices)
+    alphas = []
+    for row in range(3):
+        factors = np.linspace(0.8, 1.2, 401)  # the factor that explains the window also explains its references
+        errors = [(vocal_tract_warp(a["x"][row], f, config) - b["x"][row]).abs().max().item() for f in factors]
+        alpha = factors[int(np.argmin(errors))]
+        assert min(errors) < 0.06 and (vocal_tract_warp(a["ref"][row], alpha, config) - b["ref"][row]).abs().max() < 0.06
+        real = a["mask"][row].bool()
+        assert torch.allclose(b["pitch"][row][real] - a["pitch"][row][real], torch.tensor(np.log2(alpha), dtype=torch.float32), atol=2e-3)
+        alphas.append(alpha)
+    assert len(set(alphas)) == 3 and all(0.8 <= f <= 1.2 for f in alphas)
+    assert torch.equal(warped.collate(indices)["x"], b["x"])  # a pure function of the indices: resumable, DDP-safe
+    with pytest.raises(ValueError, match="mel settings"):
+        SpeakerSegments(mels, [0, 0, 1, 1], 16, 0.0, 1.0, "t", vtlp_warp=0.1)
+
+
+def test_vtlp_is_a_checked_recipe_option(vc_corpus, tmp_path, capsys):
+    import seqae
+
+    from conftest import expect_error
+    from tiny import TINY_VC, write_recipe
+
+    train, unseen = vc_corpus
+    text = TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(train)).replace("UNSEEN", str(unseen)).replace("steps = 12", "steps = 2")
+    recipe = write_recipe(tmp_path, text)
+    expect_error(["train", recipe, "--out", tmp_path / "bad", "--set", "data.vtlp_warp=0.7"], capsys, "data.vtlp_warp")
+    run = seqae.train(recipe, out=tmp_path / "run", overrides=["data.vtlp_warp=0.15"])
+    assert seqae.load(run).recipe.data.vtlp_warp == 0.15

@@ -5,6 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from seqae.config import ConfigError, choice
+from seqae.datasets.audio import AudioDataConfig
+
+
+@dataclass
+class VoiceDataConfig(AudioDataConfig):
+    """``[data]`` for ``family = "voice_conversion"``: the audio settings and the training-time augmentation."""
+
+    # vocal-tract-length perturbation: each training example (its window and its reference windows alike,
+    # so they stay one voice) has its mel axis stretched by a factor drawn uniformly from
+    # [1 - vtlp_warp, 1 + vtlp_warp] (seqae.audio.vocal_tract_warp), its pitch contour moved with it:
+    # voices between and beyond the corpus's. 0 turns it off; 0.1 to 0.2 is the usual range
+    vtlp_warp: float = 0.0
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if not 0.0 <= self.vtlp_warp < 0.5:
+            raise ConfigError(f"{where}: data.vtlp_warp must be in [0, 0.5) (a share of the frequency axis), got {self.vtlp_warp}")
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqae.audio import PitchTrack, move_pitch
+from seqae.audio import MelConfig, PitchTrack, move_pitch, vocal_tract_warp
 from seqae.datasets.audio import MelSegments
 
 
@@ -22,8 +22,12 @@ class SpeakerSegments(MelSegments):
     """
 
     def __init__(self, mels: list[torch.Tensor], speakers: list[int], segment_frames: int, mean: float, std: float, name: str,
-                 reference_windows: int = 1, pitch: list[PitchTrack] | None = None):
+                 reference_windows: int = 1, pitch: list[PitchTrack] | None = None, vtlp_warp: float = 0.0,
+                 mel: MelConfig | None = None):
         super().__init__(mels, segment_frames, mean, std, name)
+        if vtlp_warp and mel is None:
+            raise ValueError("vtlp_warp needs the mel settings (mel=) to place the bands")
+        self.vtlp_warp, self.mel = vtlp_warp, mel
         if reference_windows < 1:
             raise ValueError(f"reference_windows must be at least 1, got {reference_windows}")
         if pitch is not None and [p.contour.shape[0] for p in pitch] != [m.shape[1] for m in mels]:
@@ -72,7 +76,22 @@ class SpeakerSegments(MelSegments):
         batch.update(ref=x, ref_mask=ref["mask"].view(b, k * self.segment), speaker=torch.from_numpy(self.window_speaker[windows]))
         if self.pitch is not None:
             batch["pitch"] = self.pitch_rows(windows, refs)
+        if self.vtlp_warp:
+            self.perturb(batch, indices)
         return batch
+
+    def perturb(self, batch: dict[str, torch.Tensor], indices: np.ndarray) -> None:
+        """Vocal-tract-length perturbation, one factor per example (a pure function of its index, like the
+        references), applied alike to its window and its references (one new voice) and, as octaves, to
+        its pitch contour. The warp acts on the log-mel's natural scale: normalisation is affine, so
+        interpolating the normalised values is the same."""
+        for row, index in enumerate(indices.tolist()):
+            alpha = float(np.random.default_rng([index // len(self), index % len(self), 2]).uniform(1 - self.vtlp_warp,
+                                                                                                  1 + self.vtlp_warp))
+            batch["x"][row] = vocal_tract_warp(batch["x"][row], alpha, self.mel)
+            batch["ref"][row] = vocal_tract_warp(batch["ref"][row], alpha, self.mel)
+            if "pitch" in batch:
+                batch["pitch"][row] += float(np.log2(alpha)) * batch["mask"][row].to(batch["pitch"].dtype)
 
     def pitch_rows(self, windows: np.ndarray, refs: np.ndarray) -> torch.Tensor:
         """``(batch, segment_frames)``: each window's pitch contour moved to the level of its reference

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from seqae.config import ConfigError, Recipe
-from seqae.datasets.audio import ONE_PIECE_SECONDS, AudioDataConfig, log_mels_and_pitch, write_wave
+from seqae.datasets.audio import ONE_PIECE_SECONDS, log_mels_and_pitch, write_wave
 from seqae.datasets.base import DataError, utterances_fingerprint
 from seqae.families.base import (
     Command,
@@ -23,6 +23,7 @@ from seqae.families.base import (
     utterance_items,
 )
 from seqae.families.voice_conversion import command_line, convert
+from seqae.families.voice_conversion.config import VoiceDataConfig
 from seqae.families.voice_conversion.convert import convert_mel
 from seqae.families.voice_conversion.evaluate import ConversionEvalConfig
 from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
@@ -57,7 +58,7 @@ def prepare(recipe: Recipe) -> Prepared:
     mean, std = mel_statistics(config, train_mels)
     index = {n: i for i, n in enumerate(names)}
     train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
-                            mean, std, f"{config.source} (train)", config.reference_windows, train_pitch)
+                            mean, std, f"{config.source} (train)", config.reference_windows, train_pitch, config.vtlp_warp, config.mel())
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
                            mean, std, f"{config.test_source or config.source} (test)", config.reference_windows, test_pitch)
     inferred = Inferred(input_dim=config.n_mels, speakers=names, mel_mean=mean, mel_std=std)
@@ -177,7 +178,7 @@ def search_items(model: nn.Module, recipe: Recipe, path: Path) -> tuple[list[str
 
 
 FAMILY = Family(
-    "voice_conversion", VoiceConversionConfig, AudioDataConfig, ConversionEvalConfig,
+    "voice_conversion", VoiceConversionConfig, VoiceDataConfig, ConversionEvalConfig,
     prepare, lambda r: VoiceConversion(r.model, r.data.mel()), evaluate, figures, codes,
     eval_needs_training_data=False, code_kinds=CODE_KINDS["voice_conversion"], eval_options=("manifest",),
     search_items=search_items,
