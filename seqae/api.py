@@ -373,7 +373,8 @@ def search_collection(run_dir: str | os.PathLike, index: str | os.PathLike, quer
 
 
 def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, device: str = "cpu") -> list[Path]:
-    """Training curves and the family's own figures as PNG files (default: ``RUN_DIR/plots``)."""
+    """Training curves and the family's own figures as PNG files, with its clips (WAV) and vectors for TensorBoard's
+    projector (.npz) where it has them (default folder: ``RUN_DIR/plots``)."""
     from seqae import plots
 
     run_dir = Path(run_dir)

@@ -73,7 +73,7 @@ def add_eval(sub) -> None:
 
 
 def add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="training curves and the family's figures as PNG")
+    p = sub.add_parser("plot", help="training curves and the family's figures as PNG (clips as WAV, projector vectors as .npz)")
     p.add_argument("run_dir", help=RUN_HELP)
     p.add_argument("--out", help="folder for the PNG files (default: RUN_DIR/plots)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
