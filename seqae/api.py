@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from seqae.runtime import (
     session_end,
     session_start,
     tensorboard_at_evaluation,
-    tensorboard_media,
 )
 from seqae.trainer import Trainer
 
@@ -99,8 +97,10 @@ def train(
             if has_run:
                 check_resumable(run_dir, recipe, model, prepared)
             write_run_files(run_dir, recipe, prepared)
-        data = prepared if family.eval_needs_training_data else None  # the family's figures at evaluation steps, in TensorBoard
-        drawn = tensorboard_at_evaluation(run_dir, model, lambda out: family.figures(model, recipe, data, out))
+        # with train.tensorboard: the curves and the family's figures of the model in memory, at evaluation steps and at the end
+        data = prepared if family.eval_needs_training_data else None
+        drawn = tensorboard_at_evaluation(
+            run_dir, model, lambda out: training_figures(run_dir, recipe.family, out) + family.figures(model, recipe, data, out))
         trainer = Trainer(model, prepared.train, recipe.train, run_dir, recipe.family, eval_data=prepared.test,
                           on_evaluation=drawn if main and recipe.train.tensorboard else None)
         session = session_start(trainer.device, trainer.dist.world)
@@ -109,9 +109,8 @@ def train(
             record = checkpoint.read_run_file(run_dir) or {}
             sessions = record.get("sessions", []) + [session_end(session, trainer.device, trainer.step)]
             checkpoint.write_run_file(run_dir, provenance=provenance(), sessions=sessions)
-    if main and recipe.train.tensorboard and not done.get("already_finished"):
-        with tempfile.TemporaryDirectory() as folder:  # the family's figures and clips, as images and audio
-            tensorboard_media(run_dir, plot(run_dir, folder, device=str(trainer.device)), trainer.step)
+            if recipe.train.tensorboard:
+                drawn(trainer.step)  # nothing new when the last step was an evaluation step
     return run_dir
 
 
@@ -375,17 +374,20 @@ def search_collection(run_dir: str | os.PathLike, index: str | os.PathLike, quer
 def plot(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, device: str = "cpu") -> list[Path]:
     """Training curves and the family's own figures as PNG files, with its clips (WAV) and vectors for TensorBoard's
     projector (.npz) where it has them (default folder: ``RUN_DIR/plots``)."""
-    from seqae import plots
-
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "plots"
     model = load(run_dir, device=device)
     recipe = model.recipe
-    family = get_family(recipe.family)
-    paths = []
+    return training_figures(run_dir, recipe.family, out) + get_family(recipe.family).figures(
+        model, recipe, prepared_for_evaluation(recipe, run_dir), out)
+
+
+def training_figures(run_dir: Path, family: str, out: Path) -> list[Path]:
+    """The training curves and every logged metric, from ``metrics.jsonl`` (none before its first line)."""
+    from seqae import plots
+
     records = checkpoint.read_metrics(run_dir)
-    if records:
-        paths.append(plots.training_curves(records, out / "training_curves.png", title=f"{run_dir.name} ({recipe.family})"))
-        paths.append(plots.logged_metrics(records, out / "metrics.png", title=f"{run_dir.name}: every logged metric"))
-    paths += family.figures(model, recipe, prepared_for_evaluation(recipe, run_dir), out)
-    return paths
+    if not records:
+        return []
+    return [plots.training_curves(records, out / "training_curves.png", title=f"{run_dir.name} ({family})"),
+            plots.logged_metrics(records, out / "metrics.png", title=f"{run_dir.name}: every logged metric")]

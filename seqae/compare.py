@@ -12,22 +12,39 @@ from seqae import checkpoint
 from seqae.config import read_toml
 
 
-def run_summary(run_dir: Path) -> dict[str, Any]:
-    """A run's recipe (flattened ``section.key``), its family, step and ``eval.json`` figures (numbers only)."""
+def check_run(run_dir: Path) -> None:
+    """A CheckpointError unless ``run_dir`` is a run directory that seqae train wrote."""
     if not checkpoint.is_seqae_run(run_dir):
         raise checkpoint.CheckpointError(f"{run_dir}: not a seqae run directory (no {checkpoint.RUN_FILE}); give runs that "
                                          "seqae train wrote")
-    config_path = run_dir / checkpoint.CONFIG_FILE
-    config = read_toml(config_path) if config_path.is_file() else {}
+
+
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's resolved recipe (``config.toml``) by section; empty when there is none."""
+    path = run_dir / checkpoint.CONFIG_FILE
+    return read_toml(path) if path.is_file() else {}
+
+
+def run_evaluation(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``eval.json`` (None before ``seqae eval``); an unreadable one is a CheckpointError."""
+    path = run_dir / "eval.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise checkpoint.CheckpointError(f"{path}: unreadable ({err}); run seqae eval {run_dir} again") from None
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """A run's recipe (flattened ``section.key``), its family, step and ``eval.json`` figures (numbers only)."""
+    check_run(run_dir)
+    config = run_config(run_dir)
     settings = {f"{section}.{key}": value for section, table in config.items() if isinstance(table, dict)
                 for key, value in table.items()}
     figures, missing = {}, ""
-    path = run_dir / "eval.json"
-    if path.is_file():
-        try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise checkpoint.CheckpointError(f"{path}: unreadable ({err}); run seqae eval {run_dir} again") from None
+    result = run_evaluation(run_dir)
+    if result is not None:
         figures = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     else:
         missing = f"not evaluated (seqae eval {run_dir})"

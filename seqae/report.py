@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import re
 import tempfile
@@ -21,6 +20,7 @@ from typing import Any
 
 from seqae import checkpoint
 from seqae.checkpoint import CheckpointError
+from seqae.compare import check_run, compare, run_config, run_evaluation
 from seqae.figures import figure_rows, is_number, shown
 
 MARK = "<!-- written by seqae report -->"
@@ -65,15 +65,6 @@ def table(headings: list[str], rows: list[tuple[str, list[str], str]], caption: 
                    for name, cells, cls in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: unreadable ({err}); run the command that writes it again") from None
 
 
 def trained_section(run_dir: Path, config: dict[str, Any], record: dict[str, Any]) -> str:
@@ -148,26 +139,17 @@ def audio(path: Path, label: str) -> str:
 
 
 def run_section(run_dir: Path, figures: list[Path], anchor: str) -> str:
-    config = checkpoint_config(run_dir)
+    config = run_config(run_dir)
     record = checkpoint.read_run_file(run_dir) or {}
     recipe_text = (run_dir / checkpoint.CONFIG_FILE).read_text(encoding="utf-8") if (run_dir / checkpoint.CONFIG_FILE).is_file() else ""
     return (f'<section id="{anchor}"><h2>{esc(run_dir.name)}</h2>' + trained_section(run_dir, config, record)
-            + "<h3>Evaluation</h3>" + evaluation_section(run_dir, read_json(run_dir / "eval.json"))
+            + "<h3>Evaluation</h3>" + evaluation_section(run_dir, run_evaluation(run_dir))
             + "<h3>Figures</h3>" + (figures_section(figures, run_dir.name) or "<p>No figures.</p>")
             + f"<details><summary>The recipe as trained (config.toml)</summary><pre>{esc(recipe_text)}</pre></details></section>")
 
 
-def checkpoint_config(run_dir: Path) -> dict[str, Any]:
-    from seqae.config import read_toml
-
-    path = run_dir / checkpoint.CONFIG_FILE
-    return read_toml(path) if path.is_file() else {}
-
-
 def comparison_section(run_dirs: list[Path]) -> str:
     """One column per run: the settings that differ (marked), then every evaluation figure."""
-    from seqae.compare import compare
-
     result = compare(run_dirs)
     names = [Path(r).name for r in result["runs"]]
     rows = [("family", [esc(f) for f in result["families"]], "")]
@@ -203,8 +185,7 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike | Non
 
     dirs = [Path(r) for r in run_dirs]
     for run_dir in dirs:
-        if not checkpoint.is_seqae_run(run_dir):
-            raise CheckpointError(f"{run_dir}: not a seqae run directory (no {checkpoint.RUN_FILE}); give runs that seqae train wrote")
+        check_run(run_dir)
     out = Path(out) if out else (dirs[0] / "report.html" if len(dirs) == 1 else Path("report.html"))
     check_output(out)
     anchors = [f"run-{i + 1}" for i in range(len(dirs))]
@@ -213,19 +194,9 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike | Non
     with tempfile.TemporaryDirectory() as tmp:
         for i, (run_dir, anchor) in enumerate(zip(dirs, anchors)):
             folder = Path(tmp) / str(i)
-            paths = api.plot(run_dir, folder, device=device) if figures else curves_only(run_dir, folder)
+            paths = (api.plot(run_dir, folder, device=device) if figures
+                     else api.training_figures(run_dir, run_config(run_dir).get("model", {}).get("family", "?"), folder))
             body += run_section(run_dir, paths, anchor)
         title = f"seqae report: {dirs[0].name}" if len(dirs) == 1 else f"seqae report: {len(dirs)} runs"
         checkpoint.atomic_write(out, page(title, body))
     return out
-
-
-def curves_only(run_dir: Path, folder: Path) -> list[Path]:
-    from seqae import plots
-
-    records = checkpoint.read_metrics(run_dir)
-    if not records:
-        return []
-    return [plots.training_curves(records, folder / "training_curves.png", title=run_dir.name),
-            plots.logged_metrics(records, folder / "metrics.png", title=f"{run_dir.name}: every logged metric")]
-

@@ -138,9 +138,8 @@ def tensorboard_media(run_dir, paths: list[Path], step: int) -> None:
             with np.load(path, allow_pickle=False) as data:
                 columns = [k for k in data.files if k not in ("vectors", "images")]
                 thumbnails = torch.from_numpy(data["images"])[:, None] if "images" in data.files else None  # (N, 1, H, W)
-                rows = [list(r) for r in zip(*(data[k].tolist() for k in columns))] if columns else None
-                if columns and len(columns) == 1:
-                    rows = [r[0] for r in rows]
+                values = [data[k].tolist() for k in columns]  # one column: a list of labels; several: rows under a header
+                rows = None if not columns else values[0] if len(columns) == 1 else [list(r) for r in zip(*values)]
                 writer.add_embedding(torch.from_numpy(data["vectors"]), metadata=rows, tag=path.stem, global_step=step,
                                      metadata_header=columns if len(columns) > 1 else None, label_img=thumbnails)
         elif path.suffix.lower() == ".png":
@@ -153,12 +152,17 @@ def tensorboard_media(run_dir, paths: list[Path], step: int) -> None:
 
 
 def tensorboard_at_evaluation(run_dir, model: torch.nn.Module, figures) -> Any:
-    """A callback for the Trainer's evaluation steps: ``figures(folder) -> paths`` (the family's figures of
-    the model as it trains) in TensorBoard at that step. Its random draws come from forked streams, so a
-    run with TensorBoard trains exactly as one without."""
+    """A callback for the Trainer's evaluation steps (and the end of training): ``figures(folder) -> paths``
+    (the figures of the model as it trains) in TensorBoard at that step, once per step. Its random draws
+    come from forked streams, so a run with TensorBoard trains exactly as one without."""
     import tempfile
 
+    drawn: set[int] = set()
+
     def draw(step: int) -> None:
+        if step in drawn:
+            return
+        drawn.add(step)
         was_training, states = model.training, (random.getstate(), np.random.get_state())
         try:
             with torch.random.fork_rng(), tempfile.TemporaryDirectory() as folder:
