@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,15 +234,19 @@ def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-me
     return log_mels_and_pitch(utterances, config, desc, pitch=False)[0]
 
 
-def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch", pitch: bool = True
+def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch", pitch: bool = True,
+                       transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                        ) -> tuple[list[torch.Tensor], list[PitchTrack] | None]:
     """Each utterance's log-mel ``(n_mels, frames)`` and, with ``pitch``, its pitch: the
     :class:`seqae.audio.PitchTrack` (contour ``(frames,)``, level and spread, octaves re 100 Hz) of
-    :func:`seqae.audio.pitch_contour`, from one reading of the audio; ``None`` in its place without."""
+    :func:`seqae.audio.pitch_contour`, from one reading of the audio; ``None`` in its place without.
+    ``transform`` changes each waveform ``(samples,)`` first (an augmentation)."""
     front_end = LogMel(config)
     mels, pitches = [], []
     with torch.no_grad():
         for wave in iter_audio(utterances, config.sample_rate, config.win_length, desc):
+            if transform is not None:
+                wave = transform(wave)
             mels.append(front_end(wave)[0])
             if pitch:
                 pitches.append(pitch_contour(*track_pitch(wave, config)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from seqae.config import ConfigError, choice
@@ -17,11 +18,41 @@ class VoiceDataConfig(AudioDataConfig):
     # [1 - vtlp_warp, 1 + vtlp_warp] (seqae.audio.vocal_tract_warp), its pitch contour moved with it:
     # voices between and beyond the corpus's. 0 turns it off; 0.1 to 0.2 is the usual range
     vtlp_warp: float = 0.0
+    # new speakers made once from the training utterances (seqae.datasets.augment): one copy of every
+    # training utterance per factor, resampled to play that many times faster (pitch, formants and tempo
+    # move together: [0.9, 1.1] is Kaldi's speed perturbation), a speaker of its own ("p1@speed0.9")
+    speed_perturb: list[float] = field(default_factory=list)
+    # the same with the pitch moved by this many semitones, duration and formants kept ("p1@pitch+3")
+    pitch_shift: list[float] = field(default_factory=list)
+    # a random smooth equaliser on each training example (window, references and target alike, as part of
+    # the voice), its peak gain drawn uniformly up to this many dB; 0 turns it off
+    equalise_db: float = 0.0
+    # [low, high]: white or pink noise mixed into each training example's inputs (its window as the
+    # content encoder sees it, and its references) at an SNR drawn uniformly in [low, high] dB; the
+    # reconstruction target stays clean, so the encoders learn to ignore the noise. [] turns it off
+    noise_snr: list[float] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
         super().validate(where)
         if not 0.0 <= self.vtlp_warp < 0.5:
             raise ConfigError(f"{where}: data.vtlp_warp must be in [0, 0.5) (a share of the frequency axis), got {self.vtlp_warp}")
+        if any(not 0.5 <= f <= 2.0 or f == 1.0 for f in self.speed_perturb):
+            raise ConfigError(f"{where}: data.speed_perturb factors must be in [0.5, 2] and not 1 (the corpus itself), "
+                              f"got {self.speed_perturb}")
+        if any(not -12.0 <= s <= 12.0 or s == 0.0 for s in self.pitch_shift):
+            raise ConfigError(f"{where}: data.pitch_shift must be semitones in [-12, 12] and not 0, got {self.pitch_shift}")
+        if len(set(self.speed_perturb)) < len(self.speed_perturb) or len(set(self.pitch_shift)) < len(self.pitch_shift):
+            raise ConfigError(f"{where}: data.speed_perturb and data.pitch_shift must not repeat a value")
+        if not 0.0 <= self.equalise_db <= 30.0:
+            raise ConfigError(f"{where}: data.equalise_db must be in [0, 30] (the equaliser's peak gain, dB), got {self.equalise_db}")
+        if self.noise_snr and (len(self.noise_snr) != 2 or self.noise_snr[0] > self.noise_snr[1]
+                               or not all(math.isfinite(v) for v in self.noise_snr)):
+            raise ConfigError(f"{where}: data.noise_snr must be [low, high] in dB with low <= high (or [] for no noise), "
+                              f"got {self.noise_snr}")
+
+    def augments(self) -> bool:
+        """Whether any per-example augmentation is on (the waveform copies are made in ``prepare``)."""
+        return bool(self.vtlp_warp or self.equalise_db or self.noise_snr)
 
 
 @dataclass

@@ -2,11 +2,60 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 import numpy as np
 import torch
 
 from seqae.audio import MelConfig, PitchTrack, move_pitch, vocal_tract_warp
-from seqae.datasets.audio import MelSegments
+from seqae.datasets.audio import MelSegments, Utterance, log_mels_and_pitch
+from seqae.datasets.augment import change_speed, equalise, mix_noise, noise_bank, random_gains, shift_pitch
+
+
+@dataclass
+class Augmentation:
+    """Per-example augmentation of the training batches (``data.vtlp_warp``, ``equalise_db``,
+    ``noise_snr``), each draw a pure function of the example's index (``epoch * windows + window``)."""
+
+    mel: MelConfig
+    vtlp_warp: float = 0.0
+    equalise_db: float = 0.0
+    noise_snr: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        self.noise = noise_bank(self.mel) if self.noise_snr else None
+
+    @classmethod
+    def from_data(cls, data) -> Augmentation | None:
+        """From a ``[data]`` section (:class:`VoiceDataConfig`); ``None`` when every option is off."""
+        if not data.augments():
+            return None
+        return cls(data.mel(), data.vtlp_warp, data.equalise_db, tuple(data.noise_snr) if data.noise_snr else None)
+
+
+def copy_labels(data) -> list[str]:
+    """What marks each copy's speakers: ``"speed0.9"`` for a ``data.speed_perturb`` factor, ``"pitch+3"``
+    for a ``data.pitch_shift``."""
+    return [f"speed{f:g}" for f in data.speed_perturb] + [f"pitch{s:+g}" for s in data.pitch_shift]
+
+
+def voice_copies(data, utterances: list[Utterance], pitch: bool) -> tuple[list[torch.Tensor], list[PitchTrack] | None, list[str]]:
+    """The new speakers of ``data.speed_perturb`` and ``data.pitch_shift``: every utterance's log-mel (and
+    pitch with ``pitch``) once per factor, from its waveform changed by
+    :func:`seqae.datasets.augment.change_speed` or :func:`~seqae.datasets.augment.shift_pitch`, and the
+    speaker name of each (``"p1@speed0.9"``, ``"p1@pitch+3"``)."""
+    changes = list(zip(copy_labels(data), [partial(change_speed, factor=f) for f in data.speed_perturb]
+                       + [partial(shift_pitch, semitones=s) for s in data.pitch_shift]))
+    mels: list[torch.Tensor] = []
+    tracks: list[PitchTrack] = []
+    names: list[str] = []
+    for label, change in changes:
+        m, p = log_mels_and_pitch(utterances, data.mel(), f"log-mel ({label})", pitch, transform=change)
+        mels += m
+        tracks += p or []
+        names += [f"{u.speaker}@{label}" for u in utterances]
+    return mels, tracks if pitch else None, names
 
 
 class SpeakerSegments(MelSegments):
@@ -22,12 +71,9 @@ class SpeakerSegments(MelSegments):
     """
 
     def __init__(self, mels: list[torch.Tensor], speakers: list[int], segment_frames: int, mean: float, std: float, name: str,
-                 reference_windows: int = 1, pitch: list[PitchTrack] | None = None, vtlp_warp: float = 0.0,
-                 mel: MelConfig | None = None):
+                 reference_windows: int = 1, pitch: list[PitchTrack] | None = None, augment: Augmentation | None = None):
         super().__init__(mels, segment_frames, mean, std, name)
-        if vtlp_warp and mel is None:
-            raise ValueError("vtlp_warp needs the mel settings (mel=) to place the bands")
-        self.vtlp_warp, self.mel = vtlp_warp, mel
+        self.augment = augment
         if reference_windows < 1:
             raise ValueError(f"reference_windows must be at least 1, got {reference_windows}")
         if pitch is not None and [p.contour.shape[0] for p in pitch] != [m.shape[1] for m in mels]:
@@ -76,22 +122,49 @@ class SpeakerSegments(MelSegments):
         batch.update(ref=x, ref_mask=ref["mask"].view(b, k * self.segment), speaker=torch.from_numpy(self.window_speaker[windows]))
         if self.pitch is not None:
             batch["pitch"] = self.pitch_rows(windows, refs)
-        if self.vtlp_warp:
+        if self.augment is not None:
             self.perturb(batch, indices)
         return batch
 
     def perturb(self, batch: dict[str, torch.Tensor], indices: np.ndarray) -> None:
-        """Vocal-tract-length perturbation, one factor per example (a pure function of its index, like the
-        references), applied alike to its window and its references (one new voice) and, as octaves, to
-        its pitch contour. The warp acts on the log-mel's natural scale: normalisation is affine, so
-        interpolating the normalised values is the same."""
+        """The augmentation, drawn per example from its index (like the references). A new voice, alike in
+        the window, its references and the target: vocal-tract-length perturbation (a factor alpha; the
+        pitch contour moves by log2 alpha octaves) and an equaliser. Then a recording condition on the
+        inputs only: noise in the window and in the references, the clean window kept as ``"target"``.
+        Normalisation is affine, so the warp interpolates normalised values as it would natural ones; the
+        gains and the noise act on natural log-mel values."""
+        aug = self.augment
+        if aug.noise_snr:
+            batch["target"] = torch.empty_like(batch["x"])
         for row, index in enumerate(indices.tolist()):
-            alpha = float(np.random.default_rng([index // len(self), index % len(self), 2]).uniform(1 - self.vtlp_warp,
-                                                                                                  1 + self.vtlp_warp))
-            batch["x"][row] = vocal_tract_warp(batch["x"][row], alpha, self.mel)
-            batch["ref"][row] = vocal_tract_warp(batch["ref"][row], alpha, self.mel)
-            if "pitch" in batch:
-                batch["pitch"][row] += float(np.log2(alpha)) * batch["mask"][row].to(batch["pitch"].dtype)
+            draw = [index // len(self), index % len(self)]
+            if aug.vtlp_warp:
+                alpha = float(np.random.default_rng(draw + [2]).uniform(1 - aug.vtlp_warp, 1 + aug.vtlp_warp))
+                batch["x"][row] = vocal_tract_warp(batch["x"][row], alpha, aug.mel)
+                batch["ref"][row] = vocal_tract_warp(batch["ref"][row], alpha, aug.mel)
+                if "pitch" in batch:
+                    batch["pitch"][row] += float(np.log2(alpha)) * batch["mask"][row].to(batch["pitch"].dtype)
+            if aug.equalise_db:
+                gains = random_gains(aug.mel.n_mels, aug.equalise_db, np.random.default_rng(draw + [3]))
+                shift = equalise(torch.zeros(aug.mel.n_mels, 1), gains, aug.mel.power) / self.std  # (n_mels, 1)
+                for key, mask in (("x", "mask"), ("ref", "ref_mask")):
+                    batch[key][row] = torch.where(batch[mask][row], batch[key][row] + shift, 0.0)
+            if aug.noise_snr:
+                self.add_noise(batch, row, np.random.default_rng(draw + [4]))
+
+    def add_noise(self, batch: dict[str, torch.Tensor], row: int, rng: np.random.Generator) -> None:
+        """Noise at an SNR drawn from ``noise_snr`` in the window and the references of ``row`` (each its
+        own cut of the noise bank), the clean window kept in ``batch["target"]``."""
+        aug = self.augment
+        batch["target"][row] = batch["x"][row]
+        for key, mask in (("x", "mask"), ("ref", "ref_mask")):
+            frames = batch[key].shape[-1]
+            kind, start = int(rng.integers(aug.noise.shape[0])), int(rng.integers(aug.noise.shape[-1]))
+            noise = aug.noise[kind][:, (start + torch.arange(frames)) % aug.noise.shape[-1]]
+            natural = batch[key][row] * self.std + self.mean
+            real = batch[mask][row]
+            noisy = mix_noise(natural, noise, float(rng.uniform(*aug.noise_snr)), aug.mel.power, aug.mel.log_floor, real)
+            batch[key][row] = torch.where(real, (noisy - self.mean) / self.std, 0.0)
 
     def pitch_rows(self, windows: np.ndarray, refs: np.ndarray) -> torch.Tensor:
         """``(batch, segment_frames)``: each window's pitch contour moved to the level of its reference

@@ -34,16 +34,20 @@ def prepare(recipe: Recipe) -> Prepared:
     """Log-mel segments with speakers and same-speaker references; infers ``model.input_dim``,
     ``model.speakers`` (the training speakers, sorted) and the log-mel statistics."""
     from seqae.datasets.audio import mel_statistics, train_and_test_mels, train_and_test_utterances
-    from seqae.families.voice_conversion.data import SpeakerSegments
+    from seqae.families.voice_conversion.data import Augmentation, SpeakerSegments, copy_labels, voice_copies
 
     config = recipe.data
     train_utts, test_utts = train_and_test_utterances(config)
     for u in train_utts + test_utts:
         if not u.speaker:
             raise DataError(f"{u.where}: no \"speaker\"; voice conversion trains on utterances labelled with their speaker")
-    names = sorted({u.speaker for u in train_utts})
-    if len(names) < 2:
-        raise DataError(f"{config.source}: {len(names)} speaker(s); voice conversion needs at least 2 training speakers")
+    corpus_names = sorted({u.speaker for u in train_utts})
+    if len(corpus_names) < 2:
+        raise DataError(f"{config.source}: {len(corpus_names)} speaker(s); voice conversion needs at least 2 training speakers")
+    if any("@" in name for name in corpus_names):
+        raise DataError(f"{config.source}: a speaker name with \"@\"; that mark is kept for the speakers that data.speed_perturb "
+                        "and data.pitch_shift make: rename the speaker")
+    names = sorted(corpus_names + [f"{n}@{label}" for label in copy_labels(config) for n in corpus_names])
     if recipe.model.speakers and recipe.model.speakers != names:
         raise ConfigError(f"{recipe.source}: model.speakers does not match the training data's speakers ({len(names)} found)")
     if recipe.model.input_dim not in (0, config.n_mels):
@@ -55,10 +59,12 @@ def prepare(recipe: Recipe) -> Prepared:
     if not test_utts:
         raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
     train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts, recipe.model.pitch != "none")
-    mean, std = mel_statistics(config, train_mels)
+    mean, std = mel_statistics(config, train_mels)  # the corpus's own, without the copies
+    copy_mels, copy_pitch, copy_names = voice_copies(config, train_utts, recipe.model.pitch != "none")
     index = {n: i for i, n in enumerate(names)}
-    train = SpeakerSegments(train_mels, [index[u.speaker] for u in train_utts], config.segment_frames,
-                            mean, std, f"{config.source} (train)", config.reference_windows, train_pitch, config.vtlp_warp, config.mel())
+    train = SpeakerSegments(train_mels + copy_mels, [index[n] for n in [u.speaker for u in train_utts] + copy_names],
+                            config.segment_frames, mean, std, f"{config.source} (train)", config.reference_windows,
+                            None if train_pitch is None else train_pitch + copy_pitch, Augmentation.from_data(config))
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
                            mean, std, f"{config.test_source or config.source} (test)", config.reference_windows, test_pitch)
     inferred = Inferred(input_dim=config.n_mels, speakers=names, mel_mean=mean, mel_std=std)

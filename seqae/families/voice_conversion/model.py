@@ -190,7 +190,8 @@ class VoiceConversion(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         """``batch``: ``x`` ``(B, n_mels, T)`` and ``mask`` ``(B, T)``; ``ref``/``ref_mask`` (another
         utterance of the same speaker, ``adain``); ``speaker`` ``(B,)`` indices into ``model.speakers``;
-        ``pitch`` ``(B, T)`` with ``model.pitch`` (the segment's contour at the reference's level)."""
+        ``pitch`` ``(B, T)`` with ``model.pitch`` (the segment's contour at the reference's level);
+        optionally ``target`` ``(B, n_mels, T)``, what to reconstruct when it is not ``x`` itself."""
         x, mask = batch["x"], batch["mask"]
         if self.config.method == "adversarial" and self.phase == "adversary":
             with torch.no_grad():
@@ -212,7 +213,8 @@ class VoiceConversion(nn.Module):
         recon = self._decode(mask_out(content, mask), speaker, batch.get("pitch"), mask)
         frames = mask[:, None, :].to(x.dtype)
         denominator = frames.sum() * x.shape[1]
-        l1 = ((recon - x).abs() * frames).sum() / denominator
+        target = batch.get("target", x)  # the clean window when the inputs are noisy (data.noise_snr)
+        l1 = ((recon - target).abs() * frames).sum() / denominator
         metrics: dict[str, float | torch.Tensor] = {"l1": l1.detach()}
         loss = l1
         if log_var is not None:
