@@ -21,6 +21,7 @@ from seqae.registry import get_family
 from seqae.runtime import (
     TENSORBOARD_MISSING,
     provenance,
+    quantize_int8,
     resolve_device,
     seed_everything,
     session_end,
@@ -181,8 +182,10 @@ def read_run_config(run_dir: Path) -> Recipe:
     return recipe_from_dict(read_toml(path), str(path), base_dir=run_dir, check_paths=False)
 
 
-def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family: str | None = None) -> nn.Module:
-    """Rebuild the trained model of any family from its run directory, in eval mode.
+def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family: str | None = None,
+         quantize: str | None = None) -> nn.Module:
+    """Rebuild the trained model of any family from its run directory, in eval mode; ``quantize="int8"``:
+    its linear and recurrent layers quantised for CPU inference (:func:`seqae.runtime.quantize_int8`).
 
     The model carries its resolved recipe as ``model.recipe``. A run of another family than ``family``
     (when given), corrupt weights, or a config that does not match the weights raise
@@ -205,7 +208,7 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family:
             expected = build(recipe).state_dict()
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{run_dir / checkpoint.CONFIG_FILE}: cannot build the model: {err}") from None
-    check_weights_match(run_dir, expected, tensors)
+    checkpoint.check_weights_match(run_dir, expected, tensors)
     model = build(recipe)
     model.load_state_dict(tensors)
     family_entry = get_family(recipe.family)
@@ -214,24 +217,12 @@ def load(run_dir: str | os.PathLike, device: str | torch.device = "cpu", family:
     model.recipe = recipe
     model.run_dir = run_dir
     model.trained_steps = int(meta.get("step", 0))
-    return model.to(target).eval()
-
-
-def check_weights_match(run_dir: Path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
-    """The tensor names and shapes of the weights file must be the model's (built from config.toml)."""
-    model_path = run_dir / checkpoint.MODEL_FILE
-    problems = [f"'{k}' missing from the weights" for k in expected if k not in tensors]
-    problems += [f"unexpected tensor '{k}'" for k in tensors if k not in expected]
-    problems += [
-        f"'{k}' has shape {tuple(tensors[k].shape)} in the weights but {tuple(v.shape)} in the model"
-        for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
-    ]
-    if problems:
-        raise CheckpointError(
-            f"{run_dir / checkpoint.CONFIG_FILE} does not match {model_path}: {'; '.join(problems[:3])}"
-            + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
-        )
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize: 'int8' or None, got {quantize!r}")
+    model = model.to(target).eval()
+    if quantize:
+        quantize_int8(model)
+    return model
 
 
 def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
@@ -266,9 +257,10 @@ def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
     manifest: str | list[str] | None = None, overrides: list[str] | None = None,
     senteval: str | os.PathLike | None = None, senteval_tasks: str | list[str] | None = None, discriminator: bool = False,
-    inputs: str | os.PathLike | None = None, references: str | os.PathLike | None = None,
+    inputs: str | os.PathLike | None = None, references: str | os.PathLike | None = None, quantize: str | None = None,
 ) -> dict[str, Any]:
-    """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``.
+    """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``. ``quantize``: as
+    :func:`load` (the accuracy of an int8 model; write=False keeps the float model's eval.json).
 
     ``tasks``: task files for the sentence encoders (``label<TAB>sentence`` or
     ``score<TAB>sentence1<TAB>sentence2`` or ``label<TAB>sentence1<TAB>sentence2`` per line).
@@ -281,7 +273,7 @@ def evaluate(
     conversion) go to ``RUN_DIR/eval_records.jsonl``, or under ``"records"`` when ``write`` is False.
     """
     run_dir = Path(run_dir)
-    model = load(run_dir, device=device)
+    model = load(run_dir, device=device, quantize=quantize)
     recipe = model.recipe
     given = {"tasks": tasks, "manifest": manifest, "senteval": str(senteval) if senteval else None,
              "senteval_tasks": senteval_tasks, "discriminator": discriminator,
@@ -296,7 +288,7 @@ def evaluate(
         recipe.eval = recipe_from_dict(raw, f"{config_path} with --set", base_dir=run_dir, check_paths=False).eval
     family = get_family(recipe.family)
     prepared = prepared_for_evaluation(recipe, run_dir)
-    result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps}
+    result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps} | ({"quantize": quantize} if quantize else {})
     if overrides:
         result["eval_overrides"] = list(overrides)
     options: dict[str, Any] = {key: value for key, value in given.items() if value}

@@ -380,3 +380,20 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
+
+
+def check_weights_match(run_dir: Path, expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+    """The tensor names and shapes of the weights file must be the model's (built from config.toml)."""
+    model_path = run_dir / MODEL_FILE
+    problems = [f"'{k}' missing from the weights" for k in expected if k not in tensors]
+    problems += [f"unexpected tensor '{k}'" for k in tensors if k not in expected]
+    problems += [
+        f"'{k}' has shape {tuple(tensors[k].shape)} in the weights but {tuple(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{run_dir / CONFIG_FILE} does not match {model_path}: {'; '.join(problems[:3])}"
+            + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+        )

@@ -158,6 +158,9 @@ def add_outputs(sub) -> None:
                            help="which code, by family (the first the default): "
                                 + "; ".join(f"{name}: {', '.join(ks)}" for name, ks in CODE_KINDS.items()))
         p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+        p.add_argument("--quantize", choices=["int8"], help=(
+            "int8: dynamic int8 quantisation of the model's linear and recurrent layers for CPU inference (faster, "
+            "slightly different outputs; figures in benchmarks/RESULTS.md)"))
 
 
 def run_family_command(args: argparse.Namespace) -> int:
@@ -255,11 +258,20 @@ def write_output(args: argparse.Namespace) -> int:
     from seqae.registry import get_family
 
     check_output(args.output)
+    if args.quantize and args.device != "cpu":
+        raise ConfigError(f"--quantize {args.quantize} runs on the CPU; leave out --device {args.device}")
     model = api.load(args.run_dir, device=args.device)
     family = get_family(model.recipe.family)
     if (args.command == "embed") != family.embeds:
         hint = "seqae embed" if family.embeds else "seqae codes"
         raise ConfigError(f"{args.run_dir}: a '{family.name}' run; use {hint}")
+    if args.quantize:
+        from seqae.runtime import quantize_int8
+
+        counts = quantize_int8(model)
+        if not counts:
+            raise ConfigError(f"--quantize int8: the '{family.name}' model has no linear or recurrent layer to quantise")
+        print(f"int8: {', '.join(f'{n} {kind}' for kind, n in counts.items())} layer(s) quantised", file=sys.stderr)
     fn = family.scores if args.command == "score" else family.codes
     if fn is None:
         raise ConfigError(f"{args.run_dir}: family '{family.name}' has no '{args.command}' output")

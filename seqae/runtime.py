@@ -3,6 +3,7 @@ set-up (torchrun), and the window of metrics between two log lines."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -299,3 +300,35 @@ def session_end(session: dict[str, Any], device: torch.device, step: int) -> dic
     if device.type == "cuda":
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return out
+
+
+def quantize_int8(model: torch.nn.Module) -> dict[str, int]:
+    """int8 dynamic quantisation of a model for CPU inference, in place: the weights of every
+    ``nn.Linear``, ``nn.GRU`` and ``nn.LSTM`` stored as int8 and the activations quantised per batch
+    on the fly (``torch.ao.quantization.quantize_dynamic``); convolutions, embeddings, norms and
+    everything else stay float32. Returns how many layers of each kind were quantised.
+
+    CPU only (the quantised kernels are FBGEMM's / oneDNN's). The ``torch.ao`` eager API is deprecated in
+    favour of torchao, which quantises linear layers only; seqae pins its torch, so the recurrent
+    encoders keep their int8 kernels."""
+    import warnings
+
+    from torch import nn
+
+    device = model_device(model)
+    if device.type != "cpu":
+        raise ValueError(f"int8 dynamic quantisation runs on the CPU; the model is on {device}: load it with device='cpu'")
+    kinds = (nn.Linear, nn.GRU, nn.LSTM)
+    counts = {kind.__name__: sum(type(m) is kind for m in model.modules()) for kind in kinds}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.ao.quantization.quantize_dynamic(model, set(kinds), dtype=torch.qint8, inplace=True)
+    return {k: v for k, v in counts.items() if v}
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer; the CPU for a model with neither (an
+    int8-quantised network keeps its weights packed, not as parameters)."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from seqae.config import ConfigError
+from seqae.runtime import model_device
 
 
 @dataclass
@@ -86,7 +87,7 @@ def evaluate_autoencoder(
     accuracy beside logistic regression on the pixels of the same labelled rows (``labelled``: the rows
     of ``train_x`` fine-tuning saw; None: every row)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = torch.from_numpy(test_x)
     reconstruct = lambda b: model.reconstruct(b.to(device)).cpu()  # noqa: E731
     rec = batched(reconstruct, x)
@@ -137,7 +138,7 @@ def evaluate_vae(
     model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, test_y, config: ArrayEvalConfig, excluded: list[int]
 ) -> dict[str, Any]:
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = torch.from_numpy(test_x)
     generator_state = torch.get_rng_state()
     torch.manual_seed(config.noise_seed)
@@ -176,7 +177,7 @@ def evaluate_vqvae(model: nn.Module, train_x: np.ndarray, train_y, test_x: np.nd
     from seqae.nn.quantize import CodebookUsage
 
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = torch.from_numpy(test_x)
     rec = batched(lambda b: model.reconstruct(b.to(device)).cpu(), x)
     codes = batched(lambda b: model.codes(b.to(device)).cpu(), x)

@@ -14,6 +14,7 @@ from seqae.datasets.arrays import ArraySource, build_splits, read_input
 from seqae.datasets.base import fingerprint
 from seqae.evaluation.arrays import corrupt_like
 from seqae.families.base import Inferred, Prepared
+from seqae.runtime import model_device
 
 
 def prepare_arrays(recipe: Recipe) -> Prepared:
@@ -51,7 +52,7 @@ def array_inputs(model: nn.Module, recipe: Recipe, path: Path) -> torch.Tensor:
     if not isinstance(recipe.data, ArrayDataConfig):
         raise ConfigError(f"{path}: this command takes array input; the model was trained on {type(recipe.data).__name__}")
     x = read_input(path, recipe.data.scale, recipe.model.input_dim)
-    return torch.from_numpy(x).to(next(model.parameters()).device)
+    return torch.from_numpy(x).to(model_device(model))
 
 
 @torch.no_grad()
@@ -104,7 +105,7 @@ def reconstruction_figure(model: nn.Module, recipe: Recipe, test_x: np.ndarray, 
     from seqae import plots
 
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = torch.from_numpy(test_x[picks])
     rows, labels = [x.numpy()], ["original"]
     if getattr(model.config, "noise", "none") != "none" and model.config.noise_level > 0:
@@ -130,7 +131,7 @@ def code_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
 
     _, _, test_x, test_y = splits(prepared)
     paths = [reconstruction_figure(model, recipe, test_x, figure_picks(test_y, len(test_x)), out_dir)]
-    codes = model.encode(torch.from_numpy(test_x).to(next(model.parameters()).device))
+    codes = model.encode(torch.from_numpy(test_x).to(model_device(model)))
     codes = (codes[0] if isinstance(codes, tuple) else codes).cpu().numpy()
     paths.append(plots.code_map(codes, test_y, out_dir / "code_map.png"))
     paths.append(plots.projector(codes, out_dir / "codes.npz", thumbnails(recipe, test_x), **({} if test_y is None else {"label": test_y})))
@@ -142,7 +143,7 @@ def code_figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: 
 @torch.no_grad()
 def encode_all(net: nn.Module, x: np.ndarray, encode=None, batch: int = 1024) -> np.ndarray:
     """``encode`` (default ``net.encode``; a tuple's first item, the VAE's mean) of every row of ``x``."""
-    device = next(net.parameters()).device
+    device = model_device(net)
     encode = encode or net.encode
 
     def first(out):
@@ -159,7 +160,7 @@ def probe_baselines(model: nn.Module, train_x: np.ndarray, test_x: np.ndarray, n
     from sklearn.decomposition import PCA
 
     torch.manual_seed(seed)
-    untrained = type(model)(model.config).to(next(model.parameters()).device).eval()
+    untrained = type(model)(model.config).to(model_device(model)).eval()
     pca = PCA(n_components=min(width, *train_x.shape), random_state=seed).fit(train_x)
 
     def codes(net: nn.Module, x: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from torch import nn
 
 from seqae.config import ConfigError, choice
 from seqae.nn.encoders import READOUTS, BagOfNgramsEncoder, RecurrentEncoder, TransformerSentenceEncoder
+from seqae.runtime import model_device
 
 ENCODERS = ("recurrent", "transformer", "bag")
 
@@ -135,7 +136,7 @@ class SentenceEmbedder(nn.Module):
             rows = rows / np.maximum(norms, 1e-12)
         out = rows[0] if single else rows
         if convert_to_tensor or not convert_to_numpy:
-            return torch.from_numpy(np.ascontiguousarray(out)).to(next(self.parameters()).device)
+            return torch.from_numpy(np.ascontiguousarray(out)).to(model_device(self))
         return out
 
     def encode_sentences(self, sentences: list[str], batch_size: int, show_progress_bar: bool | None) -> np.ndarray:
@@ -155,7 +156,7 @@ class SentenceEmbedder(nn.Module):
             raise TypeError(f"sentence {bad} is a {type(sentences[bad]).__name__}, not a string")
         was_training = self.training
         self.eval()
-        device = next(self.parameters()).device
+        device = model_device(self)
         ids = encode_batch(self.tokenizer, sentences, self.max_tokens)
         order = np.argsort([len(s) for s in ids], kind="stable")
         out = np.zeros((len(ids), self.embedding_dim), dtype=np.float32)

@@ -16,6 +16,7 @@ from seqae.evaluation.probes import ProbeEvalConfig
 from seqae.families.base import Family, Prepared, Utterances, manifest_utterances, resolve_manifests, utterance_items
 from seqae.families.cpc.model import CPC, CPCConfig
 from seqae.registry import CODE_KINDS
+from seqae.runtime import model_device
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -38,7 +39,7 @@ def cpc_extractors(model: nn.Module, recipe: Recipe) -> dict:
 
     cfg = model.config
     rate = recipe.data.sample_rate
-    device = next(model.parameters()).device
+    device = model_device(model)
     torch.manual_seed(recipe.eval.seed)
     untrained = CPC(recipe.model).to(device).eval()
     mel = LogMel(MelConfig(sample_rate=rate, n_fft=400, win_length=400, hop_length=cfg.hop, n_mels=80))
@@ -65,7 +66,7 @@ def cpc_extractors(model: nn.Module, recipe: Recipe) -> dict:
 @torch.no_grad()
 def infonce_accuracy(model: nn.Module, source: BatchSource, batches: int = 20, batch_size: int = 16) -> dict[str, float]:
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     totals: dict[str, float] = {}
     picked = source.epoch_batches(0, 12345, batch_size)[:batches] if len(source) >= batch_size else []
     torch.manual_seed(0)  # the negatives
@@ -98,7 +99,7 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared, out_dir: Path)
     from seqae.datasets.audio import pcm16_to_float, read_waves
 
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     utts = prepared.extra.test
     first = utts[0]
     wave = read_waves([first], recipe.data.sample_rate, model.config.receptive_field)[0]
@@ -138,7 +139,7 @@ def codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "c") -> np.n
 
     model.eval()
     wave = read_audio(path, recipe.data.sample_rate, min_samples=model.config.receptive_field, max_seconds=ONE_PIECE_SECONDS)
-    return model.features(wave[None].to(next(model.parameters()).device), kind)[0].cpu().numpy()
+    return model.features(wave[None].to(model_device(model)), kind)[0].cpu().numpy()
 
 
 def search_items(model: nn.Module, recipe: Recipe, path: Path) -> tuple[list[str], np.ndarray]:

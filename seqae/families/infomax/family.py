@@ -27,6 +27,7 @@ from seqae.families.arrays import (
 )
 from seqae.families.base import Family, Prepared
 from seqae.families.infomax.model import InfoMax, InfoMaxConfig
+from seqae.runtime import model_device
 
 
 @dataclass
@@ -58,7 +59,7 @@ def test_estimates(model: nn.Module, test_x: np.ndarray, batch_size: int) -> dic
     """The training objective's terms on held-out batches: the MI estimates (nats) and how often the global
     discriminator picks an image's own code among the batch's (chance 1 / batch size)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     totals: dict[str, float] = {}
     starts = list(range(0, len(test_x) - batch_size + 1, batch_size)) or [0]
     for start in starts:
@@ -77,7 +78,7 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, **options) ->
         return result
     features = probe_baselines(model, train_x, test_x, "infomax", config.seed, model.config.code_dim)
     torch.manual_seed(config.seed)  # the same untrained network as the baselines'
-    untrained = InfoMax(model.config).to(next(model.parameters()).device).eval()
+    untrained = InfoMax(model.config).to(model_device(model)).eval()
     features["infomax_local"] = (local_maps(model, train_x), local_maps(model, test_x))
     features["untrained_local"] = (local_maps(untrained, train_x), local_maps(untrained, test_x))
     result.update(few_label_probes(features, train_y, test_y, tuple(config.labels_per_class), config.draws, config.seed,

@@ -35,6 +35,7 @@ from seqae.families.summarizer.model import Summarizer, SummarizerConfig, perple
 from seqae.families.summarizer.prior import read_prior
 from seqae.families.summarizer.texts import decode, encode_texts, summarize
 from seqae.families.text import attach_run_tokenizer, tokenised
+from seqae.runtime import model_device
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def judge_lm(model: nn.Module, recipe: Recipe, data: SummaryData):
     shape, weights = read_prior(recipe.eval.lm, data.tokenizer_path, "--set eval.lm", key="eval.lm")
     lm = RecurrentLM(model.config.vocab_size, shape["lm_embed_dim"], shape["lm_hidden"], shape["lm_layers"])
     lm.load_state_dict(weights)
-    return lm.to(next(model.parameters()).device).eval()
+    return lm.to(model_device(model)).eval()
 
 
 @torch.no_grad()
@@ -102,7 +103,7 @@ def held_out_figures(model: nn.Module, batches: SummaryBatches, config: SummaryE
     (and the ``judge`` language model), copy share and compression of the summaries, Lead-N and Random-N
     (same lengths)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     n = min(len(batches), config.max_texts)
     rng = np.random.default_rng(config.seed)
     sums = {"nll": 0.0, "right": 0, "lead_nll": 0.0, "lead_right": 0, "tokens": 0}

@@ -11,6 +11,7 @@ from seqae.config import ConfigError
 from seqae.datasets.base import DataError
 from seqae.families.summarizer.evaluate import strip
 from seqae.families.text import decode_ids, encode_lines
+from seqae.runtime import model_device
 
 
 def encode_texts(model: nn.Module, texts: list[str], where: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,7 +29,7 @@ def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, le
     if length is not None and length < 1:
         raise ConfigError(f"--length {length}: a summary needs at least one word")
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = []
     for start in range(0, len(texts), batch_size):
         tokens, lengths = encode_texts(model, texts[start : start + batch_size], where)

@@ -21,6 +21,7 @@ from seqae.checkpoint import atomic_write
 from seqae.config import ConfigError
 from seqae.datasets.audio import ONE_PIECE_SECONDS, read_audio, write_wave
 from seqae.datasets.base import DataError
+from seqae.runtime import model_device
 
 MIN_FRAMES = 10
 
@@ -34,7 +35,7 @@ def convert_mel(model: nn.Module, source: torch.Tensor, references: list[torch.T
     (adversarial). ``pitch`` (models trained with ``model.pitch``): the source's track first, then the
     references'.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     code = model.target_code(speaker=speaker) if model.config.method == "adversarial" else \
         model.target_code([r.to(device) for r in references or []])
     contour = None

@@ -37,6 +37,7 @@ from seqae.datasets.audio import Utterance
 from seqae.datasets.base import DataError
 from seqae.evaluation.linear import Probe
 from seqae.evaluation.probes import frame_labels, split_by_sentence, stack_frames
+from seqae.runtime import model_device
 
 
 @dataclass
@@ -212,7 +213,7 @@ class ConversionEvaluation:
                  pitch: list[PitchTrack] | None):
         self.utterances, self.mels, self.denormalise, self.model = utterances, mels, denormalise, model
         self.hop_s, self.config, self.pitch = hop_s, config, pitch
-        self.device = next(model.parameters()).device
+        self.device = model_device(model)
         self.seen_speakers = set(model.config.speakers)
         self.adain = model.config.method == "adain"
         self.fit_idx, self.convert_idx = split_by_sentence(utterances, config.seed)

@@ -28,6 +28,7 @@ from seqae.families.voice_conversion.convert import convert_mel
 from seqae.families.voice_conversion.evaluate import ConversionEvalConfig
 from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
 from seqae.registry import CODE_KINDS
+from seqae.runtime import model_device
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -96,7 +97,7 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared | None, out_dir
 
     model.eval()
     data = recipe.data
-    device = next(model.parameters()).device
+    device = model_device(model)
     utterances = manifest_utterances(resolve_manifests(recipe, None))
     speakers = sorted({u.speaker for u in utterances})
     picked = []
@@ -170,7 +171,7 @@ def codes(model: nn.Module, recipe: Recipe, path: Path, kind: str = "content") -
     data = recipe.data
     wave = read_audio(path, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
     mel = data.normalise(LogMel(data.mel())(wave)[0])
-    x = mel[None].to(next(model.parameters()).device)
+    x = mel[None].to(model_device(model))
     if kind == "speaker":
         return model.speaker_code(x)[0].cpu().numpy()
     return model.content(x)[0].t().cpu().numpy()

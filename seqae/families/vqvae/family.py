@@ -28,6 +28,7 @@ from seqae.families.arrays import (
 )
 from seqae.families.base import Family, Inferred, Prepared, Utterances
 from seqae.families.vqvae.model import VQVAE, VQVAEConfig
+from seqae.runtime import model_device
 
 
 def prepare_vqvae(recipe: Recipe) -> Prepared:
@@ -76,7 +77,7 @@ def evaluate_mel_vqvae(model: nn.Module, test: MelSegments) -> dict[str, Any]:
     from seqae.nn.quantize import CodebookUsage
 
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     usage = CodebookUsage(model.config.codebook_size)
     squared, count = 0.0, 0
     for mel in test.mels:
@@ -97,7 +98,7 @@ def mel_figures(model: nn.Module, recipe: Recipe, test: MelSegments, out_dir: Pa
     from seqae import plots
 
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     mel = test.mels[0][None].to(device)
     recon = model.reconstruct(mel)
     codes = [model.codes(m[None].to(device)).cpu().numpy() for m in test.mels]
@@ -136,7 +137,7 @@ def vqvae_figures(model, recipe, test_x, test_y, picks, out_dir: Path) -> list[P
 
     if model.config.quantizer == "binary":
         return []
-    device = next(model.parameters()).device
+    device = model_device(model)
     codes = model.codes(torch.from_numpy(test_x).to(device)).cpu().numpy()
     counts = np.bincount(codes.reshape(-1), minlength=model.config.codebook_size)
     sample = codes[picks]
@@ -161,7 +162,7 @@ def vqvae_codes(model: nn.Module, recipe: Recipe, path: Path) -> np.ndarray:
 
 
 def mel_codes(model: nn.Module, recipe: Recipe, utterances) -> list[np.ndarray]:
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = []
     for mel in log_mels(utterances, recipe.data.mel()):
         x = recipe.data.normalise(mel)[None].to(device)
