@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +181,9 @@ class AudioDataConfig:
     reference_windows: int = 1
     mel_mean: float = 0.0  # normalisation of the log-mel values; 0 and 0 compute them from the training files
     mel_std: float = 0.0
+    # the features (waveforms, log-mels, pitch) are computed once into this folder and stream from it
+    # (seqae.datasets.audio_store); "": $SEQAE_CACHE, else ~/.cache/seqae
+    cache_dir: str = ""
     # the mel front end (seqae.audio.MelConfig)
     sample_rate: int = 16000
     n_fft: int = 400
@@ -234,43 +237,60 @@ def log_mels(utterances: list[Utterance], config: MelConfig, desc: str = "log-me
     return log_mels_and_pitch(utterances, config, desc, pitch=False)[0]
 
 
-def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch", pitch: bool = True,
-                       transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+def log_mels_and_pitch(utterances: list[Utterance], config: MelConfig, desc: str = "log-mel and pitch", pitch: bool = True
                        ) -> tuple[list[torch.Tensor], list[PitchTrack] | None]:
     """Each utterance's log-mel ``(n_mels, frames)`` and, with ``pitch``, its pitch: the
     :class:`seqae.audio.PitchTrack` (contour ``(frames,)``, level and spread, octaves re 100 Hz) of
-    :func:`seqae.audio.pitch_contour`, from one reading of the audio; ``None`` in its place without.
-    ``transform`` changes each waveform ``(samples,)`` first (an augmentation)."""
+    :func:`seqae.audio.pitch_contour`, from one reading of the audio; ``None`` in its place without."""
     front_end = LogMel(config)
     mels, pitches = [], []
     with torch.no_grad():
         for wave in iter_audio(utterances, config.sample_rate, config.win_length, desc):
-            if transform is not None:
-                wave = transform(wave)
             mels.append(front_end(wave)[0])
             if pitch:
                 pitches.append(pitch_contour(*track_pitch(wave, config)))
     return mels, pitches if pitch else None
 
 
+class ArrayStore:
+    """Arrays in memory, time on the last axis, behind the interface of the streaming stores
+    (:class:`seqae.datasets.audio_store.FileStore`): ``lengths``, ``read(i, start, count)``, ``full(i)``."""
+
+    def __init__(self, arrays):
+        self.arrays = [a.numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in arrays]
+        self.lengths = np.array([a.shape[-1] for a in self.arrays], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def read(self, i: int, start: int, count: int) -> np.ndarray:
+        return self.arrays[i][..., start : start + count]
+
+    def full(self, i: int) -> np.ndarray:
+        return self.arrays[i]
+
+
 class MelSegments(BatchSource):
-    """Half-overlapping windows of ``segment_frames`` frames from normalised log-mels.
+    """Half-overlapping windows of ``segment_frames`` frames from log-mels (a list of ``(n_mels, frames)``
+    or a store of them, :mod:`seqae.datasets.audio_store`), normalised by ``mean`` and ``std`` as they
+    are read.
 
     Batches are ``{"x": (batch, n_mels, segment_frames), "mask": (batch, segment_frames)}``. Utterances
     shorter than a segment are zero-padded; ``mask`` marks the real frames, so padding stays out of losses.
     """
 
-    def __init__(self, mels: list[torch.Tensor], segment_frames: int, mean: float, std: float, name: str):
-        self.mels = [(m - mean) / std for m in mels]
+    def __init__(self, mels, segment_frames: int, mean: float, std: float, name: str):
+        self.store = mels if hasattr(mels, "read") else ArrayStore(mels)
         self.mean, self.std = mean, std
         self.segment = segment_frames
         self.name = name
-        hop = max(1, segment_frames // 2)
-        self.windows = []
-        for i, m in enumerate(self.mels):
-            frames = m.shape[1]
-            starts = range(0, max(frames - segment_frames, 0) + 1, hop)
-            self.windows += [(i, s) for s in starts]
+        self.windows = segment_windows(self.store.lengths, segment_frames, keep_short=True)
+
+    @property
+    def mels(self) -> list[torch.Tensor]:
+        """Every utterance's normalised log-mel ``(n_mels, frames)`` (read now: for small test sets)."""
+        return [torch.from_numpy((np.asarray(self.store.full(i), dtype=np.float32) - self.mean) / self.std)
+                for i in range(len(self.store))]
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -279,15 +299,31 @@ class MelSegments(BatchSource):
         return self.name
 
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        n_mels = self.mels[0].shape[0]
-        batch = torch.zeros(len(indices), n_mels, self.segment)
-        mask = torch.zeros(len(indices), self.segment, dtype=torch.bool)
+        batch, mask = None, torch.zeros(len(indices), self.segment, dtype=torch.bool)
         for row, index in enumerate(indices):
             utt, start = self.windows[int(index)]
-            piece = self.mels[utt][:, start : start + self.segment]
+            piece = torch.from_numpy((np.asarray(self.store.read(int(utt), int(start), self.segment), dtype=np.float32)
+                                      - self.mean) / self.std)
+            if batch is None:
+                batch = torch.zeros(len(indices), piece.shape[0], self.segment)
             batch[row, :, : piece.shape[1]] = piece
             mask[row, : piece.shape[1]] = True
         return {"x": batch, "mask": mask}
+
+
+def segment_windows(lengths: np.ndarray, segment: int, keep_short: bool) -> np.ndarray:
+    """``(windows, 2)`` int64 rows of (utterance, start): half-overlapping windows of ``segment`` over
+    utterances of ``lengths``; an utterance shorter than one window gives one window at 0 with
+    ``keep_short``, none without."""
+    hop = max(1, segment // 2)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not keep_short:
+        counts = np.where(lengths >= segment, (lengths - segment) // hop + 1, 0)
+    else:
+        counts = np.maximum(lengths - segment, 0) // hop + 1
+    utts = np.repeat(np.arange(len(lengths)), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.stack([utts, (np.arange(len(utts)) - first) * hop], axis=1).astype(np.int64)
 
 
 def train_and_test_utterances(config: AudioDataConfig) -> tuple[list[Utterance], list[Utterance]]:
@@ -308,50 +344,21 @@ def split_utterances(utterances: list[Utterance], fraction: float, seed: int) ->
     return [utterances[i] for i in train], [utterances[i] for i in test]
 
 
-def train_and_test_mels(config: AudioDataConfig, train_utts: list[Utterance], test_utts: list[Utterance], pitch: bool = False):
-    """The log-mels of both splits and, with ``pitch``, their pitch (:func:`log_mels_and_pitch`; else
-    ``None``): ``(train_mels, test_mels, train_pitch, test_pitch)``."""
-    mel = config.mel()
-    what = "log-mel and pitch" if pitch else "log-mel"
-    train_mels, train_pitch = log_mels_and_pitch(train_utts, mel, f"{what} (train)", pitch)
-    test_mels, test_pitch = log_mels_and_pitch(test_utts, mel, f"{what} (test)", pitch)
-    return train_mels, test_mels, train_pitch, test_pitch
-
-
-def mel_statistics(config: AudioDataConfig, train_mels: list[torch.Tensor]) -> tuple[float, float]:
-    """``(mel_mean, mel_std)``: the recipe's when set, else those of the training files' log-mels."""
-    if config.mel_mean != 0.0 or config.mel_std != 0.0:
-        return config.mel_mean, config.mel_std
-    values = torch.cat([m.reshape(-1) for m in train_mels])
-    return float(values.mean()), float(values.std().clamp_min(1e-5))
-
-
-def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, list, list, tuple[float, float]]:
-    """Train and test segment sources, the utterances of each, and the ``(mel_mean, mel_std)`` they are
-    normalised by (:func:`mel_statistics`)."""
-    train_utts, test_utts = train_and_test_utterances(config)
-    train_mels, test_mels, _, _ = train_and_test_mels(config, train_utts, test_utts)
-    mean, std = mel_statistics(config, train_mels)
-    train = MelSegments(train_mels, config.segment_frames, mean, std, f"{config.source} (train)")
-    test = MelSegments(test_mels, config.segment_frames, mean, std, f"{config.source} (test)")
-    return train, test, train_utts, test_utts, (mean, std)
-
-
 class WaveSegments(BatchSource):
-    """Half-overlapping windows of ``segment`` samples from whole waveforms (kept as int16 in memory).
+    """Half-overlapping windows of ``segment`` samples from int16 waveforms (a list of ``(samples,)``
+    arrays or a store of them, :mod:`seqae.datasets.audio_store`).
 
     Batches are ``{"wave": (batch, segment) float32, "speaker": (batch,) int64}``; utterances shorter
     than one window are left out (``skipped`` counts them).
     """
 
-    def __init__(self, waves: list[np.ndarray], speakers: list[int], segment: int, name: str):
-        self.waves = waves
+    def __init__(self, waves, speakers: list[int], segment: int, name: str):
+        self.store = waves if hasattr(waves, "read") else ArrayStore(waves)
         self.speakers = np.asarray(speakers, dtype=np.int64)
         self.segment = segment
         self.name = name
-        hop = max(1, segment // 2)
-        self.windows = [(i, s) for i, w in enumerate(waves) for s in range(0, len(w) - segment + 1, hop)]
-        self.skipped = sum(1 for w in waves if len(w) < segment)
+        self.windows = segment_windows(self.store.lengths, segment, keep_short=False)
+        self.skipped = int((self.store.lengths < segment).sum())
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -360,9 +367,9 @@ class WaveSegments(BatchSource):
         return self.name
 
     def collate(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        wave = np.stack([self.waves[u][s : s + self.segment] for u, s in (self.windows[int(i)] for i in indices)])
-        speaker = np.array([self.speakers[self.windows[int(i)][0]] for i in indices])
-        return {"wave": torch.from_numpy(pcm16_to_float(wave)), "speaker": torch.from_numpy(speaker)}
+        rows = self.windows[np.asarray(indices, dtype=np.int64)]
+        wave = np.stack([self.store.read(int(u), int(s), self.segment) for u, s in rows])
+        return {"wave": torch.from_numpy(pcm16_to_float(wave)), "speaker": torch.from_numpy(self.speakers[rows[:, 0]])}
 
 
 def read_waves(utterances: list[Utterance], sample_rate: int, min_samples: int, desc: str = "reading audio") -> list[np.ndarray]:
@@ -371,19 +378,3 @@ def read_waves(utterances: list[Utterance], sample_rate: int, min_samples: int, 
         (wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()
         for wave in iter_audio(utterances, sample_rate, min_samples, desc)
     ]
-
-
-def build_wave_splits(config: AudioDataConfig, min_samples: int) -> tuple[WaveSegments, WaveSegments, dict]:
-    """Train and test waveform windows; speakers are numbered over both splits."""
-    train_utts, test_utts = train_and_test_utterances(config)
-    names = sorted({u.speaker for u in train_utts + test_utts})
-    index = {n: i for i, n in enumerate(names)}
-    train_waves = read_waves(train_utts, config.sample_rate, min_samples, "reading audio (train)")
-    test_waves = read_waves(test_utts, config.sample_rate, min_samples, "reading audio (test)")
-    train = WaveSegments(train_waves, [index[u.speaker] for u in train_utts], config.segment_samples, f"{config.source} (train)")
-    test = WaveSegments(test_waves, [index[u.speaker] for u in test_utts], config.segment_samples, f"{config.source} (test)")
-    if len(train) == 0:
-        raise DataError(f"{config.source}: no utterance is as long as data.segment_samples ({config.segment_samples} samples)")
-    return train, test, {"train": train_utts, "test": test_utts, "speakers": names}
-
-

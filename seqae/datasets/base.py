@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +128,43 @@ def utterances_fingerprint(utterances) -> str:
             size = -1
         rows.append([u.audio.parent.name, u.audio.name, size, u.speaker, u.text, len(u.phones)])
     return fingerprint(rows)
+
+
+def default_cache_dir(config) -> Path:
+    """Where caches go: the section's ``cache_dir`` when set, else $SEQAE_CACHE, else ~/.cache/seqae."""
+    if getattr(config, "cache_dir", ""):
+        return Path(config.cache_dir)
+    return Path(os.environ.get("SEQAE_CACHE", Path.home() / ".cache" / "seqae"))
+
+
+def build_once(folder: Path, write: Callable[[Path], None], what: str) -> None:
+    """Build a cache folder: ``write(work)`` fills a temporary folder beside ``folder``, which is then
+    renamed to it, so a reader never sees half a cache; when another process finished the same cache
+    first, its copy is kept (it may be in use). A full or read-only disk is a DataError naming the folder."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    except OSError as err:
+        raise cache_error(folder, err, what) from None
+    try:
+        write(work)
+        (work / "done").touch()
+        if (folder / "done").exists():
+            return
+        if folder.exists():
+            shutil.rmtree(folder)  # an unfinished build
+        try:
+            os.replace(work, folder)
+        except OSError:
+            if not (folder / "done").exists():
+                raise
+    except OSError as err:
+        raise cache_error(folder, err, what) from None
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def cache_error(folder: Path, err: OSError, what: str) -> DataError:
+    return DataError(f"{folder}: could not write the {what} ({err.strerror or err}); free some space, or "
+                     "point $SEQAE_CACHE (or data.cache_dir) at another disk")

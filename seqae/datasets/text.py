@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import numpy as np
 import torch
 
 from seqae.config import ConfigError, choice, path_field
-from seqae.datasets.base import BatchSource, DataError
+from seqae.datasets.base import BatchSource, DataError, build_once, default_cache_dir
 from seqae.datasets.sentences import Sentence, corpus_files, iter_line_items, iter_sentences
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
@@ -71,12 +69,6 @@ def corpus_fingerprint(files: list[Path], config: TextDataConfig) -> str:
     h.update(json.dumps(settings).encode())
     h.update(b"seqae-text-cache-4")
     return h.hexdigest()[:20]
-
-
-def default_cache_dir(config: TextDataConfig) -> Path:
-    if config.cache_dir:
-        return Path(config.cache_dir)
-    return Path(os.environ.get("SEQAE_CACHE", Path.home() / ".cache" / "seqae"))
 
 
 def train_tokenizer(sentences: Iterator[str], config: TextDataConfig):
@@ -163,36 +155,8 @@ def tokenise_corpus(config: TextDataConfig, quiet: bool = False) -> TokenisedCor
 
 
 def build_cache(files: list[Path], config: TextDataConfig, folder: Path, quiet: bool) -> None:
-    """Tokenise ``files`` into ``folder`` (built in a temporary folder beside it and renamed); a full or
-    read-only disk is a DataError naming the cache folder."""
-    import shutil
-
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
-    except OSError as err:
-        raise cache_error(folder, err) from None
-    try:
-        write_cache(files, config, work, quiet)
-        if (folder / "done").exists():
-            return  # another process finished the same cache first; keep its copy (it may be in use)
-        if folder.exists():
-            shutil.rmtree(folder)  # an unfinished build
-        try:
-            os.replace(work, folder)
-        except OSError:
-            if not (folder / "done").exists():
-                raise
-    except OSError as err:
-        raise cache_error(folder, err) from None
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
-
-
-def cache_error(folder: Path, err: OSError) -> DataError:
-    return DataError(f"{folder}: could not write the tokenised corpus cache ({err.strerror or err}); free some space, or "
-                     "point $SEQAE_CACHE (or data.cache_dir) at another disk")
+    """Tokenise ``files`` into ``folder`` (:func:`seqae.datasets.base.build_once`)."""
+    build_once(folder, lambda work: write_cache(files, config, work, quiet), "tokenised corpus cache")
 
 
 def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bool) -> None:
@@ -246,7 +210,6 @@ def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bo
     names = [str(p.name).removesuffix(".gz").removesuffix(".txt") for p in files]
     meta = {"documents": names, "sentences": count, "tokens": total, "content_sha256": content.hexdigest()}
     (work / "meta.json").write_text(json.dumps(meta))
-    (work / "done").write_text("")
 
 
 def corpus_items(files: list[Path], config) -> Iterator[Sentence]:

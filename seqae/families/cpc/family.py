@@ -20,7 +20,7 @@ from seqae.runtime import model_device
 
 
 def prepare(recipe: Recipe) -> Prepared:
-    from seqae.datasets.audio import build_wave_splits
+    from seqae.datasets.audio_store import build_wave_splits
 
     cfg = recipe.model
     if recipe.data.segment_samples < cfg.receptive_field + cfg.hop * (cfg.prediction_steps + 1):

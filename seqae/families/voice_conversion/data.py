@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from seqae.audio import MelConfig, PitchTrack, move_pitch, vocal_tract_warp
-from seqae.datasets.audio import MelSegments, Utterance, log_mels_and_pitch
+from seqae.datasets.audio import MelSegments
 from seqae.datasets.augment import change_speed, equalise, mix_noise, noise_bank, random_gains, shift_pitch
 
 
@@ -34,28 +35,12 @@ class Augmentation:
         return cls(data.mel(), data.vtlp_warp, data.equalise_db, tuple(data.noise_snr) if data.noise_snr else None)
 
 
-def copy_labels(data) -> list[str]:
-    """What marks each copy's speakers: ``"speed0.9"`` for a ``data.speed_perturb`` factor, ``"pitch+3"``
-    for a ``data.pitch_shift``."""
-    return [f"speed{f:g}" for f in data.speed_perturb] + [f"pitch{s:+g}" for s in data.pitch_shift]
-
-
-def voice_copies(data, utterances: list[Utterance], pitch: bool) -> tuple[list[torch.Tensor], list[PitchTrack] | None, list[str]]:
-    """The new speakers of ``data.speed_perturb`` and ``data.pitch_shift``: every utterance's log-mel (and
-    pitch with ``pitch``) once per factor, from its waveform changed by
-    :func:`seqae.datasets.augment.change_speed` or :func:`~seqae.datasets.augment.shift_pitch`, and the
-    speaker name of each (``"p1@speed0.9"``, ``"p1@pitch+3"``)."""
-    changes = list(zip(copy_labels(data), [partial(change_speed, factor=f) for f in data.speed_perturb]
-                       + [partial(shift_pitch, semitones=s) for s in data.pitch_shift]))
-    mels: list[torch.Tensor] = []
-    tracks: list[PitchTrack] = []
-    names: list[str] = []
-    for label, change in changes:
-        m, p = log_mels_and_pitch(utterances, data.mel(), f"log-mel ({label})", pitch, transform=change)
-        mels += m
-        tracks += p or []
-        names += [f"{u.speaker}@{label}" for u in utterances]
-    return mels, tracks if pitch else None, names
+def copy_changes(data) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """The new speakers of ``data.speed_perturb`` and ``data.pitch_shift``, as ``(label, change)``: the
+    label marks the copy's speakers (``"p1@speed0.9"``, ``"p1@pitch+3"``), the change makes its waveform
+    (:func:`seqae.datasets.augment.change_speed`, :func:`~seqae.datasets.augment.shift_pitch`)."""
+    changes = [(f"speed{f:g}", partial(change_speed, factor=f)) for f in data.speed_perturb]
+    return changes + [(f"pitch{s:+g}", partial(shift_pitch, semitones=s)) for s in data.pitch_shift]
 
 
 class SpeakerSegments(MelSegments):
@@ -76,12 +61,15 @@ class SpeakerSegments(MelSegments):
         self.augment = augment
         if reference_windows < 1:
             raise ValueError(f"reference_windows must be at least 1, got {reference_windows}")
-        if pitch is not None and [p.contour.shape[0] for p in pitch] != [m.shape[1] for m in mels]:
+        if pitch is not None and isinstance(pitch, list) and [p.contour.shape[0] for p in pitch] != self.store.lengths.tolist():
             raise ValueError("pitch: one PitchTrack per utterance, the contour as long as its log-mel")
         self.pitch = pitch
+        if pitch is not None:  # each utterance's pitch level (a store keeps them apart from the contours)
+            levels = getattr(pitch, "levels", None)
+            self.pitch_levels = np.asarray(levels if levels is not None else [p.level for p in pitch], dtype=np.float64)
         self.reference_windows = reference_windows
         self.utterance_speaker = np.asarray(speakers, dtype=np.int64)
-        window_utt = np.array([u for u, _ in self.windows], dtype=np.int64)
+        window_utt = self.windows[:, 0]
         self.window_speaker = self.utterance_speaker[window_utt] if len(window_utt) else window_utt
         self.by_speaker = {int(s): np.flatnonzero(self.window_speaker == s) for s in np.unique(self.window_speaker)}
         self.window_utt = window_utt
@@ -174,7 +162,7 @@ class SpeakerSegments(MelSegments):
         for row, (window, ref_windows) in enumerate(zip(windows.tolist(), refs.tolist())):
             utt, start = self.windows[window]
             track = self.pitch[utt]
-            levels = [self.pitch[self.windows[r][0]].level for r in ref_windows]
+            levels = [float(self.pitch_levels[self.windows[r][0]]) for r in ref_windows]
             piece = move_pitch(track.contour[start : start + self.segment], track.level, levels)
             rows[row, : piece.shape[0]] = piece
         return rows

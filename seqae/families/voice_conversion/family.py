@@ -34,8 +34,9 @@ from seqae.runtime import model_device
 def prepare(recipe: Recipe) -> Prepared:
     """Log-mel segments with speakers and same-speaker references; infers ``model.input_dim``,
     ``model.speakers`` (the training speakers, sorted) and the log-mel statistics."""
-    from seqae.datasets.audio import mel_statistics, train_and_test_mels, train_and_test_utterances
-    from seqae.families.voice_conversion.data import Augmentation, SpeakerSegments, copy_labels, voice_copies
+    from seqae.datasets.audio import train_and_test_utterances
+    from seqae.datasets.audio_store import mel_statistics, train_and_test_mels
+    from seqae.families.voice_conversion.data import Augmentation, SpeakerSegments, copy_changes
 
     config = recipe.data
     train_utts, test_utts = train_and_test_utterances(config)
@@ -48,7 +49,8 @@ def prepare(recipe: Recipe) -> Prepared:
     if any("@" in name for name in corpus_names):
         raise DataError(f"{config.source}: a speaker name with \"@\"; that mark is kept for the speakers that data.speed_perturb "
                         "and data.pitch_shift make: rename the speaker")
-    names = sorted(corpus_names + [f"{n}@{label}" for label in copy_labels(config) for n in corpus_names])
+    changes = copy_changes(config)
+    names = sorted(corpus_names + [f"{n}@{label}" for label, _ in changes for n in corpus_names])
     if recipe.model.speakers and recipe.model.speakers != names:
         raise ConfigError(f"{recipe.source}: model.speakers does not match the training data's speakers ({len(names)} found)")
     if recipe.model.input_dim not in (0, config.n_mels):
@@ -59,13 +61,17 @@ def prepare(recipe: Recipe) -> Prepared:
     test_utts = [u for u in test_utts if u.speaker in names]  # the evaluation loss: training speakers only
     if not test_utts:
         raise DataError(f"{config.test_source or config.source}: no test utterance of a training speaker")
-    train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, train_utts, test_utts, recipe.model.pitch != "none")
-    mean, std = mel_statistics(config, train_mels)  # the corpus's own, without the copies
-    copy_mels, copy_pitch, copy_names = voice_copies(config, train_utts, recipe.model.pitch != "none")
+    # the copies (data.speed_perturb, data.pitch_shift) follow the corpus in the training store, each
+    # utterance's waveform changed before its log-mel is taken
+    items = train_utts + [u for _ in changes for u in train_utts]
+    item_changes = [("", None)] * len(train_utts) + [change for change in changes for _ in train_utts]
+    train_mels, test_mels, train_pitch, test_pitch = train_and_test_mels(config, items, test_utts, recipe.model.pitch != "none",
+                                                                         item_changes)
+    mean, std = mel_statistics(config, train_mels, len(train_utts))  # the corpus's own, without the copies
     index = {n: i for i, n in enumerate(names)}
-    train = SpeakerSegments(train_mels + copy_mels, [index[n] for n in [u.speaker for u in train_utts] + copy_names],
-                            config.segment_frames, mean, std, f"{config.source} (train)", config.reference_windows,
-                            None if train_pitch is None else train_pitch + copy_pitch, Augmentation.from_data(config))
+    speakers = [u.speaker for u in train_utts] + [f"{u.speaker}@{label}" for label, _ in changes for u in train_utts]
+    train = SpeakerSegments(train_mels, [index[n] for n in speakers], config.segment_frames, mean, std,
+                            f"{config.source} (train)", config.reference_windows, train_pitch, Augmentation.from_data(config))
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
                            mean, std, f"{config.test_source or config.source} (test)", config.reference_windows, test_pitch)
     inferred = Inferred(input_dim=config.n_mels, speakers=names, mel_mean=mean, mel_std=std)

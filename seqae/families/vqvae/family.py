@@ -12,7 +12,8 @@ from torch import nn
 
 from seqae.config import ConfigError, Recipe
 from seqae.datasets.arrays import ArrayDataConfig
-from seqae.datasets.audio import AudioDataConfig, MelSegments, build_mel_splits, list_utterances, log_mels
+from seqae.datasets.audio import AudioDataConfig, MelSegments, list_utterances, log_mels
+from seqae.datasets.audio_store import build_mel_splits
 from seqae.datasets.base import DataError, utterances_fingerprint
 from seqae.evaluation.arrays import ArrayEvalConfig, evaluate_vqvae
 from seqae.families.arrays import (
