@@ -65,9 +65,14 @@ def test_log_mels_and_pitch_stream_back_as_computed_with_changes_applied(speech,
     assert both.pitch is None and both.folder != store.folder
     np.testing.assert_allclose(both.full(0), mels[0].numpy(), atol=1e-6)
     assert both.lengths[1] == pytest.approx(both.lengths[0] / 1.2, abs=2)
-    # the statistics, one utterance at a time, as from the arrays in memory
-    assert mel_statistics(type("D", (), {"mel_mean": 0.0, "mel_std": 0.0})(), store) == pytest.approx(
-        (torch.cat([m.reshape(-1) for m in mels]).mean().item(), torch.cat([m.reshape(-1) for m in mels]).std().item()), rel=1e-4)
+    # the statistics, one utterance at a time, as from the arrays in memory; kept with the store
+    data = type("D", (), {"mel_mean": 0.0, "mel_std": 0.0})()
+    values = torch.cat([m.reshape(-1) for m in mels])
+    first = mel_statistics(data, store)
+    assert first == pytest.approx((values.mean().item(), values.std().item()), rel=1e-4)
+    assert mel_statistics(data, mels) == pytest.approx(first, rel=1e-9)
+    store.full = lambda i: pytest.fail("read the log-mels again")
+    assert mel_statistics(data, store) == first and (store.folder / "statistics-4.json").exists()
 
 
 def test_batches_from_a_store_are_the_batches_from_memory(speech, tmp_path):

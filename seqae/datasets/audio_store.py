@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqae.atomic import atomic_write
 from seqae.audio import LogMel, MelConfig, PitchTrack, pitch_contour, track_pitch
 from seqae.datasets.audio import AudioDataConfig, MelSegments, Utterance, WaveSegments, iter_audio, train_and_test_utterances
 from seqae.datasets.base import DataError, build_once, default_cache_dir
@@ -185,15 +186,22 @@ def mel_statistics(config: AudioDataConfig, train_mels, utterances: int | None =
     store; the first ``utterances`` of it when given), summed one utterance at a time in float64."""
     if config.mel_mean != 0.0 or config.mel_std != 0.0:
         return config.mel_mean, config.mel_std
-    store = train_mels if hasattr(train_mels, "read") else None
     count = utterances if utterances is not None else len(train_mels)
+    saved = train_mels.folder / f"statistics-{count}.json" if isinstance(train_mels, FileStore) else None
+    if saved is not None and saved.exists():  # a store's files never change: its statistics are computed once
+        return tuple(json.loads(saved.read_text()))
     total = square = n = 0.0
     for i in range(count):
-        values = np.asarray(store.full(i) if store is not None else train_mels[i], dtype=np.float64)
+        values = np.asarray(train_mels.full(i) if saved is not None else train_mels[i], dtype=np.float64)
         total, square, n = total + values.sum(), square + (values ** 2).sum(), n + values.size
     mean = total / n
-    std = max((square - n * mean * mean) / max(n - 1, 1), 0.0) ** 0.5
-    return float(mean), float(max(std, 1e-5))
+    result = float(mean), float(max(max((square - n * mean * mean) / max(n - 1, 1), 0.0) ** 0.5, 1e-5))
+    if saved is not None:
+        try:
+            atomic_write(saved, json.dumps(result))
+        except OSError:
+            pass  # a read-only cache: computed again next time
+    return result
 
 
 def build_mel_splits(config: AudioDataConfig) -> tuple[MelSegments, MelSegments, list, list, tuple[float, float]]:
