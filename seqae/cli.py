@@ -138,8 +138,12 @@ def add_data(sub) -> None:
     q.add_argument("--held-out-variants", default="", metavar="LIST",
                    help="espeak-ng variants no training or unseen speaker uses (e.g. klatt3,whisperf): two voices of each "
                         "go to held_out_train/held_out_test.jsonl, targets from outside the training voice space")
-    q.add_argument("--distinct-timbres", action="store_true",
-                   help="every voice a different variant or pitch (accent at random): no two speakers differ by accent alone")
+    timbres = q.add_mutually_exclusive_group()
+    timbres.add_argument("--distinct-timbres", action="store_true",
+                         help="every voice a different variant or pitch (accent at random): no two speakers differ by accent alone")
+    timbres.add_argument("--wide-voices", action="store_true",
+                         help="every voice a variant in turn with its own random pitch (5-95), pitch range (0-100) and rate "
+                              "(120-230 wpm): more of espeak-ng's voice space")
 
 
 def add_outputs(sub) -> None:
@@ -341,7 +345,7 @@ def make_speech_data(args: argparse.Namespace) -> int:
     created = not out.exists()
     try:
         paths = synthesise_corpus(out, args.speakers, args.utterances, args.corpus, args.seed, args.sample_rate,
-                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres, held_out)
+                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres, held_out, args.wide_voices)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)

@@ -78,3 +78,32 @@ def test_held_out_variants_are_voices_no_training_speaker_has(tmp_path, capsys):
     assert not any(v.name.endswith(("+klatt3", "+whisperf")) for v in voices(200, 0, exclude=("klatt3", "whisperf")))
     expect_error(args[:-1] + ["klatt9", "--out", str(tmp_path / "d")], capsys, "--held-out-variants", "klatt9")
     assert not (tmp_path / "d").exists()
+
+
+def test_wide_voices_spread_pitch_range_and_rate_and_the_range_is_heard(tmp_path):
+    import numpy as np
+    import torch
+
+    from seqae.audio import MelConfig, pitch_contour, track_pitch
+    from seqae.datasets.speech_synth import Espeak, Voice, wide_voices
+
+    chosen = wide_voices(60, seed=0, exclude=("klatt3", "croak"))
+    assert len({v.label for v in chosen}) == 60
+    assert not any(v.name.endswith(("+klatt3", "+croak")) for v in chosen)
+    for field, low, high in (("pitch", 5, 95), ("rate", 120, 230), ("range", 0, 100)):
+        values = [getattr(v, field) for v in chosen]
+        assert low <= min(values) and max(values) <= high and max(values) - min(values) > (high - low) / 2
+    assert wide_voices(60, seed=0, exclude=("klatt3", "croak")) == chosen  # seeded
+    engine = Espeak()
+    text = "Her father was growing distressed for money, and she would not say so?"
+    spreads = []
+    for spread in (0, 100):
+        wave, _ = engine.speak(text, Voice("en-us+m3", 50, 175, spread))
+        spreads.append(pitch_contour(*track_pitch(torch.from_numpy(np.asarray(wave)), MelConfig())).spread)
+    assert spreads[1] > 2 * spreads[0]  # the pitch range setting widens the melody
+    args = ["data", "speech", "--speakers", "2", "--utterances", "2", "--wide-voices", "--out", str(tmp_path / "w")]
+    assert main(args) == 0
+    import json
+
+    info = json.loads((tmp_path / "w" / "corpus.json").read_text())
+    assert info["wide_voices"] and info["speakers"] == [v.label for v in wide_voices(2, seed=0)]

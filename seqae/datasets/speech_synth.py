@@ -15,6 +15,7 @@ import ctypes
 import json
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ PAUSES = {"_", "_:", "_!", "_^_", "_;", ";", "||", "|", ""}
 SILENCE = "sil"
 
 EVENT_PHONEME, EVENT_END, EVENT_MSG_TERMINATED, EVENT_LIST_TERMINATED = 7, 5, 6, 0
-RATE, PITCH = 1, 3
+RATE, PITCH, RANGE = 1, 3, 4
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 INITIALIZE_PHONEME_EVENTS = 0x0001
 INITIALIZE_DONT_EXIT = 0x8000
@@ -62,10 +63,12 @@ class Voice:
     name: str  # e.g. "en-us+f2"
     pitch: int = 50  # espeak 0..100
     rate: int = 175  # words per minute
+    range: int = 50  # pitch range (intonation width), espeak 0..100
 
     @property
     def label(self) -> str:
-        return f"{self.name.replace('+', '_').replace(' ', '-')}_p{self.pitch}_r{self.rate}"
+        spread = "" if self.range == 50 else f"_g{self.range}"
+        return f"{self.name.replace('+', '_').replace(' ', '-')}_p{self.pitch}_r{self.rate}{spread}"
 
 
 def clean_phone(symbol: str) -> str:
@@ -118,6 +121,7 @@ class Espeak:
                 raise DataError(f"espeak-ng does not know the voice {voice.name!r}")
             self.lib.espeak_SetParameter(RATE, voice.rate, 0)
             self.lib.espeak_SetParameter(PITCH, voice.pitch, 0)
+            self.lib.espeak_SetParameter(RANGE, voice.range, 0)
             self._samples, self._events = [], []
             data = text.encode("utf-8") + b"\0"
             status = self.lib.espeak_Synth(data, len(data), 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
@@ -141,6 +145,22 @@ class Espeak:
             else:
                 phones.append((start, end, label))
         return wave, phones
+
+
+def wide_voices(n: int, seed: int, exclude: tuple[str, ...] = ()) -> list[Voice]:
+    """``n`` voices spread over what espeak-ng lets one set: every variant in turn (timbre, Klatt
+    settings; a seeded order), an accent, a pitch (5 to 95), a pitch range (0, monotone, to 100) and a
+    rate (120 to 230 words a minute) drawn at random for each, no two alike."""
+    rng = np.random.default_rng([seed, 11])
+    pool = [v for v in VARIANTS if v not in exclude]
+    variants = [pool[i] for i in rng.permutation(len(pool))]
+    out: list[Voice] = []
+    while len(out) < n:
+        voice = Voice(f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variants[len(out) % len(variants)]}", int(rng.integers(5, 96)),
+                      int(rng.integers(120, 231)), int(rng.integers(0, 101)))
+        if voice.label not in {v.label for v in out}:
+            out.append(voice)
+    return out
 
 
 def voices(n: int, seed: int, distinct_timbres: bool = False, exclude: tuple[str, ...] = ()) -> list[Voice]:
@@ -252,12 +272,13 @@ def synthesise_corpus(
     test_speakers: int = 0,
     distinct_timbres: bool = False,
     held_out_variants: tuple[str, ...] = (),
+    wide: bool = False,
 ) -> dict[str, Path]:
     """Write WAVs and the manifests ``train.jsonl`` (training speakers, training sentences),
     ``test.jsonl`` (training speakers, held-out sentences), with ``test_speakers``
     ``unseen_train.jsonl``/``unseen_test.jsonl`` (held-out speakers, the same two sentence sets) and, with
     ``held_out_variants``, ``held_out_train.jsonl``/``held_out_test.jsonl`` (:func:`held_out_voices`: variants
-    no other speaker uses)."""
+    no other speaker uses). ``wide``: the training and unseen voices from :func:`wide_voices`."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -265,7 +286,8 @@ def synthesise_corpus(
     engine = Espeak()
     sentences = corpus_sentences(corpus, utterances, seed)
     held_out = held_out_voices(held_out_variants, seed)
-    all_voices = voices(speakers + test_speakers, seed, distinct_timbres, held_out_variants) + held_out
+    made = wide_voices if wide else partial(voices, distinct_timbres=distinct_timbres)
+    all_voices = made(speakers + test_speakers, seed, exclude=held_out_variants) + held_out
     n_test = max(1, int(round(test_sentences * utterances)))
     test_ids = set(np.random.default_rng(seed + 1).choice(utterances, size=n_test, replace=False).tolist())
     (out / "wavs").mkdir(parents=True, exist_ok=True)
@@ -287,6 +309,7 @@ def synthesise_corpus(
     info = {"speakers": [v.label for v in all_voices[:speakers]],
             "unseen_speakers": [v.label for v in all_voices[speakers : speakers + test_speakers]],
             "held_out_variants": list(held_out_variants), "held_out_speakers": [v.label for v in held_out],
-            "sentences": len(sentences), "test_sentences": sorted(test_ids), "seed": seed, "sample_rate": sample_rate,
+            "wide_voices": wide, "sentences": len(sentences), "test_sentences": sorted(test_ids), "seed": seed,
+            "sample_rate": sample_rate,
             "engine": "espeak-ng (espeakng-loader)"}
     return write_manifests(out, manifests, info)
