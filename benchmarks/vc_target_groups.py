@@ -1,8 +1,12 @@
 """Voice-conversion shares by target group from a run's eval_records.jsonl: seen speakers, unseen speakers
 and the held-out variants of a corpus made with `seqae data speech --held-out-variants` (its corpus.json
-names them), each with its 95 % Wilson interval.
+names them), each with its 95 % Wilson interval; with --markdown, one table row per evaluation (the three
+groups, held-out as source, phone ratio and the content code's speaker leak), and the mean and spread
+(half the range) of each column over evaluations given the same label (LABEL=EVAL_JSON: the seeds of one
+setting).
 
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR EVAL_JSON [EVAL_JSON ...]
+    .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR --markdown LABEL=EVAL_JSON [LABEL=EVAL_JSON ...]
 """
 
 import json
@@ -11,24 +15,54 @@ import sys
 from scipy.stats import binomtest
 
 
+def groups(result: dict, info: dict) -> dict:
+    held, unseen = set(info["held_out_speakers"]), set(info["unseen_speakers"])
+    records = [json.loads(line) for line in open(result["records_file"])]
+    out = {}
+    for name, keep in (("seen", lambda r: r["seen"]), ("unseen voices", lambda r: r["target_speaker"] in unseen),
+                       ("held-out variants", lambda r: r["target_speaker"] in held)):
+        rows = [r for r in records if keep(r)]
+        if rows:
+            hits = sum(r["labelled_as"] == r["target_speaker"] for r in rows)
+            ci = binomtest(hits, len(rows)).proportion_ci(method="wilson")
+            out[name] = {"n": len(rows), "target": hits / len(rows), "low": ci.low, "high": ci.high,
+                         "source": sum(r["labelled_as"] == r["source_speaker"] for r in rows) / len(rows)}
+    return out
+
+
+def markdown(info: dict, pairs: list[str]) -> None:
+    print("| setting | eval | seen: as target | unseen voices: as target | held-out variants: as target | held-out: as source "
+          "| phone ratio | speaker from content frames |")
+    print("|---|---|---|---|---|---|---|---|")
+    by_label: dict[str, list[list[float]]] = {}
+    for pair in pairs:
+        label, path = pair.split("=", 1)
+        result = json.load(open(path))
+        g = groups(result, info)
+        cells = [g["seen"]["target"], g["unseen voices"]["target"], g["held-out variants"]["target"],
+                 g["held-out variants"]["source"], result["phone_accuracy_ratio"], result["speaker_from_content_frames"]]
+        by_label.setdefault(label, []).append(cells)
+        shown = [f"{g[k]['target']:.3f} [{g[k]['low']:.2f}, {g[k]['high']:.2f}]" for k in ("seen", "unseen voices", "held-out variants")]
+        print(f"| {label} | {result['run_dir']} (n {g['seen']['n']}/{g['unseen voices']['n']}/{g['held-out variants']['n']}) | "
+              + " | ".join(shown + [f"{c:.3f}" for c in cells[3:]]) + " |")
+    print("\n| setting | seeds | " + " | ".join(("seen", "unseen", "held-out", "held-out as source", "phone ratio", "leak")) + " |")
+    print("|---|---|" + "---|" * 6)
+    for label, rows in by_label.items():
+        columns = list(zip(*rows))
+        print(f"| {label} | {len(rows)} | " + " | ".join(
+            f"{sum(c) / len(c):.3f} +- {(max(c) - min(c)) / 2:.3f}" if len(c) > 1 else f"{c[0]:.3f}" for c in columns) + " |")
+
+
 def main():
     info = json.load(open(f"{sys.argv[1]}/corpus.json"))
-    held, unseen = set(info["held_out_speakers"]), set(info["unseen_speakers"])
+    if sys.argv[2] == "--markdown":
+        return markdown(info, sys.argv[3:])
     for path in sys.argv[2:]:
         result = json.load(open(path))
-        records = [json.loads(line) for line in open(result["records_file"])]
         print(f"{result['run_dir']}: {result['speakers']} speakers (chance {result['chance']:.3f}), phone ratio "
               f"{result.get('phone_accuracy_ratio', float('nan')):.3f}")
-        groups = (("seen", lambda r: r["seen"]), ("unseen voices", lambda r: r["target_speaker"] in unseen),
-                  ("held-out variants", lambda r: r["target_speaker"] in held))
-        for name, keep in groups:
-            rows = [r for r in records if keep(r)]
-            if not rows:
-                continue
-            hits = sum(r["labelled_as"] == r["target_speaker"] for r in rows)
-            as_source = sum(r["labelled_as"] == r["source_speaker"] for r in rows) / len(rows)
-            ci = binomtest(hits, len(rows)).proportion_ci(method="wilson")
-            print(f"  {name}: n={len(rows)} as target {hits / len(rows):.3f} [{ci.low:.3f}, {ci.high:.3f}], as source {as_source:.3f}")
+        for name, g in groups(result, info).items():
+            print(f"  {name}: n={g['n']} as target {g['target']:.3f} [{g['low']:.3f}, {g['high']:.3f}], as source {g['source']:.3f}")
 
 
 if __name__ == "__main__":
