@@ -182,8 +182,8 @@ def train_and_test_mels(config: AudioDataConfig, train_utts: list[Utterance], te
 
 
 def mel_statistics(config: AudioDataConfig, train_mels, utterances: int | None = None) -> tuple[float, float]:
-    """``(mel_mean, mel_std)``: the recipe's when set, else those of the training log-mels (a list or a
-    store; the first ``utterances`` of it when given), summed one utterance at a time in float64."""
+    """``(mel_mean, mel_std)``: the recipe's when set, else those of the training log-mels (a list, an
+    ArrayStore or a FileStore; the first ``utterances`` of it when given), summed one utterance at a time in float64."""
     if config.mel_mean != 0.0 or config.mel_std != 0.0:
         return config.mel_mean, config.mel_std
     count = utterances if utterances is not None else len(train_mels)
@@ -192,7 +192,7 @@ def mel_statistics(config: AudioDataConfig, train_mels, utterances: int | None =
         return tuple(json.loads(saved.read_text()))
     total = square = n = 0.0
     for i in range(count):
-        values = np.asarray(train_mels.full(i) if saved is not None else train_mels[i], dtype=np.float64)
+        values = np.asarray(train_mels.full(i) if hasattr(train_mels, "full") else train_mels[i], dtype=np.float64)
         total, square, n = total + values.sum(), square + (values ** 2).sum(), n + values.size
     mean = total / n
     result = float(mean), float(max(max((square - n * mean * mean) / max(n - 1, 1), 0.0) ** 0.5, 1e-5))

@@ -81,13 +81,14 @@ def evaluate_mel_vqvae(model: nn.Module, test: MelSegments) -> dict[str, Any]:
     device = model_device(model)
     usage = CodebookUsage(model.config.codebook_size)
     squared, count = 0.0, 0
-    for mel in test.mels:
+    mels = test.mels  # read from the store once
+    for mel in mels:
         x = mel[None].to(device)
         squared += float((model.reconstruct(x) - x).pow(2).sum())
         count += x.numel()
         usage.update(model.codes(x))
     return {
-        "test_utterances": len(test.mels),
+        "test_utterances": len(mels),
         "test_frames": count // model.config.input_dim,
         "test_mse": squared / count,
         **usage.result(),
@@ -100,9 +101,10 @@ def mel_figures(model: nn.Module, recipe: Recipe, test: MelSegments, out_dir: Pa
 
     model.eval()
     device = model_device(model)
-    mel = test.mels[0][None].to(device)
+    mels = test.mels  # read from the store once
+    mel = mels[0][None].to(device)
     recon = model.reconstruct(mel)
-    codes = [model.codes(m[None].to(device)).cpu().numpy() for m in test.mels]
+    codes = [model.codes(m[None].to(device)).cpu().numpy() for m in mels]
     counts = np.bincount(np.concatenate([c.reshape(-1) for c in codes]), minlength=model.config.codebook_size)
     sample = codes[0]
     return [
