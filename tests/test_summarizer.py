@@ -14,6 +14,7 @@ from seqae.config import ConfigError
 from seqae.datasets.sentences import iter_line_items
 from seqae.families.summarizer.evaluate import BigramLM, rouge
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig
+from seqae.families.summarizer.texts import salient_texts
 
 from conftest import expect_error
 from tiny import TINY_SUMMARIZER, book_corpus, write_recipe
@@ -291,7 +292,7 @@ def test_per_word_discriminator_scores_judge_every_prefix_and_credit_each_word(p
 def test_spread_copy_targets_cover_the_text_and_teach_both_compressors():
     model = make(copy_target="spread", summary_ratio=0.5)
     lengths = torch.tensor([9, 4])
-    positions = model.copy_positions(lengths, model.summary_lengths(lengths))
+    positions = model.copy_positions(torch.ones(2, 9, dtype=torch.long), lengths, model.summary_lengths(lengths))
     assert positions[0].tolist() == [1, 3, 5, 7] and positions[1, :2].tolist() == [1, 3]
     for emit in ("vocabulary", "extract"):
         model = make(copy_target="spread", emit=emit, lead_baseline=False)
@@ -303,9 +304,44 @@ def test_spread_copy_targets_cover_the_text_and_teach_both_compressors():
             model(data).loss.backward()
             optimizer.step()
         words, lengths = model.summarize_tokens(data["tokens"], data["lengths"])
-        wanted = data["tokens"].gather(1, model.copy_positions(data["lengths"], lengths))
+        wanted = data["tokens"].gather(1, model.copy_positions(data["tokens"], data["lengths"], lengths))
         keep = model.valid(lengths, words.shape[1]).bool()
         assert (words == wanted)[keep].float().mean() > 0.9, emit
+
+
+def test_salient_copy_targets_pick_rare_early_words_in_their_order():
+    model = make(copy_target="salient", summary_ratio=0.5, salience_position=1.0)
+    idf = torch.zeros(40)
+    idf[[10, 11, 12, 13]] = torch.tensor([3.0, 2.0, 2.5, 0.5])
+    model.idf.copy_(idf)
+    tokens = torch.tensor([[5, 13, 11, 6, 10, 7, 12, 8], [12, 10, 11, 5, 0, 0, 0, 0]])
+    lengths = torch.tensor([8, 4])
+    positions = model.copy_positions(tokens, lengths, model.summary_lengths(lengths))
+    # row 0, L_b 4: scores idf - i/8: 13 (0.375), 11 (1.75), 10 (2.5), 12 (1.75); the others below 0
+    assert positions[0].tolist() == [1, 2, 4, 6]
+    assert positions[1, :2].tolist() == [0, 1]  # L_b 2: idf 2.5 and 3.0 beat 2.0 at the third place
+    model.config.salience_position = 100.0  # the place outweighs every IDF: the lead
+    assert model.copy_positions(tokens, lengths, model.summary_lengths(lengths))[0].tolist() == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match="salience_position"):
+        SummarizerConfig(salience_position=-1.0).validate("recipe")
+
+
+def test_a_salient_run_keeps_its_training_idf_and_reports_the_salient_baseline(tmp_path):
+    corpus = book_corpus(tmp_path / "corpus")
+    text = TINY_SUMMARIZER.replace("CORPUS", str(corpus)).replace("WORDS", "gumbel")
+    text = text.replace('summary_ratio = 0.5', 'summary_ratio = 0.5\nemit = "extract"\ncopy_target = "salient"')
+    run = seqae.train(write_recipe(tmp_path, text), out=tmp_path / "run")
+    model = seqae.load(run)
+    the = model.tokenizer.token_to_id("the")
+    assert model.idf[the] < model.idf.max() - 1.0  # the training texts' IDF, kept in the checkpoint
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the ship sails at dawn with the whale and the captain\nsister letter ball dance walk rain garden\n")
+    refs = tmp_path / "refs.txt"
+    refs.write_text("ship sails whale\nsister dances\n")
+    result = seqae.evaluate(run, inputs=texts, references=refs, overrides=["eval.rouge_length=3"], write=False)
+    assert result["salient_words"] <= 3 and 0.0 <= result["salient_rouge1_f"] <= 1.0
+    salient = salient_texts(model, ["the ship sails at dawn with the whale and the captain"], length=3)[0]
+    assert salient and "the" not in salient.split()  # three rare tokens of the text, never its commonest word
 
 
 @pytest.mark.parametrize("path", ["gumbel", "reinforce"])

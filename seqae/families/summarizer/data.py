@@ -101,3 +101,15 @@ def inverse_document_frequency(corpus, indices: np.ndarray, vocab: int, limit: i
     for i in chosen:
         df[np.unique(corpus.ids(int(i)))] += 1
     return np.log((1.0 + len(chosen)) / (1.0 + df)).astype(np.float32)
+
+
+def salient_positions(idf: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, summary_lengths: torch.Tensor,
+                      position_weight: float) -> torch.Tensor:
+    """The ``L_b`` positions of each text ``(B, L)`` (``L = max L_b``; increasing, within the text) with the highest
+    ``idf(x_i) - position_weight * i / |x|``: the text's rarest words, early ones first (ties: the earlier)."""
+    positions = torch.arange(tokens.shape[1], device=tokens.device)[None]
+    score = idf[tokens] - position_weight * positions / lengths[:, None].float()
+    rank = score.masked_fill(positions >= lengths[:, None], float("-inf")).argsort(dim=1, descending=True, stable=True)
+    chosen = torch.zeros_like(tokens, dtype=torch.bool).scatter_(1, rank, positions < summary_lengths[:, None])
+    picked = torch.where(chosen, positions, tokens.shape[1]).sort(1).values[:, : int(summary_lengths.max())]
+    return torch.minimum(picked, (lengths - 1)[:, None])

@@ -70,8 +70,10 @@ def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
     return {k: v / max(len(predictions), 1) for k, v in totals.items()}
 
 
-def rouge_table(summaries: list[str], inputs: list[str], references: list[str], lead_words: int, seed: int) -> dict[str, Any]:
-    """ROUGE of the summaries and of Lead-N / Random-N (``lead_words`` words of each input)."""
+def rouge_table(summaries: list[str], inputs: list[str], references: list[str], lead_words: int, seed: int,
+                baselines: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """ROUGE of the summaries, of Lead-N / Random-N (``lead_words`` words of each input) and of any other
+    ``baselines`` (name: one prediction per input)."""
     rng = np.random.default_rng(seed)
     lead = [" ".join(text.split()[:lead_words]) for text in inputs]
     randoms = []
@@ -80,7 +82,8 @@ def rouge_table(summaries: list[str], inputs: list[str], references: list[str], 
         picks = np.sort(rng.choice(len(words), size=min(lead_words, len(words)), replace=False))
         randoms.append(" ".join(words[i] for i in picks))
     result: dict[str, Any] = {"rouge_pairs": len(references)}
-    for name, predictions in (("summary", summaries), (f"lead{lead_words}", lead), (f"random{lead_words}", randoms)):
+    rows = {"summary": summaries, f"lead{lead_words}": lead, f"random{lead_words}": randoms, **(baselines or {})}
+    for name, predictions in rows.items():
         for key, value in rouge(predictions, references).items():
             result[f"{name}_{key}"] = value
         result[f"{name}_words"] = float(np.mean([len(p.split()) for p in predictions]))

@@ -33,7 +33,7 @@ from seqae.families.summarizer.evaluate import (
 )
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig, perplexity
 from seqae.families.summarizer.prior import read_prior
-from seqae.families.summarizer.texts import decode, encode_texts, summarize
+from seqae.families.summarizer.texts import decode, encode_texts, salient_texts, summarize
 from seqae.families.text import attach_run_tokenizer, tokenised
 from seqae.runtime import model_device
 
@@ -45,7 +45,7 @@ class SummaryData:
     readable_train: list  # id arrays of the readable sentences the discriminator saw
     tokenizer_path: Path  # the corpus's tokenizer.json
     prior: dict | None = None  # the LM prior's weights (readability = lm_prior / both), read at training
-    idf: np.ndarray | None = None  # the training texts' IDF (model.topic_weight > 0)
+    idf: np.ndarray | None = None  # the training texts' IDF (the topic loss, the salient copy target)
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -60,7 +60,7 @@ def prepare(recipe: Recipe) -> Prepared:
     shape, prior = None, None
     if recipe.model.uses_prior and not recipe.model.lm_hidden:  # recorded: a trained run (its checkpoint holds the prior)
         shape, prior = read_prior(recipe.model.lm_prior, corpus.folder / "tokenizer.json", str(recipe.source))
-    idf = inverse_document_frequency(corpus, train_idx, vocab) if recipe.model.topic_weight else None
+    idf = inverse_document_frequency(corpus, train_idx, vocab) if recipe.model.uses_idf else None
     extra = SummaryData(corpus, tokenizer, readable_ids, corpus.folder / "tokenizer.json", prior, idf)
     return Prepared(train, test, extra, Inferred(vocab_size=vocab, model_fields=shape),
                     run_files={"tokenizer.json": corpus.folder / "tokenizer.json"}, fingerprint=corpus.content_fingerprint,
@@ -68,7 +68,7 @@ def prepare(recipe: Recipe) -> Prepared:
 
 
 def initialise(model: nn.Module, prepared: Prepared) -> None:
-    """The training texts' IDF (the topic loss), and the LM prior's weights, read from its run by
+    """The training texts' IDF (the topic loss, the salient copy target), and the LM prior's weights, read from its run by
     :func:`prepare` (or now, for a recipe that already records the prior's shape)."""
     data: SummaryData = prepared.extra
     if data.idf is not None:
@@ -157,8 +157,11 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, inputs: str |
         if len(texts) != len(refs) or not texts:
             raise DataError(f"{references}: {len(refs)} reference lines for the {len(texts)} lines of {inputs}; give one reference "
                             "per text, on the same line number")
-        predictions = summarize(model, texts, length=recipe.eval.rouge_length or None, where=str(inputs))
-        result.update(rouge_table(predictions, texts, refs, recipe.eval.lead_words, recipe.eval.seed))
+        length = recipe.eval.rouge_length or None
+        predictions = summarize(model, texts, length=length, where=str(inputs))
+        # a run that knows its training texts' IDF: also the salient words it was taught to copy, as many
+        salient = {"salient": salient_texts(model, texts, length)} if model.config.uses_idf else None
+        result.update(rouge_table(predictions, texts, refs, recipe.eval.lead_words, recipe.eval.seed, salient))
     return result
 
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqae.config import ConfigError, choice, path_field
+from seqae.families.summarizer.data import salient_positions
 from seqae.families.summarizer.parts import Compressor, Discriminator, Extractor, Reconstructor
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.language_model import RecurrentLM
@@ -82,7 +83,10 @@ class SummarizerConfig:
     copy_weight: float = 0.0  # w_c: the copy loss kept in the main stage too, an anchor towards the copy target
     # what copy pre-training (and the anchor) teaches: the text's first L_b words (Wang & Lee), or L_b words
     # spread evenly over the text (positions floor((t + 1/2) |x| / L_b)), so that the summary starts out covering it all
-    copy_target: str = choice("lead", "lead", "spread", doc="the words copy pre-training teaches")
+    # or "salient": the L_b positions of highest ``idf(x_i) - salience_position * i / |x|`` in the text's order
+    # (rare words, early ones first; the training texts' IDF: no summaries needed)
+    copy_target: str = choice("lead", "lead", "spread", "salient", doc="the words copy pre-training teaches")
+    salience_position: float = 4.0  # "salient": how much a word's place in the text counts against its IDF
     # SEQ^3's topic loss: 1 - cos of the IDF-weighted mean word embeddings of the text and of the summary
     # (the training texts' IDF); in REINFORCE's reward with the opposite sign
     topic_weight: float = 0.0  # w_t
@@ -99,6 +103,8 @@ class SummarizerConfig:
             raise ConfigError(f"{where}: model.pretrain_copy_steps and model.copy_weight must be >= 0")
         if self.tau <= 0 or self.readability_weight < 0 or self.lm_weight < 0:
             raise ConfigError(f"{where}: model.tau must be > 0, model.readability_weight and model.lm_weight >= 0")
+        if self.salience_position < 0:
+            raise ConfigError(f"{where}: model.salience_position must be >= 0, got {self.salience_position}")
         if self.uses_prior and not self.lm_prior:
             raise ConfigError(f"{where}: model.readability = '{self.readability}' needs model.lm_prior, the run directory of a "
                               "language_model run (seqae train recipes/lm_austen.toml)")
@@ -110,6 +116,11 @@ class SummarizerConfig:
     @property
     def uses_prior(self) -> bool:
         return self.readability in ("lm_prior", "both")
+
+    @property
+    def uses_idf(self) -> bool:
+        """The topic loss and the salient copy target weigh words by the training texts' IDF."""
+        return bool(self.topic_weight) or self.copy_target == "salient"
 
 
 class Summarizer(nn.Module):
@@ -140,7 +151,7 @@ class Summarizer(nn.Module):
         if config.lead_baseline:
             self.lead_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
             self.lead = Reconstructor(self.lead_embedding, config.hidden)
-        if config.topic_weight:
+        if config.uses_idf:
             self.register_buffer("idf", torch.ones(config.vocab_size))  # set from the training texts before training
         self.stage, self.phase = "main", "main"
 
@@ -231,19 +242,22 @@ class Summarizer(nn.Module):
             out.metrics.update(lead_nll=lead_loss.detach(), lead_accuracy=(right.sum() / lengths.sum()).detach())
         return out
 
-    def copy_positions(self, lengths, summary_lengths) -> torch.Tensor:
-        """The text positions copy pre-training teaches ``(B, L)``: ``t`` (the lead), or, with
-        ``copy_target = "spread"``, ``floor((t + 1/2) |x| / L_b)`` (increasing, within the text)."""
+    def copy_positions(self, tokens, lengths, summary_lengths) -> torch.Tensor:
+        """The text positions copy pre-training teaches ``(B, L)``, increasing and within the text: ``t`` (the
+        lead); with ``copy_target = "spread"``, ``floor((t + 1/2) |x| / L_b)``; with ``"salient"``, the ``L_b``
+        positions of highest ``idf(x_i) - salience_position * i / |x|`` in their order."""
         steps = torch.arange(int(summary_lengths.max()), device=lengths.device)[None]
         if self.config.copy_target == "lead":
             return steps.expand(len(lengths), -1)
-        spread = torch.floor((steps + 0.5) * lengths[:, None].float() / summary_lengths[:, None].float()).long()
-        return torch.minimum(spread, (lengths - 1)[:, None])
+        if self.config.copy_target == "spread":
+            spread = torch.floor((steps + 0.5) * lengths[:, None].float() / summary_lengths[:, None].float()).long()
+            return torch.minimum(spread, (lengths - 1)[:, None])
+        return salient_positions(self.idf, tokens, lengths, summary_lengths, self.config.salience_position)
 
     def copy_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
         """Pre-training (Wang & Lee): the compressor, teacher-forced, learns to emit the copy target's words
         (the text's first L_b, or L_b spread over it); the extractor learns to pick their positions."""
-        positions = self.copy_positions(lengths.to(tokens.device), summary_lengths.to(tokens.device))
+        positions = self.copy_positions(tokens, lengths.to(tokens.device), summary_lengths.to(tokens.device))
         targets = positions if isinstance(self.compressor, Extractor) else tokens.gather(1, positions)
         _, log_prob = self.compressor(tokens, lengths, summary_lengths, "teacher", targets=targets)
         loss = -log_prob.sum() / summary_lengths.sum()

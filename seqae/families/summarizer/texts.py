@@ -9,6 +9,7 @@ from torch import nn
 
 from seqae.config import ConfigError
 from seqae.datasets.base import DataError
+from seqae.families.summarizer.data import salient_positions
 from seqae.families.summarizer.evaluate import strip
 from seqae.families.text import decode_ids, encode_lines
 from seqae.runtime import model_device
@@ -39,4 +40,17 @@ def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, le
                             "asked for; ask for a shorter --length")
         words, summary_lengths = model.summarize_tokens(tokens.to(device), lengths.to(device), ratio, length)
         out += [decode(model, strip(w, int(n))) for w, n in zip(words.cpu(), summary_lengths.cpu())]
+    return out
+
+
+def salient_texts(model: nn.Module, texts: list[str], length: int | None = None, batch_size: int = 64) -> list[str]:
+    """The salient baseline of ``texts``: for each, its tokens of highest ``idf - salience_position * place``
+    in their order (the run's training IDF; what ``copy_target = "salient"`` teaches), as many as a summary's."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        tokens, lengths = encode_texts(model, texts[start : start + batch_size], "texts")
+        summary_lengths = model.summary_lengths(lengths, length=length)
+        picks = salient_positions(model.idf.cpu(), tokens, lengths, summary_lengths, model.config.salience_position)
+        words = tokens.gather(1, picks)
+        out += [decode(model, strip(w, int(n))) for w, n in zip(words, summary_lengths)]
     return out
