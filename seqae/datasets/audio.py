@@ -47,6 +47,11 @@ def pcm16_to_float(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / 32768.0
 
 
+def float_to_pcm16(wave: torch.Tensor) -> np.ndarray:
+    """Float samples ``(samples,)`` -> 16-bit PCM (clipped to [-1, 1], rounded; half the memory of float32)."""
+    return (wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()
+
+
 def write_wave(samples: np.ndarray, sample_rate: int, out: Path) -> Path:
     """``samples`` (1-D, nominally in [-1, 1]) as a 16-bit WAV file, written atomically."""
     import io
@@ -374,7 +379,4 @@ class WaveSegments(BatchSource):
 
 def read_waves(utterances: list[Utterance], sample_rate: int, min_samples: int, desc: str = "reading audio") -> list[np.ndarray]:
     """Every utterance as int16 at ``sample_rate`` (half the memory of float32)."""
-    return [
-        (wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()
-        for wave in iter_audio(utterances, sample_rate, min_samples, desc)
-    ]
+    return [float_to_pcm16(wave) for wave in iter_audio(utterances, sample_rate, min_samples, desc)]

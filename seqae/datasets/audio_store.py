@@ -25,7 +25,15 @@ import torch
 
 from seqae.atomic import atomic_write
 from seqae.audio import LogMel, MelConfig, PitchTrack, pitch_contour, track_pitch
-from seqae.datasets.audio import AudioDataConfig, MelSegments, Utterance, WaveSegments, iter_audio, train_and_test_utterances
+from seqae.datasets.audio import (
+    AudioDataConfig,
+    MelSegments,
+    Utterance,
+    WaveSegments,
+    float_to_pcm16,
+    iter_audio,
+    train_and_test_utterances,
+)
 from seqae.datasets.base import DataError, build_once, default_cache_dir
 
 STORE_VERSION = "seqae-audio-store-1"
@@ -144,7 +152,7 @@ def write_store(work: Path, count: int, settings: dict, compute, waves: Waves, d
 def wave_store(utterances, sample_rate: int, min_samples: int, cache_dir: Path, waves: Waves, desc: str) -> FileStore:
     """Every utterance as int16 at ``sample_rate`` (``waves()`` reads them at that rate), cached."""
     def compute(i, wave):
-        return (wave.clamp(-1, 1) * 32767).round().to(torch.int16).numpy()[:, None], None
+        return float_to_pcm16(wave)[:, None], None
 
     return cached_store(utterances, {"kind": "wave", "sample_rate": sample_rate, "min_samples": min_samples}, compute,
                         cache_dir, waves, desc)

@@ -50,7 +50,9 @@ def prepare(recipe: Recipe) -> Prepared:
         raise DataError(f"{config.source}: a speaker name with \"@\"; that mark is kept for the speakers that data.speed_perturb "
                         "and data.pitch_shift make: rename the speaker")
     changes = copy_changes(config)
-    names = sorted(corpus_names + [f"{n}@{label}" for label, _ in changes for n in corpus_names])
+    # each training window's speaker: the corpus's, then each copy's (its utterances follow the corpus's)
+    speakers = [u.speaker for u in train_utts] + [f"{u.speaker}@{label}" for label, _ in changes for u in train_utts]
+    names = sorted(set(speakers))
     if recipe.model.speakers and recipe.model.speakers != names:
         raise ConfigError(f"{recipe.source}: model.speakers does not match the training data's speakers ({len(names)} found)")
     if recipe.model.input_dim not in (0, config.n_mels):
@@ -69,7 +71,6 @@ def prepare(recipe: Recipe) -> Prepared:
                                                                          item_changes)
     mean, std = mel_statistics(config, train_mels, len(train_utts))  # the corpus's own, without the copies
     index = {n: i for i, n in enumerate(names)}
-    speakers = [u.speaker for u in train_utts] + [f"{u.speaker}@{label}" for label, _ in changes for u in train_utts]
     train = SpeakerSegments(train_mels, [index[n] for n in speakers], config.segment_frames, mean, std,
                             f"{config.source} (train)", config.reference_windows, train_pitch, Augmentation.from_data(config))
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
