@@ -144,6 +144,8 @@ def add_data(sub) -> None:
     timbres.add_argument("--wide-voices", action="store_true",
                          help="every voice a variant in turn with its own random pitch (5-95), pitch range (0-100) and rate "
                               "(120-230 wpm): more of espeak-ng's voice space")
+    timbres.add_argument("--tract-voices", action="store_true", help="as --wide-voices, every second voice with a vocal tract "
+                         "of its own (formant frequencies 80-125 %%, heights, widths, breathiness, roughness, flutter)")
 
 
 def add_outputs(sub) -> None:
@@ -345,7 +347,8 @@ def make_speech_data(args: argparse.Namespace) -> int:
     created = not out.exists()
     try:
         paths = synthesise_corpus(out, args.speakers, args.utterances, args.corpus, args.seed, args.sample_rate,
-                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres, held_out, args.wide_voices)
+                                  args.test_fraction, args.unseen_speakers, args.distinct_timbres, held_out, args.wide_voices,
+                                  args.tract_voices)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)

@@ -107,3 +107,38 @@ def test_wide_voices_spread_pitch_range_and_rate_and_the_range_is_heard(tmp_path
 
     info = json.loads((tmp_path / "w" / "corpus.json").read_text())
     assert info["wide_voices"] and info["speakers"] == [v.label for v in wide_voices(2, seed=0)]
+
+
+def test_tract_voices_write_their_own_variants_and_the_formant_scale_is_heard(tmp_path):
+    import json
+
+    import numpy as np
+
+    from seqae.datasets.base import DataError
+    from seqae.datasets.speech_synth import Espeak, Tract, Voice, wide_voices
+
+    chosen = wide_voices(40, seed=0, tracts=True)
+    tracts = [v.tract for v in chosen if v.tract]
+    assert len(tracts) == 20 and all(v.tract is None for v in chosen[::2]) and len({v.label for v in chosen}) == 40
+    assert all(80 <= t.scale <= 125 and abs(t.f1 - t.scale) <= 10 for t in tracts) and len({t.name for t in tracts}) == 20
+    assert max(t.scale for t in tracts) - min(t.scale for t in tracts) > 20
+    engine = Espeak(tracts=True)
+    text = "Her father was growing distressed for money, and she would not say so?"
+
+    def centroid(wave):  # the spectral centroid (Hz) of the louder half of 1024-sample frames
+        frames = wave[: len(wave) // 1024 * 1024].reshape(-1, 1024) * np.hanning(1024)
+        power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+        loud = power.sum(1) > np.median(power.sum(1))
+        return float((power[loud] * np.fft.rfftfreq(1024, 1 / engine.sample_rate)).sum() / power[loud].sum())
+
+    centroids = []
+    for scale in (80, 100, 125):
+        tract = Tract(scale, scale, scale, 100, 100, 0, 0, 0)
+        centroids.append(centroid(engine.speak(text, Voice(f"en-us+{tract.name}", tract=tract))[0]))
+    assert centroids[0] < 0.85 * centroids[1] and centroids[2] > 1.2 * centroids[1]  # a shorter tract: higher formants
+    with pytest.raises(DataError, match="tracts=True"):
+        Espeak().speak(text, chosen[1])
+    args = ["data", "speech", "--speakers", "2", "--utterances", "2", "--tract-voices", "--out", str(tmp_path / "t")]
+    assert main(args) == 0
+    info = json.loads((tmp_path / "t" / "corpus.json").read_text())
+    assert info["speakers"] == [v.label for v in chosen[:2]] and list(info["tracts"]) == [chosen[1].tract.name]

@@ -6,15 +6,19 @@ carry their audio position, which gives each utterance its phone alignment.
 
 Voices combine English accents (``en-us``, ``en-gb-scotland``, ...) with voice variants (``+m3``,
 ``+f2``, ``+klatt``, ...) and, when more speakers are asked for, pitch and rate settings. Every speaker
-speaks the same sentences, so pairs are parallel.
+speaks the same sentences, so pairs are parallel. A :class:`Tract` is a variant written for one voice
+(formant frequencies, heights and widths, breathiness, roughness, flutter), read by espeak-ng from a
+private copy of its data folder.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
+import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, astuple, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -59,11 +63,49 @@ CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes
 
 
 @dataclass(frozen=True)
+class Tract:
+    """An espeak-ng voice variant of one's own (a ``voices/!v`` file): every formant's frequency ``scale`` %
+    of the accent's (a shorter or longer vocal tract), F1 and F2 at ``f1`` and ``f2`` % on their own, the
+    formant peaks' ``height`` and bandwidth ``width`` (%), ``breath`` (0..6: noise in the upper formants),
+    ``roughness`` (0..4) and ``flutter`` (pitch jitter, 0..20)."""
+
+    scale: int
+    f1: int
+    f2: int
+    height: int
+    width: int
+    breath: int
+    roughness: int
+    flutter: int
+
+    @property
+    def name(self) -> str:
+        """``tract`` and six hex digits of the settings (espeak-ng keeps a variant's name in a short buffer)."""
+        return "tract" + hashlib.sha1(repr(astuple(self)).encode()).hexdigest()[:6]
+
+    def voice_file(self) -> str:
+        frequencies = [100, self.f1, self.f2] + [self.scale] * 6  # formant 0 is the voicing's low hump
+        lines = ["language variant", f"name {self.name}", f"gender {'female' if self.scale >= 105 else 'male'}"]
+        lines += [f"formant {k} {f} {self.height} {self.width}" for k, f in enumerate(frequencies)]
+        breath = [0, 0] + [self.breath] * 6
+        lines += [f"breath {' '.join(map(str, breath))}", f"roughness {self.roughness}", f"flutter {self.flutter}"]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Tract:
+        scale = int(rng.integers(80, 126))
+        return cls(scale, scale + int(rng.integers(-10, 11)), scale + int(rng.integers(-10, 11)), int(rng.integers(60, 141)),
+                   int(rng.integers(70, 181)), int(rng.integers(0, 7)) * int(rng.random() < 0.5), int(rng.integers(0, 5)),
+                   int(rng.integers(0, 21)))
+
+
+@dataclass(frozen=True)
 class Voice:
     name: str  # e.g. "en-us+f2"
     pitch: int = 50  # espeak 0..100
     rate: int = 175  # words per minute
     range: int = 50  # pitch range (intonation width), espeak 0..100
+    tract: Tract | None = None  # the variant file of a name "accent+tract..." (Espeak writes it)
 
     @property
     def label(self) -> str:
@@ -84,7 +126,9 @@ class Espeak:
 
     _lock = threading.Lock()
 
-    def __init__(self):
+    def __init__(self, tracts: bool = False):
+        """``tracts``: read the data from a private copy (links to the wheel's files) that :class:`Tract`
+        variant files are written into."""
         try:
             import espeakng_loader
         except ImportError:
@@ -92,7 +136,13 @@ class Espeak:
                 "speech synthesis needs espeak-ng: pip install 'seqae[speech]' (installs the espeakng-loader wheel)"
             ) from None
         self.lib = ctypes.cdll.LoadLibrary(str(espeakng_loader.get_library_path()))
-        data = str(espeakng_loader.get_data_path()).encode()
+        self._variants: Path | None = None
+        folder = Path(espeakng_loader.get_data_path())
+        if tracts:
+            self._copy = tempfile.TemporaryDirectory(prefix="seqae-espeak-")  # removed with the engine
+            folder = linked_copy(folder, Path(self._copy.name) / "espeak-ng-data")
+            self._variants = folder / "voices" / "!v"
+        data = str(folder).encode()
         self.lib.espeak_Initialize.restype = ctypes.c_int
         rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data, INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT)
         if rate <= 0:
@@ -117,6 +167,10 @@ class Espeak:
     def speak(self, text: str, voice: Voice) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
         """Waveform (float32 at ``self.sample_rate``) and phones ``[(start_s, end_s, phone)]``."""
         with self._lock:
+            if voice.tract is not None:
+                if self._variants is None:
+                    raise DataError(f"voice {voice.name}: a tract voice needs Espeak(tracts=True)")
+                (self._variants / voice.tract.name).write_text(voice.tract.voice_file())
             if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
                 raise DataError(f"espeak-ng does not know the voice {voice.name!r}")
             self.lib.espeak_SetParameter(RATE, voice.rate, 0)
@@ -147,17 +201,37 @@ class Espeak:
         return wave, phones
 
 
-def wide_voices(n: int, seed: int, exclude: tuple[str, ...] = ()) -> list[Voice]:
+def linked_copy(source: Path, out: Path) -> Path:
+    """espeak-ng's data folder at ``out``: links to every file of ``source`` but ``voices/!v``, a real folder
+    (of links) that variant files can be added to."""
+    out.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name != "voices":
+            (out / entry.name).symlink_to(entry)
+    for entry in (source / "voices").iterdir():
+        if entry.name != "!v":
+            (out / "voices" / entry.name).parent.mkdir(exist_ok=True)
+            (out / "voices" / entry.name).symlink_to(entry)
+    (out / "voices" / "!v").mkdir(parents=True)
+    for entry in (source / "voices" / "!v").iterdir():
+        (out / "voices" / "!v" / entry.name).symlink_to(entry)
+    return out
+
+
+def wide_voices(n: int, seed: int, exclude: tuple[str, ...] = (), tracts: bool = False) -> list[Voice]:
     """``n`` voices spread over what espeak-ng lets one set: every variant in turn (timbre, Klatt
     settings; a seeded order), an accent, a pitch (5 to 95), a pitch range (0, monotone, to 100) and a
-    rate (120 to 230 words a minute) drawn at random for each, no two alike."""
+    rate (120 to 230 words a minute) drawn at random for each, no two alike. ``tracts``: every second
+    voice a :class:`Tract` of its own (:meth:`Tract.draw`) instead of a variant."""
     rng = np.random.default_rng([seed, 11])
     pool = [v for v in VARIANTS if v not in exclude]
     variants = [pool[i] for i in rng.permutation(len(pool))]
     out: list[Voice] = []
     while len(out) < n:
-        voice = Voice(f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variants[len(out) % len(variants)]}", int(rng.integers(5, 96)),
-                      int(rng.integers(120, 231)), int(rng.integers(0, 101)))
+        accent, tract = ACCENTS[rng.integers(len(ACCENTS))], Tract.draw(rng) if tracts and len(out) % 2 else None
+        variant = tract.name if tract else variants[(len(out) // (2 if tracts else 1)) % len(variants)]
+        voice = Voice(f"{accent}+{variant}", int(rng.integers(5, 96)), int(rng.integers(120, 231)), int(rng.integers(0, 101)),
+                      tract)
         if voice.label not in {v.label for v in out}:
             out.append(voice)
     return out
@@ -273,20 +347,22 @@ def synthesise_corpus(
     distinct_timbres: bool = False,
     held_out_variants: tuple[str, ...] = (),
     wide: bool = False,
+    tracts: bool = False,
 ) -> dict[str, Path]:
     """Write WAVs and the manifests ``train.jsonl`` (training speakers, training sentences),
     ``test.jsonl`` (training speakers, held-out sentences), with ``test_speakers``
     ``unseen_train.jsonl``/``unseen_test.jsonl`` (held-out speakers, the same two sentence sets) and, with
     ``held_out_variants``, ``held_out_train.jsonl``/``held_out_test.jsonl`` (:func:`held_out_voices`: variants
-    no other speaker uses). ``wide``: the training and unseen voices from :func:`wide_voices`."""
+    no other speaker uses). ``wide``: the training and unseen voices from :func:`wide_voices` (``tracts``: half
+of them with vocal tracts of their own)."""
     from tqdm import tqdm
 
     out = Path(out)
     check_settings(speakers, utterances, sample_rate, test_sentences, test_speakers, held_out_variants)
-    engine = Espeak()
+    engine = Espeak(tracts=tracts)
     sentences = corpus_sentences(corpus, utterances, seed)
     held_out = held_out_voices(held_out_variants, seed)
-    made = wide_voices if wide else partial(voices, distinct_timbres=distinct_timbres)
+    made = partial(wide_voices, tracts=tracts) if wide or tracts else partial(voices, distinct_timbres=distinct_timbres)
     all_voices = made(speakers + test_speakers, seed, exclude=held_out_variants) + held_out
     n_test = max(1, int(round(test_sentences * utterances)))
     test_ids = set(np.random.default_rng(seed + 1).choice(utterances, size=n_test, replace=False).tolist())
@@ -309,7 +385,8 @@ def synthesise_corpus(
     info = {"speakers": [v.label for v in all_voices[:speakers]],
             "unseen_speakers": [v.label for v in all_voices[speakers : speakers + test_speakers]],
             "held_out_variants": list(held_out_variants), "held_out_speakers": [v.label for v in held_out],
-            "wide_voices": wide, "sentences": len(sentences), "test_sentences": sorted(test_ids), "seed": seed,
+            "wide_voices": wide or tracts, "sentences": len(sentences), "test_sentences": sorted(test_ids), "seed": seed,
+            "tracts": {v.tract.name: asdict(v.tract) for v in all_voices if v.tract},
             "sample_rate": sample_rate,
             "engine": "espeak-ng (espeakng-loader)"}
     return write_manifests(out, manifests, info)
