@@ -12,6 +12,7 @@ import seqae
 from seqae.cli import main
 from seqae.config import ConfigError
 from seqae.datasets.sentences import iter_line_items
+from seqae.families.summarizer.data import salient_positions
 from seqae.families.summarizer.evaluate import BigramLM, rouge
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig
 from seqae.families.summarizer.texts import salient_texts
@@ -148,6 +149,8 @@ def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys, monkeyp
     assert asked == [2] and result["lead8_words"] == 7.5  # Lead-8 of an 11- and a 7-word text
     # greedy summaries do not depend on their length: two tokens are a prefix of the longer summary
     assert short["summary_rouge1_recall"] <= result["summary_rouge1_recall"] + 1e-9
+    whole = seqae.evaluate(run, inputs=texts, references=refs, overrides=["eval.rouge_length=500"], write=False)
+    assert whole["summary_words"] <= 9.0  # longer than every text: each text is its own summary, as its Lead-N is
     out = tmp_path / "summaries.txt"
     assert main(["summarize", str(run), "-i", str(texts), "-o", str(out), "--length", "3"]) == 0
     lines = out.read_text().splitlines()
@@ -320,6 +323,10 @@ def test_salient_copy_targets_pick_rare_early_words_in_their_order():
     # row 0, L_b 4: scores idf - i/8: 13 (0.375), 11 (1.75), 10 (2.5), 12 (1.75); the others below 0
     assert positions[0].tolist() == [1, 2, 4, 6]
     assert positions[1, :2].tolist() == [0, 1]  # L_b 2: idf 2.5 and 3.0 beat 2.0 at the third place
+    continues = torch.zeros(40, dtype=torch.bool)
+    continues[13] = True  # token 13 continues the word before it: that word scores as its best piece, 0.375
+    picks = salient_positions(model.idf, tokens, lengths, model.summary_lengths(lengths), 1.0, continues)
+    assert picks[0].tolist() == [0, 2, 4, 6]  # the word at 0-1 ties with itself: its first piece fills the last place
     model.config.salience_position = 100.0  # the place outweighs every IDF: the lead
     assert model.copy_positions(tokens, lengths, model.summary_lengths(lengths))[0].tolist() == [0, 1, 2, 3]
     with pytest.raises(ConfigError, match="salience_position"):

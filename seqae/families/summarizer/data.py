@@ -103,12 +103,23 @@ def inverse_document_frequency(corpus, indices: np.ndarray, vocab: int, limit: i
     return np.log((1.0 + len(chosen)) / (1.0 + df)).astype(np.float32)
 
 
+def continuation_mask(tokenizer, vocab: int) -> np.ndarray:
+    """``(vocab,)`` bool: the WordPiece tokens that continue a word (``##...``), for whole-word picks."""
+    return np.array([(tokenizer.id_to_token(i) or "").startswith("##") for i in range(vocab)], dtype=bool)
+
+
 def salient_positions(idf: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, summary_lengths: torch.Tensor,
-                      position_weight: float) -> torch.Tensor:
+                      position_weight: float, continues: torch.Tensor | None = None) -> torch.Tensor:
     """The ``L_b`` positions of each text ``(B, L)`` (``L = max L_b``; increasing, within the text) with the highest
-    ``idf(x_i) - position_weight * i / |x|``: the text's rarest words, early ones first (ties: the earlier)."""
+    ``idf(x_i) - position_weight * i / |x|``: the text's rarest words, early ones first (ties: the earlier). With
+    ``continues`` (:func:`continuation_mask`) every piece of a word takes its word's best score, so whole words
+    are picked (the last one cut when ``L_b`` ends inside it)."""
     positions = torch.arange(tokens.shape[1], device=tokens.device)[None]
     score = idf[tokens] - position_weight * positions / lengths[:, None].float()
+    if continues is not None:
+        word = ((~continues[tokens]).long().cumsum(1) - 1).clamp_min(0)  # (B, T): each token's word
+        best = torch.full_like(score, float("-inf")).scatter_reduce(1, word, score, "amax")
+        score = best.gather(1, word)
     rank = score.masked_fill(positions >= lengths[:, None], float("-inf")).argsort(dim=1, descending=True, stable=True)
     chosen = torch.zeros_like(tokens, dtype=torch.bool).scatter_(1, rank, positions < summary_lengths[:, None])
     picked = torch.where(chosen, positions, tokens.shape[1]).sort(1).values[:, : int(summary_lengths.max())]

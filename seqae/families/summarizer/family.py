@@ -19,6 +19,7 @@ from seqae.families.summarizer import command_line
 from seqae.families.summarizer.data import (
     SummaryBatches,
     SummaryDataConfig,
+    continuation_mask,
     inverse_document_frequency,
     readable_from_file,
     split_items,
@@ -46,6 +47,7 @@ class SummaryData:
     tokenizer_path: Path  # the corpus's tokenizer.json
     prior: dict | None = None  # the LM prior's weights (readability = lm_prior / both), read at training
     idf: np.ndarray | None = None  # the training texts' IDF (the topic loss, the salient copy target)
+    continues: np.ndarray | None = None  # the tokenizer's word pieces (whole-word salient picks)
 
 
 def prepare(recipe: Recipe) -> Prepared:
@@ -61,7 +63,8 @@ def prepare(recipe: Recipe) -> Prepared:
     if recipe.model.uses_prior and not recipe.model.lm_hidden:  # recorded: a trained run (its checkpoint holds the prior)
         shape, prior = read_prior(recipe.model.lm_prior, corpus.folder / "tokenizer.json", str(recipe.source))
     idf = inverse_document_frequency(corpus, train_idx, vocab) if recipe.model.uses_idf else None
-    extra = SummaryData(corpus, tokenizer, readable_ids, corpus.folder / "tokenizer.json", prior, idf)
+    continues = continuation_mask(tokenizer, vocab) if recipe.model.uses_idf else None
+    extra = SummaryData(corpus, tokenizer, readable_ids, corpus.folder / "tokenizer.json", prior, idf, continues)
     return Prepared(train, test, extra, Inferred(vocab_size=vocab, model_fields=shape),
                     run_files={"tokenizer.json": corpus.folder / "tokenizer.json"}, fingerprint=corpus.content_fingerprint,
                     data_name=str(data.corpus))
@@ -73,6 +76,7 @@ def initialise(model: nn.Module, prepared: Prepared) -> None:
     data: SummaryData = prepared.extra
     if data.idf is not None:
         model.idf.copy_(torch.from_numpy(data.idf))
+        model.continues.copy_(torch.from_numpy(data.continues))
     if model.prior is None:
         return
     weights = data.prior if data.prior is not None else read_prior(model.config.lm_prior, data.tokenizer_path, "recipe")[1]
@@ -158,7 +162,8 @@ def evaluate(model: nn.Module, recipe: Recipe, prepared: Prepared, inputs: str |
             raise DataError(f"{references}: {len(refs)} reference lines for the {len(texts)} lines of {inputs}; give one reference "
                             "per text, on the same line number")
         length = recipe.eval.rouge_length or None
-        predictions = summarize(model, texts, length=length, where=str(inputs))
+        # a text shorter than eval.rouge_length is its own summary, as Lead-N's is
+        predictions = summarize(model, texts, length=length, where=str(inputs), clip=True)
         # a run that knows its training texts' IDF: also the salient words it was taught to copy, as many
         salient = {"salient": salient_texts(model, texts, length)} if model.config.uses_idf else None
         result.update(rouge_table(predictions, texts, refs, recipe.eval.lead_words, recipe.eval.seed, salient))

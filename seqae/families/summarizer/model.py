@@ -84,7 +84,7 @@ class SummarizerConfig:
     # what copy pre-training (and the anchor) teaches: the text's first L_b words (Wang & Lee), or L_b words
     # spread evenly over the text (positions floor((t + 1/2) |x| / L_b)), so that the summary starts out covering it all
     # or "salient": the L_b positions of highest ``idf(x_i) - salience_position * i / |x|`` in the text's order
-    # (rare words, early ones first; the training texts' IDF: no summaries needed)
+    # (rare words, early ones first, whole words; the training texts' IDF: no summaries needed)
     copy_target: str = choice("lead", "lead", "spread", "salient", doc="the words copy pre-training teaches")
     salience_position: float = 4.0  # "salient": how much a word's place in the text counts against its IDF
     # SEQ^3's topic loss: 1 - cos of the IDF-weighted mean word embeddings of the text and of the summary
@@ -153,6 +153,7 @@ class Summarizer(nn.Module):
             self.lead = Reconstructor(self.lead_embedding, config.hidden)
         if config.uses_idf:
             self.register_buffer("idf", torch.ones(config.vocab_size))  # set from the training texts before training
+            self.register_buffer("continues", torch.zeros(config.vocab_size, dtype=torch.bool))  # word pieces: from the tokenizer
         self.stage, self.phase = "main", "main"
 
     # -- the Trainer's hook: the discriminator and the autoencoder alternate ---------------------------
@@ -252,7 +253,7 @@ class Summarizer(nn.Module):
         if self.config.copy_target == "spread":
             spread = torch.floor((steps + 0.5) * lengths[:, None].float() / summary_lengths[:, None].float()).long()
             return torch.minimum(spread, (lengths - 1)[:, None])
-        return salient_positions(self.idf, tokens, lengths, summary_lengths, self.config.salience_position)
+        return salient_positions(self.idf, tokens, lengths, summary_lengths, self.config.salience_position, self.continues)
 
     def copy_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
         """Pre-training (Wang & Lee): the compressor, teacher-forced, learns to emit the copy target's words

@@ -25,8 +25,9 @@ def decode(model: nn.Module, ids: np.ndarray) -> str:
 
 @torch.no_grad()
 def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, length: int | None = None,
-              batch_size: int = 64, where: str = "texts") -> list[str]:
-    """Greedy summaries of ``texts`` (one string each), ``length`` tokens each or the run's ratio."""
+              batch_size: int = 64, where: str = "texts", clip: bool = False) -> list[str]:
+    """Greedy summaries of ``texts`` (one string each), ``length`` tokens each or the run's ratio; a text shorter
+    than ``length`` is an error, or with ``clip`` summarised in as many tokens as it has."""
     if length is not None and length < 1:
         raise ConfigError(f"--length {length}: a summary needs at least one word")
     model.eval()
@@ -34,7 +35,7 @@ def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, le
     out = []
     for start in range(0, len(texts), batch_size):
         tokens, lengths = encode_texts(model, texts[start : start + batch_size], where)
-        if length is not None and int(lengths.min()) < length:
+        if length is not None and not clip and int(lengths.min()) < length:
             first = int(torch.nonzero(lengths < length)[0, 0])
             raise DataError(f"{where}:{start + first + 1}: {int(lengths[first])} tokens, shorter than the summary length {length} "
                             "asked for; ask for a shorter --length")
@@ -50,7 +51,8 @@ def salient_texts(model: nn.Module, texts: list[str], length: int | None = None,
     for start in range(0, len(texts), batch_size):
         tokens, lengths = encode_texts(model, texts[start : start + batch_size], "texts")
         summary_lengths = model.summary_lengths(lengths, length=length)
-        picks = salient_positions(model.idf.cpu(), tokens, lengths, summary_lengths, model.config.salience_position)
+        picks = salient_positions(model.idf.cpu(), tokens, lengths, summary_lengths, model.config.salience_position,
+                                  model.continues.cpu())
         words = tokens.gather(1, picks)
         out += [decode(model, strip(w, int(n))) for w, n in zip(words, summary_lengths)]
     return out
