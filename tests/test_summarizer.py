@@ -13,7 +13,7 @@ from seqae.cli import main
 from seqae.config import ConfigError
 from seqae.datasets.sentences import iter_line_items
 from seqae.families.summarizer.data import salient_positions
-from seqae.families.summarizer.evaluate import BigramLM, rouge
+from seqae.families.summarizer.evaluate import BigramLM, paired_interval, rouge
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig
 from seqae.families.summarizer.texts import salient_texts
 
@@ -111,6 +111,10 @@ def test_rouge_of_a_copy_is_one_and_of_nothing_in_common_zero():
     same = rouge(["the cat sat on the mat"], ["the cat sat on the mat"])
     assert same["rouge1_f"] == pytest.approx(1.0) and same["rougeL_recall"] == pytest.approx(1.0)
     assert rouge(["dogs bark"], ["the cat sat"])["rouge2_f"] == 0.0
+    low, high = paired_interval(np.array([0.5, 0.7, 0.9, 0.6]), np.array([0.5, 0.7, 0.9, 0.6]), seed=0)
+    assert low == high == 0.0  # the same scores pair by pair: no difference whichever pairs are drawn
+    low, high = paired_interval(np.array([0.5, 0.9, 0.7, 0.8]), np.array([0.4, 0.3, 0.7, 0.2]), seed=0)
+    assert 0.0 <= low < 0.325 < high <= 0.6 + 1e-9  # the mean difference 0.325; draws range from 0 to 0.6
 
 
 def test_one_text_per_line_makes_one_item_each_in_blocks(tmp_path):
@@ -141,6 +145,9 @@ def test_train_eval_summarize_and_plot(summarizer_run, tmp_path, capsys, monkeyp
     assert result["lead_copy_share"] == 1.0 and result["lead_compression"] == pytest.approx(result["summary_compression"])
     assert "lead_reconstruction_perplexity" in result and len(result["examples"]) == 2
     assert result["rouge_pairs"] == 2 and 0.0 <= result["summary_rouge1_f"] <= 1.0 and "lead8_rouge1_f" in result
+    difference = result["summary_minus_lead8_rouge1_f"]
+    assert difference == pytest.approx(result["summary_rouge1_f"] - result["lead8_rouge1_f"])
+    assert result["summary_minus_lead8_rouge1_f_low"] <= difference <= result["summary_minus_lead8_rouge1_f_high"]
     import seqae.families.summarizer.family as summarizer_family
 
     asked, real = [], summarizer_family.summarize

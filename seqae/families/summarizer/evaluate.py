@@ -57,17 +57,28 @@ def sequence_figures(name: str, summaries: list[np.ndarray], texts: list[np.ndar
     return result
 
 
-def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """ROUGE-1/2/L F1 and recall (the ``rouge-score`` package, Porter stemming), averaged over the pairs."""
+def rouge_pairs(predictions: list[str], references: list[str]) -> dict[str, np.ndarray]:
+    """ROUGE-1/2/L F1 and recall of each pair (the ``rouge-score`` package, Porter stemming): ``(pairs,)`` each."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    totals: dict[str, float] = {}
-    for prediction, reference in zip(predictions, references):
-        for key, score in scorer.score(reference, prediction).items():
-            totals[f"{key}_f"] = totals.get(f"{key}_f", 0.0) + score.fmeasure
-            totals[f"{key}_recall"] = totals.get(f"{key}_recall", 0.0) + score.recall
-    return {k: v / max(len(predictions), 1) for k, v in totals.items()}
+    scores = [scorer.score(reference, prediction) for prediction, reference in zip(predictions, references)]
+    keys = ("rouge1", "rouge2", "rougeL")
+    return {**{f"{k}_f": np.array([s[k].fmeasure for s in scores]) for k in keys},
+            **{f"{k}_recall": np.array([s[k].recall for s in scores]) for k in keys}}
+
+
+def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """ROUGE-1/2/L F1 and recall, averaged over the pairs."""
+    return {k: float(v.mean()) if len(v) else 0.0 for k, v in rouge_pairs(predictions, references).items()}
+
+
+def paired_interval(a: np.ndarray, b: np.ndarray, seed: int, draws: int = 2000) -> tuple[float, float]:
+    """The 95 % paired-bootstrap interval of ``mean(a - b)`` (the same pairs resampled for both)."""
+    difference = a - b
+    rng = np.random.default_rng(seed)
+    means = difference[rng.integers(0, len(difference), size=(draws, len(difference)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def rouge_table(summaries: list[str], inputs: list[str], references: list[str], lead_words: int, seed: int,
@@ -83,8 +94,15 @@ def rouge_table(summaries: list[str], inputs: list[str], references: list[str], 
         randoms.append(" ".join(words[i] for i in picks))
     result: dict[str, Any] = {"rouge_pairs": len(references)}
     rows = {"summary": summaries, f"lead{lead_words}": lead, f"random{lead_words}": randoms, **(baselines or {})}
+    per_pair = {}
     for name, predictions in rows.items():
-        for key, value in rouge(predictions, references).items():
-            result[f"{name}_{key}"] = value
+        per_pair[name] = rouge_pairs(predictions, references)
+        for key, values in per_pair[name].items():
+            result[f"{name}_{key}"] = float(values.mean())
         result[f"{name}_words"] = float(np.mean([len(p.split()) for p in predictions]))
+    # the summary against Lead-N, pair by pair: the difference of ROUGE-1 F1 and its 95 % paired-bootstrap interval
+    ours, lead_f = per_pair["summary"]["rouge1_f"], per_pair[f"lead{lead_words}"]["rouge1_f"]
+    name = f"summary_minus_lead{lead_words}_rouge1_f"
+    result[name] = float((ours - lead_f).mean())
+    result[f"{name}_low"], result[f"{name}_high"] = paired_interval(ours, lead_f, seed)
     return result
