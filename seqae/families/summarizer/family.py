@@ -76,7 +76,8 @@ def initialise(model: nn.Module, prepared: Prepared) -> None:
     data: SummaryData = prepared.extra
     if data.idf is not None:
         model.idf.copy_(torch.from_numpy(data.idf))
-        model.continues.copy_(torch.from_numpy(data.continues))
+        if hasattr(model, "continues"):
+            model.continues.copy_(torch.from_numpy(data.continues))
     if model.prior is None:
         return
     weights = data.prior if data.prior is not None else read_prior(model.config.lm_prior, data.tokenizer_path, "recipe")[1]

@@ -153,7 +153,8 @@ class Summarizer(nn.Module):
             self.lead = Reconstructor(self.lead_embedding, config.hidden)
         if config.uses_idf:
             self.register_buffer("idf", torch.ones(config.vocab_size))  # set from the training texts before training
-            self.register_buffer("continues", torch.zeros(config.vocab_size, dtype=torch.bool))  # word pieces: from the tokenizer
+        if config.copy_target == "salient":  # the tokenizer's word pieces (whole-word picks), set before training
+            self.register_buffer("continues", torch.zeros(config.vocab_size, dtype=torch.bool))
         self.stage, self.phase = "main", "main"
 
     # -- the Trainer's hook: the discriminator and the autoencoder alternate ---------------------------

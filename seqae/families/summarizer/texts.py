@@ -51,8 +51,8 @@ def salient_texts(model: nn.Module, texts: list[str], length: int | None = None,
     for start in range(0, len(texts), batch_size):
         tokens, lengths = encode_texts(model, texts[start : start + batch_size], "texts")
         summary_lengths = model.summary_lengths(lengths, length=length)
-        picks = salient_positions(model.idf.cpu(), tokens, lengths, summary_lengths, model.config.salience_position,
-                                  model.continues.cpu())
+        continues = model.continues.cpu() if hasattr(model, "continues") else None  # a topic-loss run: token picks
+        picks = salient_positions(model.idf.cpu(), tokens, lengths, summary_lengths, model.config.salience_position, continues)
         words = tokens.gather(1, picks)
         out += [decode(model, strip(w, int(n))) for w, n in zip(words, summary_lengths)]
     return out
