@@ -170,7 +170,9 @@ class Espeak:
             if voice.tract is not None:
                 if self._variants is None:
                     raise DataError(f"voice {voice.name}: a tract voice needs Espeak(tracts=True)")
-                (self._variants / voice.tract.name).write_text(voice.tract.voice_file())
+                path = self._variants / voice.tract.name
+                if not path.exists():  # once per voice, not per utterance
+                    path.write_text(voice.tract.voice_file())
             if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
                 raise DataError(f"espeak-ng does not know the voice {voice.name!r}")
             self.lib.espeak_SetParameter(RATE, voice.rate, 0)
@@ -204,15 +206,13 @@ class Espeak:
 def linked_copy(source: Path, out: Path) -> Path:
     """espeak-ng's data folder at ``out``: links to every file of ``source`` but ``voices/!v``, a real folder
     (of links) that variant files can be added to."""
-    out.mkdir(parents=True)
+    (out / "voices" / "!v").mkdir(parents=True)
     for entry in source.iterdir():
         if entry.name != "voices":
             (out / entry.name).symlink_to(entry)
     for entry in (source / "voices").iterdir():
         if entry.name != "!v":
-            (out / "voices" / entry.name).parent.mkdir(exist_ok=True)
             (out / "voices" / entry.name).symlink_to(entry)
-    (out / "voices" / "!v").mkdir(parents=True)
     for entry in (source / "voices" / "!v").iterdir():
         (out / "voices" / "!v" / entry.name).symlink_to(entry)
     return out

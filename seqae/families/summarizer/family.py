@@ -63,7 +63,7 @@ def prepare(recipe: Recipe) -> Prepared:
     if recipe.model.uses_prior and not recipe.model.lm_hidden:  # recorded: a trained run (its checkpoint holds the prior)
         shape, prior = read_prior(recipe.model.lm_prior, corpus.folder / "tokenizer.json", str(recipe.source))
     idf = inverse_document_frequency(corpus, train_idx, vocab) if recipe.model.uses_idf else None
-    continues = continuation_mask(tokenizer, vocab) if recipe.model.uses_idf else None
+    continues = continuation_mask(tokenizer, vocab) if recipe.model.copy_target == "salient" else None
     extra = SummaryData(corpus, tokenizer, readable_ids, corpus.folder / "tokenizer.json", prior, idf, continues)
     return Prepared(train, test, extra, Inferred(vocab_size=vocab, model_fields=shape),
                     run_files={"tokenizer.json": corpus.folder / "tokenizer.json"}, fingerprint=corpus.content_fingerprint,
@@ -76,8 +76,8 @@ def initialise(model: nn.Module, prepared: Prepared) -> None:
     data: SummaryData = prepared.extra
     if data.idf is not None:
         model.idf.copy_(torch.from_numpy(data.idf))
-        if hasattr(model, "continues"):
-            model.continues.copy_(torch.from_numpy(data.continues))
+    if data.continues is not None:
+        model.continues.copy_(torch.from_numpy(data.continues))
     if model.prior is None:
         return
     weights = data.prior if data.prior is not None else read_prior(model.config.lm_prior, data.tokenizer_path, "recipe")[1]
