@@ -109,6 +109,48 @@ class LogWindow:
         return self.samples / max(time.perf_counter() - self.started, 1e-9)
 
 
+def average_across_ranks(values: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
+    """The mean of each value over the processes of a distributed run (the values themselves on one)."""
+    if world <= 1:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return {k: float(v) / world for k, v in zip(keys, tensor.tolist())}
+
+
+class FiniteWatch:
+    """Non-finite losses and gradient norms, noticed on the device without a synchronisation per step.
+
+    :meth:`note` folds a scalar tensor into three device tensors (the first bad step, its kind, its value);
+    :meth:`first_bad` reads them, the one synchronisation, which the Trainer makes every step on the CPU
+    (where it costs nothing) and on an accelerator only before it logs, evaluates or writes a checkpoint,
+    so a checkpoint is never written after a bad step.
+    """
+
+    KINDS = ("the loss", "the gradient norm")
+
+    def __init__(self, device: torch.device):
+        self.step = torch.full((), -1, dtype=torch.long, device=device)
+        self.kind = torch.zeros((), dtype=torch.long, device=device)
+        self.value = torch.zeros((), dtype=torch.float32, device=device)
+        self.every_step = device.type == "cpu"
+
+    def note(self, value: torch.Tensor, step: int, kind: int) -> None:
+        value = value.detach().float().reshape(())
+        new = ~torch.isfinite(value) & (self.step < 0)
+        self.step = torch.where(new, step, self.step)
+        self.kind = torch.where(new, kind, self.kind)
+        self.value = torch.where(new, value, self.value)
+
+    def first_bad(self) -> str | None:
+        """"the loss became nan at step 26", or None while every noted value was finite."""
+        step = int(self.step.item())
+        if step < 0:
+            return None
+        return f"{self.KINDS[int(self.kind.item())]} became {float(self.value.item())} at step {step}"
+
+
 _writers: dict[str, Any] = {}
 TENSORBOARD_MISSING = ("train.tensorboard = true needs the tensorboard package: pip install 'seqae[tensorboard]' "
                        "(or set train.tensorboard = false)")

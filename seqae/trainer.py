@@ -23,11 +23,13 @@ from seqae import checkpoint
 from seqae.config import TrainConfig
 from seqae.datasets.base import BatchSource
 from seqae.faults import failpoint
-from seqae.models.base import Stage, training_plan
+from seqae.models.base import Stage, stage_at, training_plan
 from seqae.runtime import (
+    FiniteWatch,
     LogWindow,
     Progress,
     TrainingError,
+    average_across_ranks,
     catch_interrupt,
     init_distributed,
     lr_factor,
@@ -86,6 +88,7 @@ class Trainer:
             raise TrainingError(f"train.batch_size ({config.batch_size}) must be divisible by processes x grad_accum ({per_step})")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.stop_requested = False
+        self.finite = FiniteWatch(self.device)
         self.ddp: nn.Module | None = None
         if self.dist.world > 1:
             # DDP copies rank 0's weights to every process; from here each draws its own noise
@@ -98,15 +101,6 @@ class Trainer:
             )
 
     # -- plan bookkeeping ----------------------------------------------------------------------
-
-    def stage_at(self, step: int) -> tuple[int, int]:
-        """(stage index, step within that stage) of global ``step``."""
-        start = 0
-        for i, stage in enumerate(self.stages):
-            if step < start + stage.steps:
-                return i, step - start
-            start += stage.steps
-        return len(self.stages) - 1, self.stages[-1].steps
 
     def make_optimizers(self, stage: Stage) -> tuple[dict[str, torch.optim.Optimizer], dict[str, Any]]:
         c = self.config
@@ -163,6 +157,7 @@ class Trainer:
         }
 
     def save(self, optimizers, schedulers, stage_index: int) -> None:
+        self.check_finite()
         rng = rng_state(self.device)
         gathered = [rng]
         if self.dist.world > 1:
@@ -231,14 +226,6 @@ class Trainer:
         finally:
             os.close(fd)
 
-    def average_across_ranks(self, values: dict[str, float]) -> dict[str, float]:
-        if self.dist.world <= 1:
-            return values
-        keys = sorted(values)
-        tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return {k: float(v) / self.dist.world for k, v in zip(keys, tensor.tolist())}
-
     @torch.no_grad()
     def evaluation_loss(self) -> dict[str, float]:
         assert self.eval_data is not None
@@ -296,8 +283,7 @@ class Trainer:
                 with autocast:
                     out = module(batch)
                 loss = out.loss
-                if not torch.isfinite(loss.detach()).item():
-                    self.fail(f"the loss became {to_float(loss)} at step {self.step + 1}")
+                self.finite.note(loss, self.step + 1, 0)
                 (loss / len(micro)).backward()
             metrics[f"{prefix}loss"] = metrics.get(f"{prefix}loss", 0.0) + loss.detach().float() / len(micro)
             for k, v in out.metrics.items():
@@ -320,15 +306,17 @@ class Trainer:
             params = [p for g in opt.param_groups for p in g["params"]]
             clip = self.config.grad_clip if self.config.grad_clip > 0 else float("inf")
             norm = torch.nn.utils.clip_grad_norm_(params, clip)
-            if not torch.isfinite(norm).item():
-                self.fail(f"the gradient norm became {to_float(norm)} at step {self.step + 1}")
+            self.finite.note(norm, self.step + 1, 1)
+            if self.finite.every_step:
+                self.check_finite()
             opt.step()
             schedulers[phase.name].step()
         return step_metrics
 
     def log_window(self, window: LogWindow, stage: Stage, schedulers, bar) -> dict[str, Any]:
         """The averaged metrics of the steps since the last log line, written to metrics.jsonl."""
-        averaged = self.average_across_ranks(window.means())
+        self.check_finite()
+        averaged = average_across_ranks(window.means(), self.dist.world, self.device)
         record: dict[str, Any] = {"step": self.step, "stage": stage.name}
         if "loss" not in averaged and len(stage.phases) > 1:
             record["loss"] = averaged.get(f"{stage.phases[-1].name}_loss")
@@ -345,7 +333,7 @@ class Trainer:
         c = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = self.resume() if resume else None
-        stage_index, _ = self.stage_at(self.step)
+        stage_index, _ = stage_at(self.stages, self.step)
         optimizers, schedulers = self.make_optimizers(self.stages[stage_index])
         self.restore(state, optimizers, schedulers, stage_index)
         # the data of the stage the checkpoint was written in, then of the stage training continues in
@@ -364,7 +352,7 @@ class Trainer:
         window, record = LogWindow(), {}
         try:
             while self.step < self.total_steps:
-                new_stage, _ = self.stage_at(self.step)
+                new_stage, _ = stage_at(self.stages, self.step)
                 if new_stage != stage_index:
                     stage_index = new_stage
                     optimizers, schedulers = self.make_optimizers(self.stages[stage_index])
@@ -376,6 +364,7 @@ class Trainer:
                 if self.step % c.log_every == 0 or self.step == self.total_steps:
                     record = self.log_window(window, stage, schedulers, bar)
                 if c.eval_every and self.eval_data is not None and self.step % c.eval_every == 0 and self.dist.is_main:
+                    self.check_finite()
                     self.log({"step": self.step, **self.evaluation_loss()})
                     if self.on_evaluation is not None:
                         self.on_evaluation(self.step)
@@ -391,6 +380,11 @@ class Trainer:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         return record
+
+    def check_finite(self) -> None:
+        bad = self.finite.first_bad()
+        if bad is not None:
+            self.fail(bad)
 
     def fail(self, what: str) -> None:
         last = checkpoint.checkpoint_step(self.run_dir) if self.dist.is_main else None

@@ -95,8 +95,20 @@ def test_resume_with_a_different_recipe_is_refused(tiny_recipe, tmp_path):
         seqae.train(tiny_recipe, out=run, overrides={"model.hidden": [16, 4]}, resume=True)
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_recipe, tmp_path, monkeypatch):
+@pytest.mark.parametrize("every_step", [True, False], ids=["checked-every-step", "checked-at-log-steps"])
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_recipe, tmp_path, monkeypatch, every_step):
+    """On the CPU the check runs every step; on an accelerator (here imitated) only before a log line,
+    an evaluation or a checkpoint: training runs on past the bad step, yet names it and keeps step 20's
+    checkpoint."""
+    from seqae import runtime
     from seqae.families.autoencoder.model import Autoencoder
+
+    class Watch(runtime.FiniteWatch):
+        def __init__(self, device):
+            super().__init__(device)
+            self.every_step = every_step
+
+    monkeypatch.setattr("seqae.trainer.FiniteWatch", Watch)
 
     original = Autoencoder.forward
     calls = {"n": 0}
@@ -112,6 +124,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_recipe
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"loss became nan at step 26.*last good checkpoint \(step 20\)"):
         seqae.train(tiny_recipe, out=run)
+    assert (calls["n"] == 26) if every_step else (calls["n"] > 26)
     assert checkpoint.checkpoint_step(run) == 20
     model = seqae.load(run)  # still loads, finite weights
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -60,3 +60,13 @@ def training_plan(model: nn.Module, steps: int) -> list[Stage]:
             raise ValueError(f"{type(model).__name__}.training_stages returned an empty stage")
         return stages
     return single_stage(model, steps)
+
+
+def stage_at(stages: list[Stage], step: int) -> tuple[int, int]:
+    """(stage index, step within that stage) of global ``step`` in a training plan."""
+    start = 0
+    for i, stage in enumerate(stages):
+        if step < start + stage.steps:
+            return i, step - start
+        start += stage.steps
+    return len(stages) - 1, stages[-1].steps
