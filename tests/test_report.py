@@ -63,6 +63,9 @@ def copy_run(runs, name, tmp_path):
 
 def test_report_of_an_evaluated_run(runs, tmp_path, capsys):
     run = copy_run(runs, "ae", tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    info["sessions"][0]["command"] = ["seqae", "train", "recipe-7f3a.toml", "--set", "x=1"]
+    (run / "run.json").write_text(json.dumps(info))
     result = seqae.evaluate(run)
     (run / "eval.json").write_text(json.dumps(result))
     code, err = run_cli(["report", run], capsys)
@@ -74,7 +77,7 @@ def test_report_of_an_evaluated_run(runs, tmp_path, capsys):
     words = " ".join(page.text)
     assert "What was trained" in words and "autoencoder" in words and "PCA" in words
     assert f"{result['test_mse']:.4g}" in words and f"{result['pca_mse']:.4g}" in words
-    assert "seqae train" in words or "pytest" in words  # the session's command line (from run.json)
+    assert "seqae train recipe-7f3a.toml --set x=1" in words  # the session's command line (from run.json)
     # a second report replaces the first
     assert run_cli(["report", run, "--no-figures"], capsys)[0] == 0
     assert len(Page((run / "report.html").read_text()).all("img")) == 2  # curves only

@@ -431,10 +431,32 @@ def test_fifos_and_devices_are_refused_not_read(runs, tmp_path):
         ["eval", runs["qt"], "--task", fifo_tsv],
         ["eval", runs["cpc"], "--manifest", "/dev/zero"],
     ]
-    for argv in cases:
-        proc = seqae_cli(argv, tmp_path, timeout=120)
-        assert proc.returncode == 1, (argv, proc.stderr[-2000:])
-        assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    # one child process runs every case (a read of a FIFO would block it: the timeout ends the test)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", EACH_CASE, json.dumps([[str(a) for a in argv] for argv in cases])],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout.splitlines()[-1])
+    assert len(results) == len(cases)
+    for argv, (code, err) in zip(cases, results):
+        assert code == 1, (argv, err[-2000:])
+        assert "not a regular file" in err and "Traceback" not in err, (argv, err)
+
+
+EACH_CASE = """
+import contextlib, io, json, sys
+from seqae.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exit:
+            code = exit.code
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
 
 
 def test_values_beyond_float32_are_named_after_the_cast(runs, tmp_path, capsys):
