@@ -5,7 +5,8 @@ collating the batch) and of the compute alone (the same step on batches already 
 steps, so batches of every length count in both); items per second; model FLOPs per step counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (forward and backward of every phase); FLOP/s as a share of a
 large fp32 matmul's measured in the same process; the share of a step spent outside the compute (Trainer
-and data overhead); peak resident memory; and the forward pass alone in evaluation mode under
+and data overhead), without and with ``train.prefetch`` (the next batch made in a background thread); peak
+resident memory; and the forward pass alone in evaluation mode under
 ``torch.inference_mode`` (items/s and its share of the matmul). Each recipe runs in its own process (so the
 peak is its own); a recipe whose data is not there (the speech corpora that `seqae data speech` builds) is
 reported as skipped.
@@ -80,6 +81,7 @@ def measure(name: str, steps: int, overrides: list[str] | None = None) -> dict:
     """One recipe's figures (run in a process of its own)."""
     from seqae.config import ConfigError, load_recipe
     from seqae.families.base import prepare
+    from seqae.prefetch import Prefetch
     from seqae.registry import get_family
     from seqae.runtime import seed_everything
     from seqae.trainer import Trainer
@@ -100,7 +102,7 @@ def measure(name: str, steps: int, overrides: list[str] | None = None) -> dict:
         optimizers, schedulers = trainer.make_optimizers(stage)
         model.train()
         nothing = nullcontext()
-        micro = trainer.micro_batches(trainer.next_global_batch())
+        micro = trainer.next_micro_batches()
         with FlopCounterMode(display=False) as counter:
             for phase in stage.phases:
                 if hasattr(model, "set_phase"):
@@ -109,15 +111,20 @@ def measure(name: str, steps: int, overrides: list[str] | None = None) -> dict:
         flops = counter.get_total_flops()
         reference = matmul_flops()
         full = median_time(lambda: trainer.train_step(stage, optimizers, schedulers, model, nothing), steps)
-        made = [trainer.micro_batches(trainer.next_global_batch()) for _ in range(steps + 2)]  # batches of every length
+        trainer.prefetch = Prefetch(True)  # the same steps with the next batch made in the background (train.prefetch)
+        ahead = median_time(lambda: trainer.train_step(stage, optimizers, schedulers, model, nothing), steps)
+        trainer.prefetch.close()
+        trainer.prefetch = Prefetch(False)
+        made = [trainer.next_micro_batches() for _ in range(steps + 2)]  # batches of every length
         batches = iter(made * 1000)
-        data = median_time(lambda: trainer.micro_batches(trainer.next_global_batch()), steps)
+        data = median_time(trainer.next_micro_batches, steps)
         compute = median_time(lambda: compute_step(trainer, stage, optimizers, next(batches), model), steps)
         forward = forward_only(model, micro[0], steps)
         reference = max(reference, matmul_flops())
     batch = recipe.train.batch_size
     return {"recipe": name, "family": recipe.family, "phases": [p.name for p in stage.phases], "batch": batch,
-            "step_s": full, "data_s": data, "compute_s": compute, "items_per_s": batch / full, "flops_per_step": flops,
+            "step_s": full, "step_prefetch_s": ahead, "overhead_share_prefetch": max(0.0, 1 - compute / ahead),
+            "data_s": data, "compute_s": compute, "items_per_s": batch / full, "flops_per_step": flops,
             "model_flops_per_s": flops / full, "matmul_flops_per_s": reference, "share_of_matmul": flops / full / reference,
             "compute_share_of_matmul": flops / compute / reference, "overhead_share": max(0.0, 1 - compute / full),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": torch.get_num_threads(),
@@ -126,14 +133,16 @@ def measure(name: str, steps: int, overrides: list[str] | None = None) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| recipe | batch | step (s) | items/s | GFLOP/step | share of matmul | overhead | data (s) | peak RSS (MB) "
-             "| forward items/s | forward share |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| recipe | batch | step (s) | items/s | GFLOP/step | share of matmul | overhead | step with prefetch (s) | "
+             "overhead with prefetch | data (s) | peak RSS (MB) | forward items/s | forward share |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['recipe']} | skipped: {r['skipped'][:90]} |||||||| ")
+            lines.append(f"| {r['recipe']} | skipped: {r['skipped'][:90]} |||||||||| ")
             continue
         lines.append(f"| {r['recipe']} | {r['batch']} | {r['step_s']:.3f} | {r['items_per_s']:.0f} | {r['flops_per_step'] / 1e9:.2f} | "
-                     f"{100 * r['share_of_matmul']:.0f} % | {100 * r['overhead_share']:.1f} % | {r['data_s']:.4f} | "
+                     f"{100 * r['share_of_matmul']:.0f} % | {100 * r['overhead_share']:.1f} % | {r['step_prefetch_s']:.3f} | "
+                     f"{100 * r['overhead_share_prefetch']:.1f} % | {r['data_s']:.4f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['forward_items_per_s']:.0f} | {100 * r['forward_share_of_matmul']:.0f} % |")
     return "\n".join(lines)
 

@@ -102,3 +102,32 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         data = data.encode("utf-8")
     commit(write_tmp(path, data), path)
     fsync_dir(path.parent)
+
+
+class AppendError(OSError):
+    """An append that could not be made; ``opened`` says whether the file itself could be opened."""
+
+    def __init__(self, err: OSError, opened: bool):
+        super().__init__(err.errno, err.strerror or str(err))
+        self.opened = opened
+
+
+def append_whole(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` whole or not at all (a short write is cut back, so a log of lines stays
+    readable); never through a symbolic link. Failures are an :class:`AppendError`."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as err:
+        raise AppendError(err, opened=False) from None
+    size = os.fstat(fd).st_size
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError as err:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            pass
+        raise AppendError(err, opened=True) from None
+    finally:
+        os.close(fd)

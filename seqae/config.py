@@ -60,6 +60,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     eval_every: int = 0  # 0: no evaluation loss during training
+    prefetch: bool = True  # the next batch collated in a background thread while a step computes (same results)
     tensorboard: bool = False  # every logged number also as a TensorBoard scalar in RUN/tensorboard/ (seqae[tensorboard])
 
     def validate(self, where: str) -> None:

@@ -20,10 +20,12 @@ import torch.distributed as dist
 from torch import nn
 
 from seqae import checkpoint
+from seqae.atomic import AppendError, append_whole
 from seqae.config import TrainConfig
 from seqae.datasets.base import BatchSource
 from seqae.faults import failpoint
 from seqae.models.base import Stage, stage_at, training_plan
+from seqae.prefetch import Prefetch
 from seqae.runtime import (
     FiniteWatch,
     LogWindow,
@@ -89,6 +91,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.stop_requested = False
         self.finite = FiniteWatch(self.device)
+        self.prefetch, self.epoch_cache = Prefetch(False), (None, [])
         self.ddp: nn.Module | None = None
         if self.dist.world > 1:
             # DDP copies rank 0's weights to every process; from here each draws its own noise
@@ -125,21 +128,31 @@ class Trainer:
             self.epoch, self.batch_in_epoch = 0, 0
         self.active_data = data
 
-    def next_global_batch(self) -> np.ndarray:
+    def global_batch_at(self, epoch: int, index: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """The global batch at ``(epoch, index)`` of the active data and the position after it (an epoch's
+        batches are drawn once, not every step)."""
         while True:
-            batches = self.active_data.epoch_batches(self.epoch, self.config.seed, self.config.batch_size)
-            if self.batch_in_epoch < len(batches):
-                batch = batches[self.batch_in_epoch]
-                self.batch_in_epoch += 1
-                return batch
-            self.epoch += 1
-            self.batch_in_epoch = 0
+            key = (id(self.active_data), epoch)
+            if self.epoch_cache[0] != key:
+                self.epoch_cache = (key, self.active_data.epoch_batches(epoch, self.config.seed, self.config.batch_size))
+            batches = self.epoch_cache[1]
+            if index < len(batches):
+                return batches[index], (epoch, index + 1)
+            epoch, index = epoch + 1, 0
 
-    def micro_batches(self, global_batch: np.ndarray) -> list[dict[str, torch.Tensor]]:
+    def collate_micro(self, data: BatchSource, global_batch: np.ndarray) -> list[dict[str, torch.Tensor]]:
         # contiguous shards, so a batch of consecutive sentences stays consecutive on each process
         local = np.array_split(global_batch, self.dist.world)[self.dist.rank]
-        chunks = np.array_split(local, self.config.grad_accum)
-        batches = [self.active_data.collate(chunk) for chunk in chunks]
+        return [data.collate(chunk) for chunk in np.array_split(local, self.config.grad_accum)]
+
+    def next_micro_batches(self) -> list[dict[str, torch.Tensor]]:
+        """The next step's micro-batches on the device (made ahead by ``train.prefetch``), and the following
+        step's started."""
+        data, here = self.active_data, (self.epoch, self.batch_in_epoch)
+        batch, (self.epoch, self.batch_in_epoch) = self.global_batch_at(*here)
+        batches = self.prefetch.take((id(data), here), lambda: self.collate_micro(data, batch))
+        following, _ = self.global_batch_at(self.epoch, self.batch_in_epoch)
+        self.prefetch.ahead((id(data), (self.epoch, self.batch_in_epoch)), lambda: self.collate_micro(data, following))
         return [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -204,27 +217,15 @@ class Trainer:
         if self.config.tensorboard:
             tensorboard_scalars(self.run_dir, record)
         path = self.run_dir / checkpoint.METRICS_FILE
-        line = (json.dumps(record) + "\n").encode("utf-8")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        except OSError as err:
-            raise TrainingError(f"{path}: cannot open the metrics log ({err.strerror or err})") from None
-        size = os.fstat(fd).st_size
-        try:
-            written = os.write(fd, line)
-            if written != len(line):
-                raise OSError(28, "No space left on device")
-        except OSError as err:
-            try:
-                os.ftruncate(fd, size)  # no half line: the log stays readable
-            except OSError:
-                pass
+            append_whole(path, (json.dumps(record) + "\n").encode("utf-8"))
+        except AppendError as err:
+            if not err.opened:
+                raise TrainingError(f"{path}: cannot open the metrics log ({err.strerror})") from None
             last = checkpoint.checkpoint_step(self.run_dir)
             kept = f"the checkpoint of step {last} is kept" if last else "no checkpoint was written yet"
-            raise TrainingError(f"{path}: could not append ({err.strerror or err}); training stopped, {kept}; "
+            raise TrainingError(f"{path}: could not append ({err.strerror}); training stopped, {kept}; "
                                 "free some space and continue with --resume") from None
-        finally:
-            os.close(fd)
 
     @torch.no_grad()
     def evaluation_loss(self) -> dict[str, float]:
@@ -293,7 +294,7 @@ class Trainer:
 
     def train_step(self, stage: Stage, optimizers, schedulers, module, autocast) -> dict[str, float]:
         """One optimizer step of every phase of ``stage`` on the next global batch; its metrics."""
-        micro = self.micro_batches(self.next_global_batch())
+        micro = self.next_micro_batches()
         step_metrics: dict[str, float] = {}
         for phase in stage.phases:
             if hasattr(self.model, "set_phase"):
@@ -350,6 +351,7 @@ class Trainer:
         previous_handler = catch_interrupt(self.dist.world, self.request_stop)
         self.model.train()
         window, record = LogWindow(), {}
+        self.prefetch = Prefetch(c.prefetch)
         try:
             while self.step < self.total_steps:
                 new_stage, _ = stage_at(self.stages, self.step)
@@ -365,6 +367,7 @@ class Trainer:
                     record = self.log_window(window, stage, schedulers, bar)
                 if c.eval_every and self.eval_data is not None and self.step % c.eval_every == 0 and self.dist.is_main:
                     self.check_finite()
+                    self.prefetch.wait()  # the evaluation may read the same files
                     self.log({"step": self.step, **self.evaluation_loss()})
                     if self.on_evaluation is not None:
                         self.on_evaluation(self.step)
@@ -376,6 +379,7 @@ class Trainer:
                           file=sys.stderr)
                     return {"step": self.step, "interrupted": True, **record}
         finally:
+            self.prefetch.close()
             bar.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)

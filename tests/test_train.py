@@ -274,3 +274,33 @@ def test_run_json_records_what_ran_where_and_how_long(tmp_path):
     first, second = record["sessions"]
     assert (first["step"], second["step"]) == (4, 6) and first["device"] == "cpu" and first["processes"] == 1
     assert first["wall_s"] >= 0 and first["peak_rss_mb"] > 10 and first["start"] <= second["start"]
+
+
+def test_prefetch_changes_nothing_but_the_time(tiny_recipe, tmp_path):
+    """train.prefetch (the next batch made in a background thread) trains the very same weights, through
+    greedy pre-training's stages (each with its data: the fine-tuning sees the labelled subset),
+    accumulation and evaluations."""
+    overrides = {"model.hidden": [32, 16, 8], "model.num_classes": 10, "model.pretrain_steps": 6, "train.steps": 14,
+                 "train.grad_accum": 2, "train.eval_every": 5}
+    on = seqae.train(tiny_recipe, out=tmp_path / "on", overrides=overrides)
+    off = seqae.train(tiny_recipe, out=tmp_path / "off", overrides={**overrides, "train.prefetch": False})
+    a, b = load_file(on / "model.safetensors"), load_file(off / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    untimed = [[{k: v for k, v in r.items() if k != "samples_per_s"} for r in checkpoint.read_metrics(run)] for run in (on, off)]
+    assert untimed[0] == untimed[1] and any("eval_loss" in r for r in untimed[0])
+
+
+def test_prefetch_raises_a_batchs_error_where_it_would_have_been_raised(tmp_path):
+    from seqae.prefetch import Prefetch
+
+    def bad():
+        raise ValueError("line 7 of the corpus")
+
+    ahead = Prefetch(True)
+    ahead.ahead("k", bad)
+    with pytest.raises(ValueError, match="line 7"):
+        ahead.take("k", lambda: None)
+    ahead.ahead("k", bad)
+    assert ahead.take("other", lambda: 5) == 5  # a stale batch is dropped, its error with it
+    ahead.close()
