@@ -143,9 +143,20 @@ class FiniteWatch:
         self.kind = torch.where(new, kind, self.kind)
         self.value = torch.where(new, value, self.value)
 
-    def first_bad(self) -> str | None:
-        """"the loss became nan at step 26", or None while every noted value was finite."""
+    def fired(self) -> torch.Tensor:
+        """1.0 once a bad value was noted, else 0.0, on the device (a fused optimizer's ``found_inf``:
+        it skips its update without a synchronisation, so the weights stay finite until the check)."""
+        return (self.step >= 0).float()
+
+    def first_bad(self, world: int = 1) -> str | None:
+        """"the loss became nan at step 26", or None while every noted value was finite; with several
+        processes, every one learns of a bad value on any (each must call it at the same points)."""
         step = int(self.step.item())
+        if world > 1:
+            flag = torch.tensor([float(step >= 0)], device=self.step.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if step < 0 and flag.item() > 0:
+                return "a loss or gradient norm became non-finite in another process"
         if step < 0:
             return None
         return f"{self.KINDS[int(self.kind.item())]} became {float(self.value.item())} at step {step}"

@@ -91,7 +91,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.stop_requested = False
         self.finite = FiniteWatch(self.device)
-        self.prefetch, self.epoch_cache = Prefetch(False), (None, [])
+        self.prefetch, self.epoch_cache = Prefetch(False), (None, -1, [])
         self.ddp: nn.Module | None = None
         if self.dist.world > 1:
             # DDP copies rank 0's weights to every process; from here each draws its own noise
@@ -132,10 +132,10 @@ class Trainer:
         """The global batch at ``(epoch, index)`` of the active data and the position after it (an epoch's
         batches are drawn once, not every step)."""
         while True:
-            key = (id(self.active_data), epoch)
-            if self.epoch_cache[0] != key:
-                self.epoch_cache = (key, self.active_data.epoch_batches(epoch, self.config.seed, self.config.batch_size))
-            batches = self.epoch_cache[1]
+            data, cached, batches = self.epoch_cache
+            if data is not self.active_data or cached != epoch:  # the object held, so its id is never reused
+                batches = self.active_data.epoch_batches(epoch, self.config.seed, self.config.batch_size)
+                self.epoch_cache = (self.active_data, epoch, batches)
             if index < len(batches):
                 return batches[index], (epoch, index + 1)
             epoch, index = epoch + 1, 0
@@ -310,6 +310,8 @@ class Trainer:
             self.finite.note(norm, self.step + 1, 1)
             if self.finite.every_step:
                 self.check_finite()
+            elif opt.defaults.get("fused"):
+                opt.found_inf = self.finite.fired()  # no update after a bad step; the check names it later
             opt.step()
             schedulers[phase.name].step()
         return step_metrics
@@ -365,12 +367,13 @@ class Trainer:
                 bar.update(1)
                 if self.step % c.log_every == 0 or self.step == self.total_steps:
                     record = self.log_window(window, stage, schedulers, bar)
-                if c.eval_every and self.eval_data is not None and self.step % c.eval_every == 0 and self.dist.is_main:
-                    self.check_finite()
+                if c.eval_every and self.eval_data is not None and self.step % c.eval_every == 0:
+                    self.check_finite()  # in every process
                     self.prefetch.wait()  # the evaluation may read the same files
-                    self.log({"step": self.step, **self.evaluation_loss()})
-                    if self.on_evaluation is not None:
-                        self.on_evaluation(self.step)
+                    if self.dist.is_main:
+                        self.log({"step": self.step, **self.evaluation_loss()})
+                        if self.on_evaluation is not None:
+                            self.on_evaluation(self.step)
                 if self.step % c.checkpoint_every == 0 or self.step == self.total_steps or self.stop_requested:
                     self.save(optimizers, schedulers, stage_index)
                 if self.stop_requested:
@@ -386,8 +389,7 @@ class Trainer:
         return record
 
     def check_finite(self) -> None:
-        bad = self.finite.first_bad()
-        if bad is not None:
+        if (bad := self.finite.first_bad(self.dist.world)) is not None:
             self.fail(bad)
 
     def fail(self, what: str) -> None:

@@ -433,8 +433,11 @@ def test_fifos_and_devices_are_refused_not_read(runs, tmp_path):
     ]
     # one child process runs every case (a read of a FIFO would block it: the timeout ends the test)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", EACH_CASE, json.dumps([[str(a) for a in argv] for argv in cases])],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    try:
+        proc = subprocess.run([sys.executable, "-c", EACH_CASE, json.dumps([[str(a) for a in argv] for argv in cases])],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired as blocked:  # the last case it started is the one that read the FIFO
+        pytest.fail(f"a case blocked: {str(blocked.stderr or '')[-300:]}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(proc.stdout.splitlines()[-1])
     assert len(results) == len(cases)
@@ -448,6 +451,7 @@ import contextlib, io, json, sys
 from seqae.cli import main
 results = []
 for argv in json.loads(sys.argv[1]):
+    print("case:", *argv, file=sys.stderr, flush=True)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:

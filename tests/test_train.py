@@ -304,3 +304,23 @@ def test_prefetch_raises_a_batchs_error_where_it_would_have_been_raised(tmp_path
     ahead.ahead("k", bad)
     assert ahead.take("other", lambda: 5) == 5  # a stale batch is dropped, its error with it
     ahead.close()
+
+
+def test_after_a_bad_value_the_fused_optimizer_leaves_the_weights_alone():
+    """The accelerator path: no check between steps, so the watch's flag, as the fused AdamW's
+    found_inf, keeps the weights (and the optimizer's step count) as they were before the bad step."""
+    from seqae.runtime import FiniteWatch
+
+    weight = torch.nn.Parameter(torch.ones(4))
+    opt = torch.optim.AdamW([weight], lr=0.1, fused=True)
+    watch = FiniteWatch(torch.device("cpu"))
+    for step, grad in enumerate([1.0, float("nan"), 1.0], start=1):
+        weight.grad = torch.full((4,), grad)
+        watch.note(weight.grad.norm(), step, 1)
+        opt.found_inf = watch.fired()
+        before = weight.detach().clone()
+        opt.step()
+        changed = not torch.equal(before, weight.detach())
+        assert changed == (step == 1), step
+    assert torch.isfinite(weight).all()
+    assert watch.first_bad() == "the gradient norm became nan at step 2"
