@@ -60,7 +60,9 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     eval_every: int = 0  # 0: no evaluation loss during training
-    prefetch: bool = True  # the next batch collated in a background thread while a step computes (same results)
+    # the next batch collated in a background thread while a step computes (same weights either way); "auto": on
+    # an accelerator only (on a 2-core CPU the thread slowed 7 of 11 recipes' steps: benchmarks/RESULTS.md)
+    prefetch: str = choice("auto", "auto", "on", "off")
     tensorboard: bool = False  # every logged number also as a TensorBoard scalar in RUN/tensorboard/ (seqae[tensorboard])
 
     def validate(self, where: str) -> None:

@@ -353,7 +353,7 @@ class Trainer:
         previous_handler = catch_interrupt(self.dist.world, self.request_stop)
         self.model.train()
         window, record = LogWindow(), {}
-        self.prefetch = Prefetch(c.prefetch)
+        self.prefetch = Prefetch(c.prefetch == "on" or (c.prefetch == "auto" and self.device.type != "cpu"))
         try:
             while self.step < self.total_steps:
                 new_stage, _ = stage_at(self.stages, self.step)

@@ -66,6 +66,17 @@ def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_weights(uninterrup
     assert_same_weights(weights(run), expected)
 
 
+def test_prefetch_killed_mid_step_resumes_to_the_same_weights(uninterrupted, tmp_path):
+    """With train.prefetch on, a batch made ahead dies with the process; the resumed run makes it again."""
+    recipe, expected = uninterrupted
+    run, ahead = tmp_path / "run", ["--set", 'train.prefetch="on"']
+    proc = seqae_cli(["train", str(recipe), "--out", str(run), *OVERRIDES, *ahead], tmp_path, env_extra={"SEQAE_FAULT": "step:17"})
+    assert proc.returncode == -signal.SIGKILL
+    proc = seqae_cli(["train", str(recipe), "--out", str(run), "--resume", *OVERRIDES, *ahead], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_same_weights(weights(run), expected)
+
+
 def test_killed_twice_still_ends_with_the_same_weights(uninterrupted, tmp_path):
     recipe, expected = uninterrupted
     run = tmp_path / "run"

@@ -282,8 +282,8 @@ def test_prefetch_changes_nothing_but_the_time(tiny_recipe, tmp_path):
     accumulation and evaluations."""
     overrides = {"model.hidden": [32, 16, 8], "model.num_classes": 10, "model.pretrain_steps": 6, "train.steps": 14,
                  "train.grad_accum": 2, "train.eval_every": 5}
-    on = seqae.train(tiny_recipe, out=tmp_path / "on", overrides=overrides)
-    off = seqae.train(tiny_recipe, out=tmp_path / "off", overrides={**overrides, "train.prefetch": False})
+    on = seqae.train(tiny_recipe, out=tmp_path / "on", overrides={**overrides, "train.prefetch": "on"})
+    off = seqae.train(tiny_recipe, out=tmp_path / "off", overrides={**overrides, "train.prefetch": "off"})
     a, b = load_file(on / "model.safetensors"), load_file(off / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
