@@ -91,7 +91,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.stop_requested = False
         self.finite = FiniteWatch(self.device)
-        self.prefetch, self.epoch_cache = Prefetch(False), (None, -1, [])
+        self.prefetch, self.epoch_cache = Prefetch(False), (None, {})
         self.ddp: nn.Module | None = None
         if self.dist.world > 1:
             # DDP copies rank 0's weights to every process; from here each draws its own noise
@@ -129,15 +129,16 @@ class Trainer:
         self.active_data = data
 
     def global_batch_at(self, epoch: int, index: int) -> tuple[np.ndarray, tuple[int, int]]:
-        """The global batch at ``(epoch, index)`` of the active data and the position after it (an epoch's
-        batches are drawn once, not every step)."""
+        """The global batch at ``(epoch, index)`` of the active data and the position after it."""
         while True:
-            data, cached, batches = self.epoch_cache
-            if data is not self.active_data or cached != epoch:  # the object held, so its id is never reused
-                batches = self.active_data.epoch_batches(epoch, self.config.seed, self.config.batch_size)
-                self.epoch_cache = (self.active_data, epoch, batches)
-            if index < len(batches):
-                return batches[index], (epoch, index + 1)
+            data, cache = self.epoch_cache  # an epoch's batch order drawn once; kept for it and the next
+            if data is not self.active_data:  # the object is held, so its id is never reused
+                data, cache = self.epoch_cache = (self.active_data, {})
+            if epoch not in cache:
+                cache[epoch] = data.epoch_batches(epoch, self.config.seed, self.config.batch_size)
+                cache.pop(epoch - 2, None)
+            if index < len(cache[epoch]):
+                return cache[epoch][index], (epoch, index + 1)
             epoch, index = epoch + 1, 0
 
     def collate_micro(self, data: BatchSource, global_batch: np.ndarray) -> list[dict[str, torch.Tensor]]:
@@ -146,13 +147,13 @@ class Trainer:
         return [data.collate(chunk) for chunk in np.array_split(local, self.config.grad_accum)]
 
     def next_micro_batches(self) -> list[dict[str, torch.Tensor]]:
-        """The next step's micro-batches on the device (made ahead by ``train.prefetch``), and the following
-        step's started."""
+        """The next step's micro-batches on the device (made ahead, the following step's started: ``train.prefetch``)."""
         data, here = self.active_data, (self.epoch, self.batch_in_epoch)
         batch, (self.epoch, self.batch_in_epoch) = self.global_batch_at(*here)
         batches = self.prefetch.take((id(data), here), lambda: self.collate_micro(data, batch))
-        following, _ = self.global_batch_at(self.epoch, self.batch_in_epoch)
-        self.prefetch.ahead((id(data), (self.epoch, self.batch_in_epoch)), lambda: self.collate_micro(data, following))
+        if self.prefetch.pool is not None:
+            following, _ = self.global_batch_at(self.epoch, self.batch_in_epoch)
+            self.prefetch.ahead((id(data), (self.epoch, self.batch_in_epoch)), lambda: self.collate_micro(data, following))
         return [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -395,6 +396,5 @@ class Trainer:
     def fail(self, what: str) -> None:
         last = checkpoint.checkpoint_step(self.run_dir) if self.dist.is_main else None
         kept = f"the last good checkpoint (step {last}) is kept in {self.run_dir}" if last else "no checkpoint was written yet"
-        raise TrainingError(
-            f"{what}; training stopped, {kept}. Try a lower train.lr, train.grad_clip, or check the data for extreme values"
-        )
+        raise TrainingError(f"{what}; training stopped, {kept}. Try a lower train.lr, train.grad_clip, or check the data for "
+                            "extreme values")

@@ -279,9 +279,9 @@ def test_run_json_records_what_ran_where_and_how_long(tmp_path):
 def test_prefetch_changes_nothing_but_the_time(tiny_recipe, tmp_path):
     """train.prefetch (the next batch made in a background thread) trains the very same weights, through
     greedy pre-training's stages (each with its data: the fine-tuning sees the labelled subset),
-    accumulation and evaluations."""
+    accumulation, evaluations and epochs (5 batches of 256 digits each)."""
     overrides = {"model.hidden": [32, 16, 8], "model.num_classes": 10, "model.pretrain_steps": 6, "train.steps": 14,
-                 "train.grad_accum": 2, "train.eval_every": 5}
+                 "train.grad_accum": 2, "train.eval_every": 5, "train.batch_size": 256}
     on = seqae.train(tiny_recipe, out=tmp_path / "on", overrides={**overrides, "train.prefetch": "on"})
     off = seqae.train(tiny_recipe, out=tmp_path / "off", overrides={**overrides, "train.prefetch": "off"})
     a, b = load_file(on / "model.safetensors"), load_file(off / "model.safetensors")
