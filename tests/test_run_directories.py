@@ -25,7 +25,7 @@ from seqae.checkpoint import CheckpointError
 from seqae.cli import main
 
 from conftest import expect_error, run_cli
-from tiny import ROOT, TINY_AE, TINY_QT, book_corpus, seqae_cli, write_recipe
+from tiny import ROOT, TINY_AE, TINY_QT, book_corpus, child_env, seqae_cli, write_recipe
 
 SENTINEL = b"the user's own file, which must survive"
 
@@ -432,10 +432,9 @@ def test_fifos_and_devices_are_refused_not_read(runs, tmp_path):
         ["eval", runs["cpc"], "--manifest", "/dev/zero"],
     ]
     # one child process runs every case (a read of a FIFO would block it: the timeout ends the test)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     try:
         proc = subprocess.run([sys.executable, "-c", EACH_CASE, json.dumps([[str(a) for a in argv] for argv in cases])],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+                              cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired as blocked:  # the last case it started is the one that read the FIFO
         pytest.fail(f"a case blocked: {str(blocked.stderr or '')[-300:]}")
     assert proc.returncode == 0, proc.stderr[-2000:]

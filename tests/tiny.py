@@ -19,14 +19,20 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def seqae_cli(args, cwd=None, env_extra=None, preexec_fn=None, timeout=300):
-    """``python -m seqae.cli ARGS`` in a child process (one thread, no injected fault unless ``env_extra``
-    sets ``SEQAE_FAULT``): the ``CompletedProcess`` with text stdout and stderr."""
+def child_env(env_extra=None) -> dict:
+    """The environment of a child process running this checkout: one thread, no injected fault unless
+    ``env_extra`` sets ``SEQAE_FAULT``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     env.pop("SEQAE_FAULT", None)
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "seqae.cli", *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=preexec_fn)
+    return env
+
+
+def seqae_cli(args, cwd=None, env_extra=None, preexec_fn=None, timeout=300):
+    """``python -m seqae.cli ARGS`` in a child process (:func:`child_env`): the ``CompletedProcess`` with
+    text stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", "seqae.cli", *map(str, args)], cwd=cwd, env=child_env(env_extra),
+                          capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def write_recipe(tmp_path: Path, text: str, name: str = "recipe.toml") -> Path:
