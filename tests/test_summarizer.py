@@ -384,3 +384,43 @@ def test_the_idf_comes_from_the_training_texts(tmp_path):
     assert idf.min() >= 0 and idf.max() > idf.min()  # rare tokens weigh more than frequent ones
     plain = seqae.train(write_recipe(tmp_path, text, "p.toml"), out=tmp_path / "plain")
     assert not hasattr(seqae.load(plain), "idf")  # runs without the topic loss keep their weights file as before
+
+
+@pytest.mark.parametrize("emit", ["vocabulary", "extract"])
+def test_teacher_forcing_in_one_pass_scores_the_greedy_words_as_decoding_does(emit):
+    """Teacher forcing runs every step at once; fed the greedy summary, it must give greedy decoding's
+    log-probabilities and distributions, and its gradients reach the cell and the attention."""
+    model = make(emit=emit)
+    b = batch()
+    tokens = torch.stack([torch.randperm(36)[:9] + 4 for _ in range(6)]) * (torch.arange(9)[None] < b["lengths"][:, None])
+    lengths, summary = b["lengths"], model.summary_lengths(b["lengths"])
+    words, log_prob, dists = model.compressor(tokens, lengths, summary, "greedy", distributions=True)
+    # the extractor is taught positions: the tokens of a row are distinct, so the words name them
+    targets = words if emit == "vocabulary" else (tokens[:, None, :] == words[:, :, None]).float().argmax(-1)
+    taught, taught_log_prob, taught_dists = model.compressor(tokens, lengths, summary, "teacher", targets=targets,
+                                                              distributions=True)
+    assert torch.equal(taught, words) and (log_prob < 0).any()
+    torch.testing.assert_close(taught_log_prob, log_prob, rtol=1e-5, atol=1e-5)
+    finite = torch.isfinite(dists)
+    assert torch.equal(finite, torch.isfinite(taught_dists))
+    torch.testing.assert_close(taught_dists[finite], dists[finite], rtol=1e-5, atol=1e-5)
+    taught_log_prob.sum().backward()
+    assert model.compressor.cell.weight_hh.grad.abs().sum() > 0
+
+
+def test_one_hot_rows_match_the_dense_product_in_value_and_gradient():
+    from seqae.nn.straight_through import one_hot_rows
+
+    torch.manual_seed(0)
+    logits, weight = torch.randn(3, 5, 11, requires_grad=True), torch.randn(11, 4, requires_grad=True)
+    soft = torch.softmax(logits, -1)
+    words = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0) + soft - soft.detach()
+    words = words * (torch.arange(5) < 3)[None, :, None]  # rows past a summary's end are zero
+    target = torch.randn(3, 5, 4)
+    grads = []
+    for product in (lambda: words @ weight, lambda: one_hot_rows(words, weight)):
+        out = product()
+        grads.append((out, *torch.autograd.grad((out * target).sum(), [logits, weight], retain_graph=True)))
+    for dense, rows in zip(*grads):
+        torch.testing.assert_close(rows, dense)
+    assert grads[0][0][:, 3:].abs().sum() == 0 and grads[1][1].abs().sum() > 0

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqae.nn.straight_through import one_hot_rows
+
 
 class RecurrentLM(nn.Module):
     """``next_log_probs(words)``: the log-probability of every next token ``(B, L + 1, V)`` given BOS and
@@ -28,7 +30,7 @@ class RecurrentLM(nn.Module):
         self.out = nn.Linear(hidden, embed_dim)
 
     def embed(self, words: torch.Tensor) -> torch.Tensor:
-        return self.embedding(words) if words.dim() == 2 else words @ self.embedding.weight
+        return self.embedding(words) if words.dim() == 2 else one_hot_rows(words, self.embedding.weight)
 
     def next_log_probs(self, words: torch.Tensor) -> torch.Tensor:
         """``words``: ids ``(B, L)`` or one-hots ``(B, L, V)`` -> log-probabilities ``(B, L + 1, V)``."""

@@ -43,6 +43,7 @@ from seqae.families.summarizer.data import salient_positions
 from seqae.families.summarizer.parts import Compressor, Discriminator, Extractor, Reconstructor
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.language_model import RecurrentLM
+from seqae.nn.straight_through import one_hot_rows
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # the sentence pipeline's special tokens
 
@@ -193,7 +194,7 @@ class Summarizer(nn.Module):
 
     def words_to_embedded(self, words: torch.Tensor) -> torch.Tensor:
         table = self.reconstructor_embedding
-        return table(words) if words.dim() == 2 else words @ table.weight
+        return table(words) if words.dim() == 2 else one_hot_rows(words, table.weight)
 
     def reconstruction(self, words, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example NLL ``(B,)`` and right guesses ``(B,)`` of the text rebuilt from the summary."""
@@ -229,12 +230,13 @@ class Summarizer(nn.Module):
             return self.copy_step(tokens, lengths, summary_lengths)
         if self.phase == "discriminator":
             return self.discriminator_step(batch, tokens, lengths, summary_lengths)
+        encoded = self.compressor.encoder(self.embedding(tokens), lengths)  # one pass for every decoding below
         if self.config.through_words == "gumbel":
-            out = self.gumbel_step(tokens, lengths, summary_lengths)
+            out = self.gumbel_step(tokens, lengths, summary_lengths, encoded)
         else:
-            out = self.reinforce_step(tokens, lengths, summary_lengths)
+            out = self.reinforce_step(tokens, lengths, summary_lengths, encoded)
         if self.config.copy_weight:
-            copy = self.copy_step(tokens, lengths, summary_lengths).loss
+            copy = self.copy_step(tokens, lengths, summary_lengths, encoded).loss
             out.loss = out.loss + self.config.copy_weight * copy
             out.metrics["copy_nll"] = copy.detach()
         if self.config.lead_baseline:
@@ -256,12 +258,12 @@ class Summarizer(nn.Module):
             return torch.minimum(spread, (lengths - 1)[:, None])
         return salient_positions(self.idf, tokens, lengths, summary_lengths, self.config.salience_position, self.continues)
 
-    def copy_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
+    def copy_step(self, tokens, lengths, summary_lengths, encoded=None) -> ModelOutput:
         """Pre-training (Wang & Lee): the compressor, teacher-forced, learns to emit the copy target's words
         (the text's first L_b, or L_b spread over it); the extractor learns to pick their positions."""
         positions = self.copy_positions(tokens, lengths.to(tokens.device), summary_lengths.to(tokens.device))
         targets = positions if isinstance(self.compressor, Extractor) else tokens.gather(1, positions)
-        _, log_prob = self.compressor(tokens, lengths, summary_lengths, "teacher", targets=targets)
+        _, log_prob = self.compressor(tokens, lengths, summary_lengths, "teacher", targets=targets, encoded=encoded)
         loss = -log_prob.sum() / summary_lengths.sum()
         return ModelOutput(loss, {"copy_nll": loss.detach()})
 
@@ -300,11 +302,10 @@ class Summarizer(nn.Module):
         summary = (weights[..., None] * (one_hot @ table)).sum(1) / weights.sum(1, keepdim=True).clamp_min(1e-6)
         return 1.0 - F.cosine_similarity(text, summary, dim=-1)
 
-    def gumbel_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
-        if self.prior is not None:
-            words, _, logp = self.compressor(tokens, lengths, summary_lengths, "gumbel", self.config.tau, distributions=True)
-        else:
-            words, _ = self.compressor(tokens, lengths, summary_lengths, "gumbel", self.config.tau)
+    def gumbel_step(self, tokens, lengths, summary_lengths, encoded=None) -> ModelOutput:
+        out = self.compressor(tokens, lengths, summary_lengths, "gumbel", self.config.tau,
+                              distributions=self.prior is not None, encoded=encoded)
+        words, logp = out[0], out[-1]  # logp: every step's distribution, with the prior
         words = words * self.valid(summary_lengths, words.shape[1])[..., None]
         nll, right = self.reconstruction(words, summary_lengths, tokens, lengths)
         recon = nll.sum() / lengths.sum()
@@ -346,12 +347,12 @@ class Summarizer(nn.Module):
             reward = reward - self.config.topic_weight * self.topic_distance(words, summary_lengths, tokens, lengths)
         return reward, per_word, nll, right
 
-    def reinforce_step(self, tokens, lengths, summary_lengths) -> ModelOutput:
-        sampled, log_prob = self.compressor(tokens, lengths, summary_lengths, "sample")
+    def reinforce_step(self, tokens, lengths, summary_lengths, encoded=None) -> ModelOutput:
+        sampled, log_prob = self.compressor(tokens, lengths, summary_lengths, "sample", encoded=encoded)
         sampled = sampled * self.valid(summary_lengths, sampled.shape[1])
         reward, per_word, nll, right = self.reward(sampled, summary_lengths, tokens, lengths)
         with torch.no_grad():
-            greedy, _ = self.compressor(tokens, lengths, summary_lengths, "greedy")
+            greedy, _ = self.compressor(tokens, lengths, summary_lengths, "greedy", encoded=encoded)
             greedy = greedy * self.valid(summary_lengths, greedy.shape[1])
             baseline, greedy_per_word, _, _ = self.reward(greedy, summary_lengths, tokens, lengths)
         advantage = ((reward - baseline)[:, None] + per_word - greedy_per_word).detach()  # (B, L): each word's credit

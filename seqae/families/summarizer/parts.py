@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqae.nn.straight_through import one_hot_rows
+
 
 class WordEncoder(nn.Module):
     """Embedded words ``(B, T, E)`` with ``lengths`` ``(B,)`` -> states ``(B, T, H)`` and a summary
@@ -39,6 +41,23 @@ def attend(query: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> tor
     return context[:, 0] if single else context
 
 
+def cell_over(cell: nn.GRUCell, inputs: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The cell's recurrence over known inputs ``(B, S, E)`` from ``h`` ``(B, H)`` in one call -> every step's
+    state ``(B, S, H)``: the values of stepping the cell, as one recurrent kernel (teacher forcing, where each
+    step's input does not wait on the step before)."""
+    template = cell.__dict__.get("_over")
+    if template is None:  # an nn.GRU without weights of its own: the cell's go in at each call
+        template = cell.__dict__["_over"] = nn.GRU(cell.input_size, cell.hidden_size, batch_first=True, device="meta")
+    weights = {"weight_ih_l0": cell.weight_ih, "weight_hh_l0": cell.weight_hh,
+               "bias_ih_l0": cell.bias_ih, "bias_hh_l0": cell.bias_hh}
+    return torch.func.functional_call(template, weights, (inputs, h[None]))[0]
+
+
+def shifted(embedded: torch.Tensor) -> torch.Tensor:
+    """Each step's input under teacher forcing: zeros, then the embedded targets but the last ``(B, S, E)``."""
+    return torch.cat([torch.zeros_like(embedded[:, :1]), embedded[:, :-1]], dim=1)
+
+
 class Compressor(nn.Module):
     """Reads the text, writes ``L_b`` words per example (``L_b`` given). Each step: GRU cell on the
     previous emitted word's embedding, attention over the text's states, logits over the vocabulary
@@ -59,15 +78,19 @@ class Compressor(nn.Module):
         return logits.index_fill(-1, self.banned, float("-inf"))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, summary_lengths: torch.Tensor, mode: str,
-                tau: float = 1.0, targets: torch.Tensor | None = None, distributions: bool = False):
+                tau: float = 1.0, targets: torch.Tensor | None = None, distributions: bool = False,
+                encoded: tuple[torch.Tensor, torch.Tensor] | None = None):
         """``mode``: ``"gumbel"`` -> straight-through one-hots ``(B, L, V)``; ``"sample"`` / ``"greedy"``
         -> word ids ``(B, L)``; ``"teacher"`` -> the given ``targets`` ``(B, L)`` fed back (teacher forcing).
         Also returns the log-probability of each emitted word ``(B, L)`` (0 past an example's ``L_b``),
-        and with ``distributions`` every step's log-probabilities ``(B, L, V)``."""
-        states, h = self.encoder(self.embedding(tokens), lengths)
+        and with ``distributions`` every step's log-probabilities ``(B, L, V)``. ``encoded``: the encoder's
+        ``(states, summary)`` of these tokens when already made (one pass for several decodings)."""
+        states, h = encoded or self.encoder(self.embedding(tokens), lengths)
         mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
         steps = int(summary_lengths.max())
         valid = torch.arange(steps, device=tokens.device)[None] < summary_lengths[:, None].to(tokens.device)
+        if mode == "teacher":
+            return self.teacher(states, h, mask, valid, targets[:, :steps], distributions)
         previous = self.embedding.weight.new_zeros(tokens.shape[0], self.embedding.weight.shape[1])
         words, log_prob, kept = [], [], []
         for t in range(steps):
@@ -77,7 +100,7 @@ class Compressor(nn.Module):
                 kept.append(logp)
             if mode == "gumbel":
                 word = straight_through_gumbel(logp, tau)
-                previous = word @ self.embedding.weight
+                previous = one_hot_rows(word, self.embedding.weight)
                 chosen = (word * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
             else:
                 if mode == "teacher":
@@ -92,6 +115,15 @@ class Compressor(nn.Module):
         if distributions:
             return torch.stack(words, dim=1), torch.stack(log_prob, dim=1), torch.stack(kept, dim=1)
         return torch.stack(words, dim=1), torch.stack(log_prob, dim=1)
+
+
+    def teacher(self, states, h, mask, valid, targets, distributions):
+        """Teacher forcing, every step at once (the targets are the inputs): the same outputs as stepping."""
+        hs = cell_over(self.cell, shifted(self.embedding(targets)), h)
+        logp = torch.log_softmax(self.logits_step(hs, states, mask), dim=-1)  # (B, S, V)
+        chosen = logp.gather(-1, targets[..., None])[..., 0]
+        log_prob = torch.where(valid & torch.isfinite(chosen), chosen, torch.zeros_like(chosen))
+        return (targets, log_prob, logp) if distributions else (targets, log_prob)
 
 
 class Extractor(nn.Module):
@@ -113,15 +145,17 @@ class Extractor(nn.Module):
         self.query = nn.Linear(2 * hidden, hidden)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, summary_lengths: torch.Tensor, mode: str,
-                tau: float = 1.0, targets: torch.Tensor | None = None, distributions: bool = False):
+                tau: float = 1.0, targets: torch.Tensor | None = None, distributions: bool = False,
+                encoded: tuple[torch.Tensor, torch.Tensor] | None = None):
         embedded = self.embedding(tokens)
-        states, h = self.encoder(embedded, lengths)
+        states, h = encoded or self.encoder(embedded, lengths)
         device, (batch, length) = tokens.device, tokens.shape
         lengths, summary_lengths = lengths.to(device), summary_lengths.to(device)
         positions = torch.arange(length, device=device)[None]
         text = positions < lengths[:, None]
         steps = int(summary_lengths.max())
-        one_hots = F.one_hot(tokens, self.embedding.weight.shape[0]).float() if mode == "gumbel" or distributions else None
+        if mode == "teacher":
+            return self.teacher(tokens, embedded, states, h, text, lengths, summary_lengths, targets[:, :steps], distributions)
         last = torch.full((batch,), -1, device=device)
         previous = embedded.new_zeros(batch, embedded.shape[2])
         words, log_prob, kept = [], [], []
@@ -133,10 +167,10 @@ class Extractor(nn.Module):
             allowed = torch.where(allowed.any(1, keepdim=True), allowed, text)  # past an example's L_b: anything (masked later)
             logp = torch.log_softmax((states @ query[:, :, None])[..., 0].masked_fill(~allowed, float("-inf")), dim=-1)
             if distributions:
-                kept.append(torch.log((logp.exp()[:, None] @ one_hots)[:, 0].clamp_min(1e-12)))
+                kept.append(torch.log(by_word(logp.exp(), tokens, self.embedding.weight.shape[0]).clamp_min(1e-12)))
             if mode == "gumbel":
                 pick = straight_through_gumbel(logp, tau)  # (B, T)
-                word = (pick[:, None] @ one_hots)[:, 0]
+                word = by_word(pick, tokens, self.embedding.weight.shape[0])
                 previous = (pick[:, None] @ embedded)[:, 0]
                 at = pick.argmax(-1)
                 chosen = (pick * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
@@ -155,6 +189,37 @@ class Extractor(nn.Module):
         if distributions:
             return torch.stack(words, dim=1), torch.stack(log_prob, dim=1), torch.stack(kept, dim=1)
         return torch.stack(words, dim=1), torch.stack(log_prob, dim=1)
+
+
+    def teacher(self, tokens, embedded, states, h, text, lengths, summary_lengths, targets, distributions):
+        """Teacher forcing, every step at once: step ``t``'s input is the word at the pick before, its
+        choice after the last pick within ``L_b`` and leaving room for the ``L_b - t - 1`` still to come."""
+        device, (batch, steps) = embedded.device, targets.shape
+        at = torch.minimum(targets, (lengths - 1)[:, None])  # (B, S)
+        hs = cell_over(self.cell, shifted(embedded[torch.arange(batch, device=device)[:, None], at]), h)
+        query = self.query(torch.cat([hs, attend(hs, states, text)], dim=-1))  # (B, S, H)
+        t = torch.arange(steps, device=device)[None]
+        made = torch.minimum(t, summary_lengths[:, None])  # picks made within L_b before step t
+        last = torch.where(made > 0, at.gather(1, (made - 1).clamp_min(0)), torch.full_like(at, -1))
+        left = (summary_lengths[:, None] - t - 1).clamp_min(0)
+        positions = torch.arange(text.shape[1], device=device)[None, None]
+        allowed = text[:, None] & (positions > last[..., None]) & (positions < (lengths[:, None] - left)[..., None])
+        allowed = torch.where(allowed.any(-1, keepdim=True), allowed, text[:, None])  # (B, S, T)
+        logp = torch.log_softmax((query @ states.transpose(1, 2)).masked_fill(~allowed, float("-inf")), dim=-1)
+        chosen = logp.gather(-1, at[..., None])[..., 0]
+        log_prob = torch.where((t < summary_lengths[:, None]) & torch.isfinite(chosen), chosen, torch.zeros_like(chosen))
+        words = tokens.gather(1, at)
+        if distributions:
+            return words, log_prob, torch.log(by_word(logp.exp(), tokens, self.embedding.weight.shape[0]).clamp_min(1e-12))
+        return words, log_prob
+
+
+def by_word(weights: torch.Tensor, tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Weights over the text's positions ``(B, [S,] T)`` summed by the token there -> ``(B, [S,] V)``: a
+    position distribution's word distribution, a one-hot pick's word one-hot (what a product with the text's
+    one-hots gives, without making them; the gradient is a gather)."""
+    index = tokens if weights.dim() == 2 else tokens[:, None].expand_as(weights)
+    return weights.new_zeros(*weights.shape[:-1], vocab_size).scatter_add(-1, index, weights)
 
 
 def straight_through_gumbel(logp: torch.Tensor, tau: float) -> torch.Tensor:
@@ -208,7 +273,7 @@ class Discriminator(nn.Module):
 
     def forward(self, words: torch.Tensor, lengths: torch.Tensor, per_word: bool = False) -> torch.Tensor:
         """``words``: ids ``(B, L)`` or one-hots ``(B, L, V)``."""
-        embedded = self.embedding(words) if words.dim() == 2 else words @ self.embedding.weight
+        embedded = self.embedding(words) if words.dim() == 2 else one_hot_rows(words, self.embedding.weight)
         states, _ = self.rnn(embedded)
         if per_word:
             return self.score(states)[..., 0]
