@@ -11,6 +11,7 @@ import torch
 import seqae
 from seqae.cli import main
 from seqae.config import ConfigError
+from seqae.datasets.base import DataError
 from seqae.datasets.sentences import iter_line_items
 from seqae.families.summarizer.data import salient_positions
 from seqae.families.summarizer.evaluate import BigramLM, paired_interval, rouge
@@ -424,3 +425,17 @@ def test_one_hot_rows_match_the_dense_product_in_value_and_gradient():
     for dense, rows in zip(*grads):
         torch.testing.assert_close(rows, dense)
     assert grads[0][0][:, 3:].abs().sum() == 0 and grads[1][1].abs().sum() > 0
+
+
+def test_summaries_come_back_in_input_order_from_length_sorted_batches(summarizer_run):
+    """Texts are decoded in batches of similar length; each summary must still be its own text's, and a text
+    with no tokens is named by its line in the whole input, not in its batch."""
+    run, _ = summarizer_run
+    model = seqae.load(run)
+    words = "the ship sails at dawn with the whale and the captain sister letter ball dance walk rain garden".split()
+    texts = [" ".join(words[i % 5 : i % 5 + 3 + (7 * i) % 11]) for i in range(9)]
+    together = model.summarize(texts, batch_size=4)
+    assert together == [model.summarize([t])[0] for t in texts]
+    assert len(set(together)) > 3
+    with pytest.raises(DataError, match=r"texts:7: nothing left to summarise"):
+        model.summarize(texts[:6] + [""] + texts[6:], batch_size=4)
