@@ -1,10 +1,11 @@
 """Inference through the commands' own functions, every family that has one, in one run: the function
 behind ``seqae embed`` (sentence encoders), ``seqae codes`` (the digit models and CPC), ``seqae convert``
-(voice conversion: the network alone, ``convert_mel``, and the whole command, ``convert_file``, with the
-Griffin-Lim vocoder, the WAV and the figure) and ``seqae summarize``, on a fixed input each: file reading,
-tokenising and decoding included, model loading not. For each: the median time of ``--repeats`` calls after
-one warm-up, items per second, the FLOPs of one call counted by ``torch.utils.flop_counter.FlopCounterMode``,
-and FLOP/s as a share of a large fp32 matmul's measured in the same process.
+(voice conversion: ``convert_mel``, reading both files, their log-mels and pitch tracks and the network; and
+``convert_file``, the whole command, which adds the Griffin-Lim vocoder, the WAV and the figure) and ``seqae
+summarize``, on a fixed input each: file reading, tokenising and decoding included, model loading not. For
+each: the median time of ``--repeats`` calls after one warm-up, items per second, the FLOPs of one call
+counted by ``torch.utils.flop_counter.FlopCounterMode``, and FLOP/s as a share of a large fp32 matmul's
+measured in the same process.
 
 The weights do not change the cost: each recipe is trained for one step (``train.steps=1``) into a
 temporary run directory, which is then loaded as a user's run is (``seqae.load``). Each case runs in its own
@@ -70,11 +71,9 @@ def workload(command: str, recipe, folder: Path):
 
             return len(lines), lambda model: summarize(model, path.read_text(encoding="utf-8").splitlines(), where=str(path))
         return len(lines), lambda model: family.codes(model, model.recipe, path)
-    if command == "codes" and recipe.family == "cpc":
-        manifest = folder / "utterances.jsonl"
-        rows = (SPEECH / "test.jsonl").read_text().splitlines()[:UTTERANCES]
-        manifest.write_text("".join(json.dumps({**json.loads(r), "audio": str(SPEECH / json.loads(r)["audio"])}) + "\n" for r in rows))
-        return len(rows), lambda model: family.codes(model, model.recipe, manifest)
+    if command == "codes" and recipe.family == "cpc":  # `seqae codes RUN -i FILE.wav` on each of 100 utterances
+        files = [SPEECH / json.loads(r)["audio"] for r in (SPEECH / "test.jsonl").read_text().splitlines()[:UTTERANCES]]
+        return len(files), lambda model: [family.codes(model, model.recipe, f) for f in files]
     if command == "codes":
         from sklearn.datasets import load_digits
 
@@ -89,8 +88,9 @@ def workload(command: str, recipe, folder: Path):
         return len(pairs), lambda model: [convert_file(model, s, [t], folder / f"converted{i}.wav") for i, (s, t) in enumerate(pairs)]
 
     def network(model):
-        data, read = model.recipe.data, AudioReader(model)
+        data = model.recipe.data
         for source, target in pairs:
+            read = AudioReader(model)  # one per conversion, as convert_file's (it keeps the pitch tracks it read)
             source_mel, target_mel = read(source, "speech"), read(target, "voice")
             convert_mel(model, data.normalise(source_mel), [data.normalise(target_mel)], None, read.pitch,
                         model.recipe.eval.pitch_range)
@@ -115,14 +115,15 @@ def measure(case: str, repeats: int) -> dict:
             return {"case": case, "skipped": str(err)}
         model = seqae.load(run)
         items, call = workload(command, model.recipe, folder)
-        call(model)  # warm-up
-        with FlopCounterMode(display=False) as counter:
-            call(model)
-        times = []
-        while len(times) < repeats or sum(times) < 2.0:  # a 10 ms call timed three times is mostly noise
-            start = time.perf_counter()
-            call(model)
-            times.append(time.perf_counter() - start)
+        with torch.inference_mode():  # as `seqae embed`, `codes` and `summarize` run (convert: no gradients either)
+            call(model)  # warm-up
+            with FlopCounterMode(display=False) as counter:
+                call(model)
+            times = []
+            while len(times) < repeats or sum(times) < 2.0:  # a 10 ms call timed three times is mostly noise
+                start = time.perf_counter()
+                call(model)
+                times.append(time.perf_counter() - start)
         reference = matmul_flops()
     seconds, flops = statistics.median(times), counter.get_total_flops()
     return {"case": case, "command": command, "recipe": name, "items": items, "seconds": seconds, "items_per_s": items / seconds,

@@ -292,7 +292,10 @@ def write_output(args: argparse.Namespace) -> int:
             have = f"the kinds {', '.join(kinds)}" if kinds else "no code kinds"
             raise ConfigError(f"--kind {args.kind}: a '{family.name}' run has {have}")
         extra = {"kind": args.kind}
-    array = check_finite(fn(model, model.recipe, Path(args.input), **extra), args.input)
+    import torch
+
+    with torch.inference_mode():  # no autograd bookkeeping at all (the families' functions already skip gradients)
+        array = check_finite(fn(model, model.recipe, Path(args.input), **extra), args.input)
     save_npy(Path(args.output), array)
     print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)
     return 0
