@@ -439,3 +439,21 @@ def test_summaries_come_back_in_input_order_from_length_sorted_batches(summarize
     assert len(set(together)) > 3
     with pytest.raises(DataError, match=r"texts:7: nothing left to summarise"):
         model.summarize(texts[:6] + [""] + texts[6:], batch_size=4)
+
+
+def test_summary_lengths_are_drawn_per_example_in_training_only():
+    model = make(summary_ratio=0.5, summary_ratio_range=[0.2, 0.8], copy_weight=1.0)
+    lengths = torch.full((400,), 10)
+    model.train()
+    drawn = model.summary_lengths(lengths, model.drawn_ratios(lengths))
+    assert set(drawn.tolist()) == {2, 3, 4, 5}  # round(0.2 .. 0.8 x 10) = 2 .. 8, within [summary_min, summary_max]
+    model.eval()
+    assert model.drawn_ratios(lengths) is None and model.summary_lengths(lengths).tolist() == [5] * 400
+    model.train()
+    model.set_phase("main", "main")
+    out = model(batch())
+    out.loss.backward()  # every player with lengths of its own per example: copy anchor, Lead-N twin, reconstruction
+    assert math.isfinite(out.loss.item()) and model.compressor.cell.weight_ih.grad.abs().sum() > 0
+    for bad in ([0.6], [0.8, 0.2], [0.0, 0.5], [0.5, 1.5]):
+        with pytest.raises(ConfigError, match=r"model.summary_ratio_range must be \[low, high\]"):
+            SummarizerConfig(summary_ratio_range=bad).validate("r.toml")

@@ -5,6 +5,7 @@ much they compress and copy; ROUGE against the user's references when given."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,3 +107,7 @@ def rouge_table(summaries: list[str], inputs: list[str], references: list[str], 
     result[name] = float((ours - lead_f).mean())
     result[f"{name}_low"], result[f"{name}_high"] = paired_interval(ours, lead_f, seed)
     return result
+
+
+def perplexity(nll_sum: float, tokens: int) -> float:
+    return math.exp(nll_sum / max(tokens, 1))

@@ -27,12 +27,13 @@ from seqae.families.summarizer.data import (
 from seqae.families.summarizer.evaluate import (
     BigramLM,
     SummaryEvalConfig,
+    perplexity,
     random_words,
     rouge_table,
     sequence_figures,
     strip,
 )
-from seqae.families.summarizer.model import Summarizer, SummarizerConfig, perplexity
+from seqae.families.summarizer.model import Summarizer, SummarizerConfig
 from seqae.families.summarizer.prior import read_prior
 from seqae.families.summarizer.texts import decode, encode_texts, salient_texts, summarize
 from seqae.families.text import attach_run_tokenizer, tokenised

@@ -31,8 +31,7 @@ reconstruction from the summary.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +39,7 @@ from torch import nn
 
 from seqae.config import ConfigError, choice, path_field
 from seqae.families.summarizer.data import salient_positions
-from seqae.families.summarizer.parts import Compressor, Discriminator, Extractor, Reconstructor
+from seqae.families.summarizer.parts import Compressor, Discriminator, Extractor, Reconstructor, masked_mean
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
 from seqae.nn.language_model import RecurrentLM
 from seqae.nn.straight_through import one_hot_rows
@@ -57,6 +56,9 @@ class SummarizerConfig:
     embed_dim: int = 128
     hidden: int = 256
     summary_ratio: float = 0.5  # summary length: round(ratio * text length), within [summary_min, summary_max]
+    # training only: each example's ratio drawn uniformly from [low, high] (SEQ^3 samples the length per example);
+    # [] trains at summary_ratio; evaluation and `seqae summarize` use summary_ratio (or --ratio / --length)
+    summary_ratio_range: list[float] = field(default_factory=list)
     summary_min: int = 3
     summary_max: int = 24
     # which words: any of the vocabulary (SEQ^3; Wang & Lee's generator), or the text's own in their order
@@ -97,6 +99,10 @@ class SummarizerConfig:
             raise ConfigError(f"{where}: model.embed_dim, hidden and discriminator_hidden must be positive")
         if not 0.0 < self.summary_ratio <= 1.0:
             raise ConfigError(f"{where}: model.summary_ratio must be in (0, 1], got {self.summary_ratio}")
+        drawn = self.summary_ratio_range
+        if drawn and (len(drawn) != 2 or not 0.0 < drawn[0] <= drawn[1] <= 1.0):
+            raise ConfigError(f"{where}: model.summary_ratio_range must be [low, high] with 0 < low <= high <= 1 (or [] to "
+                              f"train at model.summary_ratio), got {drawn}")
         if not 1 <= self.summary_min <= self.summary_max:
             raise ConfigError(f"{where}: model.summary_min ({self.summary_min}) must be >= 1 and <= model.summary_max "
                               f"({self.summary_max}); a summary length of 0 says nothing")
@@ -182,15 +188,24 @@ class Summarizer(nn.Module):
 
     # -- building blocks ---------------------------------------------------------------------------
 
-    def summary_lengths(self, lengths: torch.Tensor, ratio: float | None = None, length: int | None = None) -> torch.Tensor:
+    def summary_lengths(self, lengths: torch.Tensor, ratio: float | torch.Tensor | None = None,
+                        length: int | None = None) -> torch.Tensor:
         """``L_b = clamp(round(ratio * |x_b|), summary_min, summary_max)``, never longer than the text
-        (or a fixed ``length``)."""
+        (or a fixed ``length``); ``ratio`` one for all or one per example ``(B,)``, default ``summary_ratio``."""
         c = self.config
         if length is not None:
             wanted = torch.full_like(lengths, length)
         else:
-            wanted = torch.round((ratio or c.summary_ratio) * lengths.float()).long().clamp(c.summary_min, c.summary_max)
+            ratio = c.summary_ratio if ratio is None else ratio
+            wanted = torch.round(ratio * lengths.float()).long().clamp(c.summary_min, c.summary_max)
         return torch.minimum(wanted, lengths).clamp_min(1)
+
+    def drawn_ratios(self, lengths: torch.Tensor) -> torch.Tensor | None:
+        """In training with ``summary_ratio_range``: one ratio per example ``(B,)``, uniform in the range."""
+        if not (self.training and self.config.summary_ratio_range):
+            return None
+        low, high = self.config.summary_ratio_range
+        return low + (high - low) * torch.rand(lengths.shape, device=lengths.device)
 
     def words_to_embedded(self, words: torch.Tensor) -> torch.Tensor:
         table = self.reconstructor_embedding
@@ -225,7 +240,7 @@ class Summarizer(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         tokens, lengths = batch["tokens"], batch["lengths"]
-        summary_lengths = self.summary_lengths(lengths)
+        summary_lengths = self.summary_lengths(lengths, self.drawn_ratios(lengths))
         if self.stage == "copy":
             return self.copy_step(tokens, lengths, summary_lengths)
         if self.phase == "discriminator":
@@ -382,11 +397,3 @@ class Summarizer(nn.Module):
     @staticmethod
     def valid(summary_lengths: torch.Tensor, steps: int) -> torch.Tensor:
         return (torch.arange(steps, device=summary_lengths.device)[None] < summary_lengths[:, None]).long()
-
-
-def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return (values * weights).sum() / weights.sum().clamp_min(1)
-
-
-def perplexity(nll_sum: float, tokens: int) -> float:
-    return math.exp(nll_sum / max(tokens, 1))

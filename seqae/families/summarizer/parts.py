@@ -279,3 +279,7 @@ class Discriminator(nn.Module):
             return self.score(states)[..., 0]
         last = states[torch.arange(words.shape[0], device=words.device), (lengths - 1).to(words.device)]
         return self.score(last)[:, 0]
+
+
+def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (values * weights).sum() / weights.sum().clamp_min(1)
