@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,7 @@ def measure(case: str, repeats: int) -> dict:
             return {"case": case, "skipped": str(err)}
         model = seqae.load(run)
         items, call = workload(command, model.recipe, folder)
-        with torch.inference_mode():  # as `seqae embed`, `codes` and `summarize` run (convert: no gradients either)
+        with torch.inference_mode() if command in ("embed", "codes", "summarize") else nullcontext():  # as each command runs
             call(model)  # warm-up
             with FlopCounterMode(display=False) as counter:
                 call(model)

@@ -281,8 +281,11 @@ def write_output(args: argparse.Namespace) -> int:
     fn = family.scores if args.command == "score" else family.codes
     if fn is None:
         raise ConfigError(f"{args.run_dir}: family '{family.name}' has no '{args.command}' output")
+    import torch
+
     if args.command == "codes" and args.output.endswith(".npz") and family.codes_by_file is not None:
-        by_file = family.codes_by_file(model, model.recipe, Path(args.input))
+        with torch.inference_mode():  # no autograd bookkeeping at all (the families' functions already skip gradients)
+            by_file = family.codes_by_file(model, model.recipe, Path(args.input))
         if by_file is not None:
             return save_npz(Path(args.output), {k: check_finite(v, k) for k, v in by_file.items()})
     extra = {}
@@ -292,9 +295,7 @@ def write_output(args: argparse.Namespace) -> int:
             have = f"the kinds {', '.join(kinds)}" if kinds else "no code kinds"
             raise ConfigError(f"--kind {args.kind}: a '{family.name}' run has {have}")
         extra = {"kind": args.kind}
-    import torch
-
-    with torch.inference_mode():  # no autograd bookkeeping at all (the families' functions already skip gradients)
+    with torch.inference_mode():
         array = check_finite(fn(model, model.recipe, Path(args.input), **extra), args.input)
     save_npy(Path(args.output), array)
     print(f"{args.output}: {args.command} of shape {array.shape}", file=sys.stderr)

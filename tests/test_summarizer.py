@@ -388,14 +388,18 @@ def test_the_idf_comes_from_the_training_texts(tmp_path):
 
 
 @pytest.mark.parametrize("emit", ["vocabulary", "extract"])
-def test_teacher_forcing_in_one_pass_scores_the_greedy_words_as_decoding_does(emit):
-    """Teacher forcing runs every step at once; fed the greedy summary, it must give greedy decoding's
-    log-probabilities and distributions, and its gradients reach the cell and the attention."""
+@pytest.mark.parametrize("mode", ["greedy", "sample"])
+def test_teacher_forcing_in_one_pass_scores_decoded_words_as_decoding_does(emit, mode):
+    """Teacher forcing runs every step at once; fed the words that step-by-step decoding chose, it must give
+    decoding's log-probabilities, distributions and gradients (sampling: any allowed word, not only the best)."""
     model = make(emit=emit)
     b = batch()
     tokens = torch.stack([torch.randperm(36)[:9] + 4 for _ in range(6)]) * (torch.arange(9)[None] < b["lengths"][:, None])
     lengths, summary = b["lengths"], model.summary_lengths(b["lengths"])
-    words, log_prob, dists = model.compressor(tokens, lengths, summary, "greedy", distributions=True)
+    parameters = [p for p in model.compressor.parameters()] + [model.embedding.weight]
+    torch.manual_seed(3)
+    words, log_prob, dists = model.compressor(tokens, lengths, summary, mode, distributions=True)
+    stepped = torch.autograd.grad(log_prob.sum(), parameters, allow_unused=True)
     # the extractor is taught positions: the tokens of a row are distinct, so the words name them
     targets = words if emit == "vocabulary" else (tokens[:, None, :] == words[:, :, None]).float().argmax(-1)
     taught, taught_log_prob, taught_dists = model.compressor(tokens, lengths, summary, "teacher", targets=targets,
@@ -405,8 +409,12 @@ def test_teacher_forcing_in_one_pass_scores_the_greedy_words_as_decoding_does(em
     finite = torch.isfinite(dists)
     assert torch.equal(finite, torch.isfinite(taught_dists))
     torch.testing.assert_close(taught_dists[finite], dists[finite], rtol=1e-5, atol=1e-5)
-    taught_log_prob.sum().backward()
-    assert model.compressor.cell.weight_hh.grad.abs().sum() > 0
+    at_once = torch.autograd.grad(taught_log_prob.sum(), parameters, allow_unused=True)
+    assert sum(g.abs().sum() for g in stepped if g is not None) > 0
+    for one, other in zip(stepped, at_once):
+        assert (one is None) == (other is None)
+        if one is not None:
+            torch.testing.assert_close(other, one, rtol=1e-4, atol=1e-5)
 
 
 def test_one_hot_rows_match_the_dense_product_in_value_and_gradient():
@@ -425,6 +433,8 @@ def test_one_hot_rows_match_the_dense_product_in_value_and_gradient():
     for dense, rows in zip(*grads):
         torch.testing.assert_close(rows, dense)
     assert grads[0][0][:, 3:].abs().sum() == 0 and grads[1][1].abs().sum() > 0
+    strided = torch.randn(11, 3, 4)[:, 1]  # a weight that is a view with strides of its own
+    torch.testing.assert_close(one_hot_rows(words.detach(), strided), words.detach() @ strided)
 
 
 def test_summaries_come_back_in_input_order_from_length_sorted_batches(summarizer_run):

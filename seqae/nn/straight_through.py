@@ -20,6 +20,7 @@ class _OneHotRows(torch.autograd.Function):
         return weight[index] * scale
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the saved scale carries no graph: no second derivative
     def backward(ctx, grad: torch.Tensor):
         index, scale, weight = ctx.saved_tensors
         grad_hots = grad @ weight.t() if ctx.needs_input_grad[0] else None

@@ -5,6 +5,8 @@ readability discriminator. Every network takes *embedded* words, so a straight-t
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,13 +46,16 @@ def attend(query: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> tor
 def cell_over(cell: nn.GRUCell, inputs: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """The cell's recurrence over known inputs ``(B, S, E)`` from ``h`` ``(B, H)`` in one call -> every step's
     state ``(B, S, H)``: the values of stepping the cell, as one recurrent kernel (teacher forcing, where each
-    step's input does not wait on the step before)."""
-    template = cell.__dict__.get("_over")
-    if template is None:  # an nn.GRU without weights of its own: the cell's go in at each call
-        template = cell.__dict__["_over"] = nn.GRU(cell.input_size, cell.hidden_size, batch_first=True, device="meta")
-    weights = {"weight_ih_l0": cell.weight_ih, "weight_hh_l0": cell.weight_hh,
-               "bias_ih_l0": cell.bias_ih, "bias_hh_l0": cell.bias_hh}
-    return torch.func.functional_call(template, weights, (inputs, h[None]))[0]
+    step's input does not wait on the step before). The cell's own weights go into the kernel ``nn.GRU``
+    calls; no module holds them, so nothing re-packs them in place (cuDNN's flattening would, under autograd)
+    and on a GPU cuDNN copies the four small tensors at each call, whose warning about it is silenced."""
+    weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+        # (input, h0, weights, biases, layers, dropout, train: keeps cuDNN's reserve for a backward pass, bidirectional,
+        # batch_first)
+        states, _ = torch.gru(inputs, h[None], weights, True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    return states
 
 
 def shifted(embedded: torch.Tensor) -> torch.Tensor:
