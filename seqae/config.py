@@ -63,6 +63,10 @@ class TrainConfig:
     # the next batch collated in a background thread while a step computes (same weights either way); "auto": on
     # an accelerator only (on a 2-core CPU the thread slowed 7 of 11 recipes' steps: benchmarks/RESULTS.md)
     prefetch: str = choice("auto", "auto", "on", "off")
+    # torch.compile the model for the training steps (evaluation stays eager): 1.25x faster steps for infomax and
+    # quick-thought on a 2-core CPU, none for the VAE and the VQ-VAE, after 5-30 s of compiling (benchmarks/RESULTS.md);
+    # on the CPU it needs a C++ compiler; random draws inside the model come from Inductor's own generator
+    compile: bool = False
     tensorboard: bool = False  # every logged number also as a TensorBoard scalar in RUN/tensorboard/ (seqae[tensorboard])
 
     def validate(self, where: str) -> None:

@@ -7,6 +7,7 @@ import itertools
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from seqae.config import TrainConfig
+from seqae.config import ConfigError, TrainConfig
 from seqae.errors import TrainingError
 
 
@@ -377,6 +378,15 @@ def quantize_int8(model: torch.nn.Module) -> dict[str, int]:
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.ao.quantization.quantize_dynamic(model, set(kinds), dtype=torch.qint8, inplace=True)
     return {k: v for k, v in counts.items() if v}
+
+
+def compiled(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``torch.compile(module)`` for the training steps (``train.compile``); its parameters are the module's own,
+    so checkpoints and resumes are unchanged. On the CPU, Inductor builds C++ kernels: a compiler must be there."""
+    if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")):
+        raise ConfigError("train.compile = true on the CPU needs a C++ compiler (g++, c++ or clang++, or $CXX) and none was "
+                          "found; install one (Debian: apt-get install g++) or leave train.compile off")
+    return torch.compile(module)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -5,6 +5,7 @@ kills itself with SIGKILL exactly there, so each case is reproducible.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,26 @@ def test_prefetch_killed_mid_step_resumes_to_the_same_weights(uninterrupted, tmp
     proc = seqae_cli(["train", str(recipe), "--out", str(run), "--resume", *OVERRIDES, *ahead], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert_same_weights(weights(run), expected)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")), reason="torch.compile on the CPU needs a C++ compiler")
+def test_a_compiled_run_killed_mid_step_resumes_to_its_uninterrupted_weights(uninterrupted, tmp_path):
+    """train.compile: the compiled steps train the eager model's parameters, so a checkpoint and a resume
+    (which compiles again) are exact."""
+    recipe, eager = uninterrupted
+    on = [*OVERRIDES, "--set", "train.compile=true"]
+    full, run = tmp_path / "full", tmp_path / "run"
+    proc = seqae_cli(["train", str(recipe), "--out", str(full), *on], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = seqae_cli(["train", str(recipe), "--out", str(run), *on], tmp_path, env_extra={"SEQAE_FAULT": "step:17"})
+    assert proc.returncode == -signal.SIGKILL
+    proc = seqae_cli(["train", str(recipe), "--out", str(run), "--resume", *on], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_same_weights(weights(run), weights(full))
+    # not the eager run's weights (Inductor draws the denoising noise with its own generator), but it learned as much
+    assert any(not torch.equal(tensor, eager[name]) for name, tensor in weights(full).items())
+    compiled, plain = (checkpoint.read_metrics(folder)[-1]["loss"] for folder in (full, recipe.parent / "full"))
+    assert compiled < 1.2 * plain and compiled < checkpoint.read_metrics(full)[0]["loss"]
 
 
 def test_killed_twice_still_ends_with_the_same_weights(uninterrupted, tmp_path):

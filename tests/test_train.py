@@ -324,3 +324,12 @@ def test_after_a_bad_value_the_fused_optimizer_leaves_the_weights_alone():
         assert changed == (step == 1), step
     assert torch.isfinite(weight).all()
     assert watch.first_bad() == "the gradient norm became nan at step 2"
+
+
+def test_compiling_on_a_cpu_without_a_cpp_compiler_is_a_clear_error(monkeypatch):
+    from seqae import runtime
+    from seqae.config import ConfigError
+
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match=r"train.compile = true on the CPU needs a C\+\+ compiler"):
+        runtime.compiled(torch.nn.Linear(2, 2), torch.device("cpu"))
