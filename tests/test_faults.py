@@ -95,7 +95,7 @@ def test_a_compiled_run_killed_mid_step_resumes_to_its_uninterrupted_weights(uni
     # not the eager run's weights (Inductor draws the denoising noise with its own generator), but it learned as much
     assert any(not torch.equal(tensor, eager[name]) for name, tensor in weights(full).items())
     compiled, plain = (checkpoint.read_metrics(folder)[-1]["loss"] for folder in (full, recipe.parent / "full"))
-    assert compiled < 1.2 * plain and compiled < checkpoint.read_metrics(full)[0]["loss"]
+    assert compiled < 1.5 * plain and compiled < checkpoint.read_metrics(full)[0]["loss"]
 
 
 def test_killed_twice_still_ends_with_the_same_weights(uninterrupted, tmp_path):
