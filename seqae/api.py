@@ -32,7 +32,7 @@ from seqae.trainer import Trainer
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
 RESUMABLE_CHANGES = {"train.steps", "train.device", "train.log_every", "train.checkpoint_every", "train.eval_every",
-                     "train.tensorboard", "train.prefetch"}
+                     "train.tensorboard", "train.prefetch", "train.compile"}
 
 
 def is_main_process() -> bool:
