@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from machine import matmul_flops  # benchmarks/machine.py, beside this script
+from machine import in_own_process, matmul_flops  # benchmarks/machine.py, beside this script
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,16 +156,8 @@ def main():
     if args.one:
         print(json.dumps(measure(args.one, args.steps, args.overrides)))
         return
-    rows = []
-    for name in args.recipes.split(","):
-        sets = [f"--set={o}" for o in args.overrides]
-        done = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps), *sets], capture_output=True,
-                              text=True, env=os.environ)
-        if done.returncode != 0:
-            rows.append({"recipe": name, "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"})
-        else:
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), file=sys.stderr)
+    sets = [f"--set={o}" for o in args.overrides]
+    rows = [in_own_process(__file__, "recipe", name, ["--steps", str(args.steps), *sets]) for name in args.recipes.split(",")]
     print(f"{torch.get_num_threads()} threads, fp32, CPU")
     print(table(rows))
     if args.out:

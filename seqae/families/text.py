@@ -89,16 +89,23 @@ def attach_run_tokenizer(model: nn.Module, recipe: Recipe, run_dir: Path) -> Non
     model.max_tokens = recipe.data.max_tokens
 
 
-def encode_lines(tokenizer, lines: list[str], max_tokens: int, where: str, empty: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lines of text as padded ids ``(N, T)`` and lengths ``(N,)``; a line with no tokens is a DataError
-    ``where:LINE: empty``."""
-    from seqae.datasets.text import encode_batch, pad_batch
+def token_rows(tokenizer, lines: list[str], max_tokens: int, where: str, empty: str) -> list[np.ndarray]:
+    """Each line's token ids; a line with no tokens is a DataError ``where:LINE: empty``."""
+    from seqae.datasets.text import encode_batch
 
     ids = encode_batch(tokenizer, lines, max_tokens)
     for number, row in enumerate(ids, start=1):
         if not row:
             raise DataError(f"{where}:{number}: {empty}")
-    return pad_batch([np.asarray(r, dtype=np.int64) for r in ids])
+    return [np.asarray(r, dtype=np.int64) for r in ids]
+
+
+def encode_lines(tokenizer, lines: list[str], max_tokens: int, where: str, empty: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lines of text as padded ids ``(N, T)`` and lengths ``(N,)``; a line with no tokens is a DataError
+    ``where:LINE: empty``."""
+    from seqae.datasets.text import pad_batch
+
+    return pad_batch(token_rows(tokenizer, lines, max_tokens, where, empty))
 
 
 def decode_ids(tokenizer, ids) -> str:

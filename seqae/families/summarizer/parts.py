@@ -108,10 +108,7 @@ class Compressor(nn.Module):
                 previous = one_hot_rows(word, self.embedding.weight)
                 chosen = (word * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
             else:
-                if mode == "teacher":
-                    ids = targets[:, t]
-                else:
-                    ids = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
+                ids = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
                 word, previous = ids, self.embedding(ids)
                 chosen = logp.gather(1, ids[:, None])[:, 0]
             # past an example's L_b, and (teacher forcing) at a target the compressor may not emit (UNK): nothing
@@ -120,7 +117,6 @@ class Compressor(nn.Module):
         if distributions:
             return torch.stack(words, dim=1), torch.stack(log_prob, dim=1), torch.stack(kept, dim=1)
         return torch.stack(words, dim=1), torch.stack(log_prob, dim=1)
-
 
     def teacher(self, states, h, mask, valid, targets, distributions):
         """Teacher forcing, every step at once (the targets are the inputs): the same outputs as stepping."""
@@ -180,10 +176,7 @@ class Extractor(nn.Module):
                 at = pick.argmax(-1)
                 chosen = (pick * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1)
             else:
-                if mode == "teacher":
-                    at = torch.minimum(targets[:, t], lengths - 1)
-                else:
-                    at = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
+                at = torch.multinomial(logp.exp(), 1)[:, 0] if mode == "sample" else logp.argmax(-1)
                 word = tokens.gather(1, at[:, None])[:, 0]
                 previous = embedded[torch.arange(batch, device=device), at]
                 chosen = logp.gather(1, at[:, None])[:, 0]
@@ -194,7 +187,6 @@ class Extractor(nn.Module):
         if distributions:
             return torch.stack(words, dim=1), torch.stack(log_prob, dim=1), torch.stack(kept, dim=1)
         return torch.stack(words, dim=1), torch.stack(log_prob, dim=1)
-
 
     def teacher(self, tokens, embedded, states, h, text, lengths, summary_lengths, targets, distributions):
         """Teacher forcing, every step at once: step ``t``'s input is the word at the pick before, its

@@ -11,27 +11,18 @@ from seqae.config import ConfigError
 from seqae.datasets.base import DataError
 from seqae.families.summarizer.data import salient_positions
 from seqae.families.summarizer.evaluate import strip
-from seqae.families.text import decode_ids, encode_lines
+from seqae.families.text import decode_ids, encode_lines, token_rows
 from seqae.runtime import model_device
+
+EMPTY = "nothing left to summarise after tokenising this line"
 
 
 def encode_texts(model: nn.Module, texts: list[str], where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    return encode_lines(model.tokenizer, texts, model.max_tokens, where, "nothing left to summarise after tokenising this line")
+    return encode_lines(model.tokenizer, texts, model.max_tokens, where, EMPTY)
 
 
 def decode(model: nn.Module, ids: np.ndarray) -> str:
     return decode_ids(model.tokenizer, ids)
-
-
-def token_rows(model: nn.Module, texts: list[str], where: str) -> list[np.ndarray]:
-    """Each text's token ids; a text with none is a DataError naming its line (``where:LINE``)."""
-    from seqae.datasets.text import encode_batch
-
-    rows = encode_batch(model.tokenizer, texts, model.max_tokens)
-    for number, row in enumerate(rows, start=1):
-        if not row:
-            raise DataError(f"{where}:{number}: nothing left to summarise after tokenising this line")
-    return [np.asarray(r, dtype=np.int64) for r in rows]
 
 
 def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, length: int | None = None,
@@ -45,7 +36,7 @@ def summarize(model: nn.Module, texts: list[str], ratio: float | None = None, le
         raise ConfigError(f"--length {length}: a summary needs at least one word")
     model.eval()
     device = model_device(model)
-    rows = token_rows(model, texts, where)
+    rows = token_rows(model.tokenizer, texts, model.max_tokens, where, EMPTY)
     if length is not None and not clip:
         short = next((i for i, r in enumerate(rows) if len(r) < length), None)
         if short is not None:
