@@ -467,3 +467,47 @@ def test_summary_lengths_are_drawn_per_example_in_training_only():
     for bad in ([0.6], [0.8, 0.2], [0.0, 0.5], [0.5, 1.5]):
         with pytest.raises(ConfigError, match=r"model.summary_ratio_range must be \[low, high\]"):
             SummarizerConfig(summary_ratio_range=bad).validate("r.toml")
+
+
+def test_the_pointer_reconstructor_is_a_distribution_that_copies_and_passes_gradients_to_the_words():
+    from seqae.families.summarizer.parts import Reconstructor
+
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(40, 8)
+    rebuild = Reconstructor(table, 12, pointer=True)
+    data = batch()
+    words, lengths = data["tokens"][:, :4], torch.full((6,), 4)
+    one_hots = torch.nn.functional.one_hot(words, 40).float().requires_grad_()
+    by_ids = rebuild(table(words), lengths, data["tokens"], data["lengths"], 2, words)
+    by_one_hots = rebuild(one_hots @ table.weight, lengths, data["tokens"], data["lengths"], 2, one_hots)
+    assert torch.allclose(by_ids[0], by_one_hots[0], atol=1e-5) and torch.equal(by_ids[1], by_one_hots[1])
+    by_one_hots[0].sum().backward()
+    assert one_hots.grad.abs().sum() > 0  # the copy path reaches the (straight-through) words
+    with torch.no_grad():  # the gate shut on the vocabulary: every target found among the summary's words is copied
+        rebuild.gate.bias.fill_(-30.0)
+        inside, _ = rebuild(table(words), lengths, words[:, [0, 3, 1]], torch.full((6,), 3), 2, words)
+        outside, _ = rebuild(table(words), lengths, torch.full((6, 3), 1), torch.full((6,), 3), 2, words)
+    assert not (words == 1).any()
+    assert torch.all(inside < 15.0) and torch.all(outside > 60.0)  # only the summary's words keep probability
+    plain = make(lead_baseline=True, readability="none")
+    pointed = make(lead_baseline=True, readability="none", pointer=True)
+    assert plain.reconstructor.gate is None and pointed.lead.gate is not None
+    out = pointed(data)
+    out.loss.backward()
+    assert math.isfinite(out.loss.item()) and pointed.reconstructor.gate.weight.grad.abs().sum() > 0
+    assert pointed.compressor.cell.weight_ih.grad.abs().sum() > 0
+
+
+def test_reconstruction_against_lead_n_is_a_paired_difference_per_text_with_its_interval():
+    from seqae.families.summarizer.family import reconstruction_figures
+
+    per_text = {"nll": np.array([2.0, 4.0, 3.0]), "right": np.array([1.0, 1.0, 3.0]), "tokens": np.array([1.0, 2.0, 3.0]),
+                "lead_nll": np.array([1.0, 1.0, 3.0]), "lead_right": np.array([0.0, 1.0, 3.0])}
+    out = reconstruction_figures(per_text, seed=0)
+    assert out["reconstruction_perplexity"] == pytest.approx(math.exp(9 / 6))
+    assert out["lead_reconstruction_accuracy"] == pytest.approx(4 / 6)
+    assert out["summary_minus_lead_reconstruction_nats"] == pytest.approx((1.0 + 1.5 + 0.0) / 3)  # per text, per token
+    assert out["summary_minus_lead_reconstruction_accuracy"] == pytest.approx(1 / 3)
+    assert 0.0 <= out["summary_minus_lead_reconstruction_nats_low"] <= 2.5 / 3 <= out["summary_minus_lead_reconstruction_nats_high"] <= 1.5
+    no_twin = reconstruction_figures({**per_text, "lead_nll": np.array([]), "lead_right": np.array([])}, seed=0)
+    assert "summary_minus_lead_reconstruction_nats" not in no_twin and "lead_reconstruction_accuracy" not in no_twin

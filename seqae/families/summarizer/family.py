@@ -27,6 +27,7 @@ from seqae.families.summarizer.data import (
 from seqae.families.summarizer.evaluate import (
     BigramLM,
     SummaryEvalConfig,
+    paired_interval,
     perplexity,
     random_words,
     rouge_table,
@@ -112,35 +113,48 @@ def held_out_figures(model: nn.Module, batches: SummaryBatches, config: SummaryE
     device = model_device(model)
     n = min(len(batches), config.max_texts)
     rng = np.random.default_rng(config.seed)
-    sums = {"nll": 0.0, "right": 0, "lead_nll": 0.0, "lead_right": 0, "tokens": 0}
+    per_text: dict[str, list] = {"nll": [], "right": [], "lead_nll": [], "lead_right": [], "tokens": []}
     summaries, leads, randoms, texts = [], [], [], []
     for start in range(0, n, 64):
         batch = batches.collate(np.arange(start, min(n, start + 64)))
         tokens, lengths = batch["tokens"].to(device), batch["lengths"].to(device)
         words, summary_lengths = model.summarize_tokens(tokens, lengths)
-        nll, right = model.reconstruction(words, summary_lengths, tokens, lengths)
-        sums["nll"] += float(nll.sum())
-        sums["right"] += int(right.sum())
-        sums["tokens"] += int(lengths.sum())
+        figures = dict(zip(("nll", "right"), model.reconstruction(words, summary_lengths, tokens, lengths)), tokens=lengths)
         if model.config.lead_baseline:
-            lead_nll, lead_right = model.lead_reconstruction(summary_lengths, tokens, lengths)
-            sums["lead_nll"] += float(lead_nll.sum())
-            sums["lead_right"] += int(lead_right.sum())
+            figures.update(zip(("lead_nll", "lead_right"), model.lead_reconstruction(summary_lengths, tokens, lengths)))
+        for key, values in figures.items():
+            per_text[key].extend(values.tolist())
         for w, t, m, k in zip(words.cpu(), tokens.cpu(), summary_lengths.tolist(), lengths.tolist()):
             text = strip(t, k)
             summaries.append(strip(w, m))
             leads.append(text[:m])
             randoms.append(random_words(text, m, rng))
             texts.append(text)
-    result: dict[str, Any] = {"test_texts": n, "reconstruction_accuracy": sums["right"] / sums["tokens"],
-                              "reconstruction_perplexity": perplexity(sums["nll"], sums["tokens"])}
-    if model.config.lead_baseline:
-        result.update(lead_reconstruction_accuracy=sums["lead_right"] / sums["tokens"],
-                      lead_reconstruction_perplexity=perplexity(sums["lead_nll"], sums["tokens"]))
+    per_text = {key: np.asarray(values, dtype=float) for key, values in per_text.items()}
+    result: dict[str, Any] = {"test_texts": n, **reconstruction_figures(per_text, config.seed)}
     for name, seqs in (("summary", summaries), ("lead", leads), ("random", randoms)):
         result.update(sequence_figures(name, seqs, texts, lm, judge))
     result["examples"] = [{"text": decode(model, t), "summary": decode(model, s), "lead": decode(model, ld)}
                           for t, s, ld in list(zip(texts, summaries, leads))[: config.examples]]
+    return result
+
+
+def reconstruction_figures(per_text: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+    """Token accuracy and perplexity of the texts rebuilt from the summaries and, with the twin, from Lead-N,
+    and the paired difference (summary minus Lead-N, per text: nats per token and token accuracy) with its
+    95 % bootstrap interval over the texts."""
+    tokens = per_text["tokens"]
+    result: dict[str, Any] = {"reconstruction_accuracy": per_text["right"].sum() / tokens.sum(),
+                              "reconstruction_perplexity": perplexity(per_text["nll"].sum(), tokens.sum())}
+    if not len(per_text["lead_nll"]):
+        return result
+    result.update(lead_reconstruction_accuracy=per_text["lead_right"].sum() / tokens.sum(),
+                  lead_reconstruction_perplexity=perplexity(per_text["lead_nll"].sum(), tokens.sum()))
+    for name, ours, lead in (("nats", "nll", "lead_nll"), ("accuracy", "right", "lead_right")):
+        a, b = per_text[ours] / tokens, per_text[lead] / tokens
+        key = f"summary_minus_lead_reconstruction_{name}"
+        result[key] = float((a - b).mean())
+        result[f"{key}_low"], result[f"{key}_high"] = paired_interval(a, b, seed)
     return result
 
 

@@ -79,6 +79,7 @@ class SummarizerConfig:
     lm_layers: int = 0
     discriminator_hidden: int = 128
     lead_baseline: bool = True  # a twin reconstructor rebuilding the text from its first L_b words
+    pointer: bool = False  # reconstructor and twin may also copy the summary's words (a pointer-generator)
     pretrain_copy_steps: int = 300  # first, the compressor learns to copy the text's first L_b words (Wang & Lee)
     # one word embedding for compressor and reconstructor (the papers'); false: the reconstructor has its own, so
     # its gradients cannot move the compressor's tied output layer
@@ -146,7 +147,7 @@ class Summarizer(nn.Module):
         self.reconstructor_embedding = self.embedding
         if not config.share_embeddings:
             self.reconstructor_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
-        self.reconstructor = Reconstructor(self.reconstructor_embedding, config.hidden)
+        self.reconstructor = Reconstructor(self.reconstructor_embedding, config.hidden, config.pointer)
         self.discriminator = (Discriminator(config.vocab_size, config.embed_dim, config.discriminator_hidden)
                               if config.uses_discriminator else None)
         self.prior = None
@@ -157,7 +158,7 @@ class Summarizer(nn.Module):
             self.prior.requires_grad_(False)  # fixed: it judges, it does not learn
         if config.lead_baseline:
             self.lead_embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_ID)
-            self.lead = Reconstructor(self.lead_embedding, config.hidden)
+            self.lead = Reconstructor(self.lead_embedding, config.hidden, config.pointer)
         if config.uses_idf:
             self.register_buffer("idf", torch.ones(config.vocab_size))  # set from the training texts before training
         if config.copy_target == "salient":  # the tokenizer's word pieces (whole-word picks), set before training
@@ -207,18 +208,17 @@ class Summarizer(nn.Module):
         low, high = self.config.summary_ratio_range
         return low + (high - low) * torch.rand(lengths.shape, device=lengths.device)
 
-    def words_to_embedded(self, words: torch.Tensor) -> torch.Tensor:
-        table = self.reconstructor_embedding
-        return table(words) if words.dim() == 2 else one_hot_rows(words, table.weight)
-
     def reconstruction(self, words, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example NLL ``(B,)`` and right guesses ``(B,)`` of the text rebuilt from the summary."""
-        return self.reconstructor(self.words_to_embedded(words), summary_lengths, tokens, lengths, BOS_ID)
+        """Per-example NLL ``(B,)`` and right guesses ``(B,)`` of the text rebuilt from the summary (word ids
+        ``(B, L)`` or straight-through one-hots ``(B, L, V)``)."""
+        table = self.reconstructor_embedding
+        embedded = table(words) if words.dim() == 2 else one_hot_rows(words, table.weight)
+        return self.reconstructor(embedded, summary_lengths, tokens, lengths, BOS_ID, words)
 
     def lead_reconstruction(self, summary_lengths, tokens, lengths) -> tuple[torch.Tensor, torch.Tensor]:
         """The twin's per-example NLL and right guesses from the text's first ``L_b`` tokens."""
         lead = tokens[:, : int(summary_lengths.max())]
-        return self.lead(self.lead_embedding(lead), summary_lengths, tokens, lengths, BOS_ID)
+        return self.lead(self.lead_embedding(lead), summary_lengths, tokens, lengths, BOS_ID, lead)
 
     @torch.no_grad()
     def summarize_tokens(self, tokens, lengths, ratio: float | None = None, length: int | None = None):

@@ -38,9 +38,15 @@ def attend(query: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> tor
     ``(B, T)`` is true -> contexts ``(B, [S,] H)``."""
     single = query.dim() == 2
     q = query[:, None] if single else query
-    scores = (q @ states.transpose(1, 2)).masked_fill(~mask[:, None], float("-inf"))
-    context = torch.softmax(scores, dim=-1) @ states
+    context = attention_weights(q, states, mask) @ states
     return context[:, 0] if single else context
+
+
+def attention_weights(query: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Dot-product attention weights of ``query`` ``(B, S, H)`` over ``states`` ``(B, T, H)`` where ``mask``
+    ``(B, T)`` is true -> ``(B, S, T)``, each row summing to 1."""
+    scores = (query @ states.transpose(1, 2)).masked_fill(~mask[:, None], float("-inf"))
+    return torch.softmax(scores, dim=-1)
 
 
 def cell_over(cell: nn.GRUCell, inputs: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -232,25 +238,34 @@ def straight_through_gumbel(logp: torch.Tensor, tau: float) -> torch.Tensor:
 class Reconstructor(nn.Module):
     """Reads the summary's embedded words, rebuilds the text with teacher forcing: a GRU decoder over
     BOS + the text, attention (Luong's, on the decoder states) over the summary's states, logits tied to
-    the word embeddings. Returns the negative log-likelihood summed per example ``(B,)`` and the number of
-    target tokens guessed right per example ``(B,)``."""
+    the word embeddings. With ``pointer`` it may also copy the summary's words (a pointer-generator, See et
+    al. 2017): ``p(w) = g p_vocab(w) + (1 - g) sum_{j: y_j = w} a_j``, the gate ``g`` from the decoder
+    state and context, ``a`` the attention weights; ``words`` are then the summary's word ids ``(B, L)`` or
+    its (straight-through) one-hots ``(B, L, V)``. Returns the negative log-likelihood summed per example
+    ``(B,)`` and the number of target tokens guessed right per example ``(B,)``."""
 
-    def __init__(self, embedding: nn.Embedding, hidden: int):
+    def __init__(self, embedding: nn.Embedding, hidden: int, pointer: bool = False):
         super().__init__()
         self.__dict__["embedding"] = embedding
         embed_dim = embedding.weight.shape[1]
         self.encoder = WordEncoder(embed_dim, hidden)
         self.rnn = nn.GRU(embed_dim, hidden, batch_first=True)
         self.out = nn.Linear(2 * hidden, embed_dim)
+        self.gate = nn.Linear(2 * hidden, 1) if pointer else None
 
     def forward(self, summary: torch.Tensor, summary_lengths: torch.Tensor, tokens: torch.Tensor,
-                lengths: torch.Tensor, bos: int) -> tuple[torch.Tensor, torch.Tensor]:
+                lengths: torch.Tensor, bos: int, words: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         states, h = self.encoder(summary, summary_lengths)
         mask = torch.arange(summary.shape[1], device=summary.device)[None] < summary_lengths[:, None].to(summary.device)
         inputs = torch.cat([torch.full_like(tokens[:, :1], bos), tokens[:, :-1]], dim=1)
         decoded, _ = self.rnn(self.embedding(inputs), h[None])
-        context = attend(decoded, states, mask)
-        logits = torch.tanh(self.out(torch.cat([decoded, context], dim=-1))) @ self.embedding.weight.t()
+        weights = attention_weights(decoded, states, mask)  # (B, T, L)
+        joint = torch.cat([decoded, weights @ states], dim=-1)
+        logits = torch.tanh(self.out(joint)) @ self.embedding.weight.t()  # (B, T, V)
+        if self.gate is not None:
+            gate = torch.sigmoid(self.gate(joint))
+            copied = by_word(weights, words, logits.shape[-1]) if words.dim() == 2 else weights @ words
+            logits = torch.log((gate * torch.softmax(logits, dim=-1) + (1 - gate) * copied).clamp_min(1e-12))
         target_mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
         nll = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none") * target_mask
         right = ((logits.argmax(-1) == tokens) & target_mask).sum(1)
