@@ -502,7 +502,8 @@ def test_reconstruction_against_lead_n_is_a_paired_difference_per_text_with_its_
     from seqae.families.summarizer.family import reconstruction_figures
 
     per_text = {"nll": np.array([2.0, 4.0, 3.0]), "right": np.array([1.0, 1.0, 3.0]), "tokens": np.array([1.0, 2.0, 3.0]),
-                "lead_nll": np.array([1.0, 1.0, 3.0]), "lead_right": np.array([0.0, 1.0, 3.0])}
+                "lead_nll": np.array([1.0, 1.0, 3.0]), "lead_right": np.array([0.0, 1.0, 3.0]),
+                "read_lead_nll": np.array([2.0, 4.0, 6.0]), "read_lead_right": np.array([1.0, 1.0, 3.0])}
     out = reconstruction_figures(per_text, seed=0)
     assert out["reconstruction_perplexity"] == pytest.approx(math.exp(9 / 6))
     assert out["lead_reconstruction_accuracy"] == pytest.approx(4 / 6)
@@ -511,3 +512,6 @@ def test_reconstruction_against_lead_n_is_a_paired_difference_per_text_with_its_
     assert 0.0 <= out["summary_minus_lead_reconstruction_nats_low"] <= 2.5 / 3 <= out["summary_minus_lead_reconstruction_nats_high"] <= 1.5
     no_twin = reconstruction_figures({**per_text, "lead_nll": np.array([]), "lead_right": np.array([])}, seed=0)
     assert "summary_minus_lead_reconstruction_nats" not in no_twin and "lead_reconstruction_accuracy" not in no_twin
+    for figures in (out, no_twin):  # Lead-N read by the summary's own reconstructor: a difference only in the third text
+        assert figures["summary_minus_lead_read_alike_nats"] == pytest.approx(-1 / 3)
+        assert figures["summary_minus_lead_read_alike_accuracy"] == 0.0

@@ -113,13 +113,16 @@ def held_out_figures(model: nn.Module, batches: SummaryBatches, config: SummaryE
     device = model_device(model)
     n = min(len(batches), config.max_texts)
     rng = np.random.default_rng(config.seed)
-    per_text: dict[str, list] = {"nll": [], "right": [], "lead_nll": [], "lead_right": [], "tokens": []}
+    per_text: dict[str, list] = {key: [] for key in ("nll", "right", "lead_nll", "lead_right", "read_lead_nll",
+                                                     "read_lead_right", "tokens")}
     summaries, leads, randoms, texts = [], [], [], []
     for start in range(0, n, 64):
         batch = batches.collate(np.arange(start, min(n, start + 64)))
         tokens, lengths = batch["tokens"].to(device), batch["lengths"].to(device)
         words, summary_lengths = model.summarize_tokens(tokens, lengths)
         figures = dict(zip(("nll", "right"), model.reconstruction(words, summary_lengths, tokens, lengths)), tokens=lengths)
+        lead = tokens[:, : int(summary_lengths.max())]  # Lead-N's words read by the summary's own reconstructor
+        figures.update(zip(("read_lead_nll", "read_lead_right"), model.reconstruction(lead, summary_lengths, tokens, lengths)))
         if model.config.lead_baseline:
             figures.update(zip(("lead_nll", "lead_right"), model.lead_reconstruction(summary_lengths, tokens, lengths)))
         for key, values in figures.items():
@@ -140,21 +143,25 @@ def held_out_figures(model: nn.Module, batches: SummaryBatches, config: SummaryE
 
 
 def reconstruction_figures(per_text: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
-    """Token accuracy and perplexity of the texts rebuilt from the summaries and, with the twin, from Lead-N,
-    and the paired difference (summary minus Lead-N, per text: nats per token and token accuracy) with its
-    95 % bootstrap interval over the texts."""
+    """Token accuracy and perplexity of the texts rebuilt from the summaries and, with the twin, from Lead-N;
+    the paired differences (summary minus Lead-N, per text: nats per token and token accuracy) with their
+    95 % bootstrap intervals over the texts: Lead-N read by its twin (``summary_minus_lead_reconstruction_*``)
+    and by the summary's own reconstructor (``summary_minus_lead_read_alike_*``: the words compared, not
+    the networks)."""
     tokens = per_text["tokens"]
     result: dict[str, Any] = {"reconstruction_accuracy": per_text["right"].sum() / tokens.sum(),
                               "reconstruction_perplexity": perplexity(per_text["nll"].sum(), tokens.sum())}
-    if not len(per_text["lead_nll"]):
-        return result
-    result.update(lead_reconstruction_accuracy=per_text["lead_right"].sum() / tokens.sum(),
-                  lead_reconstruction_perplexity=perplexity(per_text["lead_nll"].sum(), tokens.sum()))
-    for name, ours, lead in (("nats", "nll", "lead_nll"), ("accuracy", "right", "lead_right")):
-        a, b = per_text[ours] / tokens, per_text[lead] / tokens
-        key = f"summary_minus_lead_reconstruction_{name}"
-        result[key] = float((a - b).mean())
-        result[f"{key}_low"], result[f"{key}_high"] = paired_interval(a, b, seed)
+    pairs = [("read_alike", "read_lead_nll", "read_lead_right")]
+    if len(per_text["lead_nll"]):
+        result.update(lead_reconstruction_accuracy=per_text["lead_right"].sum() / tokens.sum(),
+                      lead_reconstruction_perplexity=perplexity(per_text["lead_nll"].sum(), tokens.sum()))
+        pairs.insert(0, ("reconstruction", "lead_nll", "lead_right"))
+    for reading, lead_nll, lead_right in pairs:
+        for name, ours, lead in (("nats", "nll", lead_nll), ("accuracy", "right", lead_right)):
+            a, b = per_text[ours] / tokens, per_text[lead] / tokens
+            key = f"summary_minus_lead_{reading}_{name}"
+            result[key] = float((a - b).mean())
+            result[f"{key}_low"], result[f"{key}_high"] = paired_interval(a, b, seed)
     return result
 
 
