@@ -234,7 +234,22 @@ def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
     prepared = prepare(family, recipe)
     if run_dir is not None:
         check_same_data(run_dir, prepared)
+        check_same_run_files(run_dir, prepared)
     return prepared
+
+
+def check_same_run_files(run_dir: Path, prepared) -> None:
+    """The data's run files (the tokenizer) must be the run's: held-out text tokenised by another vocabulary
+    would give a run's model the wrong word ids, and its figures would be wrong without a sign of it."""
+    for name, path in prepared.run_files.items():
+        ours = run_dir / name
+        if ours.is_file() and ours.read_bytes() != Path(path).read_bytes():
+            raise DataError(
+                f"{ours}: the tokenised corpus cache ({Path(path).parent}) was built with another {name} than this run's "
+                "(a tokenizer trained again, e.g. on another machine or after the cache was cleared, numbers the words "
+                "differently), so the held-out text would reach the model as other words. Evaluate with the cache the "
+                "run was trained with (data.cache_dir or $SEQAE_CACHE)"
+            )
 
 
 EVAL_OPTIONS = {"tasks": ("--task", "task files"), "manifest": ("--manifest", "evaluation manifests"),

@@ -515,3 +515,19 @@ def test_reconstruction_against_lead_n_is_a_paired_difference_per_text_with_its_
     for figures in (out, no_twin):  # Lead-N read by the summary's own reconstructor: a difference only in the third text
         assert figures["summary_minus_lead_read_alike_nats"] == pytest.approx(-1 / 3)
         assert figures["summary_minus_lead_read_alike_accuracy"] == 0.0
+
+
+def test_a_run_is_not_evaluated_on_text_tokenised_by_another_tokenizer(summarizer_run, tmp_path, capsys):
+    import json
+    import shutil
+
+    run, _ = summarizer_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    tokenizer = copy / "tokenizer.json"
+    vocab = json.loads(tokenizer.read_text())
+    first, second = list(vocab["model"]["vocab"])[5:7]  # two words numbered the other way round, as a retrained tokenizer may
+    ids = vocab["model"]["vocab"]
+    ids[first], ids[second] = ids[second], ids[first]
+    tokenizer.write_text(json.dumps(vocab))
+    expect_error(["eval", str(copy)], capsys, str(tokenizer), "another tokenizer.json", "data.cache_dir")
