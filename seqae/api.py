@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,8 @@ def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
     family = get_family(recipe.family)
     if not family.eval_needs_training_data:
         return None
+    if run_dir is not None and (run_dir / "tokenizer.json").is_file() and not getattr(recipe.data, "tokenizer_file", "x"):
+        recipe = replace(recipe, data=replace(recipe.data, tokenizer_file=str(run_dir / "tokenizer.json")))  # its own words
     prepared = prepare(family, recipe)
     if run_dir is not None:
         check_same_data(run_dir, prepared)
@@ -239,17 +242,12 @@ def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
 
 
 def check_same_run_files(run_dir: Path, prepared) -> None:
-    """The data's run files (the tokenizer) must be the run's: held-out text tokenised by another vocabulary
-    would give a run's model the wrong word ids, and its figures would be wrong without a sign of it."""
+    """The data's run files (the tokenizer) must be the run's: text tokenised by another vocabulary would reach the
+    model as other words, and its figures would be wrong without a sign of it."""
     for name, path in prepared.run_files.items():
-        ours = run_dir / name
-        if ours.is_file() and ours.read_bytes() != Path(path).read_bytes():
-            raise DataError(
-                f"{ours}: the tokenised corpus cache ({Path(path).parent}) was built with another {name} than this run's "
-                "(a tokenizer trained again, e.g. on another machine or after the cache was cleared, numbers the words "
-                "differently), so the held-out text would reach the model as other words. Evaluate with the cache the "
-                "run was trained with (data.cache_dir or $SEQAE_CACHE)"
-            )
+        if (run_dir / name).is_file() and (run_dir / name).read_bytes() != Path(path).read_bytes():
+            raise DataError(f"{run_dir / name}: the data were tokenised with another {name} ({path}), so the text would "
+                            f"reach the model as other words; set data.tokenizer_file = \"{run_dir / name}\"")
 
 
 EVAL_OPTIONS = {"tasks": ("--task", "task files"), "manifest": ("--manifest", "evaluation manifests"),

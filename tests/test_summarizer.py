@@ -517,17 +517,24 @@ def test_reconstruction_against_lead_n_is_a_paired_difference_per_text_with_its_
         assert figures["summary_minus_lead_read_alike_accuracy"] == 0.0
 
 
-def test_a_run_is_not_evaluated_on_text_tokenised_by_another_tokenizer(summarizer_run, tmp_path, capsys):
+def test_a_run_is_evaluated_with_its_own_tokenizer_even_where_the_cache_is_new(summarizer_run, tmp_path, capsys,
+                                                                               monkeypatch):
     import json
     import shutil
 
     run, _ = summarizer_run
-    copy = tmp_path / "run"
+    before = seqae.evaluate(run, write=False)
+    monkeypatch.setenv("SEQAE_CACHE", str(tmp_path / "fresh"))  # another machine's cache: its vocabulary would differ
+    again = seqae.evaluate(run, write=False)
+    assert again["reconstruction_perplexity"] == before["reconstruction_perplexity"]
+    built = list((tmp_path / "fresh").glob("text-*/tokenizer.json"))
+    assert built and all(p.read_bytes() == (run / "tokenizer.json").read_bytes() for p in built)
+    copy = tmp_path / "run"  # a run told to read its data with another vocabulary: named, not evaluated
     shutil.copytree(run, copy)
-    tokenizer = copy / "tokenizer.json"
-    vocab = json.loads(tokenizer.read_text())
-    first, second = list(vocab["model"]["vocab"])[5:7]  # two words numbered the other way round, as a retrained tokenizer may
-    ids = vocab["model"]["vocab"]
-    ids[first], ids[second] = ids[second], ids[first]
-    tokenizer.write_text(json.dumps(vocab))
-    expect_error(["eval", str(copy)], capsys, str(tokenizer), "another tokenizer.json", "data.cache_dir")
+    other = json.loads((run / "tokenizer.json").read_text())
+    first, second = list(other["model"]["vocab"])[5:7]
+    other["model"]["vocab"][first], other["model"]["vocab"][second] = other["model"]["vocab"][second], other["model"]["vocab"][first]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    config = copy / "config.toml"
+    config.write_text(config.read_text().replace('tokenizer_file = ""', f'tokenizer_file = "{tmp_path / "other.json"}"'))
+    expect_error(["eval", str(copy)], capsys, str(copy / "tokenizer.json"), "another tokenizer.json", "data.tokenizer_file")

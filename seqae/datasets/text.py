@@ -46,6 +46,9 @@ class TextDataConfig:
     # negatives from other chapters and books
     runs_per_batch: int = 1
     cache_dir: str = ""  # tokenised corpus cache; default $SEQAE_CACHE or ~/.cache/seqae
+    # a tokenizer.json to use instead of training one (a run's, so that another run or `seqae eval` on another
+    # machine numbers the words alike: training a vocabulary twice breaks its ties differently)
+    tokenizer_file: str = path_field("", doc="a tokenizer.json (e.g. RUN/tokenizer.json) used instead of training one")
 
     def validate(self, where: str) -> None:
         if not self.corpus:
@@ -64,6 +67,8 @@ def corpus_fingerprint(files: list[Path], config: TextDataConfig) -> str:
         stat = path.stat()
         h.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     settings = [config.tokenizer, config.vocab_size, config.lowercase, config.max_tokens, config.max_sentence_chars, config.test_every]
+    if config.tokenizer_file:  # the given vocabulary's bytes, not its name
+        settings.append(hashlib.sha256(given_tokenizer(config)).hexdigest())
     if getattr(config, "unit", "sentence") != "sentence":
         settings.append(config.unit)
     h.update(json.dumps(settings).encode())
@@ -88,6 +93,13 @@ def train_tokenizer(sentences: Iterator[str], config: TextDataConfig):
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(sentences, trainer=trainer)
     return tokenizer
+
+
+def given_tokenizer(config: TextDataConfig) -> bytes:
+    """The bytes of ``data.tokenizer_file``, which must be a tokenizer file."""
+    path = Path(config.tokenizer_file)
+    load_tokenizer(path)  # a clear error for a missing file or one that is not a tokenizer
+    return path.read_bytes()
 
 
 def load_tokenizer(path: str | Path):
@@ -166,12 +178,16 @@ def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bo
     from tqdm import tqdm
 
     show = not quiet and sys.stderr.isatty()
-    # pass 1: the vocabulary (streamed from the files)
-    tokenizer = train_tokenizer((s.text for s in corpus_items(files, config)), config)
-    try:
-        tokenizer.save(str(work / "tokenizer.json"))
-    except Exception as err:  # tokenizers raises its own exception type for I/O errors
-        raise OSError(str(err)) from None
+    # pass 1: the vocabulary (streamed from the files), or the one given, byte for byte
+    if config.tokenizer_file:
+        (work / "tokenizer.json").write_bytes(given_tokenizer(config))
+        tokenizer = load_tokenizer(work / "tokenizer.json")
+    else:
+        tokenizer = train_tokenizer((s.text for s in corpus_items(files, config)), config)
+        try:
+            tokenizer.save(str(work / "tokenizer.json"))
+        except Exception as err:  # tokenizers raises its own exception type for I/O errors
+            raise OSError(str(err)) from None
     # pass 2: token ids appended to a file, a chunk at a time; the per-sentence arrays are compact
     # (8 + 4 + 4 bytes a sentence), so memory stays bounded whatever the corpus size
     offsets, documents, segments = array("q", [0]), array("i"), array("i")

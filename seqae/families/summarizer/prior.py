@@ -28,8 +28,8 @@ def read_prior(path: str, tokenizer: Path, where: str, key: str = "model.lm_prio
     theirs = run / "tokenizer.json"
     if not theirs.is_file() or theirs.read_bytes() != Path(tokenizer).read_bytes():
         raise ConfigError(f"{where}: {key} = {run}: its tokenizer ({theirs}) is not the one data.corpus gives this "
-                          "summariser; train the language model on the same corpus with the same data.tokenizer, "
-                          "data.vocab_size, data.lowercase and data.max_tokens")
+                          f"summariser; set data.tokenizer_file = \"{theirs}\" (its words, numbered alike), or train "
+                          "the language model on the same corpus with the same data.tokenizer, vocab_size, lowercase and max_tokens")
     tensors, _ = read_model_file(run / MODEL_FILE)
     shape = {f"lm_{name}": int(model[name]) for name in SHAPE}
     return shape, {k[len("lm."):]: v for k, v in tensors.items() if k.startswith("lm.")}
