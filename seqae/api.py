@@ -33,7 +33,7 @@ from seqae.trainer import Trainer
 
 # Keys that may differ between a run's saved config and the recipe it is resumed with.
 RESUMABLE_CHANGES = {"train.steps", "train.device", "train.log_every", "train.checkpoint_every", "train.eval_every",
-                     "train.tensorboard", "train.prefetch", "train.compile"}
+                     "train.tensorboard", "train.prefetch", "train.compile", "data.tokenizer_file"}
 
 
 def is_main_process() -> bool:
@@ -164,14 +164,9 @@ def write_run_files(run_dir: Path, recipe: Recipe, prepared) -> None:
     elif not record.get("data_fingerprint") and getattr(prepared, "fingerprint", ""):
         checkpoint.write_run_file(run_dir, data_fingerprint=prepared.fingerprint)
     checkpoint.atomic_write(run_dir / checkpoint.CONFIG_FILE, dumps_toml(recipe.to_dict()))
+    check_same_run_files(run_dir, prepared)
     for name, path in prepared.run_files.items():
-        data = Path(path).read_bytes()
-        if (run_dir / name).exists() and (run_dir / name).read_bytes() != data:
-            raise ConfigError(
-                f"{run_dir / name}: the data now give a different {name} than the run was trained with "
-                "(did the corpus change?); train into another --out"
-            )
-        checkpoint.atomic_write(run_dir / name, data)
+        checkpoint.atomic_write(run_dir / name, Path(path).read_bytes())
 
 
 def read_run_config(run_dir: Path) -> Recipe:
@@ -232,13 +227,18 @@ def prepared_for_evaluation(recipe: Recipe, run_dir: Path | None = None):
     family = get_family(recipe.family)
     if not family.eval_needs_training_data:
         return None
-    if run_dir is not None and (run_dir / "tokenizer.json").is_file() and not getattr(recipe.data, "tokenizer_file", "x"):
-        recipe = replace(recipe, data=replace(recipe.data, tokenizer_file=str(run_dir / "tokenizer.json")))  # its own words
-    prepared = prepare(family, recipe)
-    if run_dir is not None:
-        check_same_data(run_dir, prepared)
-        check_same_run_files(run_dir, prepared)
+    if run_dir is None:
+        return prepare(family, recipe)
+    prepared = prepare(family, with_run_tokenizer(recipe, run_dir))
+    check_same_data(run_dir, prepared)
+    check_same_run_files(run_dir, prepared)
     return prepared
+
+
+def with_run_tokenizer(recipe: Recipe, run_dir: Path) -> Recipe:
+    """A text run's data read with its own ``tokenizer.json`` (a vocabulary trained again would differ)."""
+    own = (run_dir / "tokenizer.json").is_file() and getattr(recipe.data, "tokenizer_file", None) == ""
+    return replace(recipe, data=replace(recipe.data, tokenizer_file=str(run_dir / "tokenizer.json"))) if own else recipe
 
 
 def check_same_run_files(run_dir: Path, prepared) -> None:

@@ -18,7 +18,7 @@ from seqae.families.summarizer.evaluate import BigramLM, paired_interval, rouge
 from seqae.families.summarizer.model import Summarizer, SummarizerConfig
 from seqae.families.summarizer.texts import salient_texts
 
-from conftest import expect_error
+from conftest import expect_error, run_cli
 from tiny import TINY_SUMMARIZER, book_corpus, write_recipe
 
 
@@ -538,3 +538,19 @@ def test_a_run_is_evaluated_with_its_own_tokenizer_even_where_the_cache_is_new(s
     config = copy / "config.toml"
     config.write_text(config.read_text().replace('tokenizer_file = ""', f'tokenizer_file = "{tmp_path / "other.json"}"'))
     expect_error(["eval", str(copy)], capsys, str(copy / "tokenizer.json"), "another tokenizer.json", "data.tokenizer_file")
+
+
+def test_a_run_resumes_after_its_cache_is_gone_with_its_tokenizer_named(summarizer_run, tmp_path, capsys, monkeypatch):
+    import shutil
+    import tomllib
+
+    run, _ = summarizer_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    steps = tomllib.loads((copy / "config.toml").read_text())["train"]["steps"]
+    monkeypatch.setenv("SEQAE_CACHE", str(tmp_path / "fresh"))  # a vocabulary trained again differs from the run's
+    more = ["train", str(copy / "config.toml"), "--out", str(copy), "--resume", "--set", f"train.steps={steps + 2}"]
+    expect_error(more, capsys, str(copy / "tokenizer.json"), "data.tokenizer_file")
+    code, err = run_cli(more + ["--set", f"data.tokenizer_file={copy / 'tokenizer.json'}"], capsys)
+    assert code == 0, err
+    assert (copy / "tokenizer.json").read_bytes() == (run / "tokenizer.json").read_bytes()
