@@ -157,6 +157,7 @@ def write_run_files(run_dir: Path, recipe: Recipe, prepared) -> None:
     """``run.json``, ``config.toml`` and the family's run files (``tokenizer.json``)."""
     from seqae import __version__
 
+    check_same_run_files(run_dir, prepared)  # before anything of the run is rewritten
     record = checkpoint.read_run_file(run_dir)
     if record is None:
         checkpoint.write_run_file(run_dir, family=recipe.family, seqae_version=__version__,
@@ -164,7 +165,6 @@ def write_run_files(run_dir: Path, recipe: Recipe, prepared) -> None:
     elif not record.get("data_fingerprint") and getattr(prepared, "fingerprint", ""):
         checkpoint.write_run_file(run_dir, data_fingerprint=prepared.fingerprint)
     checkpoint.atomic_write(run_dir / checkpoint.CONFIG_FILE, dumps_toml(recipe.to_dict()))
-    check_same_run_files(run_dir, prepared)
     for name, path in prepared.run_files.items():
         checkpoint.atomic_write(run_dir / name, Path(path).read_bytes())
 

@@ -550,7 +550,9 @@ def test_a_run_resumes_after_its_cache_is_gone_with_its_tokenizer_named(summariz
     steps = tomllib.loads((copy / "config.toml").read_text())["train"]["steps"]
     monkeypatch.setenv("SEQAE_CACHE", str(tmp_path / "fresh"))  # a vocabulary trained again differs from the run's
     more = ["train", str(copy / "config.toml"), "--out", str(copy), "--resume", "--set", f"train.steps={steps + 2}"]
+    saved = (copy / "config.toml").read_bytes()
     expect_error(more, capsys, str(copy / "tokenizer.json"), "data.tokenizer_file")
+    assert (copy / "config.toml").read_bytes() == saved  # nothing of the run rewritten
     code, err = run_cli(more + ["--set", f"data.tokenizer_file={copy / 'tokenizer.json'}"], capsys)
     assert code == 0, err
     assert (copy / "tokenizer.json").read_bytes() == (run / "tokenizer.json").read_bytes()
