@@ -127,6 +127,26 @@ def test_tokenised_cache_is_built_once_and_reused(tmp_path):
     assert third.folder != first.folder
 
 
+def test_a_given_tokenizer_is_used_byte_for_byte_and_a_bad_one_is_named(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    write_book(tmp_path / "corpus" / "a.txt", 4)
+    trained = tokenise_corpus(TextDataConfig(corpus=str(tmp_path / "corpus"), vocab_size=120, cache_dir=str(tmp_path / "c")))
+    given = tmp_path / "tokenizer.json"
+    given.write_bytes((trained.folder / "tokenizer.json").read_bytes())
+    config = TextDataConfig(corpus=str(tmp_path / "corpus"), vocab_size=120, cache_dir=str(tmp_path / "c2"),
+                            tokenizer_file=str(given))
+    reused = tokenise_corpus(config)
+    assert (reused.folder / "tokenizer.json").read_bytes() == given.read_bytes()
+    assert np.array_equal(np.asarray(reused.tokens), np.asarray(trained.tokens))
+    with pytest.raises(DataError, match="nothing.json: missing; data.tokenizer_file"):
+        tokenise_corpus(TextDataConfig(corpus=config.corpus, vocab_size=120, cache_dir=config.cache_dir,
+                                       tokenizer_file=str(tmp_path / "nothing.json")))
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(DataError, match="bad.json: not a tokenizer file"):
+        tokenise_corpus(TextDataConfig(corpus=config.corpus, vocab_size=120, cache_dir=config.cache_dir,
+                                       tokenizer_file=str(tmp_path / "bad.json")))
+
+
 def test_contiguous_batches_and_fewer_sentences_than_a_batch(tmp_path):
     (tmp_path / "corpus").mkdir()
     write_book(tmp_path / "corpus" / "a.txt", 2, 10)

@@ -96,9 +96,10 @@ def train_tokenizer(sentences: Iterator[str], config: TextDataConfig):
 
 
 def given_tokenizer(config: TextDataConfig) -> bytes:
-    """The bytes of ``data.tokenizer_file``, which must be a tokenizer file."""
+    """The bytes of ``data.tokenizer_file`` (whether they are a tokenizer is checked where the cache is built)."""
     path = Path(config.tokenizer_file)
-    load_tokenizer(path)  # a clear error for a missing file or one that is not a tokenizer
+    if not path.is_file():
+        raise DataError(f"{path}: missing; data.tokenizer_file must be a tokenizer.json (e.g. RUN/tokenizer.json)")
     return path.read_bytes()
 
 
@@ -180,8 +181,8 @@ def write_cache(files: list[Path], config: TextDataConfig, work: Path, quiet: bo
     show = not quiet and sys.stderr.isatty()
     # pass 1: the vocabulary (streamed from the files), or the one given, byte for byte
     if config.tokenizer_file:
+        tokenizer = load_tokenizer(config.tokenizer_file)  # an error names the given file
         (work / "tokenizer.json").write_bytes(given_tokenizer(config))
-        tokenizer = load_tokenizer(work / "tokenizer.json")
     else:
         tokenizer = train_tokenizer((s.text for s in corpus_items(files, config)), config)
         try:

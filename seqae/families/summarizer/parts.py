@@ -261,14 +261,14 @@ class Reconstructor(nn.Module):
         decoded, _ = self.rnn(self.embedding(inputs), h[None])
         weights = attention_weights(decoded, states, mask)  # (B, T, L)
         joint = torch.cat([decoded, weights @ states], dim=-1)
-        logits = torch.tanh(self.out(joint)) @ self.embedding.weight.t()  # (B, T, V)
+        logp = torch.log_softmax(torch.tanh(self.out(joint)) @ self.embedding.weight.t(), dim=-1)  # (B, T, V)
         if self.gate is not None:
             gate = torch.sigmoid(self.gate(joint))
-            copied = by_word(weights, words, logits.shape[-1]) if words.dim() == 2 else weights @ words
-            logits = torch.log((gate * torch.softmax(logits, dim=-1) + (1 - gate) * copied).clamp_min(1e-12))
+            copied = by_word(weights, words, logp.shape[-1]) if words.dim() == 2 else weights @ words
+            logp = torch.log((gate * logp.exp() + (1 - gate) * copied).clamp_min(1e-12))
         target_mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
-        nll = F.cross_entropy(logits.transpose(1, 2), tokens, reduction="none") * target_mask
-        right = ((logits.argmax(-1) == tokens) & target_mask).sum(1)
+        nll = F.nll_loss(logp.transpose(1, 2), tokens, reduction="none") * target_mask
+        right = ((logp.argmax(-1) == tokens) & target_mask).sum(1)
         return nll.sum(1), right
 
 
