@@ -498,6 +498,32 @@ def test_the_pointer_reconstructor_is_a_distribution_that_copies_and_passes_grad
     assert pointed.compressor.cell.weight_ih.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("pointer", [False, True])
+def test_the_reconstructor_scores_the_text_and_never_its_padding(pointer):
+    """The output layer runs on the text's tokens only: tokens past a text's length change nothing, and a
+    text scored alone, unpadded, gets the figures it gets in the padded batch."""
+    from seqae.families.summarizer.parts import Reconstructor
+
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(40, 8)
+    rebuild = Reconstructor(table, 12, pointer=pointer)
+    data = batch()
+    rows = len(data["tokens"])
+    words, lengths = data["tokens"][:, :4], torch.full((rows,), 4)
+    garbage = torch.randint(4, 40, data["tokens"].shape) * (data["tokens"] == 0)
+    padded = torch.cat([data["tokens"] + garbage, torch.randint(4, 40, (rows, 5))], dim=1)
+    with torch.no_grad():
+        nll, right = rebuild(table(words), lengths, data["tokens"], data["lengths"], 2, words)
+        nll_padded, right_padded = rebuild(table(words), lengths, padded, data["lengths"], 2, words)
+        i = int(data["lengths"].argmin())
+        n = int(data["lengths"][i])
+        alone = rebuild(table(words[i : i + 1]), lengths[:1], data["tokens"][i : i + 1, :n], data["lengths"][i : i + 1], 2,
+                        words[i : i + 1])
+    assert torch.allclose(nll, nll_padded, atol=1e-5) and torch.equal(right, right_padded)
+    assert nll[i].item() == pytest.approx(alone[0].item(), rel=1e-5) and int(right[i]) == int(alone[1])
+    assert nll.shape == (rows,) and torch.all(nll > 0) and torch.all(right <= data["lengths"])
+
+
 def test_reconstruction_against_lead_n_is_a_paired_difference_per_text_with_its_interval():
     from seqae.families.summarizer.family import reconstruction_figures
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from seqae.nn.losses import nll_by_example
 from seqae.nn.straight_through import one_hot_rows
 
 
@@ -34,12 +34,15 @@ class RecurrentLM(nn.Module):
 
     def next_log_probs(self, words: torch.Tensor) -> torch.Tensor:
         """``words``: ids ``(B, L)`` or one-hots ``(B, L, V)`` -> log-probabilities ``(B, L + 1, V)``."""
+        logits = self.out(self.drop(self.states(words))) @ self.embedding.weight.t()
+        return torch.log_softmax(logits, dim=-1)
+
+    def states(self, words: torch.Tensor) -> torch.Tensor:
+        """The GRU's top-layer states over BOS + ``words`` (ids ``(B, L)`` or one-hots) ``(B, L + 1, H)``."""
         first = self.embedding.weight.new_zeros(words.shape[0], 1, self.embedding.weight.shape[1])
         first = first + self.embedding.weight[self.bos]
         inputs = torch.cat([first, self.embed(words)], dim=1)
-        states, _ = self.rnn(self.drop(inputs))
-        logits = self.out(self.drop(states)) @ self.embedding.weight.t()
-        return torch.log_softmax(logits, dim=-1)
+        return self.rnn(self.drop(inputs))[0]
 
     def sequence_nll(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example NLL summed over the ``lengths`` tokens and the EOS after them ``(B,)``, and the
@@ -48,11 +51,10 @@ class RecurrentLM(nn.Module):
         positions = torch.arange(tokens.shape[1] + 1, device=tokens.device)[None]
         targets = torch.cat([tokens, torch.zeros_like(tokens[:, :1])], dim=1)
         targets = torch.where(positions == lengths[:, None], torch.full_like(targets, self.eos), targets)
-        mask = positions <= lengths[:, None]
-        logp = self.next_log_probs(tokens)
-        nll = F.nll_loss(logp.transpose(1, 2), targets, reduction="none") * mask
-        right = ((logp.argmax(-1) == targets) & mask).sum(1)
-        return nll.sum(1), right
+        example, position = (positions <= lengths[:, None]).nonzero(as_tuple=True)  # padding never scored
+        states = self.drop(self.states(tokens))[example, position]
+        logits = self.out(states) @ self.embedding.weight.t()  # (N, V)
+        return nll_by_example(torch.log_softmax(logits, dim=-1), targets[example, position], example, len(tokens))
 
     @torch.no_grad()
     def perplexity(self, sequences: list, batch_size: int = 128) -> float:

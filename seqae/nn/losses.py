@@ -33,3 +33,19 @@ def l1_penalty(activations: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of the L1 norm of each example's activations. ``(batch, units)`` -> scalar."""
     return activations.abs().sum(dim=-1).mean()
 
+
+
+def nll_by_example(log_probs: torch.Tensor, targets: torch.Tensor, example: torch.Tensor,
+                   batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token loss of ``N`` target tokens gathered from a batch of ``batch`` sequences.
+
+    ``log_probs``: ``(N, V)``; ``targets``: ``(N,)`` ids; ``example``: ``(N,)`` the sequence each token
+    belongs to (``mask.nonzero(as_tuple=True)[0]`` of the batch's target mask, so that an output layer and its
+    softmax run on the real tokens only, not the padding; on a GPU the count is read back, one
+    synchronisation). Returns the negative log-likelihood summed per sequence ``(batch,)`` and the number of its
+    tokens guessed right (the most probable token is the target) ``(batch,)``.
+    """
+    nll = torch.nn.functional.nll_loss(log_probs, targets, reduction="none")
+    right = (log_probs.argmax(-1) == targets).long()
+    summed = log_probs.new_zeros(batch).index_add(0, example, nll)
+    return summed, torch.zeros(batch, dtype=torch.long, device=right.device).index_add(0, example, right)

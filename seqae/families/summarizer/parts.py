@@ -8,9 +8,9 @@ from __future__ import annotations
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from seqae.nn.losses import nll_by_example
 from seqae.nn.straight_through import one_hot_rows
 
 
@@ -261,15 +261,16 @@ class Reconstructor(nn.Module):
         decoded, _ = self.rnn(self.embedding(inputs), h[None])
         weights = attention_weights(decoded, states, mask)  # (B, T, L)
         joint = torch.cat([decoded, weights @ states], dim=-1)
-        logp = torch.log_softmax(torch.tanh(self.out(joint)) @ self.embedding.weight.t(), dim=-1)  # (B, T, V)
-        if self.gate is not None:
-            gate = torch.sigmoid(self.gate(joint))
-            copied = by_word(weights, words, logp.shape[-1]) if words.dim() == 2 else weights @ words
-            logp = torch.log((gate * logp.exp() + (1 - gate) * copied).clamp_min(1e-12))
-        target_mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
-        nll = F.nll_loss(logp.transpose(1, 2), tokens, reduction="none") * target_mask
-        right = ((logp.argmax(-1) == tokens) & target_mask).sum(1)
-        return nll.sum(1), right
+        real = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None].to(tokens.device)
+        example, position = real.nonzero(as_tuple=True)  # the text's tokens: the padding is never scored
+        logits = torch.tanh(self.out(joint[example, position])) @ self.embedding.weight.t()  # (N, V)
+        if self.gate is None:
+            logp = torch.log_softmax(logits, dim=-1)
+        else:
+            gate = torch.sigmoid(self.gate(joint[example, position]))
+            copied = by_word(weights, words, logits.shape[-1]) if words.dim() == 2 else weights @ words
+            logp = torch.log((gate * torch.softmax(logits, dim=-1) + (1 - gate) * copied[example, position]).clamp_min(1e-12))
+        return nll_by_example(logp, tokens[example, position], example, len(tokens))
 
 
 class Discriminator(nn.Module):
