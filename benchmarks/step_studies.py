@@ -9,6 +9,9 @@
     .venv/bin/python benchmarks/step_studies.py negatives
         CPC's negative scores, forward and backward: gathered against scored by blocks, as the batch's
         speakers get fewer (B 16, T 128, K 12, C 256, N 128)
+    .venv/bin/python benchmarks/step_studies.py layers vqvae_digits
+        each weighted layer (convolution, linear, GRU) of a recipe's model alone, on the input one Trainer
+        step gave it: forward and forward + backward FLOP/s as a share of the fp32 matmul's (same process)
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import time
 from contextlib import nullcontext
 
 import torch
+from machine import matmul_flops  # benchmarks/machine.py, beside this script
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from seqae.config import load_recipe
 from seqae.families.base import prepare
@@ -106,6 +112,46 @@ def negatives() -> None:
               f"blocks {seconds[1]:.3f} s")
 
 
+WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear, nn.GRU, nn.GRUCell)
+
+
+def layers(name: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        step, model = trainer_steps(name, folder)
+        seen: dict = {}
+
+        def keep(module, inputs, output, key):
+            if key not in seen and inputs and torch.is_tensor(inputs[0]) and inputs[0].is_floating_point():
+                seen[key] = (module, inputs[0].detach().clone())
+
+        hooks = [m.register_forward_hook(lambda m, i, o, key=k: keep(m, i, o, key))
+                 for k, m in model.named_modules() if isinstance(m, WEIGHTED)]
+        step(model)
+        for hook in hooks:
+            hook.remove()
+    peak = matmul_flops()
+    print(f"fp32 matmul: {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'layer':38} {'kind':16} {'input':22} {'fwd GFLOP':>9} {'fwd ms':>8} {'fwd share':>9} {'fwd+bwd ms':>10} {'fwd+bwd share':>13}")
+    for key, (module, x) in seen.items():
+        x.requires_grad_()
+
+        def forward(m=module, inputs=x):
+            out = m(inputs)
+            return out[0] if isinstance(out, tuple) else out
+
+        counts = []
+        for backward in (False, True):
+            with FlopCounterMode(display=False) as counter:
+                out = forward()
+                if backward:
+                    out.sum().backward()
+            counts.append(counter.get_total_flops())
+        times = [median_ms(forward, 20), median_ms(lambda: forward().sum().backward(), 20)]
+        shares = [f / (t / 1e3) / peak for f, t in zip(counts, times)]
+        print(f"{key:38} {type(module).__name__:16} {str(tuple(x.shape)):22} {counts[0] / 1e9:9.3f} {times[0]:8.2f} "
+              f"{shares[0]:9.0%} {times[1]:10.2f} {shares[1]:13.0%}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="study", required=True)
@@ -115,6 +161,7 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     sub.add_parser("compile").add_argument("recipe")
     sub.add_parser("negatives")
+    sub.add_parser("layers").add_argument("recipe")
     args = parser.parse_args()
     if args.study == "optimizer":
         optimizer(args.recipes)
@@ -122,6 +169,8 @@ def main():
         profile(args.recipe, args.steps)
     elif args.study == "compile":
         compiled(args.recipe)
+    elif args.study == "layers":
+        layers(args.recipe)
     else:
         negatives()
 
