@@ -12,6 +12,7 @@ temporary run directory, which is then loaded as a user's run is (``seqae.load``
 process; a case whose data is not there (the speech corpus that ``seqae data speech`` builds) is skipped.
 
     .venv/bin/python benchmarks/inference.py [--cases embed:quick_thought_austen,...] [--repeats 3] [--out inference.json]
+        [--profile]   (also torch.profiler's table of one more call of each case, by self CPU time)
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def workload(command: str, recipe, folder: Path):
     return len(pairs), network
 
 
-def measure(case: str, repeats: int) -> dict:
+def measure(case: str, repeats: int, profile: bool = False) -> dict:
     """One case's figures (in a process of its own)."""
     import seqae
     from seqae.config import ConfigError
@@ -121,11 +122,15 @@ def measure(case: str, repeats: int) -> dict:
                 start = time.perf_counter()
                 call(model)
                 times.append(time.perf_counter() - start)
+            if profile:
+                with torch.profiler.profile() as prof:
+                    call(model)
         reference = matmul_flops()
     seconds, flops = statistics.median(times), counter.get_total_flops()
     return {"case": case, "command": command, "recipe": name, "items": items, "seconds": seconds, "items_per_s": items / seconds,
             "flops": flops, "matmul_flops_per_s": reference, "share_of_matmul": flops / seconds / reference,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(),
+            **({"profile": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)} if profile else {})}
 
 
 def table(rows: list[dict]) -> str:
@@ -144,17 +149,22 @@ def main():
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated COMMAND:RECIPE cases")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case (after one warm-up)")
     parser.add_argument("--out", help="also write the rows as JSON here")
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one call of each case")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # measure one case in this process (JSON on stdout)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.repeats)))
+        print(json.dumps(measure(args.one, args.repeats, args.profile)))
         return
     cases = args.cases.split(",")
     if unknown := [c for c in cases if c not in CASES]:
         parser.error(f"--cases: unknown case {unknown[0]!r}; the cases: {', '.join(CASES)}")
-    rows = [in_own_process(__file__, "case", case, ["--repeats", str(args.repeats)]) for case in cases]
+    options = ["--repeats", str(args.repeats)] + (["--profile"] if args.profile else [])
+    rows = [in_own_process(__file__, "case", case, options) for case in cases]
     print(f"{torch.get_num_threads()} threads, fp32, CPU")
     print(table(rows))
+    for row in rows:
+        if "profile" in row:
+            print(f"\n{row['case']}: one call, torch.profiler (self CPU time)\n{row.pop('profile')}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
 

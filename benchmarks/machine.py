@@ -31,5 +31,5 @@ def in_own_process(script: str, key: str, name: str, args: list[str]) -> dict:
         row = {key: name, "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"}
     else:
         row = json.loads(done.stdout.strip().splitlines()[-1])
-    print(json.dumps(row), file=sys.stderr)
+    print(json.dumps({k: v for k, v in row.items() if k != "profile"}), file=sys.stderr)  # a profile table is printed apart
     return row

@@ -218,7 +218,7 @@ def test_envelope_smoothing_settings_are_checked():
 
 
 def test_a_pitch_adaptive_decoder_smooths_each_frame_at_its_own_pitch():
-    from seqae.audio import MelConfig, pitch_adaptive_smoothers
+    from seqae.audio import FrameSmoothers, MelConfig, pitch_adaptive_smoothers
     from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
 
     torch.manual_seed(0)
@@ -227,7 +227,7 @@ def test_a_pitch_adaptive_decoder_smooths_each_frame_at_its_own_pitch():
                                    envelope_smoothing="pitch_adaptive")
     model = VoiceConversion(config, mel).eval()
     pitch = torch.tensor([[0.0, 0.5, 1.0], [-0.5, 0.25, 1.5]])
-    smoothing = model.smoothing(pitch)
+    smoothing = model.smoothing(pitch).matrices()
     assert smoothing.shape == (2, 3, 40, 40)
     assert torch.allclose(smoothing[1, 2], pitch_adaptive_smoothers(mel, torch.tensor([1.5]))[0], atol=1e-6)  # on the table's grid
     captured = []
@@ -239,12 +239,37 @@ def test_a_pitch_adaptive_decoder_smooths_each_frame_at_its_own_pitch():
         fine = model.decoder.excitation(model.harmonics(pitch))
         expected = torch.einsum("btmn,bnt->bmt", smoothing, raw[:, :40]) + torch.sigmoid(raw[:, 40:]) * fine
         assert torch.allclose(out, expected, atol=1e-5)
-        other = model.decoder(model._with_pitch(model.content(source), pitch), speaker.expand(2, -1), smoothing=smoothing.flip(2))
+        flipped = FrameSmoothers(model.smoothers, model.smoothing(pitch).index.flip(1))
+        other = model.decoder(model._with_pitch(model.content(source), pitch), speaker.expand(2, -1), smoothing=flipped)
         assert float((other - out).abs().max()) > 1e-3  # another frame's matrix is another output
         with pytest.raises(ValueError, match="smoothing matrix"):
             model.decoder(model._with_pitch(model.content(source), pitch), speaker.expand(2, -1))
     with pytest.raises(ValueError, match="needs pitch"):
         VoiceConversion(VoiceConversionConfig(input_dim=40, pitch="harmonics", envelope_smoothing="pitch_adaptive"), mel)
+
+
+def test_frames_smoothed_by_groups_of_one_matrix_match_the_gathered_matrices_values_and_gradients():
+    """The CPU path (frames grouped by matrix, one product each) against the gathered ``(B, T, n, n)``
+    matrices in one batched product: the same output and the same gradient for the frames."""
+    from seqae.audio import FrameSmoothers
+
+    torch.manual_seed(0)
+    table = torch.rand(7, 5, 5)
+    index = torch.tensor([[0, 3, 3, 6, 1], [3, 3, 0, 2, 2]])  # repeated rows, one row of the table unused
+    x = torch.randn(2, 5, 5, requires_grad=True)
+    smoothers = FrameSmoothers(table, index)
+    grouped = smoothers(x)
+    weights = torch.randn_like(grouped)
+    (grouped * weights).sum().backward()
+    grad, x.grad = x.grad, None
+    gathered = torch.einsum("btmn,bnt->bmt", smoothers.matrices(), x)
+    (gathered * weights).sum().backward()
+    assert torch.allclose(grouped, gathered, atol=1e-6) and torch.allclose(grad, x.grad, atol=1e-6)
+    assert torch.allclose(grouped[1, :, 4], table[2] @ x[1, :, 4], atol=1e-6)  # frame 4 of example 1: matrix 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast: computed in fp32, returned as the input
+        assert smoothers(x.detach().bfloat16()).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="takes no gradient"):
+        FrameSmoothers(table.requires_grad_(), index)(x)
 
 
 def test_harmonic_templates_match_the_log_mel_of_a_harmonic_tone_at_that_pitch():

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqae.audio import MelConfig, harmonic_templates, nearest_smoothers, pitch_adaptive_smoothers, smoother_grid
+from seqae.audio import FrameSmoothers, MelConfig, harmonic_templates, nearest_rows, pitch_adaptive_smoothers, smoother_grid
 from seqae.families.voice_conversion.config import VoiceConversionConfig
 from seqae.families.voice_conversion.parts import ContentEncoder, Decoder, SpeakerClassifier, SpeakerEncoder, mask_out
 from seqae.models.base import ModelOutput, Phase, Stage, single_stage
@@ -137,10 +137,10 @@ class VoiceConversion(nn.Module):
         rows = self.templates[low] * (1 - weight) + self.templates[low + 1] * weight  # (B, T, n_mels)
         return rows.transpose(1, 2)
 
-    def smoothing(self, pitch: torch.Tensor) -> torch.Tensor:
-        """Contour ``(B, T)`` -> each frame's pitch-adaptive smoothing matrix ``(B, T, n_mels, n_mels)``
-        (the nearest of the table's pitches, clamped to 40..1000 Hz)."""
-        return nearest_smoothers(self.smoothers, self.smoother_start, pitch)
+    def smoothing(self, pitch: torch.Tensor) -> FrameSmoothers:
+        """Contour ``(B, T)`` -> each frame's pitch-adaptive smoothing matrix (the nearest of the table's
+        pitches, clamped to 40..1000 Hz), as the table and each frame's row of it."""
+        return FrameSmoothers(self.smoothers, nearest_rows(self.smoothers, self.smoother_start, pitch))
 
     def _decode(self, content: torch.Tensor, speaker: torch.Tensor, pitch: torch.Tensor | None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:

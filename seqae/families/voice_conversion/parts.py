@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from seqae.audio import on_cpu
+from seqae.audio import FrameSmoothers, on_cpu
 from seqae.families.voice_conversion.config import VoiceConversionConfig
 from seqae.nn.norm import AdaIN, instance_norm, masked_mean
 
@@ -93,8 +93,8 @@ class SpeakerEncoder(nn.Module):
 class Decoder(nn.Module):
     """Content ``(B, content_dim, T)`` and speaker ``(B, speaker_dim)`` -> mel ``(B, n_mels, T)``; with
     ``pitch``, the content carries one more channel, the pitch contour, or the harmonic templates; with
-    ``envelope_smoothing = "pitch_adaptive"``, ``smoothing`` ``(B, T, n_mels, n_mels)`` holds each frame's
-    smoothing matrix."""
+    ``envelope_smoothing = "pitch_adaptive"``, ``smoothing`` (:class:`seqae.audio.FrameSmoothers`) holds each
+    frame's smoothing matrix."""
 
     def __init__(self, config: VoiceConversionConfig):
         super().__init__()
@@ -122,7 +122,7 @@ class Decoder(nn.Module):
         self.out = nn.Conv1d(c, config.input_dim + self.source_filter, 1)  # source_filter: + the voicing gain
 
     def forward(self, content: torch.Tensor, speaker: torch.Tensor, mask: torch.Tensor | None = None,
-                smoothing: torch.Tensor | None = None) -> torch.Tensor:
+                smoothing: FrameSmoothers | None = None) -> torch.Tensor:
         h = mask_out(self.inp(content), mask)
         for (conv1, conv2), (ada1, ada2) in zip(self.convs, self.adains):
             y = F.relu(ada1(conv1(h), speaker, mask))
@@ -141,7 +141,7 @@ class Decoder(nn.Module):
                     raise ValueError("envelope_smoothing = \"pitch_adaptive\": give each frame's smoothing matrix "
                                      "(VoiceConversion.smoothing)")
                 else:
-                    envelope = torch.einsum("btmn,bnt->bmt", smoothing.to(out.dtype), out[:, :n_mels])
+                    envelope = smoothing(out[:, :n_mels])  # each frame by its own matrix
                 out = envelope + torch.sigmoid(out[:, n_mels:]) * fine
         return mask_out(out, mask)
 
