@@ -298,8 +298,8 @@ class FrameSmoothers(NamedTuple):
     ``index`` ``(B, T)``: the matrices themselves (:meth:`matrices`, ``(B, T, n_mels, n_mels)``) are 105 MB
     for a batch of 32 x 128 frames of 80 bands. Calling it on ``x`` ``(B, n_mels, T)`` multiplies each frame
     by its matrix. On the CPU the frames are grouped by matrix, one product per group (no ``(B, T, n, n)``
-    gather; 13x faster forward and backward on a batch of the voice-conversion recipe); elsewhere the
-    gathered matrices go into one batched product."""
+    gather: forward and backward about 13x faster at the voice-conversion recipe's batch in a timing with
+    random pitches); elsewhere the gathered matrices go into one batched product (no synchronisation)."""
 
     table: torch.Tensor
     index: torch.Tensor

@@ -34,7 +34,6 @@ def l1_penalty(activations: torch.Tensor) -> torch.Tensor:
     return activations.abs().sum(dim=-1).mean()
 
 
-
 def nll_by_example(log_probs: torch.Tensor, targets: torch.Tensor, example: torch.Tensor,
                    batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token loss of ``N`` target tokens gathered from a batch of ``batch`` sequences.
