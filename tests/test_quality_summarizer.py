@@ -27,7 +27,7 @@ def test_the_austen_language_model_learns_word_order_and_nears_the_bigram_model(
 
 def test_the_pointer_extractor_rebuilds_the_text_better_than_lead_n(tmp_path):
     """``recipes/summarizer_austen.toml`` with ``--set model.emit=extract --set model.copy_target=spread --set
-    model.copy_weight=1 --set model.readability=none --set model.pointer=true`` (about 15 min on two cores):
+    model.copy_weight=1 --set model.readability=none --set model.pointer=true`` (7.5 min on two idle cores):
     three seeds rebuilt the 338 held-out sentences from their summaries at 0.147, 0.087 and 0.064 nats a token
     below the twin's Lead-N and at 0.048, 0.034 and 0.052 below Lead-N read by the summary's own
     reconstructor, each paired 95 % interval under 0. Claimed: both differences below 0 beyond chance (the
