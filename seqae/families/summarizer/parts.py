@@ -268,8 +268,9 @@ class Reconstructor(nn.Module):
             logp = torch.log_softmax(logits, dim=-1)
         else:
             gate = torch.sigmoid(self.gate(joint[example, position]))
-            copied = by_word(weights, words, logits.shape[-1]) if words.dim() == 2 else weights @ words
-            logp = torch.log((gate * torch.softmax(logits, dim=-1) + (1 - gate) * copied[example, position]).clamp_min(1e-12))
+            at = weights[example, position]  # (N, L): each target token's attention over the summary
+            copied = by_word(at, words[example], logits.shape[-1]) if words.dim() == 2 else (weights @ words)[example, position]
+            logp = torch.log((gate * torch.softmax(logits, dim=-1) + (1 - gate) * copied).clamp_min(1e-12))
         return nll_by_example(logp, tokens[example, position], example, len(tokens))
 
 
