@@ -114,7 +114,7 @@ def test_training_batches_carry_each_windows_contour_at_its_references_level():
 
 @pytest.mark.parametrize("pitch, extra, smoothing", [("contour", 1, "cepstral"), ("harmonics", 40, "cepstral"),
                                                       ("source_filter", 40, "cepstral"), ("source_filter", 40, "pitch_adaptive")])
-def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(vc_corpus, tmp_path, pitch, extra, smoothing):
+def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(vc_corpus, tmp_path, monkeypatch, pitch, extra, smoothing):
     train, unseen = vc_corpus
     text = TINY_VC.replace("METHOD", "adain").replace("TRAIN", str(train)).replace("UNSEEN", str(unseen))
     lines = f"adversary_hidden = 16\npitch = \"{pitch}\"\nenvelope_smoothing = \"{smoothing}\""
@@ -134,6 +134,19 @@ def test_a_pitch_model_trains_evaluates_converts_and_needs_the_contour(vc_corpus
     assert np.isfinite(np.load(kept.with_suffix(".npy"))).all()
     # the flag reaches the decoder: keeping the source's range changes the converted mel
     assert np.abs(np.load(kept.with_suffix(".npy")) - np.load(out.with_suffix(".npy"))).max() > 1e-4
+    adapted = tmp_path / "adapted.wav"  # the speaker vector fitted to the target utterance first
+    assert main(["convert", str(run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
+                 "-o", str(adapted), "--adapt-steps", "5"]) == 0
+    assert np.abs(np.load(adapted.with_suffix(".npy")) - np.load(out.with_suffix(".npy"))).max() > 1e-4
+    assert main(["convert", str(run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
+                 "-o", str(tmp_path / "no.wav"), "--adapt-steps", "-1"]) != 0
+    assert not (tmp_path / "no.wav").exists()
+    calls = []  # the evaluation converts with the fitted vectors: every conversion and resynthesis fits one
+    fit = VoiceConversion.adapted_code
+    monkeypatch.setattr(VoiceConversion, "adapted_code", lambda self, *a: calls.append(a[2]) or fit(self, *a))
+    fitted = seqae.evaluate(run, write=False, overrides=["eval.adapt_steps=3"])
+    assert fitted["unseen_conversions"] == result["unseen_conversions"]
+    assert len(calls) >= fitted["seen_conversions"] + fitted["unseen_conversions"] and set(calls) == {3}
     assert "conversion.png" in {p.name for p in seqae.plot(run)}
     mel = torch.zeros(1, 40, 20)
     with pytest.raises(ValueError, match="pitch contour"):
@@ -288,3 +301,34 @@ def test_harmonic_templates_match_the_log_mel_of_a_harmonic_tone_at_that_pitch()
         error, error_off = float((right - centred).abs().mean()), float((off - centred).abs().mean())
         assert error < 0.1, (f0, error)  # nats: the same ripple, band by band
         assert error_off > 3 * error, (f0, error_off)  # 6 % off in pitch is clearly another template
+
+
+@pytest.mark.parametrize("smoothing", ["cepstral", "pitch_adaptive"])
+def test_the_adapted_speaker_vector_rebuilds_its_references_better_and_leaves_the_networks_alone(smoothing):
+    from seqae.audio import MelConfig
+
+    torch.manual_seed(0)
+    config = VoiceConversionConfig(input_dim=40, channels=16, blocks=1, content_dim=8, speaker_dim=16, pitch="source_filter",
+                                   envelope_coefficients=10, envelope_smoothing=smoothing)
+    model = VoiceConversion(config, MelConfig(sample_rate=RATE, n_mels=40)).eval()
+    for ada in model.decoder.adains.modules():  # AdaIN starts as plain instance normalisation: give it a say
+        if isinstance(ada, torch.nn.Linear):
+            torch.nn.init.normal_(ada.weight, std=0.3)
+    references = [torch.randn(40, 30) + torch.linspace(-1, 1, 40)[:, None], torch.randn(40, 22)]
+    contours = [torch.full((30,), 0.5), torch.linspace(0.0, 1.0, 22)]
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    def error(code):
+        with torch.no_grad():
+            return sum(float((model._decode(model.content(r[None]), code, c[None]) - r[None]).abs().mean())
+                       for r, c in zip(references, contours))
+
+    assert torch.equal(model.adapted_code(references, contours, steps=0), model.target_code(references))
+    code = model.adapted_code(references, contours, steps=100, rate=0.1)
+    assert code.shape == (1, 16) and not code.requires_grad
+    # a random decoder gives the vector little say (about 3 % here), but every step count does better than the last
+    errors = [error(model.adapted_code(references, contours, steps=n, rate=0.1)) for n in (0, 10)] + [error(code)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.98 * errors[0]
+    assert all(torch.equal(p, before[name]) and p.grad is None for name, p in model.named_parameters())
+    with pytest.raises(ValueError, match="1 pitch contours for 2 references"):
+        model.adapted_code(references, contours[:1])

@@ -18,3 +18,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--pitch-range", metavar="{target,source}",
                         help="models trained with model.pitch: scale the source's pitch contour to the target's range (target) or "
                              "keep the source's (source); default: the run's eval.pitch_range (target)")
+    parser.add_argument("--adapt-steps", type=int, metavar="N",
+                        help="AdaIN-VC runs: fit the target's speaker vector to the --target utterances in N steps before converting "
+                             "(VoiceConversion.adapted_code; helps voices unlike the training voices); default: the run's "
+                             "eval.adapt_steps (0: the speaker encoder's code)")

@@ -28,16 +28,23 @@ MIN_FRAMES = 10
 
 @torch.no_grad()
 def convert_mel(model: nn.Module, source: torch.Tensor, references: list[torch.Tensor] | None = None,
-                speaker: str | None = None, pitch: list[PitchTrack] | None = None, pitch_range: str = "target") -> torch.Tensor:
+                speaker: str | None = None, pitch: list[PitchTrack] | None = None, pitch_range: str = "target",
+                adapt_steps: int = 0, adapt_rate: float = 0.01) -> torch.Tensor:
     """A normalised source log-mel ``(n_mels, T)`` in the target's voice ``(n_mels, T)``.
 
     The target: normalised reference log-mels ``(n_mels, T_i)`` (AdaIN-VC) or a training speaker's name
     (adversarial). ``pitch`` (models trained with ``model.pitch``): the source's track first, then the
-    references'.
+    references'. ``adapt_steps`` > 0 (AdaIN-VC): the speaker vector is fitted to the references
+    (:meth:`~seqae.families.voice_conversion.model.VoiceConversion.adapted_code`) before decoding.
     """
     device = model_device(model)
-    code = model.target_code(speaker=speaker) if model.config.method == "adversarial" else \
-        model.target_code([r.to(device) for r in references or []])
+    if model.config.method == "adversarial":
+        code = model.target_code(speaker=speaker)
+    elif adapt_steps > 0:
+        contours = None if model.config.pitch == "none" else [t.contour for t in pitch[1:]]
+        code = model.adapted_code([r.to(device) for r in references or []], contours, adapt_steps, adapt_rate)
+    else:
+        code = model.target_code([r.to(device) for r in references or []])
     contour = None
     if model.config.pitch != "none":
         contour = target_contour(pitch[0], pitch[1:], pitch_range)[None].to(device)
@@ -86,12 +93,13 @@ def check_target(model: nn.Module, run_dir, targets: list, target_speaker: str |
 
 
 def convert_file(model: nn.Module, source, targets: list | None = None, out="converted.wav", target_speaker: str | None = None,
-                 vocoder: str = "griffin_lim", pitch_range: str | None = None) -> dict[str, Path]:
+                 vocoder: str = "griffin_lim", pitch_range: str | None = None, adapt_steps: int | None = None) -> dict[str, Path]:
     """The content of ``source`` in the voice of ``targets`` (one or more utterances of the target
     speaker; AdaIN-VC runs) or of the training speaker ``target_speaker`` (adversarial runs).
     ``pitch_range`` (models trained with ``model.pitch``): ``"target"`` scales the source's pitch
     contour to the target utterances' range as well as their level, ``"source"`` keeps the source's
-    range; default: the run's ``eval.pitch_range``.
+    range; default: the run's ``eval.pitch_range``. ``adapt_steps`` (AdaIN-VC): steps that fit the target's
+    speaker vector to the targets before converting (:func:`convert_mel`); default: the run's ``eval.adapt_steps``.
 
     Writes ``out`` (.wav, through the vocoder with the mel settings saved with the model), the converted
     log-mel ``(n_mels, frames)`` as ``out`` with ``.npy``, and a figure of source, target and converted
@@ -103,12 +111,17 @@ def convert_file(model: nn.Module, source, targets: list | None = None, out="con
     if out.suffix.lower() != ".wav":
         raise ConfigError(f"{out}: the output must be a .wav file")
     check_target(model, getattr(model, "run_dir", "the run"), targets, target_speaker)
+    settings = model.recipe.eval
+    adapt_steps = settings.adapt_steps if adapt_steps is None else adapt_steps
+    if adapt_steps < 0:
+        raise ConfigError(f"adapt_steps = {adapt_steps}: give a number of steps >= 0")
     data = model.recipe.data
     read = AudioReader(model)
     source_mel = read(source, "speech")
     target_mels = [] if model.config.method == "adversarial" else [read(t, "voice") for t in targets]
     converted = data.denormalise(convert_mel(model, data.normalise(source_mel), [data.normalise(m) for m in target_mels],
-                                             target_speaker, read.pitch, pitch_range or model.recipe.eval.pitch_range))
+                                             target_speaker, read.pitch, pitch_range or settings.pitch_range,
+                                             adapt_steps, settings.adapt_rate))
     write_outputs(model, converted, out, vocoder)
     figure = conversion_figure(model, source, source_mel, targets, target_mels, target_speaker, converted, out)
     return {"wav": out, "mel": out.with_suffix(".npy"), "figure": figure}
@@ -143,7 +156,8 @@ def conversion_figure(model, source, source_mel, targets, target_mels, target_sp
 
 
 def run(model: nn.Module, args: Any) -> int:
-    paths = convert_file(model, args.source, args.target, args.output, args.target_speaker, pitch_range=args.pitch_range)
+    paths = convert_file(model, args.source, args.target, args.output, args.target_speaker, pitch_range=args.pitch_range,
+                         adapt_steps=args.adapt_steps)
     for path in paths.values():
         print(path)
     return 0

@@ -60,6 +60,10 @@ class ConversionEvalConfig:
         doc="models with model.pitch: the source's contour moved to the "
         "target's level and scaled to its range (target) or with the source's range kept (source); also seqae convert's default",
     )
+    # adain: Adam steps that fit the target's speaker vector to its references before converting (0: the
+    # speaker encoder's code as it is; VoiceConversion.adapted_code), and their learning rate
+    adapt_steps: int = 0
+    adapt_rate: float = 0.01
     seed: int = 0
 
     def validate(self, where: str) -> None:
@@ -71,6 +75,8 @@ class ConversionEvalConfig:
                               "eval.references")
         if self.griffin_lim_iters < 1:
             raise ConfigError(f"{where}: eval.griffin_lim_iters must be positive")
+        if self.adapt_steps < 0 or self.adapt_rate <= 0:
+            raise ConfigError(f"{where}: eval.adapt_steps must be >= 0 and eval.adapt_rate positive")
 
 
 # -- distortion ------------------------------------------------------------------------------------
@@ -276,7 +282,7 @@ class ConversionEvaluation:
         refs = [torch.from_numpy(self.normalised[r]) for r in references] if self.adain else None
         tracks = None if self.pitch is None else [self.pitch[source]] + [self.pitch[r] for r in references]
         return convert_mel(self.model, torch.from_numpy(self.normalised[source]), refs, speaker, tracks,
-                           self.config.pitch_range).numpy()
+                           self.config.pitch_range, self.config.adapt_steps, self.config.adapt_rate).numpy()
 
     def score(self, conv: Conversion, row: dict[str, list], phones: dict[str, list], parallel: dict) -> dict[str, Any]:
         """Convert once and score it: the judge's label, MCD against the parallel target, the phone probe."""

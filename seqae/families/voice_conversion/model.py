@@ -128,6 +128,33 @@ class VoiceConversion(nn.Module):
             raise ValueError("give at least one reference utterance of the target speaker")
         return torch.cat([self.speaker_encoder(r[None]) for r in references]).mean(0, keepdim=True)
 
+    def adapted_code(self, references: list[torch.Tensor], contours: list[torch.Tensor | None] | None = None,
+                     steps: int = 50, rate: float = 0.01) -> torch.Tensor:
+        """``adain``: the target's speaker vector ``(1, speaker_dim)`` fitted to its reference mels
+        ``(n_mels, T_i)``: the speaker encoder's mean code, then ``steps`` Adam steps (learning rate
+        ``rate``) on the vector alone, the networks frozen, that lower the L1 error of decoding each
+        reference from its own content code (its own pitch contour ``(T_i,)`` in ``contours``, models
+        trained with ``model.pitch``). Still one-shot: it sees only the references. A voice the encoder
+        maps near some training voice gets the vector with which the decoder rebuilds it best."""
+        code = self.target_code(references).detach()
+        if steps <= 0:
+            return code
+        contours = list(contours) if contours is not None else [None] * len(references)
+        if len(contours) != len(references):
+            raise ValueError(f"{len(contours)} pitch contours for {len(references)} references")
+        with torch.no_grad():
+            contents = [self.content(r[None]) for r in references]
+        pitches = [None if p is None else p[None].to(r.device) for p, r in zip(contours, references)]
+        code = code.clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([code], lr=rate)
+        with torch.enable_grad():
+            for _ in range(steps):
+                loss = sum((self._decode(c, code, p) - r[None]).abs().mean() for c, p, r in zip(contents, pitches, references))
+                (grad,) = torch.autograd.grad(loss / len(references), [code])
+                code.grad = grad
+                optimiser.step()
+        return code.detach()
+
     def harmonics(self, pitch: torch.Tensor) -> torch.Tensor:
         """Contour ``(B, T)`` (octaves re 100 Hz) -> harmonic templates ``(B, n_mels, T)``, interpolated
         between the table's pitches (clamped to 40..1000 Hz)."""
