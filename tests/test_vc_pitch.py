@@ -330,5 +330,10 @@ def test_the_adapted_speaker_vector_rebuilds_its_references_better_and_leaves_th
     errors = [error(model.adapted_code(references, contours, steps=n, rate=0.1)) for n in (0, 10)] + [error(code)]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.98 * errors[0]
     assert all(torch.equal(p, before[name]) and p.grad is None for name, p in model.named_parameters())
+    # the references are fitted as one padded batch: each one's error is what it gets alone
+    with torch.no_grad():
+        batch = model.reference_batch(references, contours)
+        alone = [float(model.reference_error(code, model.reference_batch([r], [c]))) for r, c in zip(references, contours)]
+        assert model.reference_error(code, batch).tolist() == pytest.approx(alone, rel=1e-5)
     with pytest.raises(ValueError, match="1 pitch contours for 2 references"):
         model.adapted_code(references, contours[:1])

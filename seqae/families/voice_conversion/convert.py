@@ -29,7 +29,7 @@ MIN_FRAMES = 10
 @torch.no_grad()
 def convert_mel(model: nn.Module, source: torch.Tensor, references: list[torch.Tensor] | None = None,
                 speaker: str | None = None, pitch: list[PitchTrack] | None = None, pitch_range: str = "target",
-                adapt_steps: int = 0, adapt_rate: float = 0.01) -> torch.Tensor:
+                adapt_steps: int = 0, adapt_rate: float = 0.1) -> torch.Tensor:
     """A normalised source log-mel ``(n_mels, T)`` in the target's voice ``(n_mels, T)``.
 
     The target: normalised reference log-mels ``(n_mels, T_i)`` (AdaIN-VC) or a training speaker's name

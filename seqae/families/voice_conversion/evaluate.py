@@ -63,7 +63,7 @@ class ConversionEvalConfig:
     # adain: Adam steps that fit the target's speaker vector to its references before converting (0: the
     # speaker encoder's code as it is; VoiceConversion.adapted_code), and their learning rate
     adapt_steps: int = 0
-    adapt_rate: float = 0.01
+    adapt_rate: float = 0.1
     seed: int = 0
 
     def validate(self, where: str) -> None:

@@ -129,31 +129,48 @@ class VoiceConversion(nn.Module):
         return torch.cat([self.speaker_encoder(r[None]) for r in references]).mean(0, keepdim=True)
 
     def adapted_code(self, references: list[torch.Tensor], contours: list[torch.Tensor | None] | None = None,
-                     steps: int = 50, rate: float = 0.01) -> torch.Tensor:
+                     steps: int = 50, rate: float = 0.1) -> torch.Tensor:
         """``adain``: the target's speaker vector ``(1, speaker_dim)`` fitted to its reference mels
         ``(n_mels, T_i)``: the speaker encoder's mean code, then ``steps`` Adam steps (learning rate
         ``rate``) on the vector alone, the networks frozen, that lower the L1 error of decoding each
-        reference from its own content code (its own pitch contour ``(T_i,)`` in ``contours``, models
-        trained with ``model.pitch``). Still one-shot: it sees only the references. A voice the encoder
-        maps near some training voice gets the vector with which the decoder rebuilds it best."""
+        reference from its own content code (:meth:`reference_error`; its own pitch contour ``(T_i,)`` in
+        ``contours``, models trained with ``model.pitch``). Still one-shot: it sees only the references.
+        A voice the encoder maps near some training voice gets the vector with which the decoder rebuilds
+        it best."""
         code = self.target_code(references).detach()
         if steps <= 0:
             return code
         contours = list(contours) if contours is not None else [None] * len(references)
         if len(contours) != len(references):
             raise ValueError(f"{len(contours)} pitch contours for {len(references)} references")
-        with torch.no_grad():
-            contents = [self.content(r[None]) for r in references]
-        pitches = [None if p is None else p[None].to(r.device) for p, r in zip(contours, references)]
+        batch = self.reference_batch(references, contours)
         code = code.clone().requires_grad_(True)
         optimiser = torch.optim.Adam([code], lr=rate)
         with torch.enable_grad():
             for _ in range(steps):
-                loss = sum((self._decode(c, code, p) - r[None]).abs().mean() for c, p, r in zip(contents, pitches, references))
-                (grad,) = torch.autograd.grad(loss / len(references), [code])
+                (grad,) = torch.autograd.grad(self.reference_error(code, batch).mean(), [code])
                 code.grad = grad
                 optimiser.step()
         return code.detach()
+
+    @torch.no_grad()
+    def reference_batch(self, references: list[torch.Tensor], contours: list[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        """Reference mels ``(n_mels, T_i)`` padded into one batch with their mask, content codes and contours."""
+        mels = nn.utils.rnn.pad_sequence([r.T for r in references], batch_first=True).transpose(1, 2)
+        lengths = torch.tensor([r.shape[1] for r in references], device=mels.device)
+        mask = torch.arange(mels.shape[2], device=mels.device)[None] < lengths[:, None]
+        batch = {"x": mels, "mask": mask, "content": mask_out(self.content(mels, mask), mask)}
+        if contours[0] is not None:
+            batch["pitch"] = nn.utils.rnn.pad_sequence([p.to(mels.device) for p in contours], batch_first=True)
+        return batch
+
+    def reference_error(self, code: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(N,)``: each reference's mean L1 error (over its real frames and bands) when decoded from its own
+        content code with the speaker vector ``code`` ``(1, speaker_dim)`` (:meth:`reference_batch`'s batch)."""
+        mask = batch["mask"]
+        decoded = self._decode(batch["content"], code.expand(mask.shape[0], -1), batch.get("pitch"), mask)
+        frames = mask[:, None, :].to(decoded.dtype)
+        return ((decoded - batch["x"]).abs() * frames).sum((1, 2)) / (frames.sum((1, 2)) * decoded.shape[1])
 
     def harmonics(self, pitch: torch.Tensor) -> torch.Tensor:
         """Contour ``(B, T)`` (octaves re 100 Hz) -> harmonic templates ``(B, n_mels, T)``, interpolated
