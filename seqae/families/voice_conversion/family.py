@@ -117,7 +117,8 @@ def figures(model: nn.Module, recipe: Recipe, prepared: Prepared | None, out_dir
                         if u.speaker != picked[0].speaker and (model.config.method == "adain" or u.speaker in model.config.speakers))
     references = [mels[target_index]] if model.config.method == "adain" else None
     tracks = None if pitch is None else [pitch[0], pitch[target_index]]
-    converted = convert_mel(model, source, references, picked[target_index].speaker, tracks, recipe.eval.pitch_range)
+    converted = convert_mel(model, source, references, picked[target_index].speaker, tracks, recipe.eval.pitch_range,
+                            recipe.eval.adapt_steps, recipe.eval.adapt_rate)
     hop = data.hop_length / data.sample_rate
     paths = [plots.spectrograms(
         [data.denormalise(m).numpy() for m in (source, mels[target_index], converted)],
@@ -154,7 +155,8 @@ def conversion_clips(model: nn.Module, recipe: Recipe, picked: list, mels: list[
         j = next(k for k, u in enumerate(picked) if u.speaker == target_name)
         references = [mels[j]] if model.config.method == "adain" else None
         tracks = None if pitch is None else [pitch[i], pitch[j]]
-        converted = convert_mel(model, mels[i], references, target_name, tracks, recipe.eval.pitch_range)
+        converted = convert_mel(model, mels[i], references, target_name, tracks, recipe.eval.pitch_range,
+                                recipe.eval.adapt_steps, recipe.eval.adapt_rate)
         stem = out_dir / f"clip_{n + 1}"
         for role, k in (("source", i), ("target", j)):
             wave = read_audio(picked[k].audio, data.sample_rate, min_samples=data.win_length, max_seconds=ONE_PIECE_SECONDS)
