@@ -2,12 +2,13 @@
 reference (``eval.adapt_steps``), for several step counts and learning rates, on the same conversions and
 the same judges: the evaluation of ``seqae eval`` (the judge and the phone probe fitted once on the first
 half of the sentences of every manifest), its plan of one-shot conversions, then only the conversions
-whose target is in ``--targets`` (a manifest: e.g. the held-out variants), each converted once per setting.
-Prints one row per setting: the share labelled as the target (95 % Wilson interval), as the source, the
-phone ratio on these conversions, the seconds a conversion took.
+whose target is in a ``--targets`` manifest (e.g. the held-out variants; repeatable, each a group of its
+own), each converted once per setting. Prints one row per group and setting: the share labelled as the
+target (95 % Wilson interval), as the source, the phone ratio on these conversions, the seconds a
+conversion took.
 
     .venv/bin/python benchmarks/vc_adapt_sweep.py RUN --manifest a.jsonl [--manifest b.jsonl ...] \\
-        --targets held_out_test.jsonl [--settings 0,20:0.1,50:0.1] [--conversions 300]
+        --targets held_out_test.jsonl [--targets unseen_test.jsonl] [--settings 0,20:0.1,50:0.1] [--conversions 300]
 """
 
 import argparse
@@ -32,11 +33,30 @@ def settings(text: str) -> list[tuple[int, float]]:
     return out
 
 
+def convert_and_judge(run: ConversionEvaluation, plan: list) -> dict:
+    """Each planned conversion with the run's current settings: the judge's label and the phone probe."""
+    hits, source, real, converted, started = [], [], 0.0, 0.0, time.perf_counter()
+    for conv in plan:
+        utt = run.utterances[conv.source]
+        norm = run.voice(conv.source, conv.target_speaker, conv.references)
+        label = run.judge.predict(run.denormalise(norm))
+        hits.append(label == conv.target_speaker)
+        source.append(label == utt.speaker)
+        x_real, y = phone_frames(run.normalised[conv.source], utt, run.hop_s)
+        if len(y):
+            real += run.phone_probe.accuracy(x_real, y) * len(y)
+            converted += run.phone_probe.accuracy(phone_frames(norm, utt, run.hop_s)[0], y) * len(y)
+    figures = {"n": len(plan), "labelled_source": float(np.mean(source)), "phone_ratio": converted / max(real, 1e-12),
+               "seconds": (time.perf_counter() - started) / max(len(plan), 1), "hits": [bool(h) for h in hits]}
+    wilson_share(figures, "labelled_target", hits)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run")
     parser.add_argument("--manifest", action="append", required=True)
-    parser.add_argument("--targets", required=True, help="a manifest whose speakers are the targets converted to")
+    parser.add_argument("--targets", action="append", required=True, help="a manifest whose speakers are the targets converted to")
     parser.add_argument("--settings", default="0,20:0.1,50:0.1", help="STEPS[:RATE],...")
     parser.add_argument("--conversions", type=int, default=300)
     parser.add_argument("--out", help="JSON of every setting's figures and labels")
@@ -45,41 +65,30 @@ def main() -> None:
     recipe = model.recipe
     data = recipe.data
     utterances = manifest_utterances(args.manifest)
-    targets = {u.speaker for u in manifest_utterances([args.targets])}
+    groups = {path: {u.speaker for u in manifest_utterances([path])} for path in args.targets}
     mels, pitch = log_mels_and_pitch(utterances, data.mel(), "log-mel", model.config.pitch != "none")
     config = recipe.eval
     config.conversions = args.conversions
     run = ConversionEvaluation(utterances, [m.numpy() for m in mels], data.normalise, data.denormalise, model,
                                data.hop_length / data.sample_rate, config, pitch)
     run.fit_judges({})
-    plan = [c for c in run.plan({}) if c.target_speaker in targets]
-    print(f"{args.run}: {len(plan)} conversions to {len(targets)} target voices ({len(set(u.speaker for u in utterances))} speakers)")
-    print("| steps | rate | as target | as source | phone ratio | s a conversion |\n|---|---|---|---|---|---|")
+    planned = run.plan({})
+    print(f"{args.run}: {len(set(u.speaker for u in utterances))} speakers")
+    print("| targets | steps | rate | as target | as source | phone ratio | s a conversion |\n|---|---|---|---|---|---|---|")
     rows = []
-    for steps, rate in settings(args.settings):
-        config.adapt_steps, config.adapt_rate = steps, rate
-        hits, source, real, converted, started = [], [], 0.0, 0.0, time.perf_counter()
-        for conv in plan:
-            utt = utterances[conv.source]
-            norm = run.voice(conv.source, conv.target_speaker, conv.references)
-            label = run.judge.predict(run.denormalise(norm))
-            hits.append(label == conv.target_speaker)
-            source.append(label == utt.speaker)
-            x_real, y = phone_frames(run.normalised[conv.source], utt, run.hop_s)
-            if len(y):
-                real += run.phone_probe.accuracy(x_real, y) * len(y)
-                converted += run.phone_probe.accuracy(phone_frames(norm, utt, run.hop_s)[0], y) * len(y)
-        seconds = (time.perf_counter() - started) / max(len(plan), 1)
-        figures: dict = {"steps": steps, "rate": rate, "n": len(plan), "labelled_source": float(np.mean(source)),
-                         "phone_ratio": converted / max(real, 1e-12), "seconds": seconds, "hits": [bool(h) for h in hits]}
-        wilson_share(figures, "labelled_target", hits)
-        rows.append(figures)
-        print(f"| {steps} | {rate:g} | {figures['labelled_target']:.3f} [{figures['labelled_target_ci_low']:.2f}, "
-              f"{figures['labelled_target_ci_high']:.2f}] | {figures['labelled_source']:.3f} | {figures['phone_ratio']:.3f} | "
-              f"{seconds:.2f} |", flush=True)
+    for path, targets in groups.items():
+        plan = [c for c in planned if c.target_speaker in targets]
+        for steps, rate in settings(args.settings):
+            config.adapt_steps, config.adapt_rate = steps, rate
+            figures = convert_and_judge(run, plan)
+            figures.update(targets=path, steps=steps, rate=rate)
+            rows.append(figures)
+            print(f"| {path} (n {len(plan)}) | {steps} | {rate:g} | {figures['labelled_target']:.3f} "
+                  f"[{figures['labelled_target_ci_low']:.2f}, {figures['labelled_target_ci_high']:.2f}] | "
+                  f"{figures['labelled_source']:.3f} | {figures['phone_ratio']:.3f} | {figures['seconds']:.2f} |", flush=True)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"run": args.run, "manifests": args.manifest, "targets": args.targets, "rows": rows}, f, indent=1)
+            json.dump({"run": args.run, "manifests": args.manifest, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
