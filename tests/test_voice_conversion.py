@@ -54,6 +54,8 @@ def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path):
     assert sorted({(r["seen"], len(r["references"])) for r in more["records"]}) == [(False, 1), (True, 2)]
     with pytest.raises(seqae.config.ConfigError, match="eval.unseen_references must be positive"):
         seqae.evaluate(adain_run, write=False, overrides=["eval.unseen_references=-1"])
+    with pytest.raises(seqae.config.ConfigError, match="eval.adapt_steps must be >= 0 and eval.adapt_rate positive"):
+        seqae.evaluate(adain_run, write=False, overrides=["eval.adapt_rate=0"])
     out = tmp_path / "out.wav"
     assert main(["convert", str(adain_run), "--source", str(train.parent / "low_0.wav"), "--target", str(train.parent / "high_1.wav"),
                  "--target", str(unseen.parent / "new_2.wav"), "-o", str(out)]) == 0
