@@ -60,10 +60,9 @@ class ConversionEvalConfig:
         doc="models with model.pitch: the source's contour moved to the "
         "target's level and scaled to its range (target) or with the source's range kept (source); also seqae convert's default",
     )
-    # adain: Adam steps that fit the target's speaker vector to its references before converting (0: the
-    # speaker encoder's code as it is; VoiceConversion.adapted_code), and their learning rate
+    # adain: Adam steps fitting the target's speaker vector to its references (VoiceConversion.adapted_code; 0: none)
     adapt_steps: int = 0
-    adapt_rate: float = 0.1
+    adapt_rate: float = 0.1  # their learning rate
     seed: int = 0
 
     def validate(self, where: str) -> None:
