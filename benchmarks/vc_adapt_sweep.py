@@ -21,7 +21,7 @@ import torch
 import seqae
 from seqae.datasets.audio import log_mels_and_pitch
 from seqae.families.base import manifest_utterances
-from seqae.families.voice_conversion.evaluate import ConversionEvaluation, phone_frames
+from seqae.families.voice_conversion.evaluate import ConversionEvaluation
 from seqae.families.voice_conversion.evaluate import share as wilson_share
 
 
@@ -34,21 +34,17 @@ def settings(text: str) -> list[tuple[int, float]]:
 
 
 def convert_and_judge(run: ConversionEvaluation, plan: list) -> dict:
-    """Each planned conversion with the run's current settings: the judge's label and the phone probe."""
-    hits, source, real, converted, started = [], [], 0.0, 0.0, time.perf_counter()
+    """Each planned conversion with the run's current settings, scored as ``seqae eval`` scores it
+    (:meth:`ConversionEvaluation.score`: the judge's label and the phone probe; no MCD)."""
+    row: dict[str, list] = {}
+    phones: dict[str, list] = {"real": [], "converted": []}
+    started = time.perf_counter()
     for conv in plan:
-        utt = run.utterances[conv.source]
-        norm = run.voice(conv.source, conv.target_speaker, conv.references)
-        label = run.judge.predict(run.denormalise(norm))
-        hits.append(label == conv.target_speaker)
-        source.append(label == utt.speaker)
-        x_real, y = phone_frames(run.normalised[conv.source], utt, run.hop_s)
-        if len(y):
-            real += run.phone_probe.accuracy(x_real, y) * len(y)
-            converted += run.phone_probe.accuracy(phone_frames(norm, utt, run.hop_s)[0], y) * len(y)
-    figures = {"n": len(plan), "labelled_source": float(np.mean(source)), "phone_ratio": converted / max(real, 1e-12),
-               "seconds": (time.perf_counter() - started) / max(len(plan), 1), "hits": [bool(h) for h in hits]}
-    wilson_share(figures, "labelled_target", hits)
+        run.score(conv, row, phones, parallel={})
+    figures = {"n": len(plan), "labelled_source": float(np.mean(row["source"])),
+               "phone_ratio": sum(phones["converted"]) / max(sum(phones["real"]), 1e-12),
+               "seconds": (time.perf_counter() - started) / max(len(plan), 1), "hits": [bool(h) for h in row["target"]]}
+    wilson_share(figures, "labelled_target", row["target"])
     return figures
 
 
