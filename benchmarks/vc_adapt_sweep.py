@@ -21,7 +21,7 @@ import torch
 import seqae
 from seqae.datasets.audio import log_mels_and_pitch
 from seqae.families.base import manifest_utterances
-from seqae.families.voice_conversion.evaluate import ConversionEvaluation
+from seqae.families.voice_conversion.evaluate import ConversionEvaluation, phone_ratio
 from seqae.families.voice_conversion.evaluate import share as wilson_share
 
 
@@ -37,12 +37,10 @@ def convert_and_judge(run: ConversionEvaluation, plan: list) -> dict:
     """Each planned conversion with the run's current settings, scored as ``seqae eval`` scores it
     (:meth:`ConversionEvaluation.score`: the judge's label and the phone probe; no MCD)."""
     row: dict[str, list] = {}
-    phones: dict[str, list] = {"real": [], "converted": []}
     started = time.perf_counter()
-    for conv in plan:
-        run.score(conv, row, phones, parallel={})
+    records = [run.score(conv, row, parallel={}) for conv in plan]
     figures = {"n": len(plan), "labelled_source": float(np.mean(row["source"])),
-               "phone_ratio": sum(phones["converted"]) / max(sum(phones["real"]), 1e-12),
+               "phone_ratio": phone_ratio(records).get("phone_accuracy_ratio", float("nan")),
                "seconds": (time.perf_counter() - started) / max(len(plan), 1), "hits": [bool(h) for h in row["target"]]}
     wilson_share(figures, "labelled_target", row["target"])
     return figures

@@ -8,7 +8,8 @@ import torch
 
 from seqae.datasets.audio import Utterance
 from seqae.families.voice_conversion.data import SpeakerSegments
-from seqae.families.voice_conversion.evaluate import dtw_path, mcd_dtw, mel_cepstrum, plan_conversions
+from seqae.families.voice_conversion.distortion import dtw_path, mcd_dtw, mel_cepstrum
+from seqae.families.voice_conversion.evaluate import plan_conversions
 from seqae.families.voice_conversion.model import VoiceConversion, VoiceConversionConfig
 from seqae.nn.norm import AdaIN, instance_norm
 

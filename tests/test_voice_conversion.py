@@ -10,6 +10,7 @@ import torch
 
 import seqae
 from seqae.cli import main
+from seqae.families.voice_conversion.evaluate import phone_ratio
 
 from tiny import RATE, TINY_VC, tiny_vc_recipe, write_recipe
 
@@ -48,6 +49,14 @@ def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path):
     seen = [r for r in records if r["seen"]]
     assert np.mean([r["labelled_as"] == r["target_speaker"] for r in seen]) == pytest.approx(result["seen_labelled_target"])
     assert all(r["source_speaker"] != r["target_speaker"] and len(r["references"]) == 1 for r in records)
+    # each record's right phone frames, real and converted: summed, the result's ratio; a group's ratio from its records
+    assert all(0 <= r["phone_converted"] <= r["phone_frames"] and 0 <= r["phone_real"] <= r["phone_frames"] for r in records)
+    frames = sum(r["phone_frames"] for r in records)
+    assert sum(r["phone_converted"] for r in records) / frames == pytest.approx(result["phone_accuracy_converted"])
+    assert phone_ratio(records)["phone_accuracy_ratio"] == pytest.approx(result["phone_accuracy_ratio"])
+    seen_real = sum(r["phone_real"] for r in seen) / sum(r["phone_frames"] for r in seen)
+    assert phone_ratio(seen)["phone_accuracy_real"] == pytest.approx(seen_real)
+    assert phone_ratio([]) == {}
     # more references for seen targets only: every seen conversion carries two, every unseen one
     more = seqae.evaluate(adain_run, write=False, overrides=["eval.seen_references=2"])
     assert (more["seen_references_per_conversion"], more["unseen_references_per_conversion"]) == (2, 1)

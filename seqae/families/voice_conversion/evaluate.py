@@ -1,29 +1,27 @@
 """Evaluation of voice conversion on held-out sentences, for seen and unseen target speakers.
 
-The manifest's sentences are split in two halves (:func:`seqae.evaluation.probes.split_by_sentence`).
-On the first half, real speech only: a speaker classifier (every speaker of the manifest, unseen ones
-included), a phone probe, and the disentanglement probes are fitted. The second half is converted:
-each conversion takes a source utterance, a target speaker other than the source's, and one other
-utterance of the target as the reference (one-shot; ``eval.references`` = n averages the speaker codes,
-pitch levels and ranges of n; ``eval.seen_references`` and ``eval.unseen_references`` set it per
-group), and is scored by
+The manifest's sentences are split in two halves (:func:`seqae.evaluation.probes.split_by_sentence`). On the first
+half, real speech only: a speaker classifier (every speaker of the manifest, unseen ones included), a phone probe, and
+the disentanglement probes are fitted. The second half is converted: each conversion takes a source utterance, a target
+speaker other than the source's, and one other utterance of the target as the reference (one-shot; ``eval.references``
+= n averages the speaker codes, pitch levels and ranges of n; ``eval.seen_references`` and ``eval.unseen_references``
+set it per group), and is scored by
 
-- speaker similarity: the share of converted utterances the speaker classifier (:class:`SpeakerJudge`)
-  labels as the target, and as the source;
-- distortion: mel-cepstral distortion (dB; coefficients 1..N of the DCT of the log-mel) after DTW
-  alignment between converted and the real target utterance of the same sentence, beside the same
-  between source and target (parallel data only);
-- content: the phone probe's accuracy on converted frames (labelled with the source's alignment;
-  conversion keeps the timing) against its accuracy on the real source frames;
-- disentanglement: speaker identification from the content code pooled over time (mean and standard
-  deviation per channel), from single content-code frames (a harder test), and from the speaker code;
-- resynthesis: the share of the seen conversions' sources by training speakers, put back into their own
-  voice, that the speaker classifier labels as their speaker (what conversion can reach with this decoder).
+- speaker similarity: the share of converted utterances the speaker classifier (:class:`SpeakerJudge`) labels as the
+  target, and as the source;
+- distortion: mel-cepstral distortion (dB; coefficients 1..N of the DCT of the log-mel) after DTW alignment between
+  converted and the real target utterance of the same sentence, beside the same between source and target (parallel
+  data only);
+- content: the phone probe's accuracy on converted frames (labelled with the source's alignment; conversion keeps
+  the timing) against its accuracy on the real source frames (per conversion in ``records``: ``phone_real``, ``phone_converted``);
+- disentanglement: speaker identification from the content code pooled over time (mean and standard deviation per
+  channel), from single content-code frames (a harder test), and from the speaker code;
+- resynthesis: the share of the seen conversions' sources by training speakers, put back into their own voice, that the
+  speaker classifier labels as their speaker (what conversion can reach with this decoder).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +35,7 @@ from seqae.datasets.audio import Utterance
 from seqae.datasets.base import DataError
 from seqae.evaluation.linear import Probe
 from seqae.evaluation.probes import frame_labels, split_by_sentence, stack_frames
+from seqae.families.voice_conversion.distortion import mcd_dtw
 from seqae.runtime import model_device
 
 
@@ -76,49 +75,6 @@ class ConversionEvalConfig:
             raise ConfigError(f"{where}: eval.griffin_lim_iters must be positive")
         if self.adapt_steps < 0 or self.adapt_rate <= 0:
             raise ConfigError(f"{where}: eval.adapt_steps must be >= 0 and eval.adapt_rate positive")
-
-
-# -- distortion ------------------------------------------------------------------------------------
-
-
-def mel_cepstrum(log_mel: np.ndarray, coefficients: int) -> np.ndarray:
-    """``(n_mels, frames)`` natural-log mel magnitudes -> ``(frames, coefficients)``: the real cepstrum of
-    each frame's log-mel spectrum, c_d = (1/N) sum_m L_m cos(pi d (m + 1/2) / N) (the orthonormal DCT-II
-    divided by sqrt(2N)), for d = 1..coefficients (c0, loudness, dropped)."""
-    import torchaudio
-
-    n = log_mel.shape[0]
-    dct = torchaudio.functional.create_dct(coefficients + 1, n, norm="ortho").numpy()  # (n_mels, c+1)
-    return (log_mel.T @ dct)[:, 1:] / math.sqrt(2 * n)
-
-
-def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The minimum-cost monotone alignment of a ``(n, m)`` cost matrix (steps (1,0), (0,1), (1,1)),
-    computed one anti-diagonal at a time; returns the aligned row and column indices."""
-    n, m = cost.shape
-    total = np.full((n + 1, m + 1), np.inf)
-    total[0, 0] = 0.0
-    for d in range(2, n + m + 1):  # cells (i, j), 1-based, with i + j = d
-        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
-        j = d - i
-        best = np.minimum(np.minimum(total[i - 1, j], total[i, j - 1]), total[i - 1, j - 1])
-        total[i, j] = cost[i - 1, j - 1] + best
-    rows, cols = [n - 1], [m - 1]
-    i, j = n, m
-    while (i, j) != (1, 1):
-        moves = [(i - 1, j - 1), (i - 1, j), (i, j - 1)]
-        i, j = min((mv for mv in moves if mv[0] >= 1 and mv[1] >= 1), key=lambda mv: total[mv])
-        rows.append(i - 1)
-        cols.append(j - 1)
-    return np.array(rows[::-1]), np.array(cols[::-1])
-
-
-def mcd_dtw(a: np.ndarray, b: np.ndarray, coefficients: int) -> float:
-    """Mel-cepstral distortion in dB between two log-mels ``(n_mels, frames)`` after DTW alignment."""
-    ca, cb = mel_cepstrum(a, coefficients), mel_cepstrum(b, coefficients)
-    distance = np.sqrt(((ca[:, None, :] - cb[None, :, :]) ** 2).sum(-1))
-    rows, cols = dtw_path(distance)
-    return float(10.0 / math.log(10.0) * math.sqrt(2.0) * distance[rows, cols].mean())
 
 
 # -- probes ------------------------------------------------------------------------------------------
@@ -283,8 +239,9 @@ class ConversionEvaluation:
         return convert_mel(self.model, torch.from_numpy(self.normalised[source]), refs, speaker, tracks,
                            self.config.pitch_range, self.config.adapt_steps, self.config.adapt_rate).numpy()
 
-    def score(self, conv: Conversion, row: dict[str, list], phones: dict[str, list], parallel: dict) -> dict[str, Any]:
-        """Convert once and score it: the judge's label, MCD against the parallel target, the phone probe."""
+    def score(self, conv: Conversion, row: dict[str, list], parallel: dict) -> dict[str, Any]:
+        """Convert once and score it: the judge's label, MCD against the parallel target, the phone probe (its right
+        frames, real and converted, in the returned record)."""
         src, config = self.utterances[conv.source], self.config
         converted_norm = self.voice(conv.source, conv.target_speaker, conv.references)
         converted = self.denormalise(converted_norm)
@@ -295,15 +252,15 @@ class ConversionEvaluation:
         if twin is not None:
             row.setdefault("mcd_converted", []).append(mcd_dtw(converted, self.mels[twin], config.mcd_coefficients))
             row.setdefault("mcd_source", []).append(mcd_dtw(self.mels[conv.source], self.mels[twin], config.mcd_coefficients))
-        if self.phone_probe is not None:
+        record = {"seen": conv.seen, "source": str(src.audio), "source_speaker": src.speaker, "target_speaker": conv.target_speaker,
+                  "references": [str(self.utterances[r].audio) for r in conv.references], "labelled_as": str(predicted)}
+        if self.phone_probe is not None:  # frames the probe labels right, real and converted: a ratio per target group
             x_real, y_real = phone_frames(self.normalised[conv.source], src, self.hop_s)
-            x_conv, _ = phone_frames(converted_norm, src, self.hop_s)
             if len(y_real):
-                phones["real"].append(self.phone_probe.accuracy(x_real, y_real) * len(y_real))
-                phones["converted"].append(self.phone_probe.accuracy(x_conv, y_real) * len(y_real))
-                row.setdefault("phone_frames", []).append(len(y_real))
-        return {"seen": conv.seen, "source": str(src.audio), "source_speaker": src.speaker, "target_speaker": conv.target_speaker,
-                "references": [str(self.utterances[r].audio) for r in conv.references], "labelled_as": str(predicted)}
+                x_conv, _ = phone_frames(converted_norm, src, self.hop_s)
+                record.update(phone_frames=len(y_real), phone_real=self.phone_probe.accuracy(x_real, y_real) * len(y_real),
+                              phone_converted=self.phone_probe.accuracy(x_conv, y_real) * len(y_real))
+        return record
 
     def resynthesis(self, plan: list[Conversion], result: dict[str, Any]) -> None:
         """The judge on each seen conversion's source put back into its own voice (adain: the speaker code
@@ -339,8 +296,8 @@ def share(result: dict[str, Any], key: str, hits) -> None:
     result[f"{key}_ci_low"], result[f"{key}_ci_high"] = float(interval.low), float(interval.high)
 
 
-def summarise(rows: dict[bool, dict[str, list]], phones: dict[str, list], result: dict[str, Any]) -> None:
-    """Shares and means per group (seen, unseen targets) and the phone-probe ratio."""
+def summarise(rows: dict[bool, dict[str, list]], records: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """Shares and means per group (seen, unseen targets) and the phone-probe ratio over ``records``."""
     for seen, row in rows.items():
         group = "seen" if seen else "unseen"
         if not row:
@@ -353,11 +310,18 @@ def summarise(rows: dict[bool, dict[str, list]], phones: dict[str, list], result
             result[f"{group}_mcd_converted_to_target_db"] = float(converted_mcd.mean())
             result[f"{group}_mcd_source_to_target_db"] = float(source_mcd.mean())
             share(result, f"{group}_mcd_below_source_share", converted_mcd < source_mcd)
-    if phones["real"]:
-        frames = sum(n for row in rows.values() for n in row.get("phone_frames", []))
-        result["phone_accuracy_real"] = sum(phones["real"]) / frames
-        result["phone_accuracy_converted"] = sum(phones["converted"]) / frames
-        result["phone_accuracy_ratio"] = result["phone_accuracy_converted"] / max(result["phone_accuracy_real"], 1e-12)
+    result.update(phone_ratio(records))
+
+
+def phone_ratio(records: list[dict[str, Any]]) -> dict[str, float]:
+    """The phone probe's accuracy on real and converted frames over the records that have phones, and their ratio
+    (empty without a phone probe): over a subset of ``records``, the ratio for one group of targets."""
+    scored = [r for r in records if r.get("phone_frames")]
+    if not scored:
+        return {}
+    frames = sum(r["phone_frames"] for r in scored)
+    real, converted = sum(r["phone_real"] for r in scored) / frames, sum(r["phone_converted"] for r in scored) / frames
+    return {"phone_accuracy_real": real, "phone_accuracy_converted": converted, "phone_accuracy_ratio": converted / max(real, 1e-12)}
 
 
 def evaluate_conversion(
@@ -391,10 +355,9 @@ def evaluate_conversion(
     plan = run.plan(result)
     parallel = {(u.speaker, u.text): i for i, u in enumerate(utterances) if u.text}
     rows: dict[bool, dict[str, list]] = {True: {}, False: {}}
-    phones: dict[str, list] = {"real": [], "converted": []}
-    records = [run.score(conv, rows[conv.seen], phones, parallel)
+    records = [run.score(conv, rows[conv.seen], parallel)
                for conv in progress.each(plan, "converting and judging")]
     run.resynthesis(plan, result)
-    summarise(rows, phones, result)
+    summarise(rows, records, result)
     result["records"] = records
     return result
