@@ -1,9 +1,10 @@
 """Voice-conversion shares by target group from a run's eval_records.jsonl: seen speakers, unseen speakers
 and the held-out variants of a corpus made with `seqae data speech --held-out-variants` (its corpus.json
 names them), each with its 95 % Wilson interval; with --markdown, one table row per evaluation (the three
-groups, held-out as source, phone ratio and the content code's speaker leak), and the mean and spread
-(half the range) of each column over evaluations given the same label (LABEL=EVAL_JSON: the seeds of one
-setting).
+groups, held-out as source, the phone ratio over all conversions and over those to the held-out variants, and
+the content code's speaker leak; a group's phone ratio needs records with phone counts, nan in older ones), and the
+mean and spread (half the range) of each column over evaluations given the same label (LABEL=EVAL_JSON: the seeds
+of one setting).
 
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR EVAL_JSON [EVAL_JSON ...]
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR --markdown LABEL=EVAL_JSON [LABEL=EVAL_JSON ...]
@@ -13,6 +14,8 @@ import json
 import sys
 
 from scipy.stats import binomtest
+
+from seqae.families.voice_conversion.evaluate import phone_ratio
 
 
 def groups(result: dict, info: dict) -> dict:
@@ -26,27 +29,30 @@ def groups(result: dict, info: dict) -> dict:
             hits = sum(r["labelled_as"] == r["target_speaker"] for r in rows)
             ci = binomtest(hits, len(rows)).proportion_ci(method="wilson")
             out[name] = {"n": len(rows), "target": hits / len(rows), "low": ci.low, "high": ci.high,
-                         "source": sum(r["labelled_as"] == r["source_speaker"] for r in rows) / len(rows)}
+                         "source": sum(r["labelled_as"] == r["source_speaker"] for r in rows) / len(rows),
+                         "phone ratio": phone_ratio(rows).get("phone_accuracy_ratio", float("nan"))}
     return out
 
 
 def markdown(info: dict, pairs: list[str]) -> None:
     print("| setting | eval | seen: as target | unseen voices: as target | held-out variants: as target | held-out: as source "
-          "| phone ratio | speaker from content frames |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| phone ratio | held-out: phone ratio | speaker from content frames |")
+    print("|---|---|---|---|---|---|---|---|---|")
     by_label: dict[str, list[list[float]]] = {}
     for pair in pairs:
         label, path = pair.split("=", 1)
         result = json.load(open(path))
         g = groups(result, info)
         cells = [g["seen"]["target"], g["unseen voices"]["target"], g["held-out variants"]["target"],
-                 g["held-out variants"]["source"], result["phone_accuracy_ratio"], result["speaker_from_content_frames"]]
+                 g["held-out variants"]["source"], result["phone_accuracy_ratio"], g["held-out variants"]["phone ratio"],
+                 result["speaker_from_content_frames"]]
         by_label.setdefault(label, []).append(cells)
         shown = [f"{g[k]['target']:.3f} [{g[k]['low']:.2f}, {g[k]['high']:.2f}]" for k in ("seen", "unseen voices", "held-out variants")]
         print(f"| {label} | {result['run_dir']} (n {g['seen']['n']}/{g['unseen voices']['n']}/{g['held-out variants']['n']}) | "
               + " | ".join(shown + [f"{c:.3f}" for c in cells[3:]]) + " |")
-    print("\n| setting | seeds | " + " | ".join(("seen", "unseen", "held-out", "held-out as source", "phone ratio", "leak")) + " |")
-    print("|---|---|" + "---|" * 6)
+    columns = ("seen", "unseen", "held-out", "held-out as source", "phone ratio", "held-out phone ratio", "leak")
+    print("\n| setting | seeds | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
     for label, rows in by_label.items():
         columns = list(zip(*rows))
         print(f"| {label} | {len(rows)} | " + " | ".join(
@@ -62,7 +68,8 @@ def main():
         print(f"{result['run_dir']}: {result['speakers']} speakers (chance {result['chance']:.3f}), phone ratio "
               f"{result.get('phone_accuracy_ratio', float('nan')):.3f}")
         for name, g in groups(result, info).items():
-            print(f"  {name}: n={g['n']} as target {g['target']:.3f} [{g['low']:.3f}, {g['high']:.3f}], as source {g['source']:.3f}")
+            print(f"  {name}: n={g['n']} as target {g['target']:.3f} [{g['low']:.3f}, {g['high']:.3f}], as source {g['source']:.3f}, "
+                  f"phone ratio {g['phone ratio']:.3f}")
 
 
 if __name__ == "__main__":
