@@ -10,7 +10,8 @@ import torch
 
 import seqae
 from seqae.cli import main
-from seqae.families.voice_conversion.evaluate import phone_ratio
+from seqae.datasets.audio import Utterance
+from seqae.families.voice_conversion.evaluate import by_target_manifest, phone_ratio
 
 from tiny import RATE, TINY_VC, tiny_vc_recipe, write_recipe
 
@@ -57,6 +58,11 @@ def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path):
     seen_real = sum(r["phone_real"] for r in seen) / sum(r["phone_frames"] for r in seen)
     assert phone_ratio(seen)["phone_accuracy_real"] == pytest.approx(seen_real)
     assert phone_ratio([]) == {}
+    # the default evaluation reads two manifests: the training speakers' and the unseen speaker's, each a group
+    assert result["to_train_conversions"] == result["seen_conversions"]
+    assert result["to_unseen_labelled_target"] == pytest.approx(result["unseen_labelled_target"])
+    assert result["to_train_labelled_source_ci_high"] == pytest.approx(result["seen_labelled_source_ci_high"])
+    assert 0 < result["to_unseen_phone_accuracy_ratio"] < 2
     # more references for seen targets only: every seen conversion carries two, every unseen one
     more = seqae.evaluate(adain_run, write=False, overrides=["eval.seen_references=2"])
     assert (more["seen_references_per_conversion"], more["unseen_references_per_conversion"]) == (2, 1)
@@ -174,3 +180,22 @@ def test_the_shipped_recipes_validate():
     recipe = load_recipe(ROOT / "recipes" / "adain_vc_source_filter.toml", check_paths=False)
     assert (recipe.eval.seen_references, recipe.eval.unseen_references, recipe.eval.references) == (5, 0, 1)
     assert recipe.model.pitch == "source_filter" and recipe.eval.pitch_range == "target"
+
+
+def test_figures_by_target_manifest_name_each_manifest_and_count_its_conversions():
+    utts = [Utterance(None, speaker, where=f"{path}:{i + 1}") for i, (speaker, path) in enumerate(
+        [("a", "x/test.jsonl"), ("b", "x/test.jsonl"), ("c", "y/test.jsonl"), ("d", "held-out voices.jsonl"), ("a", "y/test.jsonl")])]
+    scored = [("a", "b", "a", 6.0), ("b", "a", "a", 4.0), ("c", "a", "c", 8.0), ("d", "a", "d", 2.0), ("d", "b", "b", 6.0)]
+    records = [{"target_speaker": t, "source_speaker": s, "labelled_as": lab, "phone_frames": 10, "phone_real": 8.0, "phone_converted": c}
+               for t, s, lab, c in scored]
+    result = {}
+    by_target_manifest(utts, records, result)
+    # two manifests called test.jsonl: named with their folder; 'a' counts in its first manifest
+    assert result["to_x_test_conversions"] == 2 and result["to_y_test_conversions"] == 1 and result["to_held_out_voices_conversions"] == 2
+    assert result["to_x_test_labelled_target"] == 0.5 and result["to_x_test_labelled_source"] == 0.5
+    assert result["to_held_out_voices_labelled_target"] == 0.5 and result["to_held_out_voices_labelled_source"] == 0.5
+    assert result["to_held_out_voices_phone_accuracy_ratio"] == pytest.approx(8 / 16)
+    assert result["to_y_test_labelled_target_ci_low"] < 1.0 == result["to_y_test_labelled_target"]
+    one = {}
+    by_target_manifest(utts[:2], records[:2], one)
+    assert one == {}  # one manifest: nothing beside the seen and unseen groups

@@ -18,12 +18,17 @@ set it per group), and is scored by
   channel), from single content-code frames (a harder test), and from the speaker code;
 - resynthesis: the share of the seen conversions' sources by training speakers, put back into their own voice, that the
   speaker classifier labels as their speaker (what conversion can reach with this decoder).
+
+With several manifests, the shares and phone ratio of the conversions to each manifest's speakers are reported apart
+too (:func:`by_target_manifest`): a user's own held-out voices, given as one more ``--manifest``, get figures of their own.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -313,6 +318,31 @@ def summarise(rows: dict[bool, dict[str, list]], records: list[dict[str, Any]], 
     result.update(phone_ratio(records))
 
 
+def by_target_manifest(utterances: list[Utterance], records: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """With targets from more than one manifest (``--manifest`` given several times, e.g. a set of voices held out
+    of training), the figures of the conversions to each manifest's speakers apart: ``to_NAME_conversions``,
+    ``to_NAME_labelled_target`` (with its Wilson interval), ``to_NAME_labelled_source`` and
+    ``to_NAME_phone_accuracy_ratio``, NAME the manifest's file name without ``.jsonl`` (its folder's name before it
+    where two share a name). A speaker found in several manifests counts in the first."""
+    home: dict[str, str] = {}
+    for u in utterances:
+        home.setdefault(u.speaker, u.where.rpartition(":")[0])
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(home[r["target_speaker"]], []).append(r)
+    if len(groups) < 2:
+        return
+    stems = [Path(path).stem for path in groups]
+    for path, rows in groups.items():
+        name = Path(path).stem if stems.count(Path(path).stem) == 1 else f"{Path(path).parent.name}_{Path(path).stem}"
+        name = re.sub(r"\W+", "_", name).strip("_")
+        result[f"to_{name}_conversions"] = len(rows)
+        share(result, f"to_{name}_labelled_target", [r["labelled_as"] == r["target_speaker"] for r in rows])
+        share(result, f"to_{name}_labelled_source", [r["labelled_as"] == r["source_speaker"] for r in rows])
+        if "phone_accuracy_ratio" in (phones := phone_ratio(rows)):
+            result[f"to_{name}_phone_accuracy_ratio"] = phones["phone_accuracy_ratio"]
+
+
 def phone_ratio(records: list[dict[str, Any]]) -> dict[str, float]:
     """The phone probe's accuracy on real and converted frames over the records that have phones, and their ratio
     (empty without a phone probe): over a subset of ``records``, the ratio for one group of targets."""
@@ -359,5 +389,6 @@ def evaluate_conversion(
                for conv in progress.each(plan, "converting and judging")]
     run.resynthesis(plan, result)
     summarise(rows, records, result)
+    by_target_manifest(utterances, records, result)
     result["records"] = records
     return result
