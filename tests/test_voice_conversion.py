@@ -2,6 +2,7 @@
 the errors for bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,6 +181,12 @@ def test_the_shipped_recipes_validate():
     recipe = load_recipe(ROOT / "recipes" / "adain_vc_source_filter.toml", check_paths=False)
     assert (recipe.eval.seen_references, recipe.eval.unseen_references, recipe.eval.references) == (5, 0, 1)
     assert recipe.model.pitch == "source_filter" and recipe.eval.pitch_range == "target"
+    # the wider-voice recipe: the same model and training on another corpus, every target one-shot, the vector fitted
+    wide = load_recipe(ROOT / "recipes" / "adain_vc_wide_voices.toml", check_paths=False)
+    assert (wide.model, wide.train) == (recipe.model, recipe.train)
+    assert Path(wide.data.source).parent.name == "vc_wide" and Path(wide.eval.unseen_manifest).name == "unseen_test.jsonl"
+    assert (wide.eval.references, wide.eval.seen_references, wide.eval.unseen_references) == (1, 0, 0)
+    assert (wide.eval.adapt_steps, wide.eval.adapt_rate, wide.eval.conversions) == (50, 0.1, 300)
 
 
 def test_figures_by_target_manifest_name_each_manifest_and_count_its_conversions():
