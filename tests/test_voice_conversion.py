@@ -203,6 +203,10 @@ def test_figures_by_target_manifest_name_each_manifest_and_count_its_conversions
     assert result["to_held_out_voices_labelled_target"] == 0.5 and result["to_held_out_voices_labelled_source"] == 0.5
     assert result["to_held_out_voices_phone_accuracy_ratio"] == pytest.approx(8 / 16)
     assert result["to_y_test_labelled_target_ci_low"] < 1.0 == result["to_y_test_labelled_target"]
+    same = [Utterance(None, speaker, where=f"{path}:1") for speaker, path in [("a", "x/a-b.jsonl"), ("b", "x/a_b.jsonl")]]
+    both = {}
+    by_target_manifest(same, records[:2], both)  # one folder, names alike: numbered by their place
+    assert both["to_x_a_b_1_conversions"] == both["to_x_a_b_2_conversions"] == 1
     one = {}
     by_target_manifest(utts[:2], records[:2], one)
     assert one == {}  # one manifest: nothing beside the seen and unseen groups

@@ -323,7 +323,8 @@ def by_target_manifest(utterances: list[Utterance], records: list[dict[str, Any]
     of training), the figures of the conversions to each manifest's speakers apart: ``to_NAME_conversions``,
     ``to_NAME_labelled_target`` (with its Wilson interval), ``to_NAME_labelled_source`` and
     ``to_NAME_phone_accuracy_ratio``, NAME the manifest's file name without ``.jsonl`` (its folder's name before it
-    where two share a name). A speaker found in several manifests counts in the first."""
+    where two share a name, then its place among the manifests). A speaker found in several manifests counts in the
+    first."""
     home: dict[str, str] = {}
     for u in utterances:
         home.setdefault(u.speaker, u.where.rpartition(":")[0])
@@ -332,10 +333,10 @@ def by_target_manifest(utterances: list[Utterance], records: list[dict[str, Any]
         groups.setdefault(home[r["target_speaker"]], []).append(r)
     if len(groups) < 2:
         return
-    stems = [Path(path).stem for path in groups]
-    for path, rows in groups.items():
-        name = Path(path).stem if stems.count(Path(path).stem) == 1 else f"{Path(path).parent.name}_{Path(path).stem}"
-        name = re.sub(r"\W+", "_", name).strip("_")
+    names = [re.sub(r"\W+", "_", Path(path).stem).strip("_") for path in groups]
+    names = [n if names.count(n) == 1 else re.sub(r"\W+", "_", f"{Path(p).parent.name}_{n}").strip("_") for n, p in zip(names, groups)]
+    names = [n if names.count(n) == 1 else f"{n}_{i + 1}" for i, n in enumerate(names)]  # the manifest's place in the list
+    for name, rows in zip(names, groups.values()):
         result[f"to_{name}_conversions"] = len(rows)
         share(result, f"to_{name}_labelled_target", [r["labelled_as"] == r["target_speaker"] for r in rows])
         share(result, f"to_{name}_labelled_source", [r["labelled_as"] == r["source_speaker"] for r in rows])
