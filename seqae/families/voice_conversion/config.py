@@ -104,6 +104,11 @@ class VoiceConversionConfig:
     # adain: weight of a speaker-classification loss on the speaker vector (a linear classifier over the
     # training speakers); 0 turns it off (the paper's AdaIN-VC)
     speaker_loss_weight: float = 0.0
+    # weight of a content-consistency loss: on a parallel corpus (the same text said by several training
+    # speakers), the squared distance between the content codes of DTW-aligned frames of one sentence said
+    # by two speakers (seqae.families.voice_conversion.parallel), so that the content code reads the words
+    # alike whatever the voice; 0 turns it off
+    content_consistency_weight: float = 0.0
     adversary_hidden: int = 256
 
     def validate(self, where: str) -> None:
@@ -120,5 +125,6 @@ class VoiceConversionConfig:
             raise ConfigError(f"{where}: model.envelope_min_width must be >= 0 (Hz), got {self.envelope_min_width}")
         if self.envelope_smoothing != "cepstral" and self.pitch != "source_filter":
             raise ConfigError(f"{where}: model.envelope_smoothing = \"{self.envelope_smoothing}\" needs model.pitch = \"source_filter\"")
-        if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight) < 0:
-            raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps, adversary_weight and speaker_loss_weight must be >= 0")
+        if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight, self.content_consistency_weight) < 0:
+            raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps, adversary_weight, speaker_loss_weight and "
+                              "content_consistency_weight must be >= 0")

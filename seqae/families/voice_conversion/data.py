@@ -12,6 +12,7 @@ import torch
 from seqae.audio import MelConfig, PitchTrack, move_pitch, vocal_tract_warp
 from seqae.datasets.audio import MelSegments
 from seqae.datasets.augment import change_speed, equalise, mix_noise, noise_bank, random_gains, shift_pitch
+from seqae.families.voice_conversion.parallel import Partners
 
 
 @dataclass
@@ -56,9 +57,13 @@ class SpeakerSegments(MelSegments):
     """
 
     def __init__(self, mels: list[torch.Tensor], speakers: list[int], segment_frames: int, mean: float, std: float, name: str,
-                 reference_windows: int = 1, pitch: list[PitchTrack] | None = None, augment: Augmentation | None = None):
+                 reference_windows: int = 1, pitch: list[PitchTrack] | None = None, augment: Augmentation | None = None,
+                 partners: Partners | None = None):
         super().__init__(mels, segment_frames, mean, std, name)
         self.augment = augment
+        self.partners = partners
+        if partners is not None and len(partners.utterances) != len(self.store):
+            raise ValueError(f"partners for {len(partners.utterances)} utterances; the store has {len(self.store)}")
         if reference_windows < 1:
             raise ValueError(f"reference_windows must be at least 1, got {reference_windows}")
         if pitch is not None and isinstance(pitch, list) and [p.contour.shape[0] for p in pitch] != self.store.lengths.tolist():
@@ -112,7 +117,37 @@ class SpeakerSegments(MelSegments):
             batch["pitch"] = self.pitch_rows(windows, refs)
         if self.augment is not None:
             self.perturb(batch, indices)
+        if self.partners is not None:
+            self.partner_windows(batch, indices)
         return batch
+
+    def partner_windows(self, batch: dict[str, torch.Tensor], indices: np.ndarray) -> None:
+        """For each window, a window of one of its utterance's parallel partners (drawn from the index, like
+        the references) centred on the frames aligned with it: ``"partner"``/``"partner_mask"`` ``(batch,
+        n_mels, segment_frames)``/``(batch, segment_frames)``, and ``"partner_index"`` ``(batch,
+        segment_frames)``: each frame's aligned frame in the partner window, -1 where it has none (no
+        partner, padding, or aligned outside the window)."""
+        b = len(indices)
+        batch["partner"] = torch.zeros(b, batch["x"].shape[1], self.segment)
+        batch["partner_mask"] = torch.zeros(b, self.segment, dtype=torch.bool)
+        batch["partner_index"] = torch.full((b, self.segment), -1, dtype=torch.long)
+        for row, index in enumerate(indices.tolist()):
+            window = index % len(self)
+            utt, start = (int(v) for v in self.windows[window])
+            options = self.partners.utterances[utt]
+            if not options:
+                continue
+            k = int(np.random.default_rng([index // len(self), window, 5]).integers(len(options)))
+            partner = options[k]
+            aligned = self.partners.maps[utt][k][start : start + self.segment].astype(np.int64)
+            length = int(self.store.lengths[partner])
+            first = int(np.clip(aligned[len(aligned) // 2] - self.segment // 2, 0, max(0, length - self.segment)))
+            piece = np.asarray(self.store.read(partner, first, self.segment), dtype=np.float32)
+            batch["partner"][row, :, : piece.shape[1]] = torch.from_numpy((piece - self.mean) / self.std)
+            batch["partner_mask"][row, : piece.shape[1]] = True
+            local = torch.from_numpy(aligned - first)
+            inside = (local >= 0) & (local < piece.shape[1])
+            batch["partner_index"][row, : len(aligned)] = torch.where(inside, local, -1)
 
     def perturb(self, batch: dict[str, torch.Tensor], indices: np.ndarray) -> None:
         """The augmentation, drawn per example from its index (like the references). A new voice, alike in

@@ -37,6 +37,7 @@ def prepare(recipe: Recipe) -> Prepared:
     from seqae.datasets.audio import train_and_test_utterances
     from seqae.datasets.audio_store import mel_statistics, train_and_test_mels
     from seqae.families.voice_conversion.data import Augmentation, SpeakerSegments, copy_changes
+    from seqae.families.voice_conversion.parallel import PARTNERS, align_partners, pick_partners
 
     config = recipe.data
     train_utts, test_utts = train_and_test_utterances(config)
@@ -71,8 +72,16 @@ def prepare(recipe: Recipe) -> Prepared:
                                                                          item_changes)
     mean, std = mel_statistics(config, train_mels, len(train_utts))  # the corpus's own, without the copies
     index = {n: i for i, n in enumerate(names)}
+    partners = None
+    if recipe.model.content_consistency_weight > 0:
+        chosen = pick_partners([u.text for u in items], speakers, PARTNERS, recipe.train.seed)
+        if not any(chosen):
+            raise DataError(f"{config.source}: model.content_consistency_weight needs a parallel corpus (one text said by "
+                            "two training speakers) and no two speakers here say the same text: set it to 0")
+        partners = align_partners(train_mels, chosen)
     train = SpeakerSegments(train_mels, [index[n] for n in speakers], config.segment_frames, mean, std,
-                            f"{config.source} (train)", config.reference_windows, train_pitch, Augmentation.from_data(config))
+                            f"{config.source} (train)", config.reference_windows, train_pitch, Augmentation.from_data(config),
+                            partners)
     test = SpeakerSegments(test_mels, [index[u.speaker] for u in test_utts], config.segment_frames,
                            mean, std, f"{config.test_source or config.source} (test)", config.reference_windows, test_pitch)
     inferred = Inferred(input_dim=config.n_mels, speakers=names, mel_mean=mean, mel_std=std)

@@ -11,7 +11,9 @@ Two methods, chosen by ``model.method``:
     to reconstruct a segment from its own content and the speaker vector of a *different* utterance of
     the same speaker (the batch's ``ref``), so the speaker path cannot carry content. Loss: L1 + KL
     (+ ``speaker_loss_weight`` x the cross-entropy of a linear speaker classifier on the speaker vector,
-    which makes the vectors of one speaker's utterances agree).
+    which makes the vectors of one speaker's utterances agree; + ``content_consistency_weight`` x the
+    distance between the content codes of DTW-aligned frames of one sentence said by two speakers, on a
+    parallel corpus: :mod:`seqae.families.voice_conversion.parallel`).
     Converts to any speaker, seen in training or not, from one utterance (one-shot).
 
 ``adversarial`` (after Chou et al. 2018, arXiv 1804.02812)
@@ -231,6 +233,28 @@ class VoiceConversion(nn.Module):
             return self.config.kl_weight
         return self.config.kl_weight * min(1.0, float(self.updates) / self.config.kl_anneal_steps)
 
+    def speaker_loss(self, speaker: torch.Tensor, labels: torch.Tensor, metrics: dict) -> torch.Tensor:
+        """The weighted cross-entropy of the linear speaker classifier on speaker vectors ``(B, speaker_dim)``
+        against their speakers ``(B,)``; its value and accuracy go into ``metrics``."""
+        logits = self.speaker_head(speaker)
+        speaker_loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(1) == labels).float().mean()
+        metrics.update(speaker_loss=speaker_loss.detach(), speaker_accuracy=accuracy.detach())
+        return self.config.speaker_loss_weight * speaker_loss
+
+    def content_consistency(self, mean: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The content-consistency loss: the squared distance, averaged over channels and over the frames
+        that have an aligned partner frame, between each frame's content code ``mean`` ``(B, content_dim, T)``
+        and the content code of its partner's aligned frame (batch ``partner``, ``partner_mask``,
+        ``partner_index``: :meth:`seqae.families.voice_conversion.data.SpeakerSegments.partner_windows`).
+        Both sides are trained."""
+        partner, _ = self.content_encoder(batch["partner"], batch["partner_mask"])
+        index = batch["partner_index"]
+        valid = ((index >= 0) & batch["mask"]).to(mean.dtype)
+        aligned = partner.gather(2, index.clamp(min=0)[:, None, :].expand(-1, partner.shape[1], -1))
+        squared = ((mean - aligned) ** 2).mean(1)
+        return (squared * valid).sum() / valid.sum().clamp(min=1.0)
+
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         """``batch``: ``x`` ``(B, n_mels, T)`` and ``mask`` ``(B, T)``; ``ref``/``ref_mask`` (another
         utterance of the same speaker, ``adain``); ``speaker`` ``(B,)`` indices into ``model.speakers``;
@@ -267,11 +291,11 @@ class VoiceConversion(nn.Module):
             loss = loss + weight * kl
             metrics.update(kl=kl.detach(), kl_weight=weight)
         if self.config.method == "adain" and self.config.speaker_loss_weight > 0:
-            logits = self.speaker_head(speaker)
-            speaker_loss = F.cross_entropy(logits, batch["speaker"])
-            loss = loss + self.config.speaker_loss_weight * speaker_loss
-            accuracy = (logits.argmax(1) == batch["speaker"]).float().mean()
-            metrics.update(speaker_loss=speaker_loss.detach(), speaker_accuracy=accuracy.detach())
+            loss = loss + self.speaker_loss(speaker, batch["speaker"], metrics)
+        if self.config.content_consistency_weight > 0 and "partner" in batch:
+            consistency = self.content_consistency(mean, batch)
+            loss = loss + self.config.content_consistency_weight * consistency
+            metrics["consistency"] = consistency.detach()
         if self.config.method == "adversarial":
             logits = self.adversary(mean, mask)
             confusion = -F.log_softmax(logits, dim=1).mean()  # cross-entropy against the uniform distribution

@@ -1,0 +1,74 @@
+"""Parallel partners for the content-consistency loss (``model.content_consistency_weight``).
+
+In a parallel corpus several speakers say the same sentence. Each training utterance gets up to
+``count`` partners: utterances of the same text by other speakers, drawn at random, each with a frame map
+from the utterance to the partner made by dynamic time warping of their mel cepstra (the alignment that
+the evaluation's MCD uses, :mod:`seqae.families.voice_conversion.distortion`). The loss asks the content
+code of a frame to equal the content code of the partner's frame it is aligned with: what the words are,
+said by two voices, should be one code.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqae.families.voice_conversion.distortion import dtw_path, mel_cepstrum
+from seqae.progress import each
+
+CEPSTRAL_COEFFICIENTS = 20
+PARTNERS = 2  # partners per training utterance (each window draws one of them afresh every epoch)
+
+
+@dataclass
+class Partners:
+    """``utterances[i]``: the partner utterances of utterance ``i`` (store indices); ``maps[i][k]``
+    ``(frames_i,)`` int32: for each frame of ``i``, its aligned frame in partner ``utterances[i][k]``."""
+
+    utterances: list[list[int]]
+    maps: list[list[np.ndarray]]
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.utterances)
+
+
+def frame_map(source: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    """Log-mels ``(n_mels, frames_a)`` and ``(n_mels, frames_b)`` -> ``(frames_a,)`` int32: each frame of
+    ``source``'s aligned frame in ``partner`` (the mean of the frames the DTW path pairs it with)."""
+    a, b = mel_cepstrum(source, CEPSTRAL_COEFFICIENTS), mel_cepstrum(partner, CEPSTRAL_COEFFICIENTS)
+    distance = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    rows, cols = dtw_path(distance)
+    total = np.bincount(rows, weights=cols, minlength=source.shape[1])
+    count = np.bincount(rows, minlength=source.shape[1])
+    return np.rint(total / np.maximum(count, 1)).astype(np.int32)
+
+
+def pick_partners(texts: list[str], speakers: list[str], count: int, seed: int) -> list[list[int]]:
+    """Up to ``count`` partners for each utterance (``texts``/``speakers`` one per utterance): others with
+    the same text (stripped, case-folded) by another speaker, drawn with ``seed``. Utterances without text
+    or without a partner get none."""
+    by_text: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(texts):
+        if text.strip():
+            by_text[text.strip().casefold()].append(i)
+    rng = np.random.default_rng(seed)
+    chosen: list[list[int]] = []
+    for i, text in enumerate(texts):
+        others = [j for j in by_text.get(text.strip().casefold(), []) if speakers[j] != speakers[i]]
+        picked = rng.choice(len(others), size=min(count, len(others)), replace=False) if others else []
+        chosen.append([others[int(k)] for k in picked])
+    return chosen
+
+
+def align_partners(store, chosen: list[list[int]]) -> Partners:
+    """The frame maps of :func:`pick_partners`' choice, from a store of log-mels (:mod:`seqae.datasets.audio_store`)."""
+    maps = [[frame_map(np.asarray(store.full(i)), np.asarray(store.full(j))) for j in chosen[i]]
+            for i in each(range(len(chosen)), "aligning parallel utterances (DTW)")]
+    return Partners(chosen, maps)
+
+
+def find_partners(store, texts: list[str], speakers: list[str], count: int, seed: int) -> Partners:
+    """:func:`pick_partners` then :func:`align_partners`."""
+    return align_partners(store, pick_partners(texts, speakers, count, seed))
