@@ -13,9 +13,7 @@ of one setting).
 import json
 import sys
 
-from scipy.stats import binomtest
-
-from seqae.families.voice_conversion.evaluate import phone_ratio
+from seqae.families.voice_conversion.evaluate import phone_ratio, share
 
 
 def groups(result: dict, info: dict) -> dict:
@@ -26,9 +24,9 @@ def groups(result: dict, info: dict) -> dict:
                        ("held-out variants", lambda r: r["target_speaker"] in held)):
         rows = [r for r in records if keep(r)]
         if rows:
-            hits = sum(r["labelled_as"] == r["target_speaker"] for r in rows)
-            ci = binomtest(hits, len(rows)).proportion_ci(method="wilson")
-            out[name] = {"n": len(rows), "target": hits / len(rows), "low": ci.low, "high": ci.high,
+            shares: dict = {}
+            share(shares, "target", [r["labelled_as"] == r["target_speaker"] for r in rows])
+            out[name] = {"n": len(rows), "target": shares["target"], "low": shares["target_ci_low"], "high": shares["target_ci_high"],
                          "source": sum(r["labelled_as"] == r["source_speaker"] for r in rows) / len(rows),
                          "phone ratio": phone_ratio(rows).get("phone_accuracy_ratio", float("nan"))}
     return out
