@@ -36,13 +36,13 @@ def settings(text: str) -> list[tuple[int, float]]:
 def convert_and_judge(run: ConversionEvaluation, plan: list) -> dict:
     """Each planned conversion with the run's current settings, scored as ``seqae eval`` scores it
     (:meth:`ConversionEvaluation.score`: the judge's label and the phone probe; no MCD)."""
-    row: dict[str, list] = {}
     started = time.perf_counter()
-    records = [run.score(conv, row, parallel={}) for conv in plan]
-    figures = {"n": len(plan), "labelled_source": float(np.mean(row["source"])),
+    records = [run.score(conv, parallel={}) for conv in plan]
+    hits = [r["labelled_as"] == r["target_speaker"] for r in records]
+    figures = {"n": len(plan), "labelled_source": float(np.mean([r["labelled_as"] == r["source_speaker"] for r in records])),
                "phone_ratio": phone_ratio(records).get("phone_accuracy_ratio", float("nan")),
-               "seconds": (time.perf_counter() - started) / max(len(plan), 1), "hits": [bool(h) for h in row["target"]]}
-    wilson_share(figures, "labelled_target", row["target"])
+               "seconds": (time.perf_counter() - started) / max(len(plan), 1), "hits": hits}
+    wilson_share(figures, "labelled_target", hits)
     return figures
 
 

@@ -51,6 +51,11 @@ def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path):
     seen = [r for r in records if r["seen"]]
     assert np.mean([r["labelled_as"] == r["target_speaker"] for r in seen]) == pytest.approx(result["seen_labelled_target"])
     assert all(r["source_speaker"] != r["target_speaker"] and len(r["references"]) == 1 for r in records)
+    # the corpus is parallel: every conversion has its MCDs, whose means are the result's
+    assert all(r["mcd_converted_db"] > 0 and r["mcd_source_db"] > 0 for r in records)
+    assert np.mean([r["mcd_source_db"] for r in seen]) == pytest.approx(result["seen_mcd_source_to_target_db"])
+    below = np.mean([r["mcd_converted_db"] < r["mcd_source_db"] for r in seen])
+    assert below == pytest.approx(result["seen_mcd_below_source_share"])
     # each record's right phone frames, real and converted: summed, the result's ratio; a group's ratio from its records
     assert all(0 <= r["phone_converted"] <= r["phone_frames"] and 0 <= r["phone_real"] <= r["phone_frames"] for r in records)
     frames = sum(r["phone_frames"] for r in records)

@@ -11,7 +11,7 @@ set it per group), and is scored by
   target, and as the source;
 - distortion: mel-cepstral distortion (dB; coefficients 1..N of the DCT of the log-mel) after DTW alignment between
   converted and the real target utterance of the same sentence, beside the same between source and target (parallel
-  data only);
+  data only; per conversion in ``records``: ``mcd_converted_db``, ``mcd_source_db``);
 - content: the phone probe's accuracy on converted frames (labelled with the source's alignment; conversion keeps
   the timing) against its accuracy on the real source frames (per conversion in ``records``: ``phone_real``, ``phone_converted``);
 - disentanglement: speaker identification from the content code pooled over time (mean and standard deviation per
@@ -244,21 +244,20 @@ class ConversionEvaluation:
         return convert_mel(self.model, torch.from_numpy(self.normalised[source]), refs, speaker, tracks,
                            self.config.pitch_range, self.config.adapt_steps, self.config.adapt_rate).numpy()
 
-    def score(self, conv: Conversion, row: dict[str, list], parallel: dict) -> dict[str, Any]:
-        """Convert once and score it: the judge's label, MCD against the parallel target, the phone probe (its right
-        frames, real and converted, in the returned record)."""
+    def score(self, conv: Conversion, parallel: dict) -> dict[str, Any]:
+        """Convert once and score it: the record of the conversion, with the judge's label, the MCD against the
+        parallel target (``parallel``: ``(speaker, text)`` -> utterance index; none where the target never says
+        the source's text) and the phone probe's right frames, real and converted."""
         src, config = self.utterances[conv.source], self.config
         converted_norm = self.voice(conv.source, conv.target_speaker, conv.references)
         converted = self.denormalise(converted_norm)
         predicted = self.judge.predict(converted)
-        row.setdefault("target", []).append(predicted == conv.target_speaker)
-        row.setdefault("source", []).append(predicted == src.speaker)
-        twin = parallel.get((conv.target_speaker, src.text))
-        if twin is not None:
-            row.setdefault("mcd_converted", []).append(mcd_dtw(converted, self.mels[twin], config.mcd_coefficients))
-            row.setdefault("mcd_source", []).append(mcd_dtw(self.mels[conv.source], self.mels[twin], config.mcd_coefficients))
         record = {"seen": conv.seen, "source": str(src.audio), "source_speaker": src.speaker, "target_speaker": conv.target_speaker,
                   "references": [str(self.utterances[r].audio) for r in conv.references], "labelled_as": str(predicted)}
+        twin = parallel.get((conv.target_speaker, src.text))
+        if twin is not None:
+            record.update(mcd_converted_db=mcd_dtw(converted, self.mels[twin], config.mcd_coefficients),
+                          mcd_source_db=mcd_dtw(self.mels[conv.source], self.mels[twin], config.mcd_coefficients))
         if self.phone_probe is not None:  # frames the probe labels right, real and converted: a ratio per target group
             x_real, y_real = phone_frames(self.normalised[conv.source], src, self.hop_s)
             if len(y_real):
@@ -301,17 +300,20 @@ def share(result: dict[str, Any], key: str, hits) -> None:
     result[f"{key}_ci_low"], result[f"{key}_ci_high"] = float(interval.low), float(interval.high)
 
 
-def summarise(rows: dict[bool, dict[str, list]], records: list[dict[str, Any]], result: dict[str, Any]) -> None:
-    """Shares and means per group (seen, unseen targets) and the phone-probe ratio over ``records``."""
-    for seen, row in rows.items():
-        group = "seen" if seen else "unseen"
-        if not row:
+def summarise(records: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    """Shares and means per group (seen, unseen targets: each record's ``seen``) and the phone-probe ratio
+    over ``records``."""
+    for seen in (True, False):
+        group, rows = "seen" if seen else "unseen", [r for r in records if r["seen"] == seen]
+        if not rows:
             continue
-        result[f"{group}_conversions"] = len(row["target"])
-        share(result, f"{group}_labelled_target", row["target"])
-        share(result, f"{group}_labelled_source", row["source"])
-        if row.get("mcd_converted"):
-            converted_mcd, source_mcd = np.array(row["mcd_converted"]), np.array(row["mcd_source"])
+        result[f"{group}_conversions"] = len(rows)
+        share(result, f"{group}_labelled_target", [r["labelled_as"] == r["target_speaker"] for r in rows])
+        share(result, f"{group}_labelled_source", [r["labelled_as"] == r["source_speaker"] for r in rows])
+        with_twin = [r for r in rows if "mcd_converted_db" in r]
+        if with_twin:
+            converted_mcd = np.array([r["mcd_converted_db"] for r in with_twin])
+            source_mcd = np.array([r["mcd_source_db"] for r in with_twin])
             result[f"{group}_mcd_converted_to_target_db"] = float(converted_mcd.mean())
             result[f"{group}_mcd_source_to_target_db"] = float(source_mcd.mean())
             share(result, f"{group}_mcd_below_source_share", converted_mcd < source_mcd)
@@ -385,11 +387,9 @@ def evaluate_conversion(
     run.disentanglement(result)
     plan = run.plan(result)
     parallel = {(u.speaker, u.text): i for i, u in enumerate(utterances) if u.text}
-    rows: dict[bool, dict[str, list]] = {True: {}, False: {}}
-    records = [run.score(conv, rows[conv.seen], parallel)
-               for conv in progress.each(plan, "converting and judging")]
+    records = [run.score(conv, parallel) for conv in progress.each(plan, "converting and judging")]
     run.resynthesis(plan, result)
-    summarise(rows, records, result)
+    summarise(records, result)
     by_target_manifest(utterances, records, result)
     result["records"] = records
     return result
