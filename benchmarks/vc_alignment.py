@@ -2,27 +2,22 @@
 aligned frames that land on the same phone (by the manifest's phone alignments), against a plain linear time stretch
 of one utterance onto the other. The pairs are the loss's own (``seqae.families.voice_conversion.parallel``): each
 utterance with up to ``--partners`` others of the same text by other speakers; the figure is also given by the voice
-variant of the partner (the name's part before the first ``_p`` of ``seqae data speech`` corpora, its speaker name
-otherwise).
+variant of the partner (``seqae.datasets.speech_synth.variant_of``: the variant in a ``seqae data speech`` speaker
+name, any other name as it is).
 
     .venv/bin/python benchmarks/vc_alignment.py MANIFEST [--recipe recipes/adain_vc_wide_voices.toml] [--utterances 400]
 """
 
 import argparse
-import re
 from collections import defaultdict
 
 import numpy as np
 
 from seqae.config import load_recipe
 from seqae.datasets.audio import ArrayStore, log_mels_and_pitch, read_manifest
+from seqae.datasets.speech_synth import variant_of
 from seqae.evaluation.probes import frame_labels
 from seqae.families.voice_conversion.parallel import align_partners, pick_partners
-
-
-def variant(speaker: str) -> str:
-    match = re.match(r"(.+?)_p\d+_r\d+(_g-?\d+)?$", speaker)
-    return match.group(1).split("_", 1)[-1] if match else speaker
 
 
 def same_phone(a: list, b: list, mapped: np.ndarray) -> tuple[int, int]:
@@ -55,7 +50,7 @@ def main() -> None:
             n_a, n_b = len(labels[i]), len(labels[j])
             linear = np.minimum(np.rint((np.arange(n_a) + 0.5) * n_b / n_a - 0.5), n_b - 1).astype(int)
             row = np.array(same_phone(labels[i], labels[j], mapped) + same_phone(labels[i], labels[j], linear), dtype=float)
-            for key in ("all pairs", f"  partner {variant(utterances[j].speaker)}"):
+            for key in ("all pairs", f"  partner {variant_of(utterances[j].speaker)}"):
                 counts[key] += row
     print(f"{args.manifest}: {len(keep)} utterances, {int(counts['all pairs'][1])} aligned frames")
     print("pairs: same phone under DTW | under a linear stretch")

@@ -4,7 +4,7 @@ names them), each with its 95 % Wilson interval; with --markdown, one table row 
 groups, held-out as source, the phone ratio over all conversions and over those to the held-out variants, and
 the content code's speaker leak; a group's phone ratio needs records with phone counts, nan in older ones), and the
 mean and spread (half the range) of each column over evaluations given the same label (LABEL=EVAL_JSON: the seeds
-of one setting).
+of one setting). Without --markdown, also the phone ratio of the conversions from each source voice variant.
 
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR EVAL_JSON [EVAL_JSON ...]
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR --markdown LABEL=EVAL_JSON [LABEL=EVAL_JSON ...]
@@ -13,6 +13,7 @@ of one setting).
 import json
 import sys
 
+from seqae.datasets.speech_synth import variant_of
 from seqae.families.voice_conversion.evaluate import phone_ratio, share
 
 
@@ -68,6 +69,11 @@ def main():
         for name, g in groups(result, info).items():
             print(f"  {name}: n={g['n']} as target {g['target']:.3f} [{g['low']:.3f}, {g['high']:.3f}], as source {g['source']:.3f}, "
                   f"phone ratio {g['phone ratio']:.3f}")
+        by_source: dict[str, list] = {}
+        for r in map(json.loads, open(result["records_file"])):
+            by_source.setdefault(variant_of(r["source_speaker"]), []).append(r)
+        print("  phone ratio by the source's voice variant: " + ", ".join(
+            f"{v} {phone_ratio(rs).get('phone_accuracy_ratio', float('nan')):.3f} (n {len(rs)})" for v, rs in sorted(by_source.items())))
 
 
 if __name__ == "__main__":

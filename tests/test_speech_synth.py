@@ -56,6 +56,15 @@ def test_distinct_timbres_never_share_a_variant_and_pitch():
     assert voices(80, seed=3, distinct_timbres=True) == chosen
 
 
+def test_the_variant_is_read_back_from_every_voice_label():
+    from seqae.datasets.speech_synth import Voice, variant_of, voices, wide_voices
+
+    for voice in voices(40, seed=1) + wide_voices(40, seed=1):
+        assert variant_of(voice.label) == voice.name.split("+")[1].replace(" ", "-")
+    assert variant_of(Voice("en-gb-x-gbclan+whisperf", 65, 175, 20).label) == "whisperf"
+    assert variant_of("p225") == "p225" and variant_of("speaker_a") == "speaker_a"
+
+
 def test_held_out_variants_are_voices_no_training_speaker_has(tmp_path, capsys):
     """--held-out-variants: whole espeak-ng variants kept out of the training and unseen voices, two voices
     of each in their own manifests (targets from outside the training voice space); an unknown variant is

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import re
 import tempfile
 import threading
 from dataclasses import asdict, astuple, dataclass
@@ -111,6 +112,12 @@ class Voice:
     def label(self) -> str:
         spread = "" if self.range == 50 else f"_g{self.range}"
         return f"{self.name.replace('+', '_').replace(' ', '-')}_p{self.pitch}_r{self.rate}{spread}"
+
+
+def variant_of(speaker: str) -> str:
+    """The voice variant in a speaker label of :attr:`Voice.label` ("en-us_f2_p50_r175" -> "f2"); any other name as it is."""
+    match = re.match(r"[^_]+_(.+?)_p\d+_r\d+(_g-?\d+)?$", speaker)
+    return match.group(1) if match else speaker
 
 
 def clean_phone(symbol: str) -> str:
