@@ -107,7 +107,7 @@ class VoiceConversionConfig:
     # weight of a content-consistency loss: on a parallel corpus (the same text said by several training
     # speakers), the squared distance between the content codes of DTW-aligned frames of one sentence said
     # by two speakers (seqae.families.voice_conversion.parallel), so that the content code reads the words
-    # alike whatever the voice; 0 turns it off
+    # alike whatever the voice; 0 turns it off (at 1 it lowered the phone ratio: docs/RESULTS.md)
     content_consistency_weight: float = 0.0
     adversary_hidden: int = 256
 
