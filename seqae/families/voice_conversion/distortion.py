@@ -40,9 +40,16 @@ def dtw_path(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows[::-1]), np.array(cols[::-1])
 
 
-def mcd_dtw(a: np.ndarray, b: np.ndarray, coefficients: int) -> float:
-    """Mel-cepstral distortion in dB between two log-mels ``(n_mels, frames)`` after DTW alignment."""
+def cepstral_alignment(a: np.ndarray, b: np.ndarray, coefficients: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two log-mels ``(n_mels, frames_a)`` and ``(n_mels, frames_b)`` aligned by DTW of their mel cepstra: the
+    ``(frames_a, frames_b)`` Euclidean distances between the cepstra and the path's row and column indices."""
     ca, cb = mel_cepstrum(a, coefficients), mel_cepstrum(b, coefficients)
     distance = np.sqrt(((ca[:, None, :] - cb[None, :, :]) ** 2).sum(-1))
     rows, cols = dtw_path(distance)
+    return distance, rows, cols
+
+
+def mcd_dtw(a: np.ndarray, b: np.ndarray, coefficients: int) -> float:
+    """Mel-cepstral distortion in dB between two log-mels ``(n_mels, frames)`` after DTW alignment."""
+    distance, rows, cols = cepstral_alignment(a, b, coefficients)
     return float(10.0 / math.log(10.0) * math.sqrt(2.0) * distance[rows, cols].mean())

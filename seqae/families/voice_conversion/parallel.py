@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqae.families.voice_conversion.distortion import dtw_path, mel_cepstrum
+from seqae.families.voice_conversion.distortion import cepstral_alignment
 from seqae.progress import each
 
 CEPSTRAL_COEFFICIENTS = 20
@@ -37,9 +37,7 @@ class Partners:
 def frame_map(source: np.ndarray, partner: np.ndarray) -> np.ndarray:
     """Log-mels ``(n_mels, frames_a)`` and ``(n_mels, frames_b)`` -> ``(frames_a,)`` int32: each frame of
     ``source``'s aligned frame in ``partner`` (the mean of the frames the DTW path pairs it with)."""
-    a, b = mel_cepstrum(source, CEPSTRAL_COEFFICIENTS), mel_cepstrum(partner, CEPSTRAL_COEFFICIENTS)
-    distance = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
-    rows, cols = dtw_path(distance)
+    _, rows, cols = cepstral_alignment(source, partner, CEPSTRAL_COEFFICIENTS)
     total = np.bincount(rows, weights=cols, minlength=source.shape[1])
     count = np.bincount(rows, minlength=source.shape[1])
     return np.rint(total / np.maximum(count, 1)).astype(np.int32)
