@@ -300,6 +300,14 @@ def share(result: dict[str, Any], key: str, hits) -> None:
     result[f"{key}_ci_low"], result[f"{key}_ci_high"] = float(interval.low), float(interval.high)
 
 
+def label_shares(result: dict[str, Any], prefix: str, records: list[dict[str, Any]]) -> None:
+    """``PREFIX_conversions`` and the shares of ``records`` the judge labels as their target and as their source
+    (``PREFIX_labelled_target``, ``PREFIX_labelled_source``, each with its interval: :func:`share`)."""
+    result[f"{prefix}_conversions"] = len(records)
+    share(result, f"{prefix}_labelled_target", [r["labelled_as"] == r["target_speaker"] for r in records])
+    share(result, f"{prefix}_labelled_source", [r["labelled_as"] == r["source_speaker"] for r in records])
+
+
 def summarise(records: list[dict[str, Any]], result: dict[str, Any]) -> None:
     """Shares and means per group (seen, unseen targets: each record's ``seen``) and the phone-probe ratio
     over ``records``."""
@@ -307,9 +315,7 @@ def summarise(records: list[dict[str, Any]], result: dict[str, Any]) -> None:
         group, rows = "seen" if seen else "unseen", [r for r in records if r["seen"] == seen]
         if not rows:
             continue
-        result[f"{group}_conversions"] = len(rows)
-        share(result, f"{group}_labelled_target", [r["labelled_as"] == r["target_speaker"] for r in rows])
-        share(result, f"{group}_labelled_source", [r["labelled_as"] == r["source_speaker"] for r in rows])
+        label_shares(result, group, rows)
         with_twin = [r for r in rows if "mcd_converted_db" in r]
         if with_twin:
             converted_mcd = np.array([r["mcd_converted_db"] for r in with_twin])
@@ -339,9 +345,7 @@ def by_target_manifest(utterances: list[Utterance], records: list[dict[str, Any]
     names = [n if names.count(n) == 1 else re.sub(r"\W+", "_", f"{Path(p).parent.name}_{n}").strip("_") for n, p in zip(names, groups)]
     names = [n if names.count(n) == 1 else f"{n}_{i + 1}" for i, n in enumerate(names)]  # the manifest's place in the list
     for name, rows in zip(names, groups.values()):
-        result[f"to_{name}_conversions"] = len(rows)
-        share(result, f"to_{name}_labelled_target", [r["labelled_as"] == r["target_speaker"] for r in rows])
-        share(result, f"to_{name}_labelled_source", [r["labelled_as"] == r["source_speaker"] for r in rows])
+        label_shares(result, f"to_{name}", rows)
         if "phone_accuracy_ratio" in (phones := phone_ratio(rows)):
             result[f"to_{name}_phone_accuracy_ratio"] = phones["phone_accuracy_ratio"]
 
