@@ -14,21 +14,24 @@ import json
 import sys
 
 from seqae.datasets.speech_synth import variant_of
-from seqae.families.voice_conversion.evaluate import phone_ratio, share
+from seqae.families.voice_conversion.evaluate import label_shares, phone_ratio
 
 
-def groups(result: dict, info: dict) -> dict:
+def read_records(result: dict) -> list[dict]:
+    return [json.loads(line) for line in open(result["records_file"])]
+
+
+def groups(records: list[dict], info: dict) -> dict:
     held, unseen = set(info["held_out_speakers"]), set(info["unseen_speakers"])
-    records = [json.loads(line) for line in open(result["records_file"])]
     out = {}
     for name, keep in (("seen", lambda r: r["seen"]), ("unseen voices", lambda r: r["target_speaker"] in unseen),
                        ("held-out variants", lambda r: r["target_speaker"] in held)):
         rows = [r for r in records if keep(r)]
         if rows:
             shares: dict = {}
-            share(shares, "target", [r["labelled_as"] == r["target_speaker"] for r in rows])
-            out[name] = {"n": len(rows), "target": shares["target"], "low": shares["target_ci_low"], "high": shares["target_ci_high"],
-                         "source": sum(r["labelled_as"] == r["source_speaker"] for r in rows) / len(rows),
+            label_shares(shares, "g", rows)
+            out[name] = {"n": len(rows), "target": shares["g_labelled_target"], "low": shares["g_labelled_target_ci_low"],
+                         "high": shares["g_labelled_target_ci_high"], "source": shares["g_labelled_source"],
                          "phone ratio": phone_ratio(rows).get("phone_accuracy_ratio", float("nan"))}
     return out
 
@@ -41,7 +44,7 @@ def markdown(info: dict, pairs: list[str]) -> None:
     for pair in pairs:
         label, path = pair.split("=", 1)
         result = json.load(open(path))
-        g = groups(result, info)
+        g = groups(read_records(result), info)
         cells = [g["seen"]["target"], g["unseen voices"]["target"], g["held-out variants"]["target"],
                  g["held-out variants"]["source"], result["phone_accuracy_ratio"], g["held-out variants"]["phone ratio"],
                  result["speaker_from_content_frames"]]
@@ -66,11 +69,12 @@ def main():
         result = json.load(open(path))
         print(f"{result['run_dir']}: {result['speakers']} speakers (chance {result['chance']:.3f}), phone ratio "
               f"{result.get('phone_accuracy_ratio', float('nan')):.3f}")
-        for name, g in groups(result, info).items():
+        records = read_records(result)
+        for name, g in groups(records, info).items():
             print(f"  {name}: n={g['n']} as target {g['target']:.3f} [{g['low']:.3f}, {g['high']:.3f}], as source {g['source']:.3f}, "
                   f"phone ratio {g['phone ratio']:.3f}")
         by_source: dict[str, list] = {}
-        for r in map(json.loads, open(result["records_file"])):
+        for r in records:
             by_source.setdefault(variant_of(r["source_speaker"]), []).append(r)
         print("  phone ratio by the source's voice variant: " + ", ".join(
             f"{v} {phone_ratio(rs).get('phone_accuracy_ratio', float('nan')):.3f} (n {len(rs)})" for v, rs in sorted(by_source.items())))

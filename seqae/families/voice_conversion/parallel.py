@@ -65,8 +65,3 @@ def align_partners(store, chosen: list[list[int]]) -> Partners:
     maps = [[frame_map(np.asarray(store.full(i)), np.asarray(store.full(j))) for j in chosen[i]]
             for i in each(range(len(chosen)), "aligning parallel utterances (DTW)")]
     return Partners(chosen, maps)
-
-
-def find_partners(store, texts: list[str], speakers: list[str], count: int, seed: int) -> Partners:
-    """:func:`pick_partners` then :func:`align_partners`."""
-    return align_partners(store, pick_partners(texts, speakers, count, seed))
