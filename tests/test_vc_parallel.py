@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from seqae.datasets.audio import ArrayStore
@@ -59,22 +60,25 @@ def test_partner_windows_line_up_with_their_windows():
     assert torch.equal(segments.collate(np.array([3]))["partner"], segments.collate(np.array([3]))["partner"])
 
 
-def test_the_loss_is_zero_for_one_voice_and_trains_both_sides():
+@pytest.mark.parametrize("form", ["squared", "contrastive"])
+def test_the_loss_is_least_for_one_voice_and_trains_both_sides(form):
     from seqae.families.voice_conversion.config import VoiceConversionConfig
     from seqae.families.voice_conversion.model import VoiceConversion
 
     config = VoiceConversionConfig(input_dim=40, channels=16, blocks=1, content_dim=4, speaker_dim=8, speakers=["a", "b"],
-                                   content_consistency_weight=1.0)
+                                   content_consistency_weight=1.0, content_consistency=form)
     model = VoiceConversion(config).eval()
     rng = np.random.default_rng(3)
     x = torch.from_numpy(utterance(rng, frames=24))[None]
     mask = torch.ones(1, 24, dtype=torch.bool)
     mean = model.content(x, mask)
     same = {"x": x, "mask": mask, "partner": x, "partner_mask": mask, "partner_index": torch.arange(24)[None]}
-    assert model.content_consistency(mean, same).item() < 1e-10
+    least = model.content_consistency(mean, same).item()
+    if form == "squared":
+        assert least < 1e-10
     other = dict(same, partner=x + torch.linspace(-1, 1, 40)[None, :, None] * torch.randn(1, 1, 24))
     loss = model.content_consistency(mean, other)
-    assert loss.item() > 1e-3
+    assert loss.item() > max(least, 1e-3)
     loss.backward()
     assert model.content_encoder.inp.weight.grad.abs().sum() > 0
     none = dict(same, partner_index=torch.full((1, 24), -1))
@@ -95,6 +99,12 @@ def test_training_with_the_loss_on_a_parallel_corpus_and_its_error_on_another(vc
     run = seqae.train(recipe, out=tmp_path / "run", overrides=["model.content_consistency_weight=1.0"])
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("consistency" in record and record["consistency"] > 0 for record in logged)
+    run = seqae.train(recipe, out=tmp_path / "contrast", overrides=["model.content_consistency_weight=0.1",
+                                                                     "model.content_consistency=contrastive"])
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("consistency" in record and record["consistency"] > 0.5 for record in logged)  # InfoNCE: near log(frames)
+    expect_error(["train", recipe, "--out", tmp_path / "bad", "--set", "model.content_consistency_temperature=0"], capsys,
+                 "content_consistency_temperature")
     expect_error(["train", recipe, "--out", tmp_path / "bad", "--set", "model.content_consistency_weight=-1"], capsys,
                  "content_consistency_weight")
     lines = [json.loads(line) for line in train.read_text().splitlines()]
@@ -107,3 +117,28 @@ def test_training_with_the_loss_on_a_parallel_corpus_and_its_error_on_another(vc
     expect_error(["train", recipe, "--out", tmp_path / "bad2", "--set", "model.content_consistency_weight=1.0",
                   "--set", f"data.source={lonely}"], capsys, "parallel corpus")
     assert not (tmp_path / "bad2").exists() or not any((tmp_path / "bad2").iterdir())
+
+
+def test_the_contrastive_form_is_chance_for_a_blurred_code_and_zero_for_distinct_frames():
+    from seqae.families.voice_conversion.model import NEIGHBOURS, aligned_contrast
+
+    frames, channels = 12, 16
+    index = torch.tensor([[3, 4, 5, 6, -1, 7, 8, 9, 10, 11, -1, -1]])
+    mask = torch.ones(1, frames, dtype=torch.bool)
+    partner_mask = mask.clone()
+    partner_mask[0, 11] = False  # padding: never a candidate, and the frame aligned to it does not count
+    partner = torch.eye(channels)[:, :frames][None]  # every partner frame its own direction
+    blurred = torch.ones(1, channels, frames)  # the same code on every frame: all candidates alike
+    loss = aligned_contrast(blurred, partner[:, :, :1].expand(-1, -1, frames), index, mask, partner_mask, 0.1)
+    candidates = []
+    for t in range(frames):
+        if index[0, t] >= 0 and partner_mask[0, index[0, t]]:
+            i = int(index[0, t])
+            shut = {s for s in range(frames) if 0 < abs(s - i) <= NEIGHBOURS} | {11}
+            candidates.append(frames - len(shut))
+    assert loss.item() == pytest.approx(float(np.mean(np.log(candidates))), rel=1e-5)
+    codes = partner.gather(2, index.clamp(min=0)[:, None, :].expand(-1, channels, -1))  # each frame = its partner's
+    assert aligned_contrast(codes, partner, index, mask, partner_mask, 0.01).item() < 1e-6
+    neighbour = partner.gather(2, (index.clamp(min=0) + 1).clamp(max=frames - 1)[:, None, :].expand(-1, channels, -1))
+    assert aligned_contrast(neighbour, partner, index, mask, partner_mask, 0.01).item() > 1.0  # the wrong frame costs
+    assert aligned_contrast(codes, partner, torch.full_like(index, -1), mask, partner_mask, 0.1).item() == 0.0

@@ -109,6 +109,12 @@ class VoiceConversionConfig:
     # by two speakers (seqae.families.voice_conversion.parallel), so that the content code reads the words
     # alike whatever the voice; 0 turns it off (at 1 it lowered the phone ratio: docs/RESULTS.md)
     content_consistency_weight: float = 0.0
+    # its form: "squared", the squared distance above; or "contrastive", InfoNCE: each frame's code must pick
+    # out its aligned partner frame among the partner window's other frames (cosine similarity / temperature;
+    # the aligned frame's two neighbours on each side are left out, the alignment being off by a frame or so),
+    # which a blurred code cannot do, so the code keeps what tells the frames (the phones) apart
+    content_consistency: str = choice("squared", "squared", "contrastive")
+    content_consistency_temperature: float = 0.1
     adversary_hidden: int = 256
 
     def validate(self, where: str) -> None:
@@ -128,3 +134,6 @@ class VoiceConversionConfig:
         if min(self.kl_weight, self.kl_anneal_steps, self.adversary_weight, self.speaker_loss_weight, self.content_consistency_weight) < 0:
             raise ConfigError(f"{where}: model.kl_weight, kl_anneal_steps, adversary_weight, speaker_loss_weight and "
                               "content_consistency_weight must be >= 0")
+        if self.content_consistency_temperature <= 0:
+            raise ConfigError(f"{where}: model.content_consistency_temperature must be positive, got "
+                              f"{self.content_consistency_temperature}")

@@ -12,8 +12,8 @@ Two methods, chosen by ``model.method``:
     the same speaker (the batch's ``ref``), so the speaker path cannot carry content. Loss: L1 + KL
     (+ ``speaker_loss_weight`` x the cross-entropy of a linear speaker classifier on the speaker vector,
     which makes the vectors of one speaker's utterances agree; + ``content_consistency_weight`` x the
-    distance between the content codes of DTW-aligned frames of one sentence said by two speakers, on a
-    parallel corpus: :mod:`seqae.families.voice_conversion.parallel`).
+    distance between the content codes of DTW-aligned frames of one sentence said by two speakers, or an
+    InfoNCE loss between them, on a parallel corpus: :mod:`seqae.families.voice_conversion.parallel`).
     Converts to any speaker, seen in training or not, from one utterance (one-shot).
 
 ``adversarial`` (after Chou et al. 2018, arXiv 1804.02812)
@@ -44,6 +44,27 @@ from seqae.nn.losses import gaussian_kl_terms
 __all__ = ["VoiceConversion", "VoiceConversionConfig", "ContentEncoder", "Decoder", "SpeakerClassifier", "SpeakerEncoder"]
 
 PITCH_STEP = 1.0 / 96  # octaves between neighbouring harmonic templates (an eighth of a semitone)
+
+
+NEIGHBOURS = 2  # aligned_contrast: frames this near the aligned one are neither positive nor negative
+
+
+def aligned_contrast(codes: torch.Tensor, partner: torch.Tensor, index: torch.Tensor, mask: torch.Tensor,
+                     partner_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE between aligned frames: for each frame of ``codes`` ``(B, C, T)`` whose ``index`` ``(B, T)``
+    names its aligned frame in ``partner`` ``(B, C, S)`` (-1: none), the cross-entropy of picking that frame
+    among the partner window's real frames (``partner_mask`` ``(B, S)``) by cosine similarity / ``temperature``,
+    the aligned frame's :data:`NEIGHBOURS` neighbours on each side left out (they share its phone, and DTW
+    may be off by one). Averaged over the frames of ``mask`` ``(B, T)`` that have a partner; 0 when none do."""
+    logits = torch.einsum("bct,bcs->bts", F.normalize(codes, dim=1), F.normalize(partner, dim=1)) / temperature
+    target = index.clamp(min=0)
+    offset = (torch.arange(partner.shape[2], device=codes.device)[None, None, :] - target[:, :, None]).abs()
+    shut = ((offset > 0) & (offset <= NEIGHBOURS)) | ~partner_mask[:, None, :]
+    logits = logits.masked_fill(shut, float("-inf"))
+    valid = (index >= 0) & mask & partner_mask.gather(1, target)
+    if not valid.any():
+        return codes.sum() * 0.0
+    return F.cross_entropy(logits[valid], target[valid])
 
 
 class VoiceConversion(nn.Module):
@@ -243,13 +264,17 @@ class VoiceConversion(nn.Module):
         return self.config.speaker_loss_weight * speaker_loss
 
     def content_consistency(self, mean: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The content-consistency loss: the squared distance, averaged over channels and over the frames
-        that have an aligned partner frame, between each frame's content code ``mean`` ``(B, content_dim, T)``
-        and the content code of its partner's aligned frame (batch ``partner``, ``partner_mask``,
-        ``partner_index``: :meth:`seqae.families.voice_conversion.data.SpeakerSegments.partner_windows`).
+        """The content-consistency loss, averaged over the frames that have an aligned partner frame, between
+        each frame's content code ``mean`` ``(B, content_dim, T)`` and the content code of its partner's aligned
+        frame (batch ``partner``, ``partner_mask``, ``partner_index``:
+        :meth:`seqae.families.voice_conversion.data.SpeakerSegments.partner_windows`): the squared distance
+        averaged over channels, or with ``content_consistency = "contrastive"`` :func:`aligned_contrast`.
         Both sides are trained."""
         partner, _ = self.content_encoder(batch["partner"], batch["partner_mask"])
         index = batch["partner_index"]
+        if self.config.content_consistency == "contrastive":
+            return aligned_contrast(mean, partner, index, batch["mask"], batch["partner_mask"],
+                                    self.config.content_consistency_temperature)
         valid = ((index >= 0) & batch["mask"]).to(mean.dtype)
         aligned = partner.gather(2, index.clamp(min=0)[:, None, :].expand(-1, partner.shape[1], -1))
         squared = ((mean - aligned) ** 2).mean(1)
