@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqae.atomic import atomic_write
+from seqae.atomic import CheckpointError, atomic_write
 from seqae.audio import LogMel, MelConfig, PitchTrack, pitch_contour, track_pitch
 from seqae.datasets.audio import (
     AudioDataConfig,
@@ -207,7 +207,7 @@ def mel_statistics(config: AudioDataConfig, train_mels, utterances: int | None =
     if saved is not None:
         try:
             atomic_write(saved, json.dumps(result))
-        except OSError:
+        except (OSError, CheckpointError):
             pass  # a read-only cache: computed again next time
     return result
 
