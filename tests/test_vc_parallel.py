@@ -42,6 +42,47 @@ def test_partners_say_the_same_text_in_another_voice():
     assert [m.shape for m in partners.maps[1]] == [(60,), (60,)]
 
 
+class FolderStore(ArrayStore):
+    """An ArrayStore with a cache folder, as a FileStore has; ``reads`` counts the log-mels read."""
+
+    def __init__(self, mels, folder):
+        super().__init__(mels)
+        self.folder, self.reads = folder, 0
+
+    def full(self, i):
+        self.reads += 1
+        return super().full(i)
+
+
+def test_the_alignment_is_kept_beside_a_cache_folder_and_read_back(tmp_path, monkeypatch):
+    import seqae.families.voice_conversion.parallel as parallel
+    from seqae.atomic import CheckpointError
+
+    rng = np.random.default_rng(4)
+    mels = [utterance(rng, frames=30 + 6 * k) for k in range(4)]
+    chosen = pick_partners(["s", "s", "s", "t"], ["a", "b", "c", "a"], 2, seed=0)
+    first = align_partners(FolderStore(mels, tmp_path), chosen)
+    assert len(list(tmp_path.glob("partners-*.npz"))) == 1
+    again = FolderStore(mels, tmp_path)
+    second = align_partners(again, chosen)
+    assert again.reads == 0  # read back, not aligned again
+    assert second.utterances == first.utterances
+    assert all(np.array_equal(a, b) and b.dtype == np.int32 for ra, rb in zip(first.maps, second.maps) for a, b in zip(ra, rb))
+    other = pick_partners(["s", "s", "s", "t"], ["a", "b", "c", "a"], 1, seed=0)  # another choice: its own file
+    assert [len(m) for m in align_partners(FolderStore(mels, tmp_path), other).maps] == [1, 1, 1, 0]
+    assert len(list(tmp_path.glob("partners-*.npz"))) == 2
+
+    def refuse(path, data):
+        raise CheckpointError(f"{path}: could not write (read-only)")
+
+    monkeypatch.setattr(parallel, "atomic_write", refuse)
+    fresh = tmp_path / "read-only"
+    fresh.mkdir()
+    aligned = align_partners(FolderStore(mels, fresh), chosen)  # a read-only cache aligns and goes on
+    assert all(np.array_equal(a, b) for ra, rb in zip(first.maps, aligned.maps) for a, b in zip(ra, rb))
+    assert not list(fresh.iterdir())
+
+
 def test_partner_windows_line_up_with_their_windows():
     rng = np.random.default_rng(2)
     a = utterance(rng, frames=48)

@@ -10,11 +10,16 @@ said by two voices, should be one code.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from seqae.atomic import CheckpointError, atomic_write
 from seqae.families.voice_conversion.distortion import cepstral_alignment
 from seqae.progress import each
 
@@ -61,7 +66,34 @@ def pick_partners(texts: list[str], speakers: list[str], count: int, seed: int) 
 
 
 def align_partners(store, chosen: list[list[int]]) -> Partners:
-    """The frame maps of :func:`pick_partners`' choice, from a store of log-mels (:mod:`seqae.datasets.audio_store`)."""
+    """The frame maps of :func:`pick_partners`' choice, from a store of log-mels (:mod:`seqae.datasets.audio_store`).
+    A cache folder's store (a ``FileStore``) keeps them beside its log-mels (``partners-KEY.npz``, the key a
+    hash of the choice), so a resumed or repeated training aligns once; a read-only cache aligns afresh."""
+    saved = None
+    if hasattr(store, "folder"):
+        key = hashlib.sha256(json.dumps([CEPSTRAL_COEFFICIENTS, chosen]).encode()).hexdigest()[:16]
+        saved = Path(store.folder) / f"partners-{key}.npz"
+        if saved.exists():
+            with np.load(saved, allow_pickle=False) as files:
+                lengths, flat = files["lengths"], files["maps"]
+            if len(lengths) == sum(len(row) for row in chosen) and lengths.sum() == len(flat):
+                return unpack(chosen, lengths, flat)
     maps = [[frame_map(np.asarray(store.full(i)), np.asarray(store.full(j))) for j in chosen[i]]
             for i in each(range(len(chosen)), "aligning parallel utterances (DTW)")]
+    if saved is not None:
+        flat = [m for row in maps for m in row]
+        buffer = io.BytesIO()
+        np.savez(buffer, lengths=np.array([len(m) for m in flat], dtype=np.int64),
+                 maps=np.concatenate(flat) if flat else np.zeros(0, np.int32))
+        try:
+            atomic_write(saved, buffer.getvalue())
+        except (OSError, CheckpointError):
+            pass  # a read-only cache: aligned again next time
     return Partners(chosen, maps)
+
+
+def unpack(chosen: list[list[int]], lengths: np.ndarray, flat: np.ndarray) -> Partners:
+    """:class:`Partners` from the saved frame maps: ``lengths`` of each map in :func:`align_partners`' order
+    and the maps end to end."""
+    pieces = iter(np.split(flat.astype(np.int32), np.cumsum(lengths)[:-1]) if len(lengths) else [])
+    return Partners(chosen, [[next(pieces) for _ in row] for row in chosen])
