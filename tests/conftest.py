@@ -11,10 +11,20 @@ from tiny import ROOT, TINY_AE, TINY_CPC, TINY_QT, TINY_VC, book_corpus, paralle
 
 __all__ = ["ROOT", "TINY_AE", "book_corpus", "write_recipe", "run_cli", "expect_error"]
 
+THREADS_SET = "OMP_NUM_THREADS" in os.environ  # the user's own choice, kept for every test
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # small models: threads cost more than they save
 # the tokenised-corpus cache of the tests lives in a fresh folder, not in the user's ~/.cache
 CACHE = tempfile.mkdtemp(prefix="seqae-test-cache-")
 os.environ["SEQAE_CACHE"] = CACHE
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """The slow quality runs (``-m slow -n 0``) train for real: every core, unless OMP_NUM_THREADS was set."""
+    if item.get_closest_marker("slow") is not None and not THREADS_SET and "PYTEST_XDIST_WORKER" not in os.environ:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
 
 
 def pytest_sessionfinish(session, exitstatus):
