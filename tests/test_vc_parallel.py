@@ -68,6 +68,11 @@ def test_the_alignment_is_kept_beside_a_cache_folder_and_read_back(tmp_path, mon
     assert again.reads == 0  # read back, not aligned again
     assert second.utterances == first.utterances
     assert all(np.array_equal(a, b) and b.dtype == np.int32 for ra, rb in zip(first.maps, second.maps) for a, b in zip(ra, rb))
+    kept = next(tmp_path.glob("partners-*.npz"))
+    kept.write_bytes(b"not a numpy file")  # damaged: aligned again and replaced
+    damaged = FolderStore(mels, tmp_path)
+    assert all(np.array_equal(a, b) for ra, rb in zip(first.maps, align_partners(damaged, chosen).maps) for a, b in zip(ra, rb))
+    assert damaged.reads > 0 and kept.read_bytes().startswith(b"PK")
     other = pick_partners(["s", "s", "s", "t"], ["a", "b", "c", "a"], 1, seed=0)  # another choice: its own file
     assert [len(m) for m in align_partners(FolderStore(mels, tmp_path), other).maps] == [1, 1, 1, 0]
     assert len(list(tmp_path.glob("partners-*.npz"))) == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +74,9 @@ def align_partners(store, chosen: list[list[int]]) -> Partners:
     if hasattr(store, "folder"):
         key = hashlib.sha256(json.dumps([CEPSTRAL_COEFFICIENTS, chosen]).encode()).hexdigest()[:16]
         saved = Path(store.folder) / f"partners-{key}.npz"
-        if saved.exists():
-            with np.load(saved, allow_pickle=False) as files:
-                lengths, flat = files["lengths"], files["maps"]
-            if len(lengths) == sum(len(row) for row in chosen) and lengths.sum() == len(flat):
-                return unpack(chosen, lengths, flat)
+        kept = read_maps(saved)
+        if kept is not None and len(kept[0]) == sum(len(row) for row in chosen) and kept[0].sum() == len(kept[1]):
+            return unpack(chosen, *kept)
     maps = [[frame_map(np.asarray(store.full(i)), np.asarray(store.full(j))) for j in chosen[i]]
             for i in each(range(len(chosen)), "aligning parallel utterances (DTW)")]
     if saved is not None:
@@ -90,6 +89,16 @@ def align_partners(store, chosen: list[list[int]]) -> Partners:
         except (OSError, CheckpointError):
             pass  # a read-only cache: aligned again next time
     return Partners(chosen, maps)
+
+
+def read_maps(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``(lengths, maps)`` kept by :func:`align_partners`, or None when there are none or the file is
+    damaged (they are then aligned again and the file replaced)."""
+    try:
+        with np.load(path, allow_pickle=False) as files:
+            return files["lengths"], files["maps"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
 
 
 def unpack(chosen: list[list[int]], lengths: np.ndarray, flat: np.ndarray) -> Partners:
