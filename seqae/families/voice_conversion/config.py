@@ -107,8 +107,8 @@ class VoiceConversionConfig:
     # weight of a content-consistency loss: on a parallel corpus (the same text said by several training
     # speakers), the squared distance between the content codes of DTW-aligned frames of one sentence said
     # by two speakers (seqae.families.voice_conversion.parallel), so that the content code reads the words
-    # alike whatever the voice; 0 turns it off (at 1 it lowered the phone ratio, and so, less, did the
-    # contrastive form at 0.1: docs/RESULTS.md)
+    # alike whatever the voice; 0 turns it off (at 1 it lowered the phone ratio; the contrastive form at 0.1
+    # raised it among training-like sources and lowered it from held-out ones: docs/RESULTS.md)
     content_consistency_weight: float = 0.0
     # its form: "squared", the squared distance above; or "contrastive", InfoNCE: each frame's code must pick
     # out its aligned partner frame among the partner window's other frames (cosine similarity / temperature;
