@@ -104,6 +104,16 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     fsync_dir(path.parent)
 
 
+def keep_if_possible(path: str | os.PathLike, data: bytes | str) -> bool:
+    """:func:`atomic_write` for a file that can be computed again (a cache's derived figures): a folder that
+    cannot be written (read-only, full) is not an error, the file is simply not kept. Returns whether it was."""
+    try:
+        atomic_write(path, data)
+    except (OSError, CheckpointError):
+        return False
+    return True
+
+
 class AppendError(OSError):
     """An append that could not be made; ``opened`` says whether the file itself could be opened."""
 

@@ -74,14 +74,14 @@ def test_log_mels_and_pitch_stream_back_as_computed_with_changes_applied(speech,
     store.full = lambda i: pytest.fail("read the log-mels again")
     assert mel_statistics(data, store) == first and (store.folder / "statistics-4.json").exists()
     # a read-only cache: the statistics are computed and not kept
-    import seqae.datasets.audio_store as audio_store
+    import seqae.atomic
     from seqae.atomic import CheckpointError
 
     def refuse(path, data):
         raise CheckpointError(f"{path}: could not write (read-only)")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(audio_store, "atomic_write", refuse)
+        patch.setattr(seqae.atomic, "atomic_write", refuse)
         values = np.concatenate([both.full(0).reshape(-1), both.full(1).reshape(-1)]).astype(np.float64)
         assert mel_statistics(data, both) == pytest.approx((values.mean(), values.std(ddof=1)), rel=1e-6)
         assert not list(both.folder.glob("statistics-*.json"))

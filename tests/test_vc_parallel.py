@@ -55,7 +55,7 @@ class FolderStore(ArrayStore):
 
 
 def test_the_alignment_is_kept_beside_a_cache_folder_and_read_back(tmp_path, monkeypatch):
-    import seqae.families.voice_conversion.parallel as parallel
+    import seqae.atomic
     from seqae.atomic import CheckpointError
 
     rng = np.random.default_rng(4)
@@ -80,7 +80,7 @@ def test_the_alignment_is_kept_beside_a_cache_folder_and_read_back(tmp_path, mon
     def refuse(path, data):
         raise CheckpointError(f"{path}: could not write (read-only)")
 
-    monkeypatch.setattr(parallel, "atomic_write", refuse)
+    monkeypatch.setattr(seqae.atomic, "atomic_write", refuse)
     fresh = tmp_path / "read-only"
     fresh.mkdir()
     aligned = align_partners(FolderStore(mels, fresh), chosen)  # a read-only cache aligns and goes on

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqae.atomic import CheckpointError, atomic_write
+from seqae.atomic import keep_if_possible
 from seqae.audio import LogMel, MelConfig, PitchTrack, pitch_contour, track_pitch
 from seqae.datasets.audio import (
     AudioDataConfig,
@@ -205,10 +205,7 @@ def mel_statistics(config: AudioDataConfig, train_mels, utterances: int | None =
     mean = total / n
     result = float(mean), float(max(max((square - n * mean * mean) / max(n - 1, 1), 0.0) ** 0.5, 1e-5))
     if saved is not None:
-        try:
-            atomic_write(saved, json.dumps(result))
-        except (OSError, CheckpointError):
-            pass  # a read-only cache: computed again next time
+        keep_if_possible(saved, json.dumps(result))  # a read-only cache: computed again next time
     return result
 
 

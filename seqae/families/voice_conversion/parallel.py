@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqae.atomic import CheckpointError, atomic_write
+from seqae.atomic import keep_if_possible
 from seqae.families.voice_conversion.distortion import cepstral_alignment
 from seqae.progress import each
 
@@ -84,10 +84,7 @@ def align_partners(store, chosen: list[list[int]]) -> Partners:
         buffer = io.BytesIO()
         np.savez(buffer, lengths=np.array([len(m) for m in flat], dtype=np.int64),
                  maps=np.concatenate(flat) if flat else np.zeros(0, np.int32))
-        try:
-            atomic_write(saved, buffer.getvalue())
-        except (OSError, CheckpointError):
-            pass  # a read-only cache: aligned again next time
+        keep_if_possible(saved, buffer.getvalue())  # a read-only cache: aligned again next time
     return Partners(chosen, maps)
 
 
