@@ -101,5 +101,5 @@ def read_maps(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 def unpack(chosen: list[list[int]], lengths: np.ndarray, flat: np.ndarray) -> Partners:
     """:class:`Partners` from the saved frame maps: ``lengths`` of each map in :func:`align_partners`' order
     and the maps end to end."""
-    pieces = iter(np.split(flat.astype(np.int32), np.cumsum(lengths)[:-1]) if len(lengths) else [])
+    pieces = iter(np.split(flat.astype(np.int32), np.cumsum(lengths)[:-1]))
     return Partners(chosen, [[next(pieces) for _ in row] for row in chosen])
