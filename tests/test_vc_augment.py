@@ -1,5 +1,5 @@
 """Voice conversion's training-time augmentation: the waveform changes (speed, pitch), the log-mel ones
-(equaliser, noise), their place in the batches, and the recipe options that turn them on."""
+(equaliser, noise, whisper), their place in the batches, and the recipe options that turn them on."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+import torchaudio
 
-from seqae.audio import LogMel, MelConfig, PitchTrack, track_pitch
-from seqae.datasets.augment import change_speed, equalise, mix_noise, noise_bank, random_gains, shift_pitch
+from seqae.audio import LogMel, MelConfig, PitchTrack, mel_bands, track_pitch
+from seqae.datasets.augment import change_speed, equalise, mix_noise, noise_bank, random_gains, shift_pitch, whisper
 from seqae.families.voice_conversion.data import Augmentation, SpeakerSegments
 
 
@@ -113,6 +114,59 @@ def test_equaliser_and_noise_in_the_batches():
     assert torch.equal(c["pitch"], a["pitch"])  # neither moves the pitch
 
 
+def test_whisper_keeps_the_envelope_takes_off_the_tilt_and_leaves_silence():
+    config = MelConfig(n_mels=40)
+    frames = 30
+    basis = torchaudio.functional.create_dct(40, 40, "ortho")  # (bands, coefficients), orthonormal
+    coefficients = torch.from_numpy(np.random.default_rng(1).normal(0.0, 1.0, (12, frames)).astype(np.float32))
+    coefficients[0] -= 20.0
+    envelope = basis[:, :12] @ coefficients  # smooth along the mel axis
+    ripple = 4.0 * basis[:, 35:36]  # a fine structure along the mel axis (harmonics)
+    speech = envelope + ripple
+    speech[:, :3] = math.log(config.log_floor)  # silence at the front end's floor
+    flat = torch.zeros(40, frames)  # noise with no fine structure: the rendering is the envelope alone
+    smooth = whisper(speech, flat, 0.0, config, coefficients=12)
+    assert (smooth[:, :3] == speech[:, :3]).all()  # silence is left as it is
+    assert (smooth[:, 3:] - envelope[:, 3:]).abs().max() < 0.05  # the harmonic ripple is gone, the envelope kept
+    assert (speech[:, 3:] - envelope[:, 3:]).abs().max() > 0.7
+    tilted = whisper(speech, flat, 6.0, config, coefficients=12)
+    centres, _ = mel_bands(config)
+    rise = 6.0 * torch.log2(centres / 1000.0).float() * math.log(10.0) / 20.0  # dB of energy -> nats of magnitude
+    assert torch.allclose((tilted - smooth)[:, 3:], rise[:, None].expand(40, frames - 3), atol=1e-4)
+    assert float(rise[0]) < -1.0 and float(rise[-1]) > 0.5  # below 1 kHz down, above it up
+    noise = noise_bank(config, seconds=1.0)[0][:, :frames]
+    noisy = whisper(speech, noise, 0.0, config, coefficients=12)
+    fine = noise - noise.mean(-1, keepdim=True)
+    assert torch.allclose((noisy - smooth)[:, 3:], fine[:, 3:], atol=1e-4)  # noise's fine structure, its mean off
+    mask = torch.ones(frames, dtype=torch.bool)
+    mask[-5:] = False
+    assert torch.equal(whisper(speech, noise, 6.0, config, mask=mask)[:, -5:], speech[:, -5:])
+
+
+def test_whispered_windows_in_the_batches():
+    config = MelConfig(n_mels=40)
+    plain = segments()
+    indices = np.arange(3 * len(plain))
+    a = plain.collate(indices)
+    every = segments(Augmentation(config, whisper=1.0)).collate(indices)
+    real = a["mask"]
+    assert torch.equal(every["target"], a["x"]) and torch.equal(every["ref"], a["ref"])  # the inputs change, not the target
+    assert all((every["x"][row] != a["x"][row])[:, real[row]].any() for row in range(len(indices)))
+    assert (every["x"][~real[:, None, :].expand_as(every["x"])] == 0).all()
+    for row in range(len(indices)):  # the contour flat at its median on the real frames, zero on padding
+        contour = every["pitch"][row][real[row]]
+        assert torch.allclose(contour, a["pitch"][row][real[row]].median().expand_as(contour))
+        assert (every["pitch"][row][~real[row]] == 0).all()
+    half = segments(Augmentation(config, whisper=0.5))
+    b = half.collate(indices)
+    changed = torch.tensor([bool((b["x"][row] != a["x"][row]).any()) for row in range(len(indices))])
+    assert 0.25 < changed.float().mean() < 0.75  # about the share asked for
+    assert torch.equal(b["x"][changed], every["x"][changed]) and torch.equal(b["x"][~changed], a["x"][~changed])
+    assert torch.equal(half.collate(indices)["x"], b["x"])  # a pure function of the indices
+    with_noise = segments(Augmentation(config, whisper=1.0, noise_snr=(0.0, 5.0))).collate(indices)
+    assert torch.equal(with_noise["target"], a["x"])  # the target stays the clean window under both
+
+
 def test_the_model_reconstructs_the_target_when_there_is_one():
     from seqae.families.voice_conversion.config import VoiceConversionConfig
     from seqae.families.voice_conversion.model import VoiceConversion
@@ -136,11 +190,13 @@ def test_augmentation_options_are_checked_and_make_new_speakers(vc_corpus, tmp_p
     recipe = write_recipe(tmp_path, text)
     for bad, key in (("data.speed_perturb=[1.0]", "data.speed_perturb"), ("data.pitch_shift=[0]", "data.pitch_shift"),
                      ("data.pitch_shift=[2, 2]", "data.pitch_shift"), ("data.equalise_db=-1", "data.equalise_db"),
-                     ("data.noise_snr=[20, 10]", "data.noise_snr"), ("data.noise_snr=[10]", "data.noise_snr")):
+                     ("data.noise_snr=[20, 10]", "data.noise_snr"), ("data.noise_snr=[10]", "data.noise_snr"),
+                     ("data.whisper=1.5", "data.whisper")):
         expect_error(["train", recipe, "--out", tmp_path / "bad", "--set", bad], capsys, key)
     run = seqae.train(recipe, out=tmp_path / "run", overrides=["data.speed_perturb=[1.1]", "data.pitch_shift=[-3]",
-                                                                 "data.equalise_db=6", "data.noise_snr=[5, 20]"])
+                                                                 "data.equalise_db=6", "data.noise_snr=[5, 20]",
+                                                                 "data.whisper=0.5"])
     model = seqae.load(run)
     corpus = sorted({s for s in model.config.speakers if "@" not in s})
     assert model.config.speakers == sorted(corpus + [f"{s}@speed1.1" for s in corpus] + [f"{s}@pitch-3" for s in corpus])
-    assert model.recipe.data.noise_snr == [5.0, 20.0]
+    assert model.recipe.data.noise_snr == [5.0, 20.0] and model.recipe.data.whisper == 0.5

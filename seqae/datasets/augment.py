@@ -8,7 +8,8 @@ Two kinds, by where they act:
   Voice conversion makes a copy of every training utterance for each factor, as a speaker of its own;
 - on the log-mel of each training example, afresh every epoch: :func:`equalise` (a smooth random gain
   curve across the bands) and :func:`mix_noise` (noise at a signal-to-noise ratio, mixed in the band
-  energies). :func:`seqae.audio.vocal_tract_warp` is the third of these.
+  energies). :func:`seqae.audio.vocal_tract_warp` is the third of these; :func:`whisper` (the harmonic
+  source replaced by noise, the spectral envelope kept) the fourth.
 
 Every ratio is kept to a fraction with a small denominator so that torchaudio's resampler stays cheap
 (its cost grows with the ratio's reduced numerator and denominator).
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from seqae.audio import LogMel, MelConfig
+from seqae.audio import LogMel, MelConfig, mel_bands
 
 
 def _ratio(value: float) -> Fraction:
@@ -112,3 +113,32 @@ def noise_bank(config: MelConfig, seconds: float = 8.0, seed: int = 0) -> torch.
     pink = pink * (white.std() / pink.std())
     with torch.no_grad():
         return LogMel(config)(torch.stack([white, pink]))
+
+
+WHISPER_PIVOT_HZ = 1000.0  # whisper's tilt turns about this frequency: the bands below lose, those above gain
+
+
+def whisper(log_mel: torch.Tensor, noise: torch.Tensor, slope_db: float, config: MelConfig, coefficients: int = 30,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A whispered rendering of a log-mel ``(n_mels, frames)`` (natural-log values of a ``config.power``
+    spectrogram): the harmonic source replaced by noise, the spectral envelope (where the words are) kept.
+
+    The envelope is the first ``coefficients`` orthonormal DCT coefficients along the mel axis (the
+    harmonic ripple dropped); the glottal source's falling tilt is taken off by a rise of ``slope_db`` dB
+    of energy per octave about 1 kHz (whispered espeak-ng voices lie 1.5-2 nats below voiced ones at
+    150-300 Hz and as much above at 4 kHz); and the fine structure becomes that of noise: ``noise`` (a
+    white-noise log-mel of the same shape, :func:`noise_bank`) less its mean in each band. Frames outside
+    ``mask`` ``(frames,)`` and bands at the front end's floor (silence) are left as they are."""
+    n_mels = log_mel.shape[0]
+    dct = AF.create_dct(min(coefficients, n_mels), n_mels, "ortho").to(log_mel)  # (n_mels, coefficients)
+    envelope = (log_mel.T @ dct @ dct.T).T
+    centres, _ = mel_bands(config)
+    octaves = torch.log2(centres.clamp_min(20.0) / WHISPER_PIVOT_HZ).to(log_mel)
+    fine = noise - noise.mean(-1, keepdim=True)
+    out = equalise(envelope + fine, slope_db * octaves, config.power)
+    floor = math.log(config.log_floor)  # LogMel's clamp
+    out = out.clamp_min(floor)
+    keep = log_mel > floor + 1e-3
+    if mask is not None:
+        keep = keep & mask.bool()[None, :]
+    return torch.where(keep, out, log_mel)

@@ -31,6 +31,11 @@ class VoiceDataConfig(AudioDataConfig):
     # content encoder sees it, and its references) at an SNR drawn uniformly in [low, high] dB; the
     # reconstruction target stays clean, so the encoders learn to ignore the noise. [] turns it off
     noise_snr: list[float] = field(default_factory=list)
+    # the share of training examples whose window, as the content encoder sees it, is whispered: its
+    # spectral envelope kept, the harmonic source replaced by noise with whisper's flatter tilt, the pitch
+    # contour flat (seqae.datasets.augment.whisper); the clean window stays the target, so the content
+    # code learns to read whispered sources. 0 turns it off
+    whisper: float = 0.0
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -49,10 +54,12 @@ class VoiceDataConfig(AudioDataConfig):
                                or not all(math.isfinite(v) for v in self.noise_snr)):
             raise ConfigError(f"{where}: data.noise_snr must be [low, high] in dB with low <= high (or [] for no noise), "
                               f"got {self.noise_snr}")
+        if not 0.0 <= self.whisper <= 1.0:
+            raise ConfigError(f"{where}: data.whisper must be a share of the training examples in [0, 1], got {self.whisper}")
 
     def augments(self) -> bool:
         """Whether any per-example augmentation is on (the waveform copies are made in ``prepare``)."""
-        return bool(self.vtlp_warp or self.equalise_db or self.noise_snr)
+        return bool(self.vtlp_warp or self.equalise_db or self.noise_snr or self.whisper)
 
 
 @dataclass

@@ -11,29 +11,36 @@ import torch
 
 from seqae.audio import MelConfig, PitchTrack, move_pitch, vocal_tract_warp
 from seqae.datasets.audio import MelSegments
-from seqae.datasets.augment import change_speed, equalise, mix_noise, noise_bank, random_gains, shift_pitch
+from seqae.datasets.augment import change_speed, equalise, mix_noise, noise_bank, random_gains, shift_pitch, whisper
 from seqae.families.voice_conversion.parallel import Partners
 
 
 @dataclass
 class Augmentation:
     """Per-example augmentation of the training batches (``data.vtlp_warp``, ``equalise_db``,
-    ``noise_snr``), each draw a pure function of the example's index (``epoch * windows + window``)."""
+    ``noise_snr``, ``whisper``), each draw a pure function of the example's index (``epoch * windows + window``)."""
 
     mel: MelConfig
     vtlp_warp: float = 0.0
     equalise_db: float = 0.0
     noise_snr: tuple[float, float] | None = None
+    whisper: float = 0.0
+    whisper_slope_db: tuple[float, float] = (4.0, 10.0)
 
     def __post_init__(self):
-        self.noise = noise_bank(self.mel) if self.noise_snr else None
+        self.noise = noise_bank(self.mel) if self.noise_snr or self.whisper else None
+
+    def clean_target(self) -> bool:
+        """Whether the inputs may differ from what is reconstructed (noise, whisper): then ``"target"``."""
+        return bool(self.noise_snr or self.whisper)
 
     @classmethod
     def from_data(cls, data) -> Augmentation | None:
         """From a ``[data]`` section (:class:`VoiceDataConfig`); ``None`` when every option is off."""
         if not data.augments():
             return None
-        return cls(data.mel(), data.vtlp_warp, data.equalise_db, tuple(data.noise_snr) if data.noise_snr else None)
+        return cls(data.mel(), data.vtlp_warp, data.equalise_db, tuple(data.noise_snr) if data.noise_snr else None,
+                   data.whisper)
 
 
 def copy_changes(data) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
@@ -152,12 +159,14 @@ class SpeakerSegments(MelSegments):
     def perturb(self, batch: dict[str, torch.Tensor], indices: np.ndarray) -> None:
         """The augmentation, drawn per example from its index (like the references). A new voice, alike in
         the window, its references and the target: vocal-tract-length perturbation (a factor alpha; the
-        pitch contour moves by log2 alpha octaves) and an equaliser. Then a recording condition on the
-        inputs only: noise in the window and in the references, the clean window kept as ``"target"``.
+        pitch contour moves by log2 alpha octaves) and an equaliser. Then conditions on the inputs only, the
+        clean window kept as ``"target"``: for a share ``whisper`` of the examples the window whispered (as
+        the content encoder sees it; its pitch contour flat at its median, as a whispered source's is at
+        conversion), and noise in the window and in the references.
         Normalisation is affine, so the warp interpolates normalised values as it would natural ones; the
-        gains and the noise act on natural log-mel values."""
+        gains, the whisper and the noise act on natural log-mel values."""
         aug = self.augment
-        if aug.noise_snr:
+        if aug.clean_target():
             batch["target"] = torch.empty_like(batch["x"])
         for row, index in enumerate(indices.tolist()):
             draw = [index // len(self), index % len(self)]
@@ -172,14 +181,31 @@ class SpeakerSegments(MelSegments):
                 shift = equalise(torch.zeros(aug.mel.n_mels, 1), gains, aug.mel.power) / self.std  # (n_mels, 1)
                 for key, mask in (("x", "mask"), ("ref", "ref_mask")):
                     batch[key][row] = torch.where(batch[mask][row], batch[key][row] + shift, 0.0)
+            if aug.clean_target():
+                batch["target"][row] = batch["x"][row]
+            rng = np.random.default_rng(draw + [6])
+            if aug.whisper and rng.uniform() < aug.whisper:
+                self.whispered(batch, row, rng)
             if aug.noise_snr:
                 self.add_noise(batch, row, np.random.default_rng(draw + [4]))
 
+    def whispered(self, batch: dict[str, torch.Tensor], row: int, rng: np.random.Generator) -> None:
+        """The window of ``row`` whispered (:func:`seqae.datasets.augment.whisper`, its own cut of the white
+        noise and a slope drawn from ``whisper_slope_db``), its pitch contour flat at the median of its frames."""
+        aug, real = self.augment, batch["mask"][row]
+        frames = batch["x"].shape[-1]
+        start = int(rng.integers(aug.noise.shape[-1]))
+        noise = aug.noise[0][:, (start + torch.arange(frames)) % aug.noise.shape[-1]]
+        natural = batch["x"][row] * self.std + self.mean
+        quiet = whisper(natural, noise, float(rng.uniform(*aug.whisper_slope_db)), aug.mel, mask=real)
+        batch["x"][row] = torch.where(real, (quiet - self.mean) / self.std, 0.0)
+        if "pitch" in batch and bool(real.any()):
+            batch["pitch"][row] = torch.where(real, batch["pitch"][row][real].median(), 0.0)
+
     def add_noise(self, batch: dict[str, torch.Tensor], row: int, rng: np.random.Generator) -> None:
         """Noise at an SNR drawn from ``noise_snr`` in the window and the references of ``row`` (each its
-        own cut of the noise bank), the clean window kept in ``batch["target"]``."""
+        own cut of the noise bank)."""
         aug = self.augment
-        batch["target"][row] = batch["x"][row]
         for key, mask in (("x", "mask"), ("ref", "ref_mask")):
             frames = batch[key].shape[-1]
             kind, start = int(rng.integers(aug.noise.shape[0])), int(rng.integers(aug.noise.shape[-1]))
