@@ -253,7 +253,7 @@ def check_same_run_files(run_dir: Path, prepared) -> None:
 EVAL_OPTIONS = {"tasks": ("--task", "task files"), "manifest": ("--manifest", "evaluation manifests"),
                 "senteval": ("--senteval", "SentEval data folder"), "senteval_tasks": ("--tasks", "SentEval tasks"),
                 "discriminator": ("--discriminator", "discriminator evaluation"), "inputs": ("--inputs", "texts to summarise"),
-                "references": ("--references", "reference summaries")}
+                "references": ("--references", "reference summaries"), "records": ("--records", "per-item records file")}
 
 
 def check_eval_options(family, given: dict[str, Any]) -> None:
@@ -268,7 +268,7 @@ def check_eval_options(family, given: dict[str, Any]) -> None:
 
 def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
-    manifest: str | list[str] | None = None, overrides: list[str] | None = None,
+    manifest: str | list[str] | None = None, overrides: list[str] | None = None, records: str | os.PathLike | None = None,
     senteval: str | os.PathLike | None = None, senteval_tasks: str | list[str] | None = None, discriminator: bool = False,
     inputs: str | os.PathLike | None = None, references: str | os.PathLike | None = None, quantize: str | None = None,
 ) -> dict[str, Any]:
@@ -283,15 +283,18 @@ def evaluate(
     ``inputs``, ``references``: the summariser's texts (one per line) and their reference summaries, for ROUGE.
     ``overrides``: ``["eval.KEY=VALUE", ...]``, settings of the recipe's ``[eval]`` section for this
     evaluation (the other sections are fixed by training). Per-item records (voice conversion: one per
-    conversion) go to ``RUN_DIR/eval_records.jsonl``, or under ``"records"`` when ``write`` is False.
+    conversion) go to ``records`` (default ``RUN_DIR/eval_records.jsonl``), or under ``"records"`` with write=False and no records.
     """
     run_dir = Path(run_dir)
     model = load(run_dir, device=device, quantize=quantize)
     recipe = model.recipe
     given = {"tasks": tasks, "manifest": manifest, "senteval": str(senteval) if senteval else None,
-             "senteval_tasks": senteval_tasks, "discriminator": discriminator,
+             "senteval_tasks": senteval_tasks, "discriminator": discriminator, "records": str(records) if records else None,
              "inputs": str(inputs) if inputs else None, "references": str(references) if references else None}
     check_eval_options(get_family(recipe.family), given)
+    records_file = Path(records) if records else run_dir / "eval_records.jsonl"
+    if records and not records_file.parent.is_dir():  # found before the evaluation, not after it
+        raise ConfigError(f"--records {records}: the folder {records_file.parent} does not exist; create it first")
     if overrides:
         other = [text for text in overrides if not text.strip().startswith("eval.")]
         if other:
@@ -304,18 +307,17 @@ def evaluate(
     result = {"run_dir": str(run_dir), "family": recipe.family, "step": model.trained_steps} | ({"quantize": quantize} if quantize else {})
     if overrides:
         result["eval_overrides"] = list(overrides)
-    options: dict[str, Any] = {key: value for key, value in given.items() if value}
+    options: dict[str, Any] = {key: value for key, value in given.items() if value and key != "records"}
     result.update(family.evaluate(model, recipe, prepared, **options))
-    # per-item records (voice conversion: one per conversion, with the speaker it was labelled as) go to
-    # their own file, not into the figures
-    records = result.pop("records", None)
+    # per-item records (voice conversion: one per conversion) go to their own file, not into the figures
+    items = result.pop("records", None)
     if write:
         checkpoint.atomic_write(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
-        if records is not None:
-            checkpoint.atomic_write(run_dir / "eval_records.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-            result["records_file"] = str(run_dir / "eval_records.jsonl")
-    elif records is not None:
-        result["records"] = records
+    if items is not None and (write or records):
+        checkpoint.atomic_write(records_file, "".join(json.dumps(r) + "\n" for r in items))
+        result["records_file"] = str(records_file)
+    elif items is not None:
+        result["records"] = items
     return result
 
 

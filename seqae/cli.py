@@ -67,6 +67,8 @@ def add_eval(sub) -> None:
                         "the InfoNCE bound in nats, beside the untrained network and PCA")
     p.add_argument("--inputs", metavar="FILE", help="summariser: texts to summarise for ROUGE, one per line")
     p.add_argument("--references", metavar="FILE", help="summariser: their reference summaries, one per line")
+    p.add_argument("--records", metavar="FILE", help="voice conversion: the per-conversion records file "
+                   "(default RUN_DIR/eval_records.jsonl, which the run's next evaluation replaces)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="eval.KEY=VALUE",
                    help="an evaluation setting of the recipe's [eval] section, e.g. --set eval.seen_references=5 (repeatable)")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
@@ -222,7 +224,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     result = api.evaluate(args.run_dir, device=args.device, tasks=args.task, manifest=args.manifest or None,
                           overrides=args.overrides or None, senteval=args.senteval, senteval_tasks=args.senteval_tasks,
-                          discriminator=args.discriminator, inputs=args.inputs, references=args.references)
+                          discriminator=args.discriminator, inputs=args.inputs, references=args.references, records=args.records)
     table = result.pop("senteval_table", None)
     if args.json:
         # NaN and infinity are not JSON: they are written as null

@@ -26,7 +26,7 @@ def adain_run(vc_corpus, tmp_path_factory):
 # -- end to end ------------------------------------------------------------------------------------
 
 
-def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path):
+def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path, capsys):
     train, unseen = vc_corpus
     result = seqae.evaluate(adain_run)
     assert result["seen_speakers"] == 4 and result["unseen_speakers"] == 1
@@ -73,6 +73,16 @@ def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path):
     more = seqae.evaluate(adain_run, write=False, overrides=["eval.seen_references=2"])
     assert (more["seen_references_per_conversion"], more["unseen_references_per_conversion"]) == (2, 1)
     assert sorted({(r["seen"], len(r["references"])) for r in more["records"]}) == [(False, 1), (True, 2)]
+    # the records where asked (a plain and a fitted evaluation of one run side by side), the run's own kept
+    kept = (adain_run / "eval_records.jsonl").read_bytes()
+    fitted = seqae.evaluate(adain_run, write=False, overrides=["eval.seen_references=2"], records=tmp_path / "more.jsonl")
+    assert "records" not in fitted and fitted["records_file"] == str(tmp_path / "more.jsonl")
+    assert [json.loads(line) for line in (tmp_path / "more.jsonl").read_text().splitlines()] == more["records"]
+    assert (adain_run / "eval_records.jsonl").read_bytes() == kept
+    assert main(["eval", str(adain_run), "--records", str(tmp_path / "none" / "r.jsonl")]) == 1
+    assert "--records" in (err := capsys.readouterr().err) and "does not exist; create it first" in err
+    with pytest.raises(seqae.config.ConfigError, match="--records: a 'autoencoder' run takes no per-item records file"):
+        seqae.api.check_eval_options(seqae.registry.get_family("autoencoder"), {"records": "r.jsonl"})
     with pytest.raises(seqae.config.ConfigError, match="eval.unseen_references must be positive"):
         seqae.evaluate(adain_run, write=False, overrides=["eval.unseen_references=-1"])
     with pytest.raises(seqae.config.ConfigError, match="eval.adapt_steps must be >= 0 and eval.adapt_rate positive"):

@@ -205,7 +205,7 @@ def search_items(model: nn.Module, recipe: Recipe, path: Path) -> tuple[list[str
 FAMILY = Family(
     "voice_conversion", VoiceConversionConfig, VoiceDataConfig, ConversionEvalConfig,
     prepare, lambda r: VoiceConversion(r.model, r.data.mel()), evaluate, figures, codes,
-    eval_needs_training_data=False, code_kinds=CODE_KINDS["voice_conversion"], eval_options=("manifest",),
+    eval_needs_training_data=False, code_kinds=CODE_KINDS["voice_conversion"], eval_options=("manifest", "records"),
     search_items=search_items,
     commands=(Command(command_line.NAME, command_line.HELP, command_line.add_arguments, convert.run),),
 )
