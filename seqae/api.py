@@ -268,10 +268,10 @@ def check_eval_options(family, given: dict[str, Any]) -> None:
 
 def evaluate(
     run_dir: str | os.PathLike, device: str = "cpu", write: bool = True, tasks: list[str] | None = None,
-    manifest: str | list[str] | None = None, overrides: list[str] | None = None, records: str | os.PathLike | None = None,
+    manifest: str | list[str] | None = None, overrides: list[str] | None = None,
     senteval: str | os.PathLike | None = None, senteval_tasks: str | list[str] | None = None, discriminator: bool = False,
-    inputs: str | os.PathLike | None = None, references: str | os.PathLike | None = None, quantize: str | None = None,
-) -> dict[str, Any]:
+    inputs: str | os.PathLike | None = None, references: str | os.PathLike | None = None, quantize: str | None = None, *,
+    records: str | os.PathLike | None = None) -> dict[str, Any]:
     """The family's evaluation of a trained run; also written to ``RUN_DIR/eval.json``. ``quantize``: as
     :func:`load` (the accuracy of an int8 model; write=False keeps the float model's eval.json).
 
@@ -293,8 +293,8 @@ def evaluate(
              "inputs": str(inputs) if inputs else None, "references": str(references) if references else None}
     check_eval_options(get_family(recipe.family), given)
     records_file = Path(records) if records else run_dir / "eval_records.jsonl"
-    if records and not records_file.parent.is_dir():  # found before the evaluation, not after it
-        raise ConfigError(f"--records {records}: the folder {records_file.parent} does not exist; create it first")
+    if records and (records_file.is_dir() or not records_file.parent.is_dir()):  # found before the evaluation, not after it
+        raise ConfigError(f"--records {records}: give a file in an existing folder ({records_file.parent}: create it first)")
     if overrides:
         other = [text for text in overrides if not text.strip().startswith("eval.")]
         if other:

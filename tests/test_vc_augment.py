@@ -85,7 +85,7 @@ def test_noise_is_mixed_at_the_asked_ratio_of_band_energies():
 def segments(augment=None):
     rng = np.random.default_rng(0)
     mels = [torch.from_numpy(rng.normal(-4.0, 2.0, size=(40, n)).astype(np.float32)) for n in (20, 40, 12, 30)]
-    pitch = [PitchTrack(torch.full((m.shape[1],), 0.5), 0.5, 0.1) for m in mels]
+    pitch = [PitchTrack(torch.linspace(0.2, 0.8, m.shape[1]), 0.5, 0.1) for m in mels]
     return SpeakerSegments(mels, [0, 0, 1, 1], 16, -4.0, 2.0, "t", reference_windows=2, pitch=pitch, augment=augment)
 
 
@@ -153,6 +153,13 @@ def test_whispered_windows_in_the_batches():
     assert torch.equal(every["target"], a["x"]) and torch.equal(every["ref"], a["ref"])  # the inputs change, not the target
     assert all((every["x"][row] != a["x"][row])[:, real[row]].any() for row in range(len(indices)))
     assert (every["x"][~real[:, None, :].expand_as(every["x"])] == 0).all()
+    # one row rebuilt by hand: its draws (the stream [epoch, window, 6]), its natural values, the white noise
+    bank, row, frames = noise_bank(config), 7, a["x"].shape[-1]
+    rng = np.random.default_rng([row // len(plain), row % len(plain), 6])
+    assert rng.uniform() < 1.0
+    noise = bank[0][:, (int(rng.integers(bank.shape[-1])) + torch.arange(frames)) % bank.shape[-1]]
+    expected = whisper(a["x"][row] * 2.0 - 4.0, noise, float(rng.uniform(4.0, 10.0)), config, mask=real[row])
+    assert torch.allclose(every["x"][row][:, real[row]], ((expected + 4.0) / 2.0)[:, real[row]], atol=1e-5)
     for row in range(len(indices)):  # the contour flat at its median on the real frames, zero on padding
         contour = every["pitch"][row][real[row]]
         assert torch.allclose(contour, a["pitch"][row][real[row]].median().expand_as(contour))
@@ -162,9 +169,11 @@ def test_whispered_windows_in_the_batches():
     changed = torch.tensor([bool((b["x"][row] != a["x"][row]).any()) for row in range(len(indices))])
     assert 0.25 < changed.float().mean() < 0.75  # about the share asked for
     assert torch.equal(b["x"][changed], every["x"][changed]) and torch.equal(b["x"][~changed], a["x"][~changed])
+    assert torch.equal(b["pitch"][~changed], a["pitch"][~changed])  # the contour flattened with the whisper only
     assert torch.equal(half.collate(indices)["x"], b["x"])  # a pure function of the indices
     with_noise = segments(Augmentation(config, whisper=1.0, noise_snr=(0.0, 5.0))).collate(indices)
     assert torch.equal(with_noise["target"], a["x"])  # the target stays the clean window under both
+    assert not torch.equal(with_noise["x"], every["x"]) and torch.equal(with_noise["pitch"], every["pitch"])
 
 
 def test_the_model_reconstructs_the_target_when_there_is_one():

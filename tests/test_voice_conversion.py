@@ -74,13 +74,17 @@ def test_adain_trains_evaluates_and_converts(adain_run, vc_corpus, tmp_path, cap
     assert (more["seen_references_per_conversion"], more["unseen_references_per_conversion"]) == (2, 1)
     assert sorted({(r["seen"], len(r["references"])) for r in more["records"]}) == [(False, 1), (True, 2)]
     # the records where asked (a plain and a fitted evaluation of one run side by side), the run's own kept
-    kept = (adain_run / "eval_records.jsonl").read_bytes()
+    kept, figures = (adain_run / "eval_records.jsonl").read_bytes(), (adain_run / "eval.json").read_bytes()
     fitted = seqae.evaluate(adain_run, write=False, overrides=["eval.seen_references=2"], records=tmp_path / "more.jsonl")
     assert "records" not in fitted and fitted["records_file"] == str(tmp_path / "more.jsonl")
     assert [json.loads(line) for line in (tmp_path / "more.jsonl").read_text().splitlines()] == more["records"]
-    assert (adain_run / "eval_records.jsonl").read_bytes() == kept
-    assert main(["eval", str(adain_run), "--records", str(tmp_path / "none" / "r.jsonl")]) == 1
-    assert "--records" in (err := capsys.readouterr().err) and "does not exist; create it first" in err
+    assert (adain_run / "eval_records.jsonl").read_bytes() == kept and (adain_run / "eval.json").read_bytes() == figures
+    assert main(["eval", str(adain_run), "--records", str(tmp_path / "cli.jsonl"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["records_file"] == str(tmp_path / "cli.jsonl")
+    assert (tmp_path / "cli.jsonl").read_bytes() == kept and (adain_run / "eval_records.jsonl").read_bytes() == kept
+    for where in (tmp_path / "none" / "r.jsonl", tmp_path):
+        assert main(["eval", str(adain_run), "--records", str(where)]) == 1
+        assert "--records" in (err := capsys.readouterr().err) and "give a file in an existing folder" in err
     with pytest.raises(seqae.config.ConfigError, match="--records: a 'autoencoder' run takes no per-item records file"):
         seqae.api.check_eval_options(seqae.registry.get_family("autoencoder"), {"records": "r.jsonl"})
     with pytest.raises(seqae.config.ConfigError, match="eval.unseen_references must be positive"):

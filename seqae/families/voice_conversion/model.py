@@ -306,7 +306,7 @@ class VoiceConversion(nn.Module):
         recon = self._decode(mask_out(content, mask), speaker, batch.get("pitch"), mask)
         frames = mask[:, None, :].to(x.dtype)
         denominator = frames.sum() * x.shape[1]
-        target = batch.get("target", x)  # the clean window when the inputs are noisy (data.noise_snr)
+        target = batch.get("target", x)  # the clean window when the inputs are noisy or whispered (data.noise_snr, whisper)
         l1 = ((recon - target).abs() * frames).sum() / denominator
         metrics: dict[str, float | torch.Tensor] = {"l1": l1.detach()}
         loss = l1
