@@ -123,12 +123,14 @@ def whisper(log_mel: torch.Tensor, noise: torch.Tensor, slope_db: float, config:
     """A whispered rendering of a log-mel ``(n_mels, frames)`` (natural-log values of a ``config.power``
     spectrogram): the harmonic source replaced by noise, the spectral envelope (where the words are) kept.
 
-    The envelope is the first ``coefficients`` orthonormal DCT coefficients along the mel axis (default 3/8
-    of the bands, 30 of 80: the harmonic ripple dropped); the glottal source's falling tilt is taken off by a rise of ``slope_db`` dB
-    of energy per octave about 1 kHz (whispered espeak-ng voices lie 1.5-2 nats below voiced ones at
-    150-300 Hz and as much above at 4 kHz); and the fine structure becomes that of noise: ``noise`` (a
-    white-noise log-mel of the same shape, :func:`noise_bank`) less its mean in each band. Frames outside
-    ``mask`` ``(frames,)`` and bands at the front end's floor (silence) are left as they are."""
+    The envelope is the first ``coefficients`` orthonormal DCT coefficients along the mel axis (default
+    3/8 of the bands, 30 of 80: the harmonic ripple dropped); the glottal source's falling tilt is taken
+    off by a rise of ``slope_db`` dB of energy per octave about 1 kHz (whispered espeak-ng voices lie
+    1.5-2 nats below voiced ones at 150-300 Hz and as much above at 4 kHz); and the fine structure becomes
+    that of noise: ``noise`` (a white-noise log-mel of the same shape, :func:`noise_bank`) less its mean in
+    each band. Frames outside ``mask`` ``(frames,)`` and bands at the front end's floor (silence) are left
+    as they are. The tilt is the same in every frame, so an encoder that normalises each channel over time
+    does not see it (``benchmarks/vc_content_invariance.py``)."""
     n_mels = log_mel.shape[0]
     dct = AF.create_dct(min(coefficients or max(1, n_mels * 3 // 8), n_mels), n_mels, "ortho").to(log_mel)  # (n_mels, coefficients)
     envelope = (log_mel.T @ dct @ dct.T).T
