@@ -33,8 +33,8 @@ class VoiceDataConfig(AudioDataConfig):
     noise_snr: list[float] = field(default_factory=list)
     # the share of training examples whose window, as the content encoder sees it, is whispered: its
     # spectral envelope kept, the harmonic source replaced by noise with whisper's flatter tilt, the pitch
-    # contour flat (seqae.datasets.augment.whisper); the clean window stays the target, so the content
-    # code learns to read whispered sources. 0 turns it off
+    # contour flat (seqae.datasets.augment.whisper); the clean window stays the target. Meant to teach the
+    # content code to read whispered sources; at 0.25 it did not (docs/RESULTS.md). 0 turns it off
     whisper: float = 0.0
 
     def validate(self, where: str) -> None:

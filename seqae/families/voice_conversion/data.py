@@ -34,6 +34,10 @@ class Augmentation:
         """Whether the inputs may differ from what is reconstructed (noise, whisper): then ``"target"``."""
         return bool(self.noise_snr or self.whisper)
 
+    def noise_cut(self, kind: int, start: int, frames: int) -> torch.Tensor:
+        """``(n_mels, frames)``: the noise bank's ``kind`` (0 white, 1 pink) from frame ``start``, wrapping round."""
+        return self.noise[kind][:, (start + torch.arange(frames)) % self.noise.shape[-1]]
+
     @classmethod
     def from_data(cls, data) -> Augmentation | None:
         """From a ``[data]`` section (:class:`VoiceDataConfig`); ``None`` when every option is off."""
@@ -183,8 +187,7 @@ class SpeakerSegments(MelSegments):
                     batch[key][row] = torch.where(batch[mask][row], batch[key][row] + shift, 0.0)
             if aug.clean_target():
                 batch["target"][row] = batch["x"][row]
-            rng = np.random.default_rng(draw + [6])
-            if aug.whisper and rng.uniform() < aug.whisper:
+            if aug.whisper and (rng := np.random.default_rng(draw + [6])).uniform() < aug.whisper:
                 self.whispered(batch, row, rng)
             if aug.noise_snr:
                 self.add_noise(batch, row, np.random.default_rng(draw + [4]))
@@ -193,9 +196,7 @@ class SpeakerSegments(MelSegments):
         """The window of ``row`` whispered (:func:`seqae.datasets.augment.whisper`, its own cut of the white
         noise and a slope drawn from ``whisper_slope_db``), its pitch contour flat at the median of its frames."""
         aug, real = self.augment, batch["mask"][row]
-        frames = batch["x"].shape[-1]
-        start = int(rng.integers(aug.noise.shape[-1]))
-        noise = aug.noise[0][:, (start + torch.arange(frames)) % aug.noise.shape[-1]]
+        noise = aug.noise_cut(0, int(rng.integers(aug.noise.shape[-1])), batch["x"].shape[-1])
         natural = batch["x"][row] * self.std + self.mean
         quiet = whisper(natural, noise, float(rng.uniform(*aug.whisper_slope_db)), aug.mel, mask=real)
         batch["x"][row] = torch.where(real, (quiet - self.mean) / self.std, 0.0)
@@ -207,9 +208,8 @@ class SpeakerSegments(MelSegments):
         own cut of the noise bank)."""
         aug = self.augment
         for key, mask in (("x", "mask"), ("ref", "ref_mask")):
-            frames = batch[key].shape[-1]
             kind, start = int(rng.integers(aug.noise.shape[0])), int(rng.integers(aug.noise.shape[-1]))
-            noise = aug.noise[kind][:, (start + torch.arange(frames)) % aug.noise.shape[-1]]
+            noise = aug.noise_cut(kind, start, batch[key].shape[-1])
             natural = batch[key][row] * self.std + self.mean
             real = batch[mask][row]
             noisy = mix_noise(natural, noise, float(rng.uniform(*aug.noise_snr)), aug.mel.power, aug.mel.log_floor, real)
