@@ -4,7 +4,9 @@ names them), each with its 95 % Wilson interval; with --markdown, one table row 
 groups, held-out as source, the phone ratio over all conversions and over those to the held-out variants, and
 the content code's speaker leak; a group's phone ratio needs records with phone counts, nan in older ones), and the
 mean and spread (half the range) of each column over evaluations given the same label (LABEL=EVAL_JSON: the seeds
-of one setting). Without --markdown, also the phone ratio of the conversions from each source voice variant.
+of one setting). Without --markdown, also the phone ratio of the conversions from each source voice variant, to
+each target voice variant, and for each pair of them (rows the source's variant, columns the target's; the number
+of conversions beside each).
 
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR EVAL_JSON [EVAL_JSON ...]
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR --markdown LABEL=EVAL_JSON [LABEL=EVAL_JSON ...]
@@ -73,12 +75,25 @@ def main():
         for name, g in groups(records, info).items():
             print(f"  {name}: n={g['n']} as target {g['target']:.3f} [{g['low']:.3f}, {g['high']:.3f}], as source {g['source']:.3f}, "
                   f"phone ratio {g['phone ratio']:.3f}")
-        by_source: dict[str, list] = {}
-        for r in records:
-            by_source.setdefault(variant_of(r["source_speaker"]), []).append(r)
-        print("  phone ratio by the source's voice variant: " + ", ".join(
-            f"{v} {phone_ratio(rs).get('phone_accuracy_ratio', float('nan')):.3f} (n {len(rs)})" for v, rs in sorted(by_source.items())))
+        variant_matrix(records)
 
+
+def variant_matrix(records: list[dict]) -> None:
+    """The phone ratio by the source's voice variant, by the target's, and by the pair."""
+    def ratio(rows: list[dict]) -> str:
+        return f"{phone_ratio(rows).get('phone_accuracy_ratio', float('nan')):.3f} (n {len(rows)})"
+
+    cells: dict[tuple[str, str], list] = {}
+    for r in records:
+        cells.setdefault((variant_of(r["source_speaker"]), variant_of(r["target_speaker"])), []).append(r)
+    sources, targets = sorted({s for s, _ in cells}), sorted({t for _, t in cells})
+    for side, names, pick in (("source", sources, 0), ("target", targets, 1)):
+        print(f"  phone ratio by the {side}'s voice variant: " + ", ".join(
+            f"{v} {ratio([r for k, rs in cells.items() if k[pick] == v for r in rs])}" for v in names))
+    width = max(len(v) for v in sources + targets + ["source \\ target"]) + 2
+    print("  " + "source \\ target".ljust(width) + "".join(t.rjust(16) for t in targets))
+    for s in sources:
+        print("  " + s.ljust(width) + "".join((ratio(cells[s, t]) if (s, t) in cells else "-").rjust(16) for t in targets))
 
 if __name__ == "__main__":
     main()
