@@ -6,7 +6,8 @@ the content code's speaker leak; a group's phone ratio needs records with phone 
 mean and spread (half the range) of each column over evaluations given the same label (LABEL=EVAL_JSON: the seeds
 of one setting). Without --markdown, also the phone ratio of the conversions from each source voice variant, to
 each target voice variant, and for each pair of them (rows the source's variant, columns the target's; the number
-of conversions beside each).
+of conversions beside each), without each variant as the source or on either side, and the ratio against the target
+voice's own real accuracy in place of the source's.
 
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR EVAL_JSON [EVAL_JSON ...]
     .venv/bin/python benchmarks/vc_target_groups.py CORPUS_DIR --markdown LABEL=EVAL_JSON [LABEL=EVAL_JSON ...]
@@ -17,6 +18,8 @@ import sys
 
 from seqae.datasets.speech_synth import variant_of
 from seqae.families.voice_conversion.evaluate import label_shares, phone_ratio
+
+MATRIX_VARIANTS = 8  # the source x target table only for corpora with at most this many variants on a side
 
 
 def read_records(result: dict) -> list[dict]:
@@ -76,6 +79,21 @@ def main():
             print(f"  {name}: n={g['n']} as target {g['target']:.3f} [{g['low']:.3f}, {g['high']:.3f}], as source {g['source']:.3f}, "
                   f"phone ratio {g['phone ratio']:.3f}")
         variant_matrix(records)
+        print(f"  phone ratio against the target voice's own real accuracy: {target_relative_ratio(records):.3f}")
+
+
+def target_relative_ratio(records: list[dict]) -> float:
+    """The converted frames' phone accuracy over the accuracy the probe reaches on the target voice's real
+    frames (each voice's from the records where it is the source), not the source's."""
+    scored = [r for r in records if r.get("phone_frames")]
+    real: dict[str, list[float]] = {}
+    for r in scored:
+        totals = real.setdefault(r["source_speaker"], [0.0, 0.0])
+        totals[0] += r["phone_real"]
+        totals[1] += r["phone_frames"]
+    scored = [r for r in scored if r["target_speaker"] in real]  # a voice never a source has no real accuracy here
+    expected = sum(real[r["target_speaker"]][0] / real[r["target_speaker"]][1] * r["phone_frames"] for r in scored)
+    return sum(r["phone_converted"] for r in scored) / expected if expected else float("nan")
 
 
 def variant_matrix(records: list[dict]) -> None:
@@ -90,6 +108,12 @@ def variant_matrix(records: list[dict]) -> None:
     for side, names, pick in (("source", sources, 0), ("target", targets, 1)):
         print(f"  phone ratio by the {side}'s voice variant: " + ", ".join(
             f"{v} {ratio([r for k, rs in cells.items() if k[pick] == v for r in rs])}" for v in names))
+    for side, keep in (("as source", lambda k, v: k[0] != v), ("on either side", lambda k, v: v not in k)):
+        print(f"  phone ratio without each variant {side}: " + ", ".join(
+            f"{v} {ratio([r for k, rs in cells.items() if keep(k, v) for r in rs])}" for v in sources))
+    if max(len(sources), len(targets)) > MATRIX_VARIANTS:
+        print(f"  (no source x target table: more than {MATRIX_VARIANTS} variants on a side)")
+        return
     width = max(len(v) for v in sources + targets + ["source \\ target"]) + 2
     print("  " + "source \\ target".ljust(width) + "".join(t.rjust(16) for t in targets))
     for s in sources:
