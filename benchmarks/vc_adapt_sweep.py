@@ -15,14 +15,12 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 import seqae
 from seqae.datasets.audio import log_mels_and_pitch
 from seqae.families.base import manifest_utterances
-from seqae.families.voice_conversion.evaluate import ConversionEvaluation, phone_ratio
-from seqae.families.voice_conversion.evaluate import share as wilson_share
+from seqae.families.voice_conversion.evaluate import ConversionEvaluation, label_shares, phone_ratio
 
 
 def settings(text: str) -> list[tuple[int, float]]:
@@ -38,11 +36,10 @@ def convert_and_judge(run: ConversionEvaluation, plan: list) -> dict:
     (:meth:`ConversionEvaluation.score`: the judge's label and the phone probe; no MCD)."""
     started = time.perf_counter()
     records = [run.score(conv, parallel={}) for conv in plan]
-    hits = [r["labelled_as"] == r["target_speaker"] for r in records]
-    figures = {"n": len(plan), "labelled_source": float(np.mean([r["labelled_as"] == r["source_speaker"] for r in records])),
-               "phone_ratio": phone_ratio(records).get("phone_accuracy_ratio", float("nan")),
-               "seconds": (time.perf_counter() - started) / max(len(plan), 1), "hits": hits}
-    wilson_share(figures, "labelled_target", hits)
+    figures = {"phone_ratio": phone_ratio(records).get("phone_accuracy_ratio", float("nan")),
+               "seconds": (time.perf_counter() - started) / max(len(plan), 1),
+               "hits": [r["labelled_as"] == r["target_speaker"] for r in records]}
+    label_shares(figures, "all", records)  # all_conversions, all_labelled_target (with its interval), all_labelled_source
     return figures
 
 
@@ -77,9 +74,9 @@ def main() -> None:
             figures = convert_and_judge(run, plan)
             figures.update(targets=path, steps=steps, rate=rate)
             rows.append(figures)
-            print(f"| {path} (n {len(plan)}) | {steps} | {rate:g} | {figures['labelled_target']:.3f} "
-                  f"[{figures['labelled_target_ci_low']:.2f}, {figures['labelled_target_ci_high']:.2f}] | "
-                  f"{figures['labelled_source']:.3f} | {figures['phone_ratio']:.3f} | {figures['seconds']:.2f} |", flush=True)
+            print(f"| {path} (n {len(plan)}) | {steps} | {rate:g} | {figures['all_labelled_target']:.3f} "
+                  f"[{figures['all_labelled_target_ci_low']:.2f}, {figures['all_labelled_target_ci_high']:.2f}] | "
+                  f"{figures['all_labelled_source']:.3f} | {figures['phone_ratio']:.3f} | {figures['seconds']:.2f} |", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"run": args.run, "manifests": args.manifest, "rows": rows}, f, indent=1)
