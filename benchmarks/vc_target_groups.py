@@ -119,5 +119,6 @@ def variant_matrix(records: list[dict]) -> None:
     for s in sources:
         print("  " + s.ljust(width) + "".join((ratio(cells[s, t]) if (s, t) in cells else "-").rjust(16) for t in targets))
 
+
 if __name__ == "__main__":
     main()
