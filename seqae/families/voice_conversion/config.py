@@ -104,7 +104,7 @@ class VoiceConversionConfig:
     # pitch, every frame is smoothed alike and the envelope cannot carry anything pitch-specific
     envelope_min_width: float = 0.0
     variational: bool = True  # Gaussian content code with a KL term
-    kl_weight: float = 0.1
+    kl_weight: float = 0.1  # 0.03 reconstructs better but converts no better (docs/RESULTS.md, wide voices)
     kl_anneal_steps: int = 1000  # the KL weight ramps linearly from 0 over this many training forward passes (steps x grad_accum)
     speakers: list[str] = field(default_factory=list)  # the training speakers; filled from the data
     adversary_weight: float = 0.1  # adversarial: weight of the encoder's confusion loss
