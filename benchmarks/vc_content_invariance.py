@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 import seqae
-from seqae.audio import LogMel, mel_bands, track_pitch
+from seqae.audio import LogMel, track_pitch
 from seqae.datasets.audio import iter_audio
-from seqae.datasets.augment import equalise, noise_bank, whisper
+from seqae.datasets.augment import equalise, noise_bank, whisper, whisper_tilt
 from seqae.families.base import manifest_utterances
 from seqae.families.voice_conversion.parallel import frame_map
 
@@ -42,8 +42,7 @@ def main() -> None:
     data = model.recipe.data
     mel = data.mel()
     bank = noise_bank(mel)
-    centres, _ = mel_bands(mel)
-    tilt = SLOPE_DB * torch.log2(centres.clamp_min(20.0) / 1000.0).float()
+    tilt = whisper_tilt(SLOPE_DB, mel)
     front_end = LogMel(mel)
 
     def features(utterances):  # each utterance's log-mel (n_mels, frames) and voicing decision (frames,)

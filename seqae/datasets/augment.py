@@ -118,6 +118,13 @@ def noise_bank(config: MelConfig, seconds: float = 8.0, seed: int = 0) -> torch.
 WHISPER_PIVOT_HZ = 1000.0  # whisper's tilt turns about this frequency: the bands below lose, those above gain
 
 
+def whisper_tilt(slope_db: float, config: MelConfig, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(n_mels,)`` of ``dtype``: gains in dB of energy rising ``slope_db`` per octave about ``WHISPER_PIVOT_HZ`` at the
+    mel band centres (for :func:`equalise`): whisper's flatter tilt against a glottal source's."""
+    centres, _ = mel_bands(config)
+    return slope_db * torch.log2(centres.clamp_min(20.0) / WHISPER_PIVOT_HZ).to(dtype)
+
+
 def whisper(log_mel: torch.Tensor, noise: torch.Tensor, slope_db: float, config: MelConfig, coefficients: int | None = None,
             mask: torch.Tensor | None = None) -> torch.Tensor:
     """A whispered rendering of a log-mel ``(n_mels, frames)`` (natural-log values of a ``config.power``
@@ -134,10 +141,8 @@ def whisper(log_mel: torch.Tensor, noise: torch.Tensor, slope_db: float, config:
     n_mels = log_mel.shape[0]
     dct = AF.create_dct(min(coefficients or max(1, n_mels * 3 // 8), n_mels), n_mels, "ortho").to(log_mel)  # (n_mels, coefficients)
     envelope = (log_mel.T @ dct @ dct.T).T
-    centres, _ = mel_bands(config)
-    octaves = torch.log2(centres.clamp_min(20.0) / WHISPER_PIVOT_HZ).to(log_mel)
     fine = noise - noise.mean(-1, keepdim=True)
-    out = equalise(envelope + fine, slope_db * octaves, config.power)
+    out = equalise(envelope + fine, whisper_tilt(slope_db, config, log_mel.dtype).to(log_mel.device), config.power)
     floor = math.log(config.log_floor)  # LogMel's clamp
     out = out.clamp_min(floor)
     keep = log_mel > floor + 1e-3
